@@ -1,0 +1,38 @@
+//! Records build facts for `meta.json`: git commit, rustc version, dfdx version.
+
+use std::process::Command;
+
+fn output(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn main() {
+    let commit = output("git", &["rev-parse", "HEAD"]).unwrap_or_default();
+    let dirty = output("git", &["status", "--porcelain", "--untracked-files=no"])
+        .is_some_and(|s| !s.is_empty());
+    let commit = if commit.is_empty() || !dirty {
+        commit
+    } else {
+        format!("{commit}-dirty")
+    };
+    println!("cargo:rustc-env=RUNNER_GIT_COMMIT={commit}");
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    println!(
+        "cargo:rustc-env=RUNNER_RUSTC_VERSION={}",
+        output(&rustc, &["-V"]).unwrap_or_default()
+    );
+    let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();
+    let dfdx = lock
+        .split("[[package]]")
+        .find(|p| p.contains("name = \"dfdx\""))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_default();
+    println!("cargo:rustc-env=RUNNER_DFDX_VERSION={dfdx}");
+    println!("cargo:rerun-if-changed=.git/HEAD");
+    println!("cargo:rerun-if-changed=.git/index");
+    println!("cargo:rerun-if-changed=Cargo.lock");
+}

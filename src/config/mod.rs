@@ -1,0 +1,498 @@
+//! Experiment files: parsing, `--set` overrides, validation, and the canonical resolved form
+//! whose hash names the run directory.
+
+pub mod overrides;
+pub mod schema;
+
+use crate::error::{Error, Result};
+use schema::{KeySpec, ValueType};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use toml::{Table, Value};
+
+pub use overrides::Override;
+
+/// A fully resolved experiment: every default filled in. Field order is the canonical key
+/// order of `config.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    pub name: String,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub optimizer: OptimizerConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    #[serde(default = "default_dataset")]
+    pub dataset: String,
+    /// A directory holding the four IDX `.gz` files, instead of the vendored copy. Stored
+    /// absolute in the resolved config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dataset: default_dataset(),
+            dir: None,
+        }
+    }
+}
+
+fn default_dataset() -> String {
+    "mnist".into()
+}
+
+/// Weight initialisation scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    /// Glorot-uniform weights, zero biases: the Keras default, used by the reference program.
+    #[default]
+    Glorot,
+    /// PyTorch's default: weights and biases uniform in ±1/sqrt(fan_in).
+    Pytorch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Padding {
+    /// Output has the input's spatial size (zero padding of kernel/2 on each side).
+    #[default]
+    Same,
+    /// No padding: output shrinks by kernel - 1.
+    Valid,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ModelConfig {
+    Mlp {
+        #[serde(default = "default_mlp_hidden")]
+        hidden: Vec<usize>,
+        #[serde(default)]
+        init: Init,
+    },
+    Cnn {
+        #[serde(default = "default_cnn_conv")]
+        conv: Vec<usize>,
+        #[serde(default = "default_kernel")]
+        kernel: usize,
+        #[serde(default)]
+        padding: Padding,
+        #[serde(default = "default_cnn_hidden")]
+        hidden: Vec<usize>,
+        #[serde(default)]
+        init: Init,
+    },
+}
+
+fn default_mlp_hidden() -> Vec<usize> {
+    vec![256]
+}
+fn default_cnn_conv() -> Vec<usize> {
+    vec![32, 64]
+}
+fn default_kernel() -> usize {
+    5
+}
+fn default_cnn_hidden() -> Vec<usize> {
+    vec![1024]
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum OptimizerConfig {
+    /// Adam with bias correction (PyTorch's form); `weight_decay` is L2 added to the gradient.
+    Adam {
+        lr: f64,
+        #[serde(default = "default_beta1")]
+        beta1: f64,
+        #[serde(default = "default_beta2")]
+        beta2: f64,
+        #[serde(default = "default_eps")]
+        eps: f64,
+        #[serde(default)]
+        weight_decay: f64,
+    },
+    /// SGD with optional (Nesterov) momentum.
+    Sgd {
+        lr: f64,
+        #[serde(default)]
+        momentum: f64,
+        #[serde(default)]
+        nesterov: bool,
+        #[serde(default)]
+        weight_decay: f64,
+    },
+    /// RMSprop as in PyTorch (`alpha` is the squared-gradient decay).
+    Rmsprop {
+        lr: f64,
+        #[serde(default = "default_alpha")]
+        alpha: f64,
+        #[serde(default = "default_eps")]
+        eps: f64,
+        #[serde(default)]
+        momentum: f64,
+        #[serde(default)]
+        centered: bool,
+        #[serde(default)]
+        weight_decay: f64,
+    },
+}
+
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.999
+}
+fn default_eps() -> f64 {
+    1e-8
+}
+fn default_alpha() -> f64 {
+    0.99
+}
+
+impl OptimizerConfig {
+    pub fn lr(&self) -> f64 {
+        match self {
+            OptimizerConfig::Adam { lr, .. }
+            | OptimizerConfig::Sgd { lr, .. }
+            | OptimizerConfig::Rmsprop { lr, .. } => *lr,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default = "default_steps")]
+    pub steps: u64,
+    /// Evaluate on the test set every this many steps, and always after the last step.
+    #[serde(default = "default_eval_every")]
+    pub eval_every: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            batch_size: default_batch_size(),
+            steps: default_steps(),
+            eval_every: default_eval_every(),
+        }
+    }
+}
+
+fn default_batch_size() -> usize {
+    64
+}
+fn default_steps() -> u64 {
+    3000
+}
+fn default_eval_every() -> u64 {
+    500
+}
+
+/// Reads, overrides and validates an experiment file.
+pub fn load(file: &Path, overrides: &[Override]) -> Result<Experiment> {
+    let text = std::fs::read_to_string(file).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            Error::Input(format!("experiment file {} does not exist", file.display()))
+        }
+        _ if file.is_dir() => Error::Input(format!(
+            "{} is a directory; expected an experiment .toml file",
+            file.display()
+        )),
+        std::io::ErrorKind::InvalidData => {
+            Error::Input(format!("{} is not valid UTF-8 text", file.display()))
+        }
+        _ => Error::io("read experiment file", file, e),
+    })?;
+    let base_dir = file.parent().unwrap_or(Path::new("."));
+    parse_str(&text, &file.display().to_string(), base_dir, overrides)
+}
+
+/// Parses experiment text. `origin` names the source in messages; relative `data.dir` paths
+/// resolve against `base_dir`.
+pub fn parse_str(
+    text: &str,
+    origin: &str,
+    base_dir: &Path,
+    overrides: &[Override],
+) -> Result<Experiment> {
+    let mut table: Table = text.parse().map_err(|e: toml::de::Error| {
+        Error::Input(format!(
+            "{origin}: invalid TOML: {}",
+            e.to_string().trim_end()
+        ))
+    })?;
+    for ov in overrides {
+        overrides::apply(&mut table, ov)?;
+    }
+    let overridden: Vec<&str> = overrides.iter().map(|o| o.key.as_str()).collect();
+    let ctx = Ctx {
+        origin,
+        overridden: &overridden,
+    };
+    validate_table(&mut table, &ctx)?;
+    let mut exp: Experiment = Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| Error::Input(format!("{origin}: {}", e.message())))?;
+    validate_semantics(&exp, &ctx)?;
+    if let Some(dir) = &exp.data.dir {
+        let p = PathBuf::from(dir);
+        let abs = if p.is_absolute() { p } else { base_dir.join(p) };
+        let abs = std::path::absolute(&abs).unwrap_or(abs);
+        exp.data.dir = Some(abs.display().to_string());
+    }
+    Ok(exp)
+}
+
+struct Ctx<'a> {
+    origin: &'a str,
+    overridden: &'a [&'a str],
+}
+
+impl Ctx<'_> {
+    fn err(&self, key: &str, msg: impl std::fmt::Display) -> Error {
+        let via = if self.overridden.contains(&key) {
+            " (set by --set)"
+        } else {
+            ""
+        };
+        Error::Input(format!("{}: key '{key}'{via}: {msg}", self.origin))
+    }
+}
+
+/// The hint after "unknown key": a close key in the same table (or the same key name in another
+/// table) and the keys that table does accept, e.g. ` (did you mean 'optimizer.lr'?); keys of
+/// [optimizer]: kind, lr, ...`.
+pub(crate) fn unknown_key_hint(path: &str) -> String {
+    let (table, leaf) = path.rsplit_once('.').unwrap_or(("", path));
+    let leaf_of = |p: &'static str| p.rsplit_once('.').map_or(p, |(_, l)| l);
+    let mut siblings: Vec<&str> = schema::KEYS
+        .iter()
+        .map(|k| k.path)
+        .filter(|p| p.rsplit_once('.').map_or("", |(t, _)| t) == table)
+        .collect();
+    if table.is_empty() {
+        siblings.extend(schema::tables());
+    }
+    let suggestion = schema::did_you_mean(leaf, siblings.iter().map(|p| leaf_of(p)))
+        .and_then(|l| siblings.iter().find(|p| leaf_of(p) == l).copied())
+        .or_else(|| {
+            schema::KEYS
+                .iter()
+                .map(|k| k.path)
+                .find(|p| leaf_of(p) == leaf)
+        });
+    let label = if table.is_empty() {
+        "the top level".to_string()
+    } else {
+        format!("[{table}]")
+    };
+    let known = siblings
+        .iter()
+        .map(|p| leaf_of(p))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match suggestion {
+        Some(s) => format!(" (did you mean '{s}'?); keys of {label}: {known}"),
+        None => format!("; keys of {label}: {known}"),
+    }
+}
+
+/// Checks every key against the schema (unknown keys, types, ranges, kind-specific keys,
+/// required keys) and coerces integers to floats where a float is expected.
+fn validate_table(table: &mut Table, ctx: &Ctx) -> Result<()> {
+    let tables = schema::tables();
+    let kind_of = |t: &Table, table: &str| -> Option<String> {
+        t.get(table)?.get("kind")?.as_str().map(str::to_string)
+    };
+    let model_kind = kind_of(table, "model");
+    let optimizer_kind = kind_of(table, "optimizer");
+    for (name, value) in table.iter_mut() {
+        if tables.contains(&name.as_str()) {
+            let Value::Table(inner) = value else {
+                return Err(ctx.err(
+                    name,
+                    format!("expected a table [{name}], found {}", describe(value)),
+                ));
+            };
+            let kind = match name.as_str() {
+                "model" => model_kind.as_deref(),
+                "optimizer" => optimizer_kind.as_deref(),
+                _ => None,
+            };
+            for (leaf, v) in inner.iter_mut() {
+                let path = format!("{name}.{leaf}");
+                check_leaf(&path, v, kind, ctx)?;
+            }
+        } else {
+            check_leaf(name, value, None, ctx)?;
+        }
+    }
+    for spec in schema::KEYS.iter().filter(|k| k.required) {
+        let present = match spec.path.split_once('.') {
+            Some((t, k)) => table.get(t).and_then(|t| t.get(k)).is_some(),
+            None => table.contains_key(spec.path),
+        };
+        if !present {
+            return Err(ctx.err(
+                spec.path,
+                format!("missing; it is required ({})", spec.ty.describe()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_leaf(path: &str, value: &mut Value, kind: Option<&str>, ctx: &Ctx) -> Result<()> {
+    let Some(spec) = schema::find(path) else {
+        return Err(ctx.err(path, format!("unknown key{}", unknown_key_hint(path))));
+    };
+    if let (Some(kinds), Some(kind)) = (spec.kinds, kind) {
+        if !kinds.contains(&kind) {
+            let (table, _) = path.split_once('.').unwrap_or(("", path));
+            let accepted: Vec<&str> = schema::KEYS
+                .iter()
+                .filter(|k| k.path.starts_with(&format!("{table}.")))
+                .filter(|k| k.kinds.is_none_or(|ks| ks.contains(&kind)))
+                .map(|k| k.path.rsplit_once('.').map_or(k.path, |(_, l)| l))
+                .collect();
+            return Err(ctx.err(
+                path,
+                format!(
+                    "does not apply to {table}.kind = \"{kind}\"; that kind takes: {}",
+                    accepted.join(", ")
+                ),
+            ));
+        }
+    }
+    check_type(spec, value).map_err(|found| {
+        ctx.err(
+            path,
+            format!("expected {}, found {found}", spec.ty.describe()),
+        )
+    })
+}
+
+/// Checks (and for int→float, coerces) one value. On mismatch returns what was found.
+fn check_type(spec: &KeySpec, value: &mut Value) -> std::result::Result<(), String> {
+    let ok = match (&spec.ty, &*value) {
+        (ValueType::Int { min, max }, Value::Integer(i)) => (min..=max).contains(&i),
+        (ValueType::Float(range), Value::Integer(i)) => {
+            let f = *i as f64;
+            let ok = range.contains(f);
+            if ok {
+                *value = Value::Float(f);
+            }
+            ok
+        }
+        (ValueType::Float(range), Value::Float(f)) => range.contains(*f),
+        (ValueType::Bool, Value::Boolean(_)) => true,
+        (ValueType::Str, Value::String(_)) => true,
+        (ValueType::Enum(allowed), Value::String(s)) => allowed.contains(&s.as_str()),
+        (ValueType::IntList { min, max }, Value::Array(items)) => items
+            .iter()
+            .all(|v| v.as_integer().is_some_and(|i| (*min..=*max).contains(&i))),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(describe(value))
+    }
+}
+
+fn describe(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("\"{s}\""),
+        Value::Table(_) => "a table".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Checks that span several keys or depend on more than a key's own type.
+fn validate_semantics(exp: &Experiment, ctx: &Ctx) -> Result<()> {
+    let name = &exp.name;
+    let bad_name = name.is_empty()
+        || name.len() > 64
+        || name.starts_with('.')
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if bad_name || name.contains("..") {
+        return Err(ctx.err(
+            "name",
+            format!(
+                "{name:?} cannot name a run directory; use 1 to 64 characters from A-Z a-z 0-9 - _ . \
+                 (no path separators, no '..', not starting with '.')"
+            ),
+        ));
+    }
+    if let OptimizerConfig::Sgd {
+        momentum,
+        nesterov: true,
+        ..
+    } = exp.optimizer
+    {
+        if momentum == 0.0 {
+            return Err(ctx.err(
+                "optimizer.nesterov",
+                "Nesterov momentum needs optimizer.momentum > 0",
+            ));
+        }
+    }
+    if let ModelConfig::Cnn { kernel, .. } = exp.model {
+        if kernel % 2 == 0 {
+            return Err(ctx.err(
+                "model.kernel",
+                format!("expected an odd kernel size, found {kernel}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Experiment {
+    /// The canonical TOML text: all defaults filled in, fixed key order and number format.
+    pub fn canonical_toml(&self) -> String {
+        toml::to_string(self).expect("experiment config always serialises to TOML")
+    }
+
+    /// The content hash that names the run directory: SHA-256 over the canonical config and the
+    /// dataset's digest.
+    pub fn hash(&self, dataset_digest: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(self.canonical_toml().as_bytes());
+        h.update(b"\n# dataset sha256\n");
+        h.update(dataset_digest.as_bytes());
+        hex(&h.finalize())
+    }
+
+    /// `<name>-<first 12 hex digits of the hash>`.
+    pub fn run_dir_name(&self, dataset_digest: &str) -> String {
+        format!("{}-{}", self.name, &self.hash(dataset_digest)[..12])
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,141 @@
+//! `--set KEY=VALUE` overrides: parsed and typed by the schema, applied to the raw TOML table.
+
+use super::schema::{self, ValueType};
+use crate::error::{Error, Result};
+use toml::{Table, Value};
+
+/// One parsed `--set` override.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    pub key: String,
+    pub value: Value,
+}
+
+/// Parses `KEY=VALUE`, checking the key exists in the schema and the value has its type.
+pub fn parse(arg: &str) -> Result<Override> {
+    let Some((key, raw)) = arg.split_once('=') else {
+        return Err(Error::Input(format!(
+            "--set {arg:?}: expected KEY=VALUE with a dotted schema key, e.g. --set optimizer.lr=3e-4"
+        )));
+    };
+    let key = key.trim();
+    let raw = raw.trim();
+    let Some(spec) = schema::find(key) else {
+        let hint = super::unknown_key_hint(key);
+        return Err(Error::Input(format!(
+            "--set {arg:?}: unknown key '{key}'{hint}"
+        )));
+    };
+    let value = parse_typed(raw, &spec.ty).ok_or_else(|| {
+        Error::Input(format!(
+            "--set {arg:?}: key '{key}' expects {}, got {raw:?}",
+            spec.ty.describe()
+        ))
+    })?;
+    Ok(Override {
+        key: key.to_string(),
+        value,
+    })
+}
+
+/// Reads a command-line string as a TOML value of the given type. Range checks come later,
+/// with the rest of the validation, so that messages are the same as for the file.
+fn parse_typed(raw: &str, ty: &ValueType) -> Option<Value> {
+    let unquoted = raw
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(raw);
+    match ty {
+        ValueType::Int { .. } => raw.replace('_', "").parse::<i64>().ok().map(Value::Integer),
+        ValueType::Float(_) => raw.parse::<f64>().ok().map(Value::Float),
+        ValueType::Bool => raw.parse::<bool>().ok().map(Value::Boolean),
+        ValueType::Str | ValueType::Enum(_) => Some(Value::String(unquoted.to_string())),
+        ValueType::IntList { .. } => {
+            let inner = raw
+                .strip_prefix('[')
+                .and_then(|s| s.strip_suffix(']'))
+                .unwrap_or(raw);
+            if inner.trim().is_empty() {
+                return Some(Value::Array(vec![]));
+            }
+            inner
+                .split(',')
+                .map(|s| s.trim().parse::<i64>().ok().map(Value::Integer))
+                .collect::<Option<Vec<_>>>()
+                .map(Value::Array)
+        }
+    }
+}
+
+/// Writes the override into the table, creating intermediate tables as needed.
+pub fn apply(table: &mut Table, ov: &Override) -> Result<()> {
+    let mut parts: Vec<&str> = ov.key.split('.').collect();
+    let leaf = parts.pop().expect("split yields at least one part");
+    let mut current = table;
+    for part in parts {
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Table(Table::new()));
+        current = entry.as_table_mut().ok_or_else(|| {
+            Error::Input(format!(
+                "--set {}: '{part}' is not a table in the experiment file",
+                ov.key
+            ))
+        })?;
+    }
+    current.insert(leaf.to_string(), ov.value.clone());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_by_schema() {
+        assert_eq!(
+            parse("optimizer.lr=3e-4").unwrap().value,
+            Value::Float(3e-4)
+        );
+        assert_eq!(parse("train.steps=200").unwrap().value, Value::Integer(200));
+        assert_eq!(
+            parse("optimizer.nesterov=true").unwrap().value,
+            Value::Boolean(true)
+        );
+        assert_eq!(
+            parse("model.kind=cnn").unwrap().value,
+            Value::String("cnn".into())
+        );
+        assert_eq!(
+            parse("model.hidden=[256, 128]").unwrap().value,
+            Value::Array(vec![Value::Integer(256), Value::Integer(128)])
+        );
+        assert_eq!(
+            parse("model.hidden=64").unwrap().value,
+            Value::Array(vec![Value::Integer(64)])
+        );
+    }
+
+    #[test]
+    fn bad_overrides_name_key_value_and_type() {
+        let msg = parse("train.steps=abc").unwrap_err().to_string();
+        assert!(
+            msg.contains("train.steps") && msg.contains("abc") && msg.contains("integer"),
+            "{msg}"
+        );
+        let msg = parse("optimizer.lrr=1").unwrap_err().to_string();
+        assert!(
+            msg.contains("unknown key 'optimizer.lrr'") && msg.contains("optimizer.lr"),
+            "{msg}"
+        );
+        let msg = parse("optimizer.lr").unwrap_err().to_string();
+        assert!(msg.contains("KEY=VALUE"), "{msg}");
+    }
+
+    #[test]
+    fn apply_creates_tables() {
+        let mut t = Table::new();
+        apply(&mut t, &parse("train.steps=5").unwrap()).unwrap();
+        assert_eq!(t["train"]["steps"].as_integer(), Some(5));
+    }
+}

@@ -1,0 +1,146 @@
+//! Reader for gzip-compressed IDX files (the MNIST container format).
+
+use crate::error::{Error, Result};
+use flate2::read::GzDecoder;
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::Path;
+
+/// IDX magic for unsigned-byte tensors of rank 3 (images) and rank 1 (labels).
+pub const MAGIC_IMAGES: u32 = 0x0000_0803;
+pub const MAGIC_LABELS: u32 = 0x0000_0801;
+
+/// A decoded IDX tensor of unsigned bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Idx {
+    pub dims: Vec<usize>,
+    pub data: Vec<u8>,
+    /// SHA-256 (hex) of the whole decompressed file, header included.
+    pub sha256: String,
+}
+
+/// Reads and decompresses `path`, checks the magic number and that the payload holds exactly
+/// the number of bytes the header promises.
+pub fn read_gz(path: &Path, expected_magic: u32) -> Result<Idx> {
+    let compressed = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            Error::Data(format!("dataset file {} is missing", path.display()))
+        }
+        _ => Error::io("read dataset file", path, e),
+    })?;
+    let mut raw = Vec::with_capacity(compressed.len() * 5);
+    GzDecoder::new(compressed.as_slice())
+        .read_to_end(&mut raw)
+        .map_err(|e| Error::Data(format!("{}: not a valid gzip file ({e})", path.display())))?;
+    decode(&raw, expected_magic).map_err(|msg| Error::Data(format!("{}: {msg}", path.display())))
+}
+
+/// Parses decompressed IDX bytes. The error is a message without the file name.
+pub fn decode(raw: &[u8], expected_magic: u32) -> std::result::Result<Idx, String> {
+    let word = |i: usize| -> Option<u32> {
+        raw.get(4 * i..4 * i + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let magic = word(0).ok_or("truncated: shorter than the 4-byte IDX magic number")?;
+    if magic != expected_magic {
+        return Err(format!(
+            "wrong IDX magic number 0x{magic:08x}, expected 0x{expected_magic:08x} ({})",
+            if expected_magic == MAGIC_IMAGES {
+                "unsigned-byte images, rank 3"
+            } else {
+                "unsigned-byte labels, rank 1"
+            }
+        ));
+    }
+    let rank = (magic & 0xff) as usize;
+    let dims: Vec<usize> = (1..=rank)
+        .map(|i| word(i).map(|d| d as usize))
+        .collect::<Option<_>>()
+        .ok_or("truncated: the header ends before its dimensions")?;
+    let header = 4 * (rank + 1);
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or("dimensions overflow")?;
+    let payload = &raw[header..];
+    if payload.len() != expected {
+        let what = if payload.len() < expected {
+            "truncated"
+        } else {
+            "trailing bytes"
+        };
+        return Err(format!(
+            "{what}: header dimensions {dims:?} need {expected} data bytes, file has {}",
+            payload.len()
+        ));
+    }
+    Ok(Idx {
+        dims,
+        data: payload.to_vec(),
+        sha256: crate::config::hex(&Sha256::digest(raw)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
+        let mut v = magic.to_be_bytes().to_vec();
+        for d in dims {
+            v.extend(d.to_be_bytes());
+        }
+        v.extend(data);
+        v
+    }
+
+    #[test]
+    fn decodes_images_and_labels() {
+        let img = decode(&encode(MAGIC_IMAGES, &[2, 2, 3], &[1; 12]), MAGIC_IMAGES).unwrap();
+        assert_eq!(img.dims, vec![2, 2, 3]);
+        assert_eq!(img.data.len(), 12);
+        let lab = decode(&encode(MAGIC_LABELS, &[3], &[7, 8, 9]), MAGIC_LABELS).unwrap();
+        assert_eq!((lab.dims, lab.data), (vec![3], vec![7, 8, 9]));
+    }
+
+    #[test]
+    fn sha256_is_of_the_decompressed_bytes() {
+        // sha256 of the empty label file "00000801 00000000"
+        let raw = encode(MAGIC_LABELS, &[0], &[]);
+        let idx = decode(&raw, MAGIC_LABELS).unwrap();
+        assert_eq!(idx.sha256, crate::config::hex(&Sha256::digest(&raw)));
+    }
+
+    #[test]
+    fn rejects_wrong_magic_truncation_and_trailing_bytes() {
+        let err = decode(&encode(MAGIC_LABELS, &[3], &[1, 2, 3]), MAGIC_IMAGES).unwrap_err();
+        assert!(err.contains("wrong IDX magic number 0x00000801"), "{err}");
+        let err = decode(&encode(MAGIC_IMAGES, &[2, 2, 3], &[1; 11]), MAGIC_IMAGES).unwrap_err();
+        assert!(
+            err.contains("truncated") && err.contains("12") && err.contains("11"),
+            "{err}"
+        );
+        let err = decode(&encode(MAGIC_LABELS, &[2], &[1, 2, 3]), MAGIC_LABELS).unwrap_err();
+        assert!(err.contains("trailing bytes"), "{err}");
+        let err = decode(&[0, 0], MAGIC_LABELS).unwrap_err();
+        assert!(err.contains("truncated"), "{err}");
+        let err = decode(&MAGIC_IMAGES.to_be_bytes(), MAGIC_IMAGES).unwrap_err();
+        assert!(err.contains("header ends"), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_gzip_file_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.gz");
+        std::fs::write(&p, b"not gzip at all").unwrap();
+        let msg = read_gz(&p, MAGIC_LABELS).unwrap_err().to_string();
+        assert!(msg.contains("x.gz") && msg.contains("gzip"), "{msg}");
+        let msg = read_gz(&dir.path().join("missing.gz"), MAGIC_LABELS)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("missing.gz") && msg.contains("missing"),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! Datasets: the IDX reader and MNIST-format loading with checksum verification.
+
+pub mod idx;
+pub mod mnist;
+
+pub use mnist::{Dataset, Split};

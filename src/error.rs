@@ -1,0 +1,52 @@
+//! One error type for the whole tool, mapped to documented exit codes.
+
+use std::path::Path;
+
+/// Every failure the tool reports. The variant decides the exit code; the message is what the
+/// user sees (one paragraph: what is wrong, where, and what is allowed).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad user input: experiment file, `--set` override, command-line value.
+    #[error("{0}")]
+    Input(String),
+    /// The dataset files are missing, corrupt or inconsistent.
+    #[error("{0}")]
+    Data(String),
+    /// Reading or writing a file failed.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Training itself failed (numerical divergence, tensor-library error).
+    #[error("{0}")]
+    Failed(String),
+    /// The user stopped the run (Ctrl-C or SIGTERM).
+    #[error("interrupted: {0}")]
+    Interrupted(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Exit codes, documented in the README: 1 run failed, 2 bad input, 3 bad data,
+    /// 4 I/O error, 130 interrupted.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Failed(_) => 1,
+            Error::Input(_) => 2,
+            Error::Data(_) => 3,
+            Error::Io { .. } => 4,
+            Error::Interrupted(_) => 130,
+        }
+    }
+
+    /// An I/O error with the action and path that failed.
+    pub fn io(action: &str, path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            context: format!("cannot {action} {}", path.display()),
+            source,
+        }
+    }
+}

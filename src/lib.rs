@@ -1,0 +1,17 @@
+//! `runner`: a declarative experiment runner for neural-network training on dfdx.
+//!
+//! An experiment file (TOML) is parsed and validated ([`config`]), selects a statically typed
+//! network from the registry ([`models`]), trains it on MNIST-format data ([`data`],
+//! [`train`]) and writes a content-hashed run directory ([`rundir`], [`run`]).
+
+pub mod cli;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod models;
+pub mod progress;
+pub mod run;
+pub mod rundir;
+pub mod train;
+
+pub use error::{Error, Result};

@@ -1,0 +1,275 @@
+//! The bridge between statically typed dfdx networks and the run loop: `Trainable` is
+//! object safe, so everything outside the registry is compiled once, not per architecture.
+
+use super::init;
+use crate::config::{Init, OptimizerConfig};
+use crate::data::mnist::{CLASSES, IMAGE_PIXELS};
+use crate::error::{Error, Result};
+use dfdx::nn::tensor_collection::{
+    RecursiveWalker, TensorOptions, TensorVisitor, ViewTensorName, ViewTensorRef,
+};
+use dfdx::optim::{Adam, Momentum, Optimizer, RMSprop, Sgd, WeightDecay};
+use dfdx::prelude::*;
+use rand_chacha::ChaCha8Rng;
+use std::path::Path;
+
+/// A batch of flattened images, batch size chosen at run time.
+pub type Images<T = NoneTape> = Tensor<(usize, Const<IMAGE_PIXELS>), f32, Cpu, T>;
+/// Class logits for a batch.
+pub type Logits<T = NoneTape> = Tensor<(usize, Const<CLASSES>), f32, Cpu, T>;
+pub type Taped = OwnedTape<f32, Cpu>;
+
+/// What a network type must provide to be trained here: parameters visible to dfdx, and a
+/// forward pass from flat images to logits with and without a gradient tape.
+pub trait Network:
+    BuildModule<Cpu, f32>
+    + Module<Images<Taped>, Output = Logits<Taped>, Error = CpuError>
+    + Module<Images, Output = Logits, Error = CpuError>
+    + 'static
+{
+}
+
+impl<M> Network for M where
+    M: BuildModule<Cpu, f32>
+        + Module<Images<Taped>, Output = Logits<Taped>, Error = CpuError>
+        + Module<Images, Output = Logits, Error = CpuError>
+        + 'static
+{
+}
+
+/// Loss and accuracy of one batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchStats {
+    /// Mean softmax cross-entropy over the batch.
+    pub loss: f64,
+    /// Number of correctly classified examples.
+    pub correct: usize,
+}
+
+/// A network with its optimizer, behind an object-safe interface.
+pub trait Trainable {
+    /// One optimizer step on a batch (`images` is `labels.len() * 784` values in [0, 1]).
+    fn train_step(&mut self, images: Vec<f32>, labels: &[u8]) -> Result<BatchStats>;
+    /// Loss and accuracy of a batch without updating anything.
+    fn evaluate(&self, images: Vec<f32>, labels: &[u8]) -> Result<BatchStats>;
+    /// Writes the weights as safetensors.
+    fn save(&self, path: &Path) -> Result<()>;
+    /// Name and shape of every parameter tensor, in safetensors naming.
+    fn parameters(&self) -> Vec<(String, Vec<usize>)>;
+}
+
+enum Opt<M> {
+    Adam(Adam<M, f32, Cpu>),
+    Sgd(Sgd<M, f32, Cpu>),
+    RmsProp(RMSprop<M, f32, Cpu>),
+}
+
+impl<M: Network> Opt<M> {
+    fn new(model: &M, cfg: &OptimizerConfig) -> Self {
+        let decay = |wd: f64| (wd > 0.0).then_some(WeightDecay::L2(wd));
+        match *cfg {
+            OptimizerConfig::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => Opt::Adam(Adam::new(
+                model,
+                AdamConfig {
+                    lr,
+                    betas: [beta1, beta2],
+                    eps,
+                    weight_decay: decay(weight_decay),
+                },
+            )),
+            OptimizerConfig::Sgd {
+                lr,
+                momentum,
+                nesterov,
+                weight_decay,
+            } => {
+                let momentum = match (momentum > 0.0, nesterov) {
+                    (false, _) => None,
+                    (true, false) => Some(Momentum::Classic(momentum)),
+                    (true, true) => Some(Momentum::Nesterov(momentum)),
+                };
+                Opt::Sgd(Sgd::new(
+                    model,
+                    SgdConfig {
+                        lr,
+                        momentum,
+                        weight_decay: decay(weight_decay),
+                    },
+                ))
+            }
+            OptimizerConfig::Rmsprop {
+                lr,
+                alpha,
+                eps,
+                momentum,
+                centered,
+                weight_decay,
+            } => Opt::RmsProp(RMSprop::new(
+                model,
+                RMSpropConfig {
+                    lr,
+                    alpha,
+                    eps,
+                    momentum: (momentum > 0.0).then_some(momentum),
+                    centered,
+                    weight_decay: decay(weight_decay),
+                },
+            )),
+        }
+    }
+
+    fn update(&mut self, model: &mut M, grads: &Gradients<f32, Cpu>) -> Result<()> {
+        let r = match self {
+            Opt::Adam(o) => o.update(model, grads),
+            Opt::Sgd(o) => o.update(model, grads),
+            Opt::RmsProp(o) => o.update(model, grads),
+        };
+        r.map_err(|e| Error::Failed(format!("optimizer update failed: {e:?}")))
+    }
+}
+
+pub struct Net<M> {
+    dev: Cpu,
+    model: M,
+    opt: Opt<M>,
+    grads: Option<Gradients<f32, Cpu>>,
+}
+
+fn dfdx_err(e: CpuError) -> Error {
+    Error::Failed(format!("tensor operation failed: {e:?}"))
+}
+
+impl<M: Network> Net<M> {
+    pub fn new(
+        init_scheme: Init,
+        optimizer: &OptimizerConfig,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Self> {
+        let dev = Cpu::default();
+        let mut model = M::try_build(&dev).map_err(dfdx_err)?;
+        init::initialize(&mut model, init_scheme, rng);
+        let opt = Opt::new(&model, optimizer);
+        let grads = Some(model.try_alloc_grads().map_err(dfdx_err)?);
+        Ok(Net {
+            dev,
+            model,
+            opt,
+            grads,
+        })
+    }
+
+    fn inputs(&self, images: Vec<f32>, labels: &[u8]) -> Result<(Images, Logits)> {
+        let b = labels.len();
+        let x = self
+            .dev
+            .try_tensor_from_vec(images, (b, Const::<IMAGE_PIXELS>))
+            .map_err(dfdx_err)?;
+        let mut onehot = vec![0.0f32; b * CLASSES];
+        for (i, &l) in labels.iter().enumerate() {
+            onehot[i * CLASSES + l as usize] = 1.0;
+        }
+        let y = self
+            .dev
+            .try_tensor_from_vec(onehot, (b, Const::<CLASSES>))
+            .map_err(dfdx_err)?;
+        Ok((x, y))
+    }
+}
+
+/// Number of rows whose largest logit is at the label (first maximum wins on ties).
+pub fn count_correct(logits: &[f32], labels: &[u8]) -> usize {
+    logits
+        .chunks_exact(CLASSES)
+        .zip(labels)
+        .filter(|(row, &label)| {
+            let best = row
+                .iter()
+                .enumerate()
+                .fold(0, |best, (i, &v)| if v > row[best] { i } else { best });
+            best == label as usize
+        })
+        .count()
+}
+
+impl<M: Network> Trainable for Net<M> {
+    fn train_step(&mut self, images: Vec<f32>, labels: &[u8]) -> Result<BatchStats> {
+        let (x, y) = self.inputs(images, labels)?;
+        let grads = self
+            .grads
+            .take()
+            .expect("gradients are returned after every step");
+        let logits = self.model.try_forward(x.traced(grads)).map_err(dfdx_err)?;
+        let correct = count_correct(&logits.as_vec(), labels);
+        let loss = cross_entropy_with_logits_loss(logits, y);
+        let loss_value = loss.array() as f64;
+        let mut grads = loss.try_backward().map_err(dfdx_err)?;
+        self.opt.update(&mut self.model, &grads)?;
+        self.model.try_zero_grads(&mut grads).map_err(dfdx_err)?;
+        self.grads = Some(grads);
+        Ok(BatchStats {
+            loss: loss_value,
+            correct,
+        })
+    }
+
+    fn evaluate(&self, images: Vec<f32>, labels: &[u8]) -> Result<BatchStats> {
+        let (x, y) = self.inputs(images, labels)?;
+        let logits = self.model.try_forward(x).map_err(dfdx_err)?;
+        let correct = count_correct(&logits.as_vec(), labels);
+        let loss = cross_entropy_with_logits_loss(logits, y).array() as f64;
+        Ok(BatchStats { loss, correct })
+    }
+
+    fn save(&self, path: &Path) -> Result<()> {
+        self.model.save_safetensors(path).map_err(|e| {
+            Error::Failed(format!("cannot write weights to {}: {e:?}", path.display()))
+        })
+    }
+
+    fn parameters(&self) -> Vec<(String, Vec<usize>)> {
+        struct Lister(Vec<(String, Vec<usize>)>);
+        impl TensorVisitor<f32, Cpu> for Lister {
+            type Viewer = (ViewTensorRef, ViewTensorName);
+            type Err = CpuError;
+            type E2 = f32;
+            type D2 = Cpu;
+            fn visit<S: Shape>(
+                &mut self,
+                _: TensorOptions<S, f32, Cpu>,
+                (t, name): (&Tensor<S, f32, Cpu>, String),
+            ) -> Result<Option<Tensor<S, f32, Cpu>>, CpuError> {
+                self.0
+                    .push((name, t.shape().concrete().into_iter().collect()));
+                Ok(None)
+            }
+        }
+        let mut lister = Lister(Vec::new());
+        M::iter_tensors(&mut RecursiveWalker {
+            m: (&self.model, String::new()),
+            f: &mut lister,
+        })
+        .expect("listing parameters cannot fail");
+        lister.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn count_correct_takes_the_first_maximum() {
+        let mut logits = vec![0.0f32; 20];
+        logits[3] = 1.0; // row 0 predicts 3
+        logits[10 + 5] = 2.0;
+        logits[10 + 7] = 2.0; // row 1 ties 5 and 7: predicts 5
+        assert_eq!(count_correct(&logits, &[3, 5]), 2);
+        assert_eq!(count_correct(&logits, &[3, 7]), 1);
+    }
+}

@@ -1,0 +1,94 @@
+//! Training progress on stderr: a live bar on a terminal, plain periodic lines otherwise
+//! (logs, CI, scripts).
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    total: u64,
+    /// Plain mode prints a line every this many steps.
+    line_every: u64,
+    start: Instant,
+}
+
+impl Progress {
+    pub fn new(total: u64, label: &str) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar =
+                ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(4));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(label.to_string());
+            bar.enable_steady_tick(Duration::from_millis(250));
+            bar
+        });
+        Progress {
+            bar,
+            total,
+            line_every: (total / 10).max(1),
+            start: Instant::now(),
+        }
+    }
+
+    /// After each training step, with the smoothed training loss and accuracy.
+    pub fn step(&mut self, step: u64, loss: f64, accuracy: f64) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(step);
+                bar.set_message(format!("loss {loss:.4} acc {:.2}%", accuracy * 100.0));
+            }
+            None if step % self.line_every == 0 || step == self.total => {
+                let elapsed = self.start.elapsed().as_secs_f64();
+                let eta = elapsed / step as f64 * (self.total - step) as f64;
+                eprintln!(
+                    "step {step}/{} ({:.0}%)  loss {loss:.4}  acc {:.2}%  {:.1} ms/step  ETA {}",
+                    self.total,
+                    100.0 * step as f64 / self.total as f64,
+                    accuracy * 100.0,
+                    1000.0 * elapsed / step as f64,
+                    format_secs(eta)
+                );
+            }
+            None => {}
+        }
+    }
+
+    pub fn eval(&self, step: u64, loss: f64, accuracy: f64) {
+        let line = format!(
+            "eval  step {step}: test loss {loss:.4}  test accuracy {:.2}%",
+            accuracy * 100.0
+        );
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+pub fn format_secs(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s / 60 % 60),
+    }
+}

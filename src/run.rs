@@ -1,0 +1,243 @@
+//! `runner run`: experiment file to trained network and a complete run directory.
+
+use crate::config::{self, Experiment, Override};
+use crate::data::mnist::Source;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::models;
+use crate::progress::Progress;
+use crate::rundir::meta::{self, Meta};
+use crate::rundir::{self, CsvLog, RunDir, Status, Summary};
+use crate::train::{self, Sinks};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+/// What `runner run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub experiment: PathBuf,
+    pub overrides: Vec<Override>,
+    pub runs_dir: PathBuf,
+    pub force: bool,
+}
+
+/// How a `run` ended without error.
+#[derive(Debug)]
+pub enum RunResult {
+    /// Trained now.
+    Trained(RunDir, Summary),
+    /// The run directory was already complete; nothing was retrained.
+    AlreadyComplete(RunDir, Summary),
+}
+
+/// The resolved experiment and where its run lives, without loading data when avoidable.
+pub struct Resolved {
+    pub exp: Experiment,
+    pub source: Source,
+    /// Loaded already when the dataset digest needed the files (custom `data.dir`).
+    pub data: Option<Dataset>,
+    pub digest: String,
+    pub dir: RunDir,
+}
+
+pub fn resolve(experiment: &Path, overrides: &[Override], runs_dir: &Path) -> Result<Resolved> {
+    let exp = config::load(experiment, overrides)?;
+    models::check_supported(&exp.model)?;
+    let source = Source::for_config(&exp.data);
+    let (data, digest) = match source.known_digest() {
+        Some(d) => (None, d),
+        None => {
+            let data = Dataset::load(&source)?;
+            let d = data.digest();
+            (Some(data), d)
+        }
+    };
+    let dir = RunDir::new(runs_dir.join(exp.run_dir_name(&digest)));
+    Ok(Resolved {
+        exp,
+        source,
+        data,
+        digest,
+        dir,
+    })
+}
+
+pub fn run(req: &RunRequest, interrupted: &AtomicBool) -> Result<RunResult> {
+    let wall = Instant::now();
+    let resolved = resolve(&req.experiment, &req.overrides, &req.runs_dir)?;
+    let Resolved {
+        exp,
+        source,
+        data,
+        digest,
+        dir,
+    } = resolved;
+    if !req.force && dir.is_complete() {
+        let summary = dir.read_summary().expect("complete runs have a summary");
+        return Ok(RunResult::AlreadyComplete(dir, summary));
+    }
+    let data = match data {
+        Some(d) => d,
+        None => Dataset::load(&source)?,
+    };
+    if exp.train.batch_size > data.train.len() {
+        return Err(Error::Input(format!(
+            "{}: key 'train.batch_size': {} is larger than the training set ({} examples); use 1..={}",
+            req.experiment.display(),
+            exp.train.batch_size,
+            data.train.len(),
+            data.train.len()
+        )));
+    }
+    std::fs::create_dir_all(&req.runs_dir)
+        .map_err(|e| Error::io("create runs directory", &req.runs_dir, e))?;
+    dir.recreate()?;
+
+    let hash = exp.hash(&digest);
+    let started_at = meta::now();
+    let mut summary = Summary {
+        status: Status::Running,
+        name: exp.name.clone(),
+        hash: hash.clone(),
+        steps: exp.train.steps,
+        steps_done: 0,
+        final_test_accuracy: None,
+        final_test_loss: None,
+        best_test_accuracy: None,
+        best_test_step: None,
+        wall_time_s: 0.0,
+        train_time_s: 0.0,
+        ms_per_step: None,
+        started_at: started_at.clone(),
+        finished_at: None,
+        error: None,
+    };
+    dir.write_json(rundir::SUMMARY, &summary)?;
+    dir.write_text(rundir::CONFIG, &exp.canonical_toml())?;
+
+    let mut rng = ChaCha8Rng::seed_from_u64(exp.seed);
+    let mut data_rng = rng.clone();
+    data_rng.set_stream(1);
+    let mut model = match models::build(&exp, &mut rng) {
+        Ok(m) => m,
+        Err(e) => return Err(mark_failed(&dir, &mut summary, wall, e)),
+    };
+    let parameters = model.parameters();
+    let (runner_version, git_commit, dfdx_version, rustc_version) = meta::build_facts();
+    let mut meta = Meta {
+        runner_version,
+        git_commit,
+        dfdx_version,
+        rustc_version,
+        host: meta::host_name(),
+        os: std::env::consts::OS.to_string(),
+        arch: std::env::consts::ARCH.to_string(),
+        cpu_model: meta::cpu_model(),
+        threads: rayon::current_num_threads(),
+        started_at,
+        finished_at: None,
+        command: std::env::args().collect(),
+        data_dir: data.dir.display().to_string(),
+        data_checksums_enforced: source.expected.is_some(),
+        data_checksums: data.checksums.iter().cloned().collect(),
+        data_digest: digest,
+        parameter_count: parameters
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum(),
+        parameters,
+    };
+    dir.write_json(rundir::META, &meta)?;
+
+    let outcome = (|| {
+        let mut metrics = CsvLog::create(&dir.file(rundir::METRICS), &rundir::METRICS_HEADER)?;
+        let mut evals = CsvLog::create(&dir.file(rundir::EVAL), &rundir::EVAL_HEADER)?;
+        let mut progress = Progress::new(exp.train.steps, &exp.name);
+        let sinks = Sinks {
+            metrics: &mut metrics,
+            evals: &mut evals,
+            progress: &mut progress,
+            interrupted,
+        };
+        let outcome = train::train(&exp, &data, model.as_mut(), data_rng, sinks)?;
+        progress.finish();
+        if outcome.status == Status::Complete {
+            rundir::atomic::write_with(&dir.file(rundir::WEIGHTS), |tmp| {
+                model
+                    .save(tmp)
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            })?;
+        }
+        Ok(outcome)
+    })();
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => return Err(mark_failed(&dir, &mut summary, wall, e)),
+    };
+
+    summary.status = outcome.status;
+    summary.steps_done = outcome.steps_done;
+    summary.final_test_loss = outcome.final_eval.map(|(l, _)| l);
+    summary.final_test_accuracy = outcome.final_eval.map(|(_, a)| a);
+    summary.best_test_step = outcome.best_eval.map(|(s, _)| s);
+    summary.best_test_accuracy = outcome.best_eval.map(|(_, a)| a);
+    summary.train_time_s = outcome.train_time.as_secs_f64();
+    summary.ms_per_step =
+        (outcome.steps_done > 0).then(|| 1000.0 * summary.train_time_s / outcome.steps_done as f64);
+    summary.wall_time_s = wall.elapsed().as_secs_f64();
+    summary.finished_at = Some(meta::now());
+    summary.error = outcome.error.clone();
+    meta.finished_at = summary.finished_at.clone();
+    dir.write_json(rundir::META, &meta)?;
+    dir.write_json(rundir::SUMMARY, &summary)?;
+    match outcome.status {
+        Status::Complete => Ok(RunResult::Trained(dir, summary)),
+        Status::Interrupted => Err(Error::Interrupted(format!(
+            "run {} stopped after step {}; it is marked interrupted",
+            dir.path.display(),
+            outcome.steps_done
+        ))),
+        _ => Err(Error::Failed(format!(
+            "run {}: {}",
+            dir.path.display(),
+            outcome.error.unwrap_or_else(|| "failed".into())
+        ))),
+    }
+}
+
+/// Records a failure in the summary (best effort: the original error is what matters).
+fn mark_failed(dir: &RunDir, summary: &mut Summary, wall: Instant, e: Error) -> Error {
+    summary.status = match e {
+        Error::Interrupted(_) => Status::Interrupted,
+        _ => Status::Failed,
+    };
+    summary.error = Some(e.to_string());
+    summary.wall_time_s = wall.elapsed().as_secs_f64();
+    summary.finished_at = Some(meta::now());
+    let _ = dir.write_json(rundir::SUMMARY, summary);
+    e
+}
+
+/// The human summary printed at the end of `runner run` (stdout; scripts can grep `dir:`).
+pub fn describe(summary: &Summary, dir: &RunDir) -> String {
+    let pct = |x: Option<f64>| x.map_or("-".to_string(), |a| format!("{:.2}%", a * 100.0));
+    format!(
+        "run:            {}-{}\nstatus:         {}\nsteps:          {}/{}\ntest accuracy:  {} (best {} at step {})\n\
+         test loss:      {}\nms per step:    {}\nwall time:      {:.1}s\ndir:            {}",
+        summary.name,
+        &summary.hash[..12.min(summary.hash.len())],
+        summary.status,
+        summary.steps_done,
+        summary.steps,
+        pct(summary.final_test_accuracy),
+        pct(summary.best_test_accuracy),
+        summary.best_test_step.map_or("-".into(), |s| s.to_string()),
+        summary.final_test_loss.map_or("-".into(), |l| format!("{l:.4}")),
+        summary.ms_per_step.map_or("-".into(), |m| format!("{m:.2}")),
+        summary.wall_time_s,
+        dir.path.display()
+    )
+}
