@@ -211,3 +211,135 @@ fn make_split(images: Idx, labels: Idx, images_path: &Path, labels_path: &Path) 
         labels: labels.data,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::{write::GzEncoder, Compression};
+    use std::io::Write;
+
+    fn write_idx(dir: &Path, name: &str, magic: u32, dims: &[u32], data: &[u8]) {
+        let mut raw = magic.to_be_bytes().to_vec();
+        for d in dims {
+            raw.extend(d.to_be_bytes());
+        }
+        raw.extend(data);
+        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+        gz.write_all(&raw).unwrap();
+        std::fs::write(dir.join(format!("{name}.gz")), gz.finish().unwrap()).unwrap();
+    }
+
+    /// A tiny dataset of `n_train` training images with `n_labels` labels.
+    fn tiny(n_train: u32, n_labels: u32, label: u8) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let px = |n: u32| vec![7u8; (n as usize) * IMAGE_PIXELS];
+        write_idx(
+            dir.path(),
+            FILES[0],
+            idx::MAGIC_IMAGES,
+            &[n_train, 28, 28],
+            &px(n_train),
+        );
+        write_idx(
+            dir.path(),
+            FILES[1],
+            idx::MAGIC_LABELS,
+            &[n_labels],
+            &vec![label; n_labels as usize],
+        );
+        write_idx(
+            dir.path(),
+            FILES[2],
+            idx::MAGIC_IMAGES,
+            &[2, 28, 28],
+            &px(2),
+        );
+        write_idx(dir.path(), FILES[3], idx::MAGIC_LABELS, &[2], &[1, 2]);
+        dir
+    }
+
+    fn custom(dir: &Path) -> Source {
+        Source {
+            dir: dir.to_path_buf(),
+            expected: None,
+        }
+    }
+
+    #[test]
+    fn loads_a_custom_directory_and_records_its_checksums() {
+        let dir = tiny(3, 3, 9);
+        let data = Dataset::load(&custom(dir.path())).unwrap();
+        assert_eq!((data.train.len(), data.test.len()), (3, 2));
+        assert_eq!(data.checksums.len(), 4);
+        let mut img = vec![0.0; IMAGE_PIXELS];
+        data.train.write_image(2, &mut img);
+        assert!(img.iter().all(|&x| x == 7.0 / 255.0));
+        assert_ne!(
+            data.digest(),
+            Source::for_config(&DataConfig::default())
+                .known_digest()
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn inconsistent_counts_and_bad_labels_name_the_files() {
+        let dir = tiny(3, 2, 1);
+        let msg = Dataset::load(&custom(dir.path())).unwrap_err().to_string();
+        assert!(
+            msg.contains("3 images") && msg.contains("2 labels") && msg.contains(FILES[1]),
+            "{msg}"
+        );
+        let dir = tiny(3, 3, 10);
+        let msg = Dataset::load(&custom(dir.path())).unwrap_err().to_string();
+        assert!(msg.contains("label 10") && msg.contains(FILES[1]), "{msg}");
+    }
+
+    #[test]
+    fn enforced_checksums_reject_other_content() {
+        let dir = tiny(3, 3, 1);
+        let source = Source {
+            dir: dir.path().to_path_buf(),
+            expected: Some(MNIST_SHA256),
+        };
+        let msg = Dataset::load(&source).unwrap_err().to_string();
+        assert!(
+            msg.contains("checksum mismatch") && msg.contains(FILES[0]),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn missing_directory_and_files_are_reported() {
+        let msg = Dataset::load(&custom(Path::new("/nonexistent/mnist")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("/nonexistent/mnist") && msg.contains("does not exist"),
+            "{msg}"
+        );
+        let dir = tiny(3, 3, 1);
+        std::fs::remove_file(dir.path().join(format!("{}.gz", FILES[3]))).unwrap();
+        let msg = Dataset::load(&custom(dir.path())).unwrap_err().to_string();
+        assert!(msg.contains(FILES[3]) && msg.contains("missing"), "{msg}");
+    }
+
+    #[test]
+    fn the_vendored_copy_matches_its_readme() {
+        let data = Dataset::load(&Source::for_config(&DataConfig::default())).unwrap();
+        assert_eq!((data.train.len(), data.test.len()), (60_000, 10_000));
+        let mut counts = [0usize; 10];
+        data.test
+            .labels
+            .iter()
+            .for_each(|&l| counts[l as usize] += 1);
+        assert_eq!(
+            counts,
+            [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+        );
+        let mean = data.train.images.iter().map(|&p| p as f64).sum::<f64>()
+            / data.train.images.len() as f64
+            / 255.0;
+        assert!((mean - 0.1307).abs() < 1e-4, "{mean}");
+    }
+}

@@ -1,0 +1,256 @@
+//! End-to-end tests of the `runner` binary on the real vendored MNIST.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn runner(args: &[&str], runs: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(args)
+        .arg("--runs-dir")
+        .arg(runs)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("runner binary runs")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn only_run_dir(runs: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.into_iter().next().unwrap()
+}
+
+#[test]
+fn smoke_run_writes_a_complete_run_directory_and_is_not_retrained() {
+    let runs = tempfile::tempdir().unwrap();
+    let out = runner(&["run", "experiments/smoke.toml"], runs.path());
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let dir = only_run_dir(runs.path());
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let hash_part = name.strip_prefix("smoke-").expect("dir is <name>-<hash>");
+    assert_eq!(hash_part.len(), 12);
+    assert!(hash_part.chars().all(|c| c.is_ascii_hexdigit()));
+    assert!(
+        stdout.contains(&format!("dir:            {}", dir.display())),
+        "{stdout}"
+    );
+
+    // config.toml is the canonical config: resolving it again names the same directory.
+    let again = runner(
+        &[
+            "resolve",
+            dir.join("config.toml").to_str().unwrap(),
+            "--dir",
+        ],
+        runs.path(),
+    );
+    assert_eq!(text(&again).0.trim(), dir.display().to_string());
+
+    // metrics.csv: header and one row per step, numbered 1..=60.
+    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let mut lines = metrics.lines();
+    assert_eq!(
+        lines.next(),
+        Some("step,epoch,loss,accuracy,lr,examples,elapsed_s")
+    );
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    assert_eq!(rows.len(), 60);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row[0], (i + 1).to_string());
+        assert_eq!(row[4], "0.1");
+        assert_eq!(row[5], ((i + 1) * 32).to_string());
+        let loss: f64 = row[2].parse().unwrap();
+        assert!(loss.is_finite() && loss > 0.0);
+    }
+    let first: f64 = rows[0][2].parse().unwrap();
+    let last10: f64 = rows[50..]
+        .iter()
+        .map(|r| r[2].parse::<f64>().unwrap())
+        .sum::<f64>()
+        / 10.0;
+    assert!(
+        last10 < first,
+        "loss should fall: first {first}, last ten {last10}"
+    );
+
+    // eval.csv: steps 30 and 60.
+    let evals = std::fs::read_to_string(dir.join("eval.csv")).unwrap();
+    let steps: Vec<&str> = evals
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(steps, ["30", "60"]);
+
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["status"], "complete");
+    assert_eq!(summary["steps_done"], 60);
+    let acc = summary["final_test_accuracy"].as_f64().unwrap();
+    assert!(
+        acc > 0.5,
+        "60 SGD steps of an MLP should beat chance by far, got {acc}"
+    );
+    assert!(summary["ms_per_step"].as_f64().unwrap() > 0.0);
+
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["data_checksums_enforced"], true);
+    assert_eq!(meta["dfdx_version"], "0.13.0");
+    assert!(meta["finished_at"].is_string());
+    assert_eq!(meta["parameter_count"], 784 * 32 + 32 + 32 * 10 + 10);
+
+    // model.safetensors: a header naming the four tensors, then 4 bytes per parameter.
+    let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(weights[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&weights[8..8 + header_len]).unwrap();
+    for name in ["0.weight", "0.bias", "2.weight", "2.bias"] {
+        assert_eq!(header[name]["dtype"], "F32", "{name} in {header}");
+    }
+    assert_eq!(header["0.weight"]["shape"], serde_json::json!([32, 784]));
+    assert_eq!(
+        weights.len() - 8 - header_len,
+        4 * (784 * 32 + 32 + 32 * 10 + 10)
+    );
+
+    // A second run of the same experiment does not retrain.
+    let before = std::fs::metadata(dir.join("model.safetensors"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let out = runner(&["run", "experiments/smoke.toml"], runs.path());
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("already complete"), "{stderr}");
+    assert!(stdout.contains("status:         complete"), "{stdout}");
+    let after = std::fs::metadata(dir.join("model.safetensors"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn overrides_change_the_run_directory() {
+    let runs = tempfile::tempdir().unwrap();
+    let resolve = |sets: &[&str]| {
+        let mut args = vec!["resolve", "experiments/smoke.toml", "--dir"];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        let out = runner(&args, runs.path());
+        assert!(out.status.success(), "{}", text(&out).1);
+        text(&out).0.trim().to_string()
+    };
+    let base = resolve(&[]);
+    assert_eq!(base, resolve(&[]));
+    assert_ne!(base, resolve(&["optimizer.lr=0.05"]));
+    assert_ne!(base, resolve(&["train.steps=61"]));
+}
+
+#[test]
+fn bad_input_fails_with_exit_code_2_and_a_helpful_message() {
+    let runs = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", "experiments/nope.toml"], "does not exist"),
+        (&["run", "experiments"], "is a directory"),
+        (
+            &["run", "experiments/smoke.toml", "--set", "train.steps=abc"],
+            "expects an integer",
+        ),
+        (
+            &["run", "experiments/smoke.toml", "--set", "optimizer.lrr=1"],
+            "did you mean 'optimizer.lr'",
+        ),
+        (
+            &["run", "experiments/smoke.toml", "--set", "train.steps"],
+            "KEY=VALUE",
+        ),
+        (
+            &["run", "experiments/smoke.toml", "--set", "optimizer.lr=-1"],
+            "> 0",
+        ),
+        (
+            &[
+                "run",
+                "experiments/smoke.toml",
+                "--set",
+                "model.hidden=[100]",
+            ],
+            "Supported",
+        ),
+        (
+            &[
+                "run",
+                "experiments/smoke.toml",
+                "--set",
+                "train.batch_size=60001",
+            ],
+            "larger than the training set",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = runner(args, runs.path());
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(needle),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(runs.path())
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "nothing written"
+    );
+}
+
+#[test]
+fn corrupt_data_directory_is_exit_code_3_naming_the_file() {
+    let runs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
+    for f in [
+        "train-images-idx3-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        std::fs::copy(src.join(f), data.path().join(f)).unwrap();
+    }
+    std::fs::write(data.path().join("train-labels-idx1-ubyte.gz"), b"garbage").unwrap();
+    let exp = data.path().join("exp.toml");
+    let smoke = std::fs::read_to_string(src.join("../../experiments/smoke.toml")).unwrap();
+    std::fs::write(
+        &exp,
+        format!(
+            "{smoke}\n[data]\ndir = {:?}\n",
+            data.path().to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = runner(&["run", exp.to_str().unwrap()], runs.path());
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("train-labels-idx1-ubyte.gz") && stderr.contains("gzip"),
+        "{stderr}"
+    );
+}
