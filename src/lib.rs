@@ -15,3 +15,4 @@ pub mod rundir;
 pub mod train;
 
 pub use error::{Error, Result};
+pub mod ops;

@@ -1,0 +1,254 @@
+//! CPU kernels for 2-D convolution, NHWC, stride 1: im2col + GEMM, parallel over chunks of
+//! images. Chunking depends only on the shapes, and partial weight gradients are summed in
+//! chunk order, so results do not depend on the number of threads.
+
+use crate::ops::gemm::{matmul, View};
+use rayon::prelude::*;
+
+/// Output rows (pixels) a chunk aims for: big enough for an efficient GEMM, small enough that
+/// the im2col buffer stays in cache-friendly territory and bounds memory at any batch size.
+const ROWS_PER_CHUNK: usize = 1024;
+
+/// Shapes of one convolution call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub batch: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cin: usize,
+    pub cout: usize,
+    pub k: usize,
+    pub pad: usize,
+}
+
+impl Geometry {
+    /// `None` when the kernel is larger than the padded input.
+    pub fn out_hw(&self) -> Option<(usize, usize)> {
+        let oh = (self.h + 2 * self.pad).checked_sub(self.k)? + 1;
+        let ow = (self.w + 2 * self.pad).checked_sub(self.k)? + 1;
+        Some((oh, ow))
+    }
+
+    fn out_h(&self) -> usize {
+        self.out_hw().expect("geometry checked by the caller").0
+    }
+
+    fn out_w(&self) -> usize {
+        self.out_hw().expect("geometry checked by the caller").1
+    }
+
+    fn patch(&self) -> usize {
+        self.k * self.k * self.cin
+    }
+
+    fn images_per_chunk(&self) -> usize {
+        (ROWS_PER_CHUNK / (self.out_h() * self.out_w()).max(1)).max(1)
+    }
+
+    fn in_len(&self) -> usize {
+        self.h * self.w * self.cin
+    }
+
+    fn out_len(&self) -> usize {
+        self.out_h() * self.out_w() * self.cout
+    }
+
+    /// Valid kernel columns `kx0..kx1` for output column `ox` (the rest fall in the padding).
+    fn kx_range(&self, ox: usize) -> (usize, usize) {
+        let kx0 = self.pad.saturating_sub(ox);
+        let kx1 = self.k.min((self.w + self.pad).saturating_sub(ox));
+        (kx0, kx1.max(kx0))
+    }
+}
+
+/// Unfolds one image (`h x w x cin`) into rows of patches (`oh*ow x k*k*cin`), zero padded.
+fn im2col(g: &Geometry, x: &[f32], cols: &mut [f32]) {
+    let (oh, ow, patch, cin) = (g.out_h(), g.out_w(), g.patch(), g.cin);
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let row = &mut cols[(oy * ow + ox) * patch..][..patch];
+            let (kx0, kx1) = g.kx_range(ox);
+            for ky in 0..g.k {
+                let seg = &mut row[ky * g.k * cin..][..g.k * cin];
+                let iy = oy + ky;
+                if iy < g.pad || iy - g.pad >= g.h || kx0 == kx1 {
+                    seg.fill(0.0);
+                    continue;
+                }
+                let iy = iy - g.pad;
+                seg[..kx0 * cin].fill(0.0);
+                seg[kx1 * cin..].fill(0.0);
+                let ix0 = ox + kx0 - g.pad;
+                seg[kx0 * cin..kx1 * cin].copy_from_slice(&x[(iy * g.w + ix0) * cin..][..(kx1 - kx0) * cin]);
+            }
+        }
+    }
+}
+
+/// Adds rows of patch gradients back onto one image's gradient (the adjoint of `im2col`).
+fn col2im_add(g: &Geometry, dcols: &[f32], dx: &mut [f32]) {
+    let (oh, ow, patch, cin) = (g.out_h(), g.out_w(), g.patch(), g.cin);
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let row = &dcols[(oy * ow + ox) * patch..][..patch];
+            let (kx0, kx1) = g.kx_range(ox);
+            for ky in 0..g.k {
+                let iy = oy + ky;
+                if iy < g.pad || iy - g.pad >= g.h || kx0 == kx1 {
+                    continue;
+                }
+                let iy = iy - g.pad;
+                let ix0 = ox + kx0 - g.pad;
+                let src = &row[(ky * g.k + kx0) * cin..(ky * g.k + kx1) * cin];
+                let dst = &mut dx[(iy * g.w + ix0) * cin..][..src.len()];
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d += s;
+                }
+            }
+        }
+    }
+}
+
+/// `out = conv(x, weight) + bias`. `weight` is `[cout][k][k][cin]`; `out` is NHWC.
+pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
+    let (rows_per_img, patch, n) = (g.out_h() * g.out_w(), g.patch(), g.images_per_chunk());
+    assert_eq!(x.len(), g.batch * g.in_len());
+    assert_eq!(out.len(), g.batch * g.out_len());
+    assert_eq!((weight.len(), bias.len()), (g.cout * patch, g.cout));
+    if out.is_empty() {
+        return;
+    }
+    out.par_chunks_mut(n * g.out_len()).zip(x.par_chunks(n * g.in_len())).for_each(|(out, x)| {
+        let imgs = x.len() / g.in_len();
+        let rows = imgs * rows_per_img;
+        let mut cols = vec![0.0f32; rows * patch];
+        for (xi, ci) in x.chunks_exact(g.in_len()).zip(cols.chunks_exact_mut(rows_per_img * patch)) {
+            im2col(g, xi, ci);
+        }
+        matmul(View::rows(&cols, rows, patch), View::transposed(weight, patch, g.cout), out, false);
+        for row in out.chunks_exact_mut(g.cout) {
+            for (o, b) in row.iter_mut().zip(bias) {
+                *o += b;
+            }
+        }
+    });
+}
+
+/// Accumulates the gradients of `forward` given the output gradient `grad_out`:
+/// `grad_x += dL/dx`, `grad_weight += dL/dweight`, `grad_bias += dL/dbias`.
+pub fn backward(
+    g: &Geometry,
+    x: &[f32],
+    weight: &[f32],
+    grad_out: &[f32],
+    grad_x: &mut [f32],
+    grad_weight: &mut [f32],
+    grad_bias: &mut [f32],
+) {
+    let (rows_per_img, patch, n) = (g.out_h() * g.out_w(), g.patch(), g.images_per_chunk());
+    assert_eq!((x.len(), grad_x.len()), (g.batch * g.in_len(), g.batch * g.in_len()));
+    assert_eq!(grad_out.len(), g.batch * g.out_len());
+    assert_eq!((grad_weight.len(), grad_bias.len()), (g.cout * patch, g.cout));
+    if grad_out.is_empty() {
+        return;
+    }
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = grad_x
+        .par_chunks_mut(n * g.in_len())
+        .zip(x.par_chunks(n * g.in_len()))
+        .zip(grad_out.par_chunks(n * g.out_len()))
+        .map(|((gx, x), gy)| {
+            let imgs = x.len() / g.in_len();
+            let rows = imgs * rows_per_img;
+            let mut cols = vec![0.0f32; rows * patch];
+            for (xi, ci) in x.chunks_exact(g.in_len()).zip(cols.chunks_exact_mut(rows_per_img * patch)) {
+                im2col(g, xi, ci);
+            }
+            let mut gw = vec![0.0f32; g.cout * patch];
+            matmul(View::transposed(gy, g.cout, rows), View::rows(&cols, rows, patch), &mut gw, false);
+            let mut gb = vec![0.0f32; g.cout];
+            for row in gy.chunks_exact(g.cout) {
+                for (b, v) in gb.iter_mut().zip(row) {
+                    *b += v;
+                }
+            }
+            // Reuse the im2col buffer for the patch gradients.
+            matmul(View::rows(gy, rows, g.cout), View::rows(weight, g.cout, patch), &mut cols, false);
+            for (gxi, dci) in gx.chunks_exact_mut(g.in_len()).zip(cols.chunks_exact(rows_per_img * patch)) {
+                col2im_add(g, dci, gxi);
+            }
+            (gw, gb)
+        })
+        .collect();
+    for (gw, gb) in partials {
+        grad_weight.iter_mut().zip(&gw).for_each(|(a, b)| *a += b);
+        grad_bias.iter_mut().zip(&gb).for_each(|(a, b)| *a += b);
+    }
+}
+
+/// Direct-loop reference implementation, for tests: obviously correct, slow.
+#[cfg(test)]
+pub mod naive {
+    use super::Geometry;
+
+    fn at(g: &Geometry, oy: usize, ky: usize, ox: usize, kx: usize) -> Option<(usize, usize)> {
+        let iy = (oy + ky).checked_sub(g.pad)?;
+        let ix = (ox + kx).checked_sub(g.pad)?;
+        (iy < g.h && ix < g.w).then_some((iy, ix))
+    }
+
+    pub fn forward(g: &Geometry, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+        let (oh, ow) = g.out_hw().unwrap();
+        let mut out = vec![0.0f32; g.batch * oh * ow * g.cout];
+        for n in 0..g.batch {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for co in 0..g.cout {
+                        let mut s = b[co] as f64;
+                        for ky in 0..g.k {
+                            for kx in 0..g.k {
+                                let Some((iy, ix)) = at(g, oy, ky, ox, kx) else { continue };
+                                for ci in 0..g.cin {
+                                    s += x[((n * g.h + iy) * g.w + ix) * g.cin + ci] as f64
+                                        * w[((co * g.k + ky) * g.k + kx) * g.cin + ci] as f64;
+                                }
+                            }
+                        }
+                        out[((n * oh + oy) * ow + ox) * g.cout + co] = s as f32;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Returns `(grad_x, grad_w, grad_b)`.
+    pub fn backward(g: &Geometry, x: &[f32], w: &[f32], gy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let (oh, ow) = g.out_hw().unwrap();
+        let mut gx = vec![0.0f64; x.len()];
+        let mut gw = vec![0.0f64; w.len()];
+        let mut gb = vec![0.0f64; g.cout];
+        for n in 0..g.batch {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for co in 0..g.cout {
+                        let d = gy[((n * oh + oy) * ow + ox) * g.cout + co] as f64;
+                        gb[co] += d;
+                        for ky in 0..g.k {
+                            for kx in 0..g.k {
+                                let Some((iy, ix)) = at(g, oy, ky, ox, kx) else { continue };
+                                for ci in 0..g.cin {
+                                    let xi = ((n * g.h + iy) * g.w + ix) * g.cin + ci;
+                                    let wi = ((co * g.k + ky) * g.k + kx) * g.cin + ci;
+                                    gx[xi] += d * w[wi] as f64;
+                                    gw[wi] += d * x[xi] as f64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let f = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
+        (f(gx), f(gw), f(gb))
+    }
+}

@@ -1,0 +1,22 @@
+//! Differentiable ops that dfdx 0.13 lacks on stable Rust (convolution, pooling), as dfdx
+//! modules on its gradient tape. Each op keeps its shapes and tape code (`mod.rs`) apart from
+//! its CPU kernels (`cpu.rs`), so a CUDA kernel can sit beside them later.
+
+pub mod conv2d;
+pub mod gemm;
+pub mod pool2d;
+pub mod reshape;
+
+pub use conv2d::Conv2D;
+pub use pool2d::MaxPool2D;
+pub use reshape::{Flatten, ToImage};
+
+use dfdx::prelude::*;
+
+/// A batch of NHWC feature maps: batch and spatial sizes at run time, channels at compile time.
+pub type Maps<const C: usize, T = NoneTape> = Tensor<(usize, usize, usize, Const<C>), f32, Cpu, T>;
+
+/// The data of a CPU tensor in logical order.
+fn data<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Vec<f32> {
+    t.as_vec()
+}
