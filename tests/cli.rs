@@ -254,3 +254,65 @@ fn corrupt_data_directory_is_exit_code_3_naming_the_file() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_short_cnn_run_learns_far_above_chance() {
+    let runs = tempfile::tempdir().unwrap();
+    let out = runner(&["run", "experiments/smoke-cnn.toml"], runs.path());
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let dir = only_run_dir(runs.path());
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    let acc = summary["final_test_accuracy"].as_f64().unwrap();
+    assert!(
+        acc > 0.9,
+        "300 Adam steps of a small CNN should pass 90 % test accuracy, got {acc}"
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    let names: Vec<&str> = meta["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "1.0.0.weight",
+            "1.0.0.bias",
+            "1.1.0.weight",
+            "1.1.0.bias",
+            "3.0.weight",
+            "3.0.bias",
+            "3.2.weight",
+            "3.2.bias"
+        ]
+    );
+    assert_eq!(meta["parameters"][2][1], serde_json::json!([16, 5, 5, 8]));
+    assert_eq!(
+        meta["parameters"][4][1],
+        serde_json::json!([64, 7 * 7 * 16])
+    );
+}
+
+#[test]
+fn an_unsupported_cnn_lists_the_nearest_supported_ones() {
+    let runs = tempfile::tempdir().unwrap();
+    let out = runner(
+        &[
+            "run",
+            "experiments/baseline.toml",
+            "--set",
+            "model.conv=[32,48]",
+        ],
+        runs.path(),
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("conv = [32, 48]") && stderr.contains("conv = [32, 64], kernel = 5"),
+        "{stderr}"
+    );
+}

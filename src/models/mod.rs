@@ -1,6 +1,7 @@
 //! The static model registry: a `[model]` table selects one of the network types compiled
 //! into the binary (dfdx needs every parameter shape at compile time).
 
+pub mod cnn;
 pub mod init;
 pub mod mlp;
 pub mod network;
@@ -33,10 +34,69 @@ pub fn build(exp: &Experiment, rng: &mut ChaCha8Rng) -> Result<Box<dyn Trainable
                 _ => Err(unsupported()),
             }
         }
-        ModelConfig::Cnn { .. } => Err(Error::Input(
-            "model.kind = \"cnn\" is not available in this build yet; supported: \"mlp\"".into(),
-        )),
+        ModelConfig::Cnn { init, .. } => {
+            let arch = cnn_arch(&exp.model)?;
+            cnn::build(&arch, *init, &exp.optimizer, rng)
+                .expect("cnn_arch only returns registry entries")
+        }
     }
+}
+
+/// The registry entry for a CNN config, or an error listing the nearest supported ones.
+fn cnn_arch(model: &ModelConfig) -> Result<cnn::Arch> {
+    let ModelConfig::Cnn {
+        conv,
+        kernel,
+        padding,
+        hidden,
+        ..
+    } = model
+    else {
+        unreachable!("called for CNN configs only")
+    };
+    if let Some(arch) = cnn::ARCHS.iter().find(|a| {
+        a.conv == conv.as_slice()
+            && a.kernel == *kernel
+            && a.padding == *padding
+            && a.hidden == hidden.as_slice()
+    }) {
+        return Ok(*arch);
+    }
+    // Entries that differ from the request in one axis at most are the useful suggestions.
+    let differences = |a: &cnn::Arch| {
+        usize::from(a.conv != conv.as_slice())
+            + usize::from(a.kernel != *kernel || a.padding != *padding)
+            + usize::from(a.hidden != hidden.as_slice())
+    };
+    let near: Vec<String> = cnn::ARCHS
+        .iter()
+        .filter(|a| differences(a) <= 1)
+        .map(|a| format!("  {a}"))
+        .collect();
+    let listing = if near.is_empty() {
+        format!(
+            "Supported CNNs (`runner models` lists them all):\n{}",
+            cnn::ARCHS
+                .iter()
+                .map(|a| format!("  {a}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    } else {
+        format!(
+            "Supported CNNs one change away (`runner models` lists all {}):\n{}",
+            cnn::ARCHS.len(),
+            near.join("\n")
+        )
+    };
+    let padding = match padding {
+        crate::config::Padding::Same => "same",
+        crate::config::Padding::Valid => "valid",
+    };
+    Err(Error::Input(format!(
+        "[model] conv = {conv:?}, kernel = {kernel}, padding = \"{padding}\", hidden = {hidden:?} is not a \
+         compiled-in CNN. {listing}"
+    )))
 }
 
 fn unsupported_mlp(hidden: &[usize]) -> Error {
@@ -57,9 +117,7 @@ pub fn check_supported(model: &ModelConfig) -> Result<()> {
                 Err(unsupported_mlp(hidden))
             }
         }
-        ModelConfig::Cnn { .. } => Err(Error::Input(
-            "model.kind = \"cnn\" is not available in this build yet; supported: \"mlp\"".into(),
-        )),
+        ModelConfig::Cnn { .. } => cnn_arch(model).map(|_| ()),
     }
 }
 

@@ -13,16 +13,30 @@ pub struct View<'a> {
 impl<'a> View<'a> {
     /// A row-major matrix.
     pub fn rows(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        View { data, rows, cols, rs: cols, cs: 1 }
+        View {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
     }
 
     /// The transpose of a row-major `cols x rows` matrix, without copying.
     pub fn transposed(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        View { data, rows, cols, rs: 1, cs: rows }
+        View {
+            data,
+            rows,
+            cols,
+            rs: 1,
+            cs: rows,
+        }
     }
 
     fn fits(&self) -> bool {
-        self.rows == 0 || self.cols == 0 || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
     }
 }
 
@@ -78,7 +92,8 @@ mod tests {
         for i in 0..a.rows {
             for j in 0..b.cols {
                 for p in 0..a.cols {
-                    out[i * b.cols + j] += a.data[i * a.rs + p * a.cs] * b.data[p * b.rs + j * b.cs];
+                    out[i * b.cols + j] +=
+                        a.data[i * a.rs + p * a.cs] * b.data[p * b.rs + j * b.cs];
                 }
             }
         }

@@ -37,7 +37,11 @@ impl<const C: usize, const F: usize, T: Tape<f32, Cpu>> Module<Maps<C, T>> for F
 
     fn try_forward(&self, x: Maps<C, T>) -> Result<Self::Output, CpuError> {
         let (batch, h, w, _) = *x.shape();
-        assert_eq!(h * w * C, F, "Flatten<{F}>: maps are {h}x{w}x{C}; the registry computed the wrong size");
+        assert_eq!(
+            h * w * C,
+            F,
+            "Flatten<{F}>: maps are {h}x{w}x{C}; the registry computed the wrong size"
+        );
         x.try_reshape_like(&(batch, Const::<F>))
     }
 }

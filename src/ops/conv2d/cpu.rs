@@ -79,7 +79,8 @@ fn im2col(g: &Geometry, x: &[f32], cols: &mut [f32]) {
                 seg[..kx0 * cin].fill(0.0);
                 seg[kx1 * cin..].fill(0.0);
                 let ix0 = ox + kx0 - g.pad;
-                seg[kx0 * cin..kx1 * cin].copy_from_slice(&x[(iy * g.w + ix0) * cin..][..(kx1 - kx0) * cin]);
+                seg[kx0 * cin..kx1 * cin]
+                    .copy_from_slice(&x[(iy * g.w + ix0) * cin..][..(kx1 - kx0) * cin]);
             }
         }
     }
@@ -118,20 +119,30 @@ pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: &[f32], out: &mut 
     if out.is_empty() {
         return;
     }
-    out.par_chunks_mut(n * g.out_len()).zip(x.par_chunks(n * g.in_len())).for_each(|(out, x)| {
-        let imgs = x.len() / g.in_len();
-        let rows = imgs * rows_per_img;
-        let mut cols = vec![0.0f32; rows * patch];
-        for (xi, ci) in x.chunks_exact(g.in_len()).zip(cols.chunks_exact_mut(rows_per_img * patch)) {
-            im2col(g, xi, ci);
-        }
-        matmul(View::rows(&cols, rows, patch), View::transposed(weight, patch, g.cout), out, false);
-        for row in out.chunks_exact_mut(g.cout) {
-            for (o, b) in row.iter_mut().zip(bias) {
-                *o += b;
+    out.par_chunks_mut(n * g.out_len())
+        .zip(x.par_chunks(n * g.in_len()))
+        .for_each(|(out, x)| {
+            let imgs = x.len() / g.in_len();
+            let rows = imgs * rows_per_img;
+            let mut cols = vec![0.0f32; rows * patch];
+            for (xi, ci) in x
+                .chunks_exact(g.in_len())
+                .zip(cols.chunks_exact_mut(rows_per_img * patch))
+            {
+                im2col(g, xi, ci);
             }
-        }
-    });
+            matmul(
+                View::rows(&cols, rows, patch),
+                View::transposed(weight, patch, g.cout),
+                out,
+                false,
+            );
+            for row in out.chunks_exact_mut(g.cout) {
+                for (o, b) in row.iter_mut().zip(bias) {
+                    *o += b;
+                }
+            }
+        });
 }
 
 /// Accumulates the gradients of `forward` given the output gradient `grad_out`:
@@ -146,9 +157,15 @@ pub fn backward(
     grad_bias: &mut [f32],
 ) {
     let (rows_per_img, patch, n) = (g.out_h() * g.out_w(), g.patch(), g.images_per_chunk());
-    assert_eq!((x.len(), grad_x.len()), (g.batch * g.in_len(), g.batch * g.in_len()));
+    assert_eq!(
+        (x.len(), grad_x.len()),
+        (g.batch * g.in_len(), g.batch * g.in_len())
+    );
     assert_eq!(grad_out.len(), g.batch * g.out_len());
-    assert_eq!((grad_weight.len(), grad_bias.len()), (g.cout * patch, g.cout));
+    assert_eq!(
+        (grad_weight.len(), grad_bias.len()),
+        (g.cout * patch, g.cout)
+    );
     if grad_out.is_empty() {
         return;
     }
@@ -160,11 +177,19 @@ pub fn backward(
             let imgs = x.len() / g.in_len();
             let rows = imgs * rows_per_img;
             let mut cols = vec![0.0f32; rows * patch];
-            for (xi, ci) in x.chunks_exact(g.in_len()).zip(cols.chunks_exact_mut(rows_per_img * patch)) {
+            for (xi, ci) in x
+                .chunks_exact(g.in_len())
+                .zip(cols.chunks_exact_mut(rows_per_img * patch))
+            {
                 im2col(g, xi, ci);
             }
             let mut gw = vec![0.0f32; g.cout * patch];
-            matmul(View::transposed(gy, g.cout, rows), View::rows(&cols, rows, patch), &mut gw, false);
+            matmul(
+                View::transposed(gy, g.cout, rows),
+                View::rows(&cols, rows, patch),
+                &mut gw,
+                false,
+            );
             let mut gb = vec![0.0f32; g.cout];
             for row in gy.chunks_exact(g.cout) {
                 for (b, v) in gb.iter_mut().zip(row) {
@@ -172,8 +197,16 @@ pub fn backward(
                 }
             }
             // Reuse the im2col buffer for the patch gradients.
-            matmul(View::rows(gy, rows, g.cout), View::rows(weight, g.cout, patch), &mut cols, false);
-            for (gxi, dci) in gx.chunks_exact_mut(g.in_len()).zip(cols.chunks_exact(rows_per_img * patch)) {
+            matmul(
+                View::rows(gy, rows, g.cout),
+                View::rows(weight, g.cout, patch),
+                &mut cols,
+                false,
+            );
+            for (gxi, dci) in gx
+                .chunks_exact_mut(g.in_len())
+                .zip(cols.chunks_exact(rows_per_img * patch))
+            {
                 col2im_add(g, dci, gxi);
             }
             (gw, gb)
@@ -206,7 +239,9 @@ pub mod naive {
                         let mut s = b[co] as f64;
                         for ky in 0..g.k {
                             for kx in 0..g.k {
-                                let Some((iy, ix)) = at(g, oy, ky, ox, kx) else { continue };
+                                let Some((iy, ix)) = at(g, oy, ky, ox, kx) else {
+                                    continue;
+                                };
                                 for ci in 0..g.cin {
                                     s += x[((n * g.h + iy) * g.w + ix) * g.cin + ci] as f64
                                         * w[((co * g.k + ky) * g.k + kx) * g.cin + ci] as f64;
@@ -222,7 +257,12 @@ pub mod naive {
     }
 
     /// Returns `(grad_x, grad_w, grad_b)`.
-    pub fn backward(g: &Geometry, x: &[f32], w: &[f32], gy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    pub fn backward(
+        g: &Geometry,
+        x: &[f32],
+        w: &[f32],
+        gy: &[f32],
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let (oh, ow) = g.out_hw().unwrap();
         let mut gx = vec![0.0f64; x.len()];
         let mut gw = vec![0.0f64; w.len()];
@@ -235,7 +275,9 @@ pub mod naive {
                         gb[co] += d;
                         for ky in 0..g.k {
                             for kx in 0..g.k {
-                                let Some((iy, ix)) = at(g, oy, ky, ox, kx) else { continue };
+                                let Some((iy, ix)) = at(g, oy, ky, ox, kx) else {
+                                    continue;
+                                };
                                 for ci in 0..g.cin {
                                     let xi = ((n * g.h + iy) * g.w + ix) * g.cin + ci;
                                     let wi = ((co * g.k + ky) * g.k + kx) * g.cin + ci;

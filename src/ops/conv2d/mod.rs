@@ -12,7 +12,14 @@ use rand_distr::Uniform;
 /// (`P = K / 2` is 'same', `P = 0` is 'valid'). Safetensors names: `weight` (`[O, K, K, I]`) and
 /// `bias` (`[O]`).
 #[derive(Debug, Clone)]
-pub struct Conv2D<const I: usize, const O: usize, const K: usize, const P: usize, E: Dtype = f32, D: Storage<E> = Cpu> {
+pub struct Conv2D<
+    const I: usize,
+    const O: usize,
+    const K: usize,
+    const P: usize,
+    E: Dtype = f32,
+    D: Storage<E> = Cpu,
+> {
     pub weight: Tensor<Rank4<O, K, K, I>, E, D>,
     pub bias: Tensor<Rank1<O>, E, D>,
 }
@@ -22,19 +29,26 @@ impl<const I: usize, const O: usize, const K: usize, const P: usize> TensorColle
 {
     type To<E2: Dtype, D2: Device<E2>> = Conv2D<I, O, K, P, E2, D2>;
 
-    fn iter_tensors<V: ModuleVisitor<Self, f32, Cpu>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+    fn iter_tensors<V: ModuleVisitor<Self, f32, Cpu>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
         visitor.visit_fields(
             (
                 Self::tensor("weight", |s| &s.weight, |s| &mut s.weight, reset_weight()),
-                Self::tensor("bias", |s| &s.bias, |s| &mut s.bias, TensorOptions::reset_to_zeros()),
+                Self::tensor(
+                    "bias",
+                    |s| &s.bias,
+                    |s| &mut s.bias,
+                    TensorOptions::reset_to_zeros(),
+                ),
             ),
             |(weight, bias)| Conv2D { weight, bias },
         )
     }
 }
 
-impl<const I: usize, const O: usize, const K: usize, const P: usize, T: Tape<f32, Cpu>> Module<Maps<I, T>>
-    for Conv2D<I, O, K, P, f32, Cpu>
+impl<const I: usize, const O: usize, const K: usize, const P: usize, T: Tape<f32, Cpu>>
+    Module<Maps<I, T>> for Conv2D<I, O, K, P, f32, Cpu>
 {
     type Output = Maps<O, T>;
     type Error = CpuError;
@@ -42,7 +56,15 @@ impl<const I: usize, const O: usize, const K: usize, const P: usize, T: Tape<f32
     fn try_forward(&self, x: Maps<I, T>) -> Result<Maps<O, T>, CpuError> {
         let (x, mut tape) = x.split_tape();
         let (batch, h, w, _) = *x.shape();
-        let g = Geometry { batch, h, w, cin: I, cout: O, k: K, pad: P };
+        let g = Geometry {
+            batch,
+            h,
+            w,
+            cin: I,
+            cout: O,
+            k: K,
+            pad: P,
+        };
         let (oh, ow) = g.out_hw().unwrap_or_else(|| {
             panic!("Conv2D: a {K}x{K} kernel with padding {P} does not fit a {h}x{w} input")
         });
@@ -50,14 +72,24 @@ impl<const I: usize, const O: usize, const K: usize, const P: usize, T: Tape<f32
         let ws = super::data(&self.weight);
         let mut out = vec![0.0f32; batch * oh * ow * O];
         cpu::forward(&g, &xs, &ws, &super::data(&self.bias), &mut out);
-        let out = x.device().try_tensor_from_vec(out, (batch, oh, ow, Const::<O>))?;
+        let out = x
+            .device()
+            .try_tensor_from_vec(out, (batch, oh, ow, Const::<O>))?;
         if T::OWNS_TAPE {
             let (out_id, weight, bias) = (out.clone(), self.weight.clone(), self.bias.clone());
             tape.add_backward_op(move |grads| {
                 let grad_out = grads.get_or_alloc_mut(&out_id)?.to_vec();
                 let mut gw = vec![0.0f32; ws.len()];
                 let mut gb = vec![0.0f32; O];
-                cpu::backward(&g, &xs, &ws, &grad_out, grads.get_or_alloc_mut(&x)?, &mut gw, &mut gb);
+                cpu::backward(
+                    &g,
+                    &xs,
+                    &ws,
+                    &grad_out,
+                    grads.get_or_alloc_mut(&x)?,
+                    &mut gw,
+                    &mut gb,
+                );
                 add_into(grads.get_or_alloc_mut(&weight)?, &gw);
                 add_into(grads.get_or_alloc_mut(&bias)?, &gb);
                 Ok(())
@@ -71,7 +103,8 @@ impl<const I: usize, const O: usize, const K: usize, const P: usize, T: Tape<f32
 /// from the experiment seed with `models::init`.
 fn reset_weight<S: ConstShape>() -> TensorOptions<S, f32, Cpu> {
     TensorOptions::reset_with(|t| {
-        let fan_in = t.shape().num_elements() / t.shape().concrete().into_iter().next().unwrap_or(1).max(1);
+        let fan_in =
+            t.shape().num_elements() / t.shape().concrete().into_iter().next().unwrap_or(1).max(1);
         let b = 1.0 / (fan_in.max(1) as f32).sqrt();
         t.try_fill_with_distr(Uniform::new(-b, b))
     })

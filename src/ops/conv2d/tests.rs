@@ -13,17 +13,37 @@ fn random(n: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
 /// max |a - b| / max |b|: the error relative to the reference's scale.
 fn rel_err(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64)).max(1e-12);
-    a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs() as f64)) / scale
+    let scale = b
+        .iter()
+        .fold(0.0f64, |m, v| m.max(v.abs() as f64))
+        .max(1e-12);
+    a.iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs() as f64))
+        / scale
 }
 
 /// Shapes covering batch 1, one channel, odd sizes, kernels 3 and 5, both paddings.
 fn geometries() -> Vec<Geometry> {
     let mut v = Vec::new();
-    for &(batch, h, w, cin, cout) in &[(1, 5, 5, 1, 1), (2, 7, 9, 3, 4), (3, 11, 6, 2, 5), (1, 28, 28, 1, 8), (4, 14, 14, 8, 16)] {
+    for &(batch, h, w, cin, cout) in &[
+        (1, 5, 5, 1, 1),
+        (2, 7, 9, 3, 4),
+        (3, 11, 6, 2, 5),
+        (1, 28, 28, 1, 8),
+        (4, 14, 14, 8, 16),
+    ] {
         for k in [3, 5] {
             for pad in [k / 2, 0] {
-                let g = Geometry { batch, h, w, cin, cout, k, pad };
+                let g = Geometry {
+                    batch,
+                    h,
+                    w,
+                    cin,
+                    cout,
+                    k,
+                    pad,
+                };
                 if g.out_hw().is_some() {
                     v.push(g);
                 }
@@ -54,7 +74,11 @@ fn im2col_kernels_match_the_direct_loops() {
         cpu::backward(&g, &x, &w, &gy, &mut gx, &mut gw, &mut gb);
         let (rx, rw, rb) = naive::backward(&g, &x, &w, &gy);
         let shift = |v: Vec<f32>| v.into_iter().map(|x| x + 1.0).collect::<Vec<_>>();
-        for (name, got, want) in [("x", gx, shift(rx)), ("weight", gw, shift(rw)), ("bias", gb, shift(rb))] {
+        for (name, got, want) in [
+            ("x", gx, shift(rx)),
+            ("weight", gw, shift(rw)),
+            ("bias", gb, shift(rb)),
+        ] {
             let e = rel_err(&got, &want);
             assert!(e < 1e-5, "{g:?}: grad {name} error {e}");
             worst_bwd = worst_bwd.max(e);
@@ -65,15 +89,27 @@ fn im2col_kernels_match_the_direct_loops() {
 
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
-    let g = Geometry { batch: 9, h: 14, w: 14, cin: 8, cout: 16, k: 5, pad: 2 };
+    let g = Geometry {
+        batch: 9,
+        h: 14,
+        w: 14,
+        cin: 8,
+        cout: 16,
+        k: 5,
+        pad: 2,
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let x = random(g.batch * g.h * g.w * g.cin, &mut rng);
     let w = random(g.cout * g.k * g.k * g.cin, &mut rng);
     let gy = random(g.batch * g.h * g.w * g.cout, &mut rng);
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| {
-            let (mut gx, mut gw, mut gb) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; g.cout]);
+            let (mut gx, mut gw, mut gb) =
+                (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; g.cout]);
             cpu::backward(&g, &x, &w, &gy, &mut gx, &mut gw, &mut gb);
             (gx, gw, gb)
         })
@@ -95,7 +131,12 @@ fn tape_gradients_match_finite_differences() {
         check_fd::<3, 0>(&dev, &mut rng, h, w);
     }
 
-    fn check_fd<const K: usize, const P: usize>(dev: &Cpu, rng: &mut ChaCha8Rng, h: usize, w: usize) {
+    fn check_fd<const K: usize, const P: usize>(
+        dev: &Cpu,
+        rng: &mut ChaCha8Rng,
+        h: usize,
+        w: usize,
+    ) {
         let batch = 2;
         let mut conv: Conv2D<I, O, K, P> = Conv2D::build(dev);
         conv.weight.copy_from(&random(O * K * K * I, rng));
@@ -107,10 +148,22 @@ fn tape_gradients_match_finite_differences() {
         let rt = dev.tensor_from_vec(r.clone(), *y.shape());
         let grads = (y * rt).sum().backward();
 
-        let g = Geometry { batch, h, w, cin: I, cout: O, k: K, pad: P };
+        let g = Geometry {
+            batch,
+            h,
+            w,
+            cin: I,
+            cout: O,
+            k: K,
+            pad: P,
+        };
         let (ws, bs) = (conv.weight.as_vec(), conv.bias.as_vec());
         let loss = |x: &[f32], wt: &[f32], b: &[f32]| -> f64 {
-            naive::forward(&g, x, wt, b).iter().zip(&r).map(|(a, b)| *a as f64 * *b as f64).sum()
+            naive::forward(&g, x, wt, b)
+                .iter()
+                .zip(&r)
+                .map(|(a, b)| *a as f64 * *b as f64)
+                .sum()
         };
         let eps = 1e-2f32;
         let fd = |which: usize, n: usize| -> Vec<f32> {
@@ -129,11 +182,20 @@ fn tape_gradients_match_finite_differences() {
         };
         let errs = [
             ("input", rel_err(&grads.get(&x).as_vec(), &fd(0, xs.len()))),
-            ("weight", rel_err(&grads.get(&conv.weight).as_vec(), &fd(1, ws.len()))),
-            ("bias", rel_err(&grads.get(&conv.bias).as_vec(), &fd(2, bs.len()))),
+            (
+                "weight",
+                rel_err(&grads.get(&conv.weight).as_vec(), &fd(1, ws.len())),
+            ),
+            (
+                "bias",
+                rel_err(&grads.get(&conv.bias).as_vec(), &fd(2, bs.len())),
+            ),
         ];
         for (name, e) in errs {
-            assert!(e < 1e-4, "K={K} P={P} {h}x{w}: {name} gradient relative error {e}");
+            assert!(
+                e < 1e-4,
+                "K={K} P={P} {h}x{w}: {name} gradient relative error {e}"
+            );
         }
         eprintln!("conv2d finite differences K={K} P={P} {h}x{w}: {errs:?}");
     }

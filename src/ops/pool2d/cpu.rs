@@ -8,10 +8,18 @@ use rayon::prelude::*;
 
 /// Pools `x` (`batch x h x w x c`) into `out`, recording in `argmax` the index within the image
 /// of each output's chosen input.
-pub fn forward(x: &[f32], (batch, h, w, c): (usize, usize, usize, usize), out: &mut [f32], argmax: &mut [u32]) {
+pub fn forward(
+    x: &[f32],
+    (batch, h, w, c): (usize, usize, usize, usize),
+    out: &mut [f32],
+    argmax: &mut [u32],
+) {
     let (oh, ow) = (h / 2, w / 2);
     assert_eq!(x.len(), batch * h * w * c);
-    assert_eq!((out.len(), argmax.len()), (batch * oh * ow * c, batch * oh * ow * c));
+    assert_eq!(
+        (out.len(), argmax.len()),
+        (batch * oh * ow * c, batch * oh * ow * c)
+    );
     if out.is_empty() {
         return;
     }
@@ -52,7 +60,11 @@ pub fn backward(argmax: &[u32], grad_out: &[f32], in_per_image: usize, grad_x: &
     let out_per_image = grad_out.len() / (grad_x.len() / in_per_image);
     grad_x
         .par_chunks_mut(in_per_image)
-        .zip(grad_out.par_chunks(out_per_image).zip(argmax.par_chunks(out_per_image)))
+        .zip(
+            grad_out
+                .par_chunks(out_per_image)
+                .zip(argmax.par_chunks(out_per_image)),
+        )
         .for_each(|(gx, (gy, arg))| {
             for (&i, &g) in arg.iter().zip(gy) {
                 gx[i as usize] += g;

@@ -23,7 +23,9 @@ impl<const C: usize, T: Tape<f32, Cpu>> Module<Maps<C, T>> for MaxPool2D {
         let mut out = vec![0.0f32; batch * oh * ow * C];
         let mut argmax = vec![0u32; out.len()];
         cpu::forward(&super::data(&x), (batch, h, w, C), &mut out, &mut argmax);
-        let out = x.device().try_tensor_from_vec(out, (batch, oh, ow, Const::<C>))?;
+        let out = x
+            .device()
+            .try_tensor_from_vec(out, (batch, oh, ow, Const::<C>))?;
         if T::OWNS_TAPE {
             let out_id = out.clone();
             tape.add_backward_op(move |grads| {
@@ -44,7 +46,8 @@ mod tests {
     fn odd_sizes_drop_the_last_row_and_column() {
         let dev = Cpu::default();
         // 1 image, 3x3, 1 channel: only the top-left 2x2 window exists.
-        let x: Maps<1> = dev.tensor_from_vec((1..=9).map(|v| v as f32).collect(), (1, 3, 3, Const::<1>));
+        let x: Maps<1> =
+            dev.tensor_from_vec((1..=9).map(|v| v as f32).collect(), (1, 3, 3, Const::<1>));
         let y = MaxPool2D.forward(x);
         assert_eq!(*y.shape(), (1, 1, 1, Const::<1>));
         assert_eq!(y.as_vec(), vec![5.0]);
@@ -53,7 +56,9 @@ mod tests {
     #[test]
     fn forward_matches_a_naive_reference_on_several_channels() {
         let (b, h, w, c) = (2, 5, 7, 3);
-        let xs: Vec<f32> = (0..b * h * w * c).map(|i| ((i * 37 % 101) as f32).sin()).collect();
+        let xs: Vec<f32> = (0..b * h * w * c)
+            .map(|i| ((i * 37 % 101) as f32).sin())
+            .collect();
         let mut out = vec![0.0; b * 2 * 3 * c];
         let mut arg = vec![0u32; out.len()];
         cpu::forward(&xs, (b, h, w, c), &mut out, &mut arg);
@@ -62,7 +67,10 @@ mod tests {
                 for ox in 0..3 {
                     for ch in 0..c {
                         let at = |y: usize, x: usize| xs[((n * h + y) * w + x) * c + ch];
-                        let m = at(2 * oy, 2 * ox).max(at(2 * oy, 2 * ox + 1)).max(at(2 * oy + 1, 2 * ox)).max(at(2 * oy + 1, 2 * ox + 1));
+                        let m = at(2 * oy, 2 * ox)
+                            .max(at(2 * oy, 2 * ox + 1))
+                            .max(at(2 * oy + 1, 2 * ox))
+                            .max(at(2 * oy + 1, 2 * ox + 1));
                         assert_eq!(out[((n * 2 + oy) * 3 + ox) * c + ch], m);
                     }
                 }
@@ -82,7 +90,9 @@ mod tests {
     #[test]
     fn gradient_is_routed_to_the_window_maxima() {
         let dev = Cpu::default();
-        let vals = vec![1.0, 2.0, 0.0, 5.0, 3.0, 4.0, 9.0, 8.0, 7.0, 6.0, 1.0, 1.0, 0.5, 0.25, 2.0, 1.0];
+        let vals = vec![
+            1.0, 2.0, 0.0, 5.0, 3.0, 4.0, 9.0, 8.0, 7.0, 6.0, 1.0, 1.0, 0.5, 0.25, 2.0, 1.0,
+        ];
         // 1 image 4x4, 1 channel; windows: {1,2,3,4}->4 at (1,1); {0,5,9,8}->9 at (1,2)
         let x: Maps<1> = dev.tensor_from_vec(vals, (1, 4, 4, Const::<1>));
         let y = MaxPool2D.forward(x.leaky_trace());
