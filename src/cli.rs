@@ -37,6 +37,8 @@ checksums. Running the same experiment again prints the finished run's summary i
 retraining; --force retrains. It contains config.toml, metrics.csv, eval.csv, summary.json,
 meta.json and model.safetensors (see README.md).")]
     Run(RunArgs),
+    /// List the network architectures compiled into this binary.
+    Models,
     /// Print an experiment's resolved (canonical) config, or its run directory with --dir.
     Resolve {
         #[command(flatten)]
@@ -113,6 +115,10 @@ fn execute(cli: Cli) -> Result<()> {
                     println!("{}", run::describe(&summary, &dir));
                 }
             }
+            Ok(())
+        }
+        Command::Models => {
+            print!("{}", crate::models::describe_registry());
             Ok(())
         }
         Command::Resolve { exp, dir } => {

@@ -44,7 +44,7 @@ impl Progress {
                 bar.set_position(step);
                 bar.set_message(format!("loss {loss:.4} acc {:.2}%", accuracy * 100.0));
             }
-            None if step % self.line_every == 0 || step == self.total => {
+            None if step.is_multiple_of(self.line_every) || step == self.total => {
                 let elapsed = self.start.elapsed().as_secs_f64();
                 let eta = elapsed / step as f64 * (self.total - step) as f64;
                 eprintln!(

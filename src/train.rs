@@ -88,6 +88,12 @@ pub fn evaluate(model: &dyn Trainable, split: &Split) -> Result<(f64, f64)> {
     ))
 }
 
+/// An f32 as the f64 with the same shortest decimal spelling (0.0635 rather than
+/// 0.06353972852230072), so JSON shows the digits the CSV shows.
+fn shortest_f64(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(x as f64)
+}
+
 /// What the loop achieved, for the summary.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -187,7 +193,7 @@ pub fn train(
             sinks.evals.flush()?;
             sinks.metrics.flush()?;
             sinks.progress.eval(step, test_loss as f64, test_acc);
-            outcome.final_eval = Some((test_loss as f64, test_acc));
+            outcome.final_eval = Some((shortest_f64(test_loss), test_acc));
             if outcome.best_eval.is_none_or(|(_, best)| test_acc > best) {
                 outcome.best_eval = Some((step, test_acc));
             }

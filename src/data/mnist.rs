@@ -125,7 +125,7 @@ impl Dataset {
         }
         let path = |i: usize| source.dir.join(format!("{}.gz", FILES[i]));
         let magic = |i: usize| {
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 idx::MAGIC_IMAGES
             } else {
                 idx::MAGIC_LABELS

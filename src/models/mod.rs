@@ -99,6 +99,20 @@ fn cnn_arch(model: &ModelConfig) -> Result<cnn::Arch> {
     )))
 }
 
+/// Human listing of every compiled-in architecture (`runner models`).
+pub fn describe_registry() -> String {
+    let mut out = format!(
+        "[model] kind = \"mlp\": hidden = [] (no hidden layer), [A] or [A, B], with A and B from {:?}\n\n\
+         [model] kind = \"cnn\" ({} architectures):\n",
+        mlp::WIDTHS,
+        cnn::ARCHS.len()
+    );
+    for arch in cnn::ARCHS {
+        out.push_str(&format!("  {arch}\n"));
+    }
+    out
+}
+
 fn unsupported_mlp(hidden: &[usize]) -> Error {
     Error::Input(format!(
         "key 'model.hidden': {hidden:?} is not a compiled-in MLP. Supported: zero, one or two hidden \
