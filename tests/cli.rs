@@ -316,3 +316,84 @@ fn an_unsupported_cnn_lists_the_nearest_supported_ones() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sigterm_marks_the_run_interrupted_and_it_never_looks_complete() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args([
+            "run",
+            "experiments/smoke.toml",
+            "--set",
+            "train.steps=1000000",
+            "--runs-dir",
+        ])
+        .arg(runs.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until training has written some steps.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let metrics = loop {
+        let found = std::fs::read_dir(runs.path())
+            .ok()
+            .and_then(|mut d| d.next())
+            .map(|e| e.unwrap().path().join("metrics.csv"))
+            .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.lines().count() > 20));
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "training never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let dir = metrics.parent().unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["status"], "interrupted");
+    assert!(!dir.join("model.safetensors").exists());
+    // Every row is whole and the steps run 1..=steps_done without gaps.
+    let steps_done = summary["steps_done"].as_u64().unwrap();
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let steps: Vec<u64> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(steps, (1..=steps_done).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_same_config_reproduces_metrics_and_weights_exactly() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for runs in [&a, &b] {
+        let out = runner(&["run", "experiments/smoke.toml"], runs.path());
+        assert!(out.status.success(), "{}", text(&out).1);
+    }
+    let (da, db) = (only_run_dir(a.path()), only_run_dir(b.path()));
+    let without_time = |d: &Path| -> Vec<String> {
+        std::fs::read_to_string(d.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+            .collect()
+    };
+    assert_eq!(without_time(&da), without_time(&db));
+    assert_eq!(
+        std::fs::read(da.join("model.safetensors")).unwrap(),
+        std::fs::read(db.join("model.safetensors")).unwrap()
+    );
+}
