@@ -86,6 +86,20 @@ fn im2col(g: &Geometry, x: &[f32], cols: &mut [f32]) {
     }
 }
 
+/// Unfolds a run of whole images; returns the patch rows and their count.
+fn im2col_images(g: &Geometry, x: &[f32]) -> (Vec<f32>, usize) {
+    let rows_per_img = g.out_h() * g.out_w();
+    let rows = x.len() / g.in_len() * rows_per_img;
+    let mut cols = vec![0.0f32; rows * g.patch()];
+    for (xi, ci) in x
+        .chunks_exact(g.in_len())
+        .zip(cols.chunks_exact_mut(rows_per_img * g.patch()))
+    {
+        im2col(g, xi, ci);
+    }
+    (cols, rows)
+}
+
 /// Adds rows of patch gradients back onto one image's gradient (the adjoint of `im2col`).
 fn col2im_add(g: &Geometry, dcols: &[f32], dx: &mut [f32]) {
     let (oh, ow, patch, cin) = (g.out_h(), g.out_w(), g.patch(), g.cin);
@@ -112,7 +126,7 @@ fn col2im_add(g: &Geometry, dcols: &[f32], dx: &mut [f32]) {
 
 /// `out = conv(x, weight) + bias`. `weight` is `[cout][k][k][cin]`; `out` is NHWC.
 pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
-    let (rows_per_img, patch, n) = (g.out_h() * g.out_w(), g.patch(), g.images_per_chunk());
+    let (patch, n) = (g.patch(), g.images_per_chunk());
     assert_eq!(x.len(), g.batch * g.in_len());
     assert_eq!(out.len(), g.batch * g.out_len());
     assert_eq!((weight.len(), bias.len()), (g.cout * patch, g.cout));
@@ -122,15 +136,7 @@ pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: &[f32], out: &mut 
     out.par_chunks_mut(n * g.out_len())
         .zip(x.par_chunks(n * g.in_len()))
         .for_each(|(out, x)| {
-            let imgs = x.len() / g.in_len();
-            let rows = imgs * rows_per_img;
-            let mut cols = vec![0.0f32; rows * patch];
-            for (xi, ci) in x
-                .chunks_exact(g.in_len())
-                .zip(cols.chunks_exact_mut(rows_per_img * patch))
-            {
-                im2col(g, xi, ci);
-            }
+            let (cols, rows) = im2col_images(g, x);
             matmul(
                 View::rows(&cols, rows, patch),
                 View::transposed(weight, patch, g.cout),
@@ -174,15 +180,7 @@ pub fn backward(
         .zip(x.par_chunks(n * g.in_len()))
         .zip(grad_out.par_chunks(n * g.out_len()))
         .map(|((gx, x), gy)| {
-            let imgs = x.len() / g.in_len();
-            let rows = imgs * rows_per_img;
-            let mut cols = vec![0.0f32; rows * patch];
-            for (xi, ci) in x
-                .chunks_exact(g.in_len())
-                .zip(cols.chunks_exact_mut(rows_per_img * patch))
-            {
-                im2col(g, xi, ci);
-            }
+            let (mut cols, rows) = im2col_images(g, x);
             let mut gw = vec![0.0f32; g.cout * patch];
             matmul(
                 View::transposed(gy, g.cout, rows),
