@@ -320,7 +320,7 @@ fn an_unsupported_cnn_lists_the_nearest_supported_ones() {
 #[test]
 fn sigterm_marks_the_run_interrupted_and_it_never_looks_complete() {
     let runs = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
+    let child = Command::new(env!("CARGO_BIN_EXE_runner"))
         .args([
             "run",
             "experiments/smoke.toml",
