@@ -107,6 +107,7 @@ fn execute(cli: Cli) -> Result<()> {
                 runs_dir: args.exp.runs_dir,
                 force: args.force,
             };
+            crate::fpmode::install();
             let interrupted = install_interrupt_handler()?;
             match run::run(&req, &interrupted)? {
                 RunResult::Trained(dir, summary) => println!("{}", run::describe(&summary, &dir)),

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod fpmode;
 pub mod models;
 pub mod progress;
 pub mod run;

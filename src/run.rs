@@ -137,6 +137,7 @@ pub fn run(req: &RunRequest, interrupted: &AtomicBool) -> Result<RunResult> {
         arch: std::env::consts::ARCH.to_string(),
         cpu_model: meta::cpu_model(),
         threads: rayon::current_num_threads(),
+        flush_denormals: crate::fpmode::enabled(),
         started_at,
         finished_at: None,
         command: std::env::args().collect(),

@@ -14,6 +14,8 @@ pub struct Meta {
     pub arch: String,
     pub cpu_model: String,
     pub threads: usize,
+    /// Whether subnormal floats were flushed to zero (see `RUNNER_FLUSH_DENORMALS`).
+    pub flush_denormals: bool,
     pub started_at: String,
     pub finished_at: Option<String>,
     pub command: Vec<String>,
