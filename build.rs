@@ -13,8 +13,16 @@ fn main() {
     let commit = output("git", &["rev-parse", "HEAD"]).unwrap_or_default();
     // --no-optional-locks: a plain `git status` rewrites .git/index, which would retrigger this
     // script (and a rebuild of the crate) on every build.
-    let dirty = output("git", &["--no-optional-locks", "status", "--porcelain", "--untracked-files=no"])
-        .is_some_and(|s| !s.is_empty());
+    let dirty = output(
+        "git",
+        &[
+            "--no-optional-locks",
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+        ],
+    )
+    .is_some_and(|s| !s.is_empty());
     let commit = if commit.is_empty() || !dirty {
         commit
     } else {

@@ -39,6 +39,81 @@ meta.json and model.safetensors (see README.md).")]
     Run(RunArgs),
     /// List the network architectures compiled into this binary.
     Models,
+    /// One line per run: name, hash, status, steps, final test accuracy, ms per step, start.
+    #[command(
+        after_help = "Examples:\n  runner ls\n  runner ls 'mlp-*' --where optimizer.lr=1e-3 --sort test_acc --desc"
+    )]
+    Ls {
+        /// Globs over run directory names or experiment names (default: all runs).
+        patterns: Vec<String>,
+        #[command(flatten)]
+        common: ReportArgs,
+        /// Keep runs whose config key has this value (numbers compare by value: 1e-4 = 0.0001).
+        /// Repeatable.
+        #[arg(long = "where", value_name = "KEY=VALUE")]
+        filters: Vec<crate::report::ls::Filter>,
+        /// Sort by a config key or one of test_acc, best_acc, test_loss, ms_per_step, steps, started.
+        #[arg(long, value_name = "KEY")]
+        sort: Option<String>,
+        /// Sort in descending order.
+        #[arg(long)]
+        desc: bool,
+    },
+    /// Compare runs: the config keys that differ, then test accuracy, losses and timings.
+    #[command(after_help = "\
+Runs are directories, globs over run names, or name/hash prefixes under the runs directory.
+Runs whose configs differ only in `seed` are one row (mean ± standard deviation, n). The best
+value of each metric column is marked with *. train_loss is an exponential moving average
+(alpha 0.05) of the per-step loss.
+
+Examples:
+  runner compare 'mlp-*'
+  runner compare runs/mlp-1a2b3c4d5e6f runs/mlp-0f9e8d7c6b5a --at 1000
+  runner compare 'mlp-*' --stats --format markdown")]
+    Compare {
+        #[arg(required = true)]
+        runs: Vec<String>,
+        #[command(flatten)]
+        common: ReportArgs,
+        /// Compare at this step (last evaluation at or before it) instead of the end.
+        #[arg(long, value_name = "STEP")]
+        at: Option<u64>,
+        /// Add Welch's t-test p-value between the two best groups of seed replicates.
+        #[arg(long)]
+        stats: bool,
+    },
+    /// Plot training loss and test accuracy against step, one line per run (.svg or .png).
+    #[command(
+        after_help = "Examples:\n  runner plot 'mlp-*' -o mlp.svg\n  runner plot runs/mlp-1a2b3c4d5e6f runs/mlp-0f9e8d7c6b5a -o lr.png --log-loss --smooth 0.02"
+    )]
+    Plot {
+        #[arg(required = true)]
+        runs: Vec<String>,
+        /// Output file: .svg or .png.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// EMA weight of the newest step for the loss curves (1 = no smoothing).
+        #[arg(long, value_name = "ALPHA", default_value_t = 0.05)]
+        smooth: f64,
+        /// Logarithmic loss axis.
+        #[arg(long)]
+        log_loss: bool,
+        /// Directory that holds run directories.
+        #[arg(
+            long,
+            value_name = "DIR",
+            env = "RUNNER_RUNS_DIR",
+            default_value = "runs"
+        )]
+        runs_dir: PathBuf,
+    },
+    /// The resolved-config differences between two runs, key by key.
+    Diff {
+        run_a: String,
+        run_b: String,
+        #[command(flatten)]
+        common: ReportArgs,
+    },
     /// Print an experiment's resolved (canonical) config, or its run directory with --dir.
     Resolve {
         #[command(flatten)]
@@ -65,6 +140,21 @@ pub struct ExperimentArgs {
         default_value = "runs"
     )]
     pub runs_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Directory that holds run directories.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "RUNNER_RUNS_DIR",
+        default_value = "runs"
+    )]
+    pub runs_dir: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::report::table::Format,
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +208,82 @@ fn execute(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Ls {
+            patterns,
+            common,
+            filters,
+            sort,
+            desc,
+        } => {
+            let (runs, warnings) = crate::report::runs::discover(&common.runs_dir);
+            warn(&warnings);
+            let table = crate::report::ls::list(&runs, &patterns, &filters, sort.as_deref(), desc)
+                .map_err(Error::Input)?;
+            print!("{}", table.render(common.format));
+            Ok(())
+        }
+        Command::Compare {
+            runs,
+            common,
+            at,
+            stats,
+        } => {
+            let (runs, warnings) =
+                crate::report::runs::select(&runs, &common.runs_dir).map_err(Error::Input)?;
+            warn(&warnings);
+            if runs.is_empty() {
+                return Err(Error::Input("no runs to compare".into()));
+            }
+            let (table, stats_line) = crate::report::compare::compare(&runs, at, stats);
+            print!("{}", table.render(common.format));
+            if let Some(line) = stats_line {
+                eprintln!("{line}");
+            }
+            Ok(())
+        }
+        Command::Diff {
+            run_a,
+            run_b,
+            common,
+        } => {
+            let pick = |spec: &String| -> Result<crate::report::runs::Run> {
+                let (runs, warnings) =
+                    crate::report::runs::select(std::slice::from_ref(spec), &common.runs_dir)
+                        .map_err(Error::Input)?;
+                warn(&warnings);
+                match runs.len() {
+                    1 => Ok(runs.into_iter().next().expect("one run")),
+                    0 => Err(Error::Input(format!("'{spec}' is not a run directory"))),
+                    n => Err(Error::Input(format!(
+                        "'{spec}' matches {n} runs; diff needs exactly one each"
+                    ))),
+                }
+            };
+            let (a, b) = (pick(&run_a)?, pick(&run_b)?);
+            print!(
+                "{}",
+                crate::report::diff::diff(&a, &b).render(common.format)
+            );
+            Ok(())
+        }
+        Command::Plot {
+            runs,
+            output,
+            smooth,
+            log_loss,
+            runs_dir,
+        } => {
+            let (runs, warnings) =
+                crate::report::runs::select(&runs, &runs_dir).map_err(Error::Input)?;
+            warn(&warnings);
+            let opts = crate::report::plot::PlotOptions {
+                smoothing: smooth,
+                log_loss,
+            };
+            crate::report::plot::plot(&runs, &output, opts).map_err(Error::Input)?;
+            eprintln!("wrote {}", output.display());
+            Ok(())
+        }
         Command::Models => {
             print!("{}", crate::models::describe_registry());
             Ok(())
@@ -132,6 +298,12 @@ fn execute(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+fn warn(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
     }
 }
 

@@ -11,6 +11,7 @@ pub mod error;
 pub mod fpmode;
 pub mod models;
 pub mod progress;
+pub mod report;
 pub mod run;
 pub mod rundir;
 pub mod train;

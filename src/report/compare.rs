@@ -1,0 +1,205 @@
+//! `runner compare`: differing config keys, then metrics; seed replicates grouped.
+
+use super::metrics::{self, Metrics};
+use super::runs::Run;
+use super::stats;
+use super::table::{Cell, Table};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Runs whose configs are equal but for `seed`.
+struct Group<'a> {
+    runs: Vec<&'a Run>,
+    metrics: Vec<Metrics>,
+}
+
+/// Whether bigger is better for a metric column (else smaller is).
+const METRIC_COLUMNS: [(&str, bool); 7] = [
+    ("test_acc", true),
+    ("best_acc", true),
+    ("best_step", true),
+    ("test_loss", false),
+    ("train_loss", false),
+    ("ms/step", false),
+    ("wall_s", false),
+];
+
+fn pick(m: &Metrics, column: &str) -> Option<f64> {
+    match column {
+        "test_acc" => m.test_acc,
+        "best_acc" => m.best_acc,
+        "best_step" => m.best_step.map(|s| s as f64),
+        "test_loss" => m.test_loss,
+        "train_loss" => m.train_loss,
+        "ms/step" => m.ms_per_step,
+        "wall_s" => m.wall_s,
+        _ => None,
+    }
+}
+
+/// Keys whose values are not the same in every run (a missing key counts as a value).
+pub fn differing_keys(runs: &[&Run]) -> Vec<String> {
+    let keys: BTreeSet<&String> = runs.iter().flat_map(|r| r.config.keys()).collect();
+    keys.into_iter()
+        .filter(|k| {
+            let values: BTreeSet<Option<&String>> = runs.iter().map(|r| r.config.get(*k)).collect();
+            values.len() > 1
+        })
+        .cloned()
+        .collect()
+}
+
+/// The comparison table and, with `with_stats`, a line with Welch's t-test between the two
+/// groups with the best mean test accuracy.
+pub fn compare(runs: &[Run], at: Option<u64>, with_stats: bool) -> (Table, Option<String>) {
+    let mut by_config: BTreeMap<Vec<(String, String)>, Group> = BTreeMap::new();
+    for run in runs {
+        let key: Vec<(String, String)> = run
+            .config
+            .iter()
+            .filter(|(k, _)| k.as_str() != "seed")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let g = by_config.entry(key).or_insert_with(|| Group {
+            runs: Vec::new(),
+            metrics: Vec::new(),
+        });
+        g.runs.push(run);
+        g.metrics.push(metrics::of(run, at));
+    }
+    let mut groups: Vec<Group> = by_config.into_values().collect();
+    let mean_of = |g: &Group, col: &str| {
+        stats::mean_std(
+            &g.metrics
+                .iter()
+                .filter_map(|m| pick(m, col))
+                .collect::<Vec<_>>(),
+        )
+    };
+    // Best mean test accuracy first; ties by run id, so output is stable.
+    groups.sort_by(|a, b| {
+        let (ma, mb) = (
+            mean_of(a, "test_acc").map(|m| m.0),
+            mean_of(b, "test_acc").map(|m| m.0),
+        );
+        mb.partial_cmp(&ma)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then_with(|| a.runs[0].id.cmp(&b.runs[0].id))
+    });
+    let all: Vec<&Run> = runs.iter().collect();
+    let replicated = groups.iter().any(|g| g.runs.len() > 1);
+    let config_cols: Vec<String> = differing_keys(&all)
+        .into_iter()
+        .filter(|k| !(replicated && k == "seed"))
+        .collect();
+
+    let mut table = Table::default();
+    table.headers.push("run".into());
+    table.headers.extend(config_cols.iter().cloned());
+    table.headers.push("n".into());
+    table
+        .headers
+        .extend(METRIC_COLUMNS.iter().map(|(c, _)| c.to_string()));
+    for g in &groups {
+        let first = g.runs[0];
+        let label = if g.runs.len() == 1 {
+            first.id.clone()
+        } else {
+            format!("{} (+{})", first.id, g.runs.len() - 1)
+        };
+        let mut row = vec![Cell::text(label)];
+        for key in &config_cols {
+            row.push(
+                first
+                    .config
+                    .get(key)
+                    .map_or_else(Cell::empty, |v| Cell::toml_value(v)),
+            );
+        }
+        row.push(Cell {
+            text: g.runs.len().to_string(),
+            json: g.runs.len().into(),
+            best: false,
+        });
+        let mut extras = serde_json::Map::new();
+        extras.insert(
+            "runs".into(),
+            g.runs
+                .iter()
+                .map(|r| r.id.clone())
+                .collect::<Vec<_>>()
+                .into(),
+        );
+        for (col, _) in METRIC_COLUMNS {
+            let value = mean_of(g, col);
+            extras.insert(format!("{col}_std"), value.and_then(|v| v.1).into());
+            row.push(metric_cell(col, value));
+        }
+        table.rows.push(row);
+        table.extras.push(extras);
+    }
+    let first_metric = table.headers.len() - METRIC_COLUMNS.len();
+    for (i, (col, higher_better)) in METRIC_COLUMNS.iter().enumerate() {
+        if *col == "best_step" || table.rows.len() < 2 {
+            continue;
+        }
+        let c = first_metric + i;
+        let values: Vec<Option<f64>> = table.rows.iter().map(|r| r[c].json.as_f64()).collect();
+        let best =
+            values
+                .iter()
+                .flatten()
+                .copied()
+                .reduce(|a, b| if (b > a) == *higher_better { b } else { a });
+        for (row, v) in table.rows.iter_mut().zip(&values) {
+            row[c].best = v.is_some() && *v == best;
+        }
+    }
+    let stats_line = with_stats.then(|| welch_line(&groups));
+    (table, stats_line)
+}
+
+fn metric_cell(col: &str, value: Option<(f64, Option<f64>)>) -> Cell {
+    let Some((mean, std)) = value else {
+        return Cell::empty();
+    };
+    let (scale, decimals, suffix) = match col {
+        "test_acc" | "best_acc" => (100.0, 2, "%"),
+        "best_step" => (1.0, 0, ""),
+        "test_loss" | "train_loss" => (1.0, 4, ""),
+        "ms/step" => (1.0, 2, ""),
+        _ => (1.0, 1, ""),
+    };
+    let mut cell = Cell::number(Some(mean), decimals);
+    cell.text = match std {
+        Some(s) if col != "best_step" => format!(
+            "{:.decimals$}{suffix} ± {:.decimals$}",
+            mean * scale,
+            s * scale
+        ),
+        _ => format!("{:.decimals$}{suffix}", mean * scale),
+    };
+    cell
+}
+
+fn welch_line(groups: &[Group]) -> String {
+    let accs = |g: &Group| {
+        g.metrics
+            .iter()
+            .filter_map(|m| m.test_acc)
+            .collect::<Vec<_>>()
+    };
+    let replicated: Vec<&Group> = groups.iter().filter(|g| accs(g).len() >= 2).collect();
+    match replicated.as_slice() {
+        [a, b, ..] => match stats::welch_p(&accs(a), &accs(b)) {
+            Some(p) => format!(
+                "Welch t-test on test_acc, {} (n={}) vs {} (n={}): p = {p:.4}",
+                a.runs[0].id,
+                a.runs.len(),
+                b.runs[0].id,
+                b.runs.len()
+            ),
+            None => "Welch t-test: the two best groups have no variance; no p-value".into(),
+        },
+        _ => "Welch t-test: needs two groups of seed replicates with at least 2 runs each".into(),
+    }
+}

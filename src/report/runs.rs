@@ -1,0 +1,292 @@
+//! Reading run directories back: the system of record is the plain files (`config.toml`,
+//! `summary.json`, `eval.csv`, `metrics.csv`), read robustly (runs in progress, failed runs,
+//! partial last CSV lines, directories that are not runs).
+
+use crate::rundir::{self, Summary};
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// One run as read from disk.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub dir: PathBuf,
+    /// Directory name, `<name>-<hash12>`.
+    pub id: String,
+    pub name: String,
+    /// The resolved config flattened to dotted keys, values in TOML spelling.
+    pub config: BTreeMap<String, String>,
+    /// `None` when `summary.json` is missing or unreadable (a run killed while starting).
+    pub summary: Option<Summary>,
+    pub evals: Vec<EvalRow>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EvalRow {
+    pub step: u64,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+}
+
+/// One `metrics.csv` row (timing column left out).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepRow {
+    pub step: u64,
+    pub loss: f64,
+    pub accuracy: f64,
+}
+
+impl Run {
+    /// Reads a run directory; the error says why it is not one.
+    pub fn load(dir: &Path) -> Result<Run, String> {
+        let text = std::fs::read_to_string(dir.join(rundir::CONFIG))
+            .map_err(|_| "no config.toml".to_string())?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e| format!("config.toml is not valid TOML: {e}"))?;
+        let mut config = BTreeMap::new();
+        flatten("", &toml::Value::Table(table), &mut config);
+        let summary: Option<Summary> = std::fs::read_to_string(dir.join(rundir::SUMMARY))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let id = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = config
+            .get("name")
+            .map(|n| n.trim_matches('"').to_string())
+            .unwrap_or_else(|| id.clone());
+        let evals = read_csv_rows(&dir.join(rundir::EVAL), None)
+            .into_iter()
+            .filter_map(|f| {
+                Some(EvalRow {
+                    step: f.first()?.parse().ok()?,
+                    test_loss: f.get(1)?.parse().ok()?,
+                    test_accuracy: f.get(2)?.parse().ok()?,
+                })
+            })
+            .collect();
+        Ok(Run {
+            dir: dir.to_path_buf(),
+            id,
+            name,
+            config,
+            summary,
+            evals,
+        })
+    }
+
+    /// The 12-hex hash part of the directory name.
+    pub fn hash(&self) -> &str {
+        self.id.rsplit_once('-').map_or("", |(_, h)| h)
+    }
+
+    pub fn status(&self) -> String {
+        self.summary
+            .as_ref()
+            .map_or("unknown".into(), |s| s.status.to_string())
+    }
+
+    /// Training rows from `metrics.csv`. With `last`, only (at least) the last rows: read from
+    /// the end of the file, so that large logs cost little.
+    pub fn steps(&self, last: Option<usize>) -> Vec<StepRow> {
+        read_csv_rows(&self.dir.join(rundir::METRICS), last)
+            .into_iter()
+            .filter_map(|f| {
+                Some(StepRow {
+                    step: f.first()?.parse().ok()?,
+                    loss: f.get(2)?.parse().ok()?,
+                    accuracy: f.get(3)?.parse().ok()?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// Complete data rows of a CSV file (header skipped). A last line without its newline is a row
+/// still being written and is left out. With `last`, reads only enough of the end of the file.
+fn read_csv_rows(path: &Path, last: Option<usize>) -> Vec<Vec<String>> {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut window: u64 = last.map_or(len, |n| (n as u64 + 2) * 64);
+    loop {
+        let start = len.saturating_sub(window);
+        let mut buf = Vec::new();
+        if file.seek(SeekFrom::Start(start)).is_err() || file.read_to_end(&mut buf).is_err() {
+            return Vec::new();
+        }
+        let text = String::from_utf8_lossy(&buf);
+        let mut lines: Vec<&str> = text.split('\n').collect();
+        lines.pop(); // the text after the last newline: empty, or a partial row
+        if start > 0 {
+            lines.remove(0); // may begin mid-line
+        } else if !lines.is_empty() {
+            lines.remove(0); // the header
+        }
+        let enough = last.is_none_or(|n| lines.len() >= n) || start == 0;
+        if enough {
+            let skip = last.map_or(0, |n| lines.len().saturating_sub(n));
+            return lines[skip..]
+                .iter()
+                .map(|l| l.split(',').map(str::to_string).collect())
+                .collect();
+        }
+        window *= 4;
+    }
+}
+
+/// Every run directory directly under `runs_dir`, sorted by id, plus a warning for each entry
+/// that is not a run.
+pub fn discover(runs_dir: &Path) -> (Vec<Run>, Vec<String>) {
+    let mut runs = Vec::new();
+    let mut warnings = Vec::new();
+    let Ok(entries) = std::fs::read_dir(runs_dir) else {
+        return (
+            runs,
+            vec![format!(
+                "runs directory {} does not exist",
+                runs_dir.display()
+            )],
+        );
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with('.') || name == "sweeps" {
+            continue;
+        }
+        match Run::load(&dir) {
+            Ok(run) => runs.push(run),
+            Err(why) => warnings.push(format!(
+                "skipping {}: not a run directory ({why})",
+                dir.display()
+            )),
+        }
+    }
+    (runs, warnings)
+}
+
+/// `*` and `?` wildcard matching.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Runs named by `specs`: directories, globs over run ids, or id/name/hash prefixes under the
+/// runs directory. Errors name the spec that matched nothing.
+pub fn select(specs: &[String], runs_dir: &Path) -> Result<(Vec<Run>, Vec<String>), String> {
+    let (all, warnings) = discover(runs_dir);
+    let mut chosen: Vec<Run> = Vec::new();
+    let mut warnings = warnings;
+    for spec in specs {
+        let path = Path::new(spec);
+        if path.join(rundir::CONFIG).is_file() || (path.is_dir() && path.components().count() > 1) {
+            match Run::load(path) {
+                Ok(run) => chosen.push(run),
+                Err(why) => warnings.push(format!("skipping {spec}: not a run directory ({why})")),
+            }
+            continue;
+        }
+        let matches: Vec<&Run> = all
+            .iter()
+            .filter(|r| {
+                if spec.contains(['*', '?']) {
+                    glob_match(spec, &r.id)
+                } else {
+                    r.id.starts_with(spec.as_str())
+                        || r.hash().starts_with(spec.as_str())
+                        || r.name == *spec
+                }
+            })
+            .collect();
+        if matches.is_empty() {
+            return Err(format!(
+                "'{spec}' matches no run under {}",
+                runs_dir.display()
+            ));
+        }
+        chosen.extend(matches.into_iter().cloned());
+    }
+    chosen.sort_by(|a, b| a.dir.cmp(&b.dir));
+    chosen.dedup_by(|a, b| a.dir == b.dir);
+    Ok((chosen, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("mlp-*", "mlp-abc"));
+        assert!(glob_match("*-ab?", "mlp-abc"));
+        assert!(!glob_match("cnn-*", "mlp-abc"));
+        assert!(glob_match("*", ""));
+        assert!(!glob_match("a", ""));
+    }
+
+    #[test]
+    fn csv_reading_drops_a_partial_last_line_and_reads_tails() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.csv");
+        let mut text = "step,x\n".to_string();
+        for i in 1..=1000 {
+            text.push_str(&format!("{i},{}\n", i * 2));
+        }
+        text.push_str("1001,20"); // being written
+        std::fs::write(&p, &text).unwrap();
+        let all = read_csv_rows(&p, None);
+        assert_eq!(all.len(), 1000);
+        assert_eq!(all[999], ["1000", "2000"]);
+        let tail = read_csv_rows(&p, Some(3));
+        assert_eq!(tail, [["998", "1996"], ["999", "1998"], ["1000", "2000"]]);
+        assert_eq!(read_csv_rows(&p, Some(5000)).len(), 1000);
+        assert!(read_csv_rows(&dir.path().join("missing.csv"), None).is_empty());
+    }
+}

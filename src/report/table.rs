@@ -1,0 +1,221 @@
+//! A small table model rendered as aligned text, CSV, JSON or Markdown.
+
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+    Markdown,
+}
+
+/// One cell: the text people read, and the value scripts get in JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    pub text: String,
+    pub json: Value,
+    /// Best value of its column (marked `*` in table and Markdown output).
+    pub best: bool,
+}
+
+impl Cell {
+    pub fn text(s: impl Into<String>) -> Cell {
+        let s = s.into();
+        Cell {
+            json: Value::String(s.clone()),
+            text: s,
+            best: false,
+        }
+    }
+
+    pub fn empty() -> Cell {
+        Cell {
+            text: "-".into(),
+            json: Value::Null,
+            best: false,
+        }
+    }
+
+    /// A config value in TOML spelling: numbers and booleans stay typed in JSON.
+    pub fn toml_value(v: &str) -> Cell {
+        let parsed = toml::from_str::<toml::Table>(&format!("v = {v}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"));
+        let json = match parsed {
+            Some(toml::Value::Integer(i)) => Value::from(i),
+            Some(toml::Value::Float(f)) => Value::from(f),
+            Some(toml::Value::Boolean(b)) => Value::from(b),
+            _ => Value::String(v.trim_matches('"').to_string()),
+        };
+        Cell {
+            text: v.trim_matches('"').to_string(),
+            json,
+            best: false,
+        }
+    }
+
+    pub fn number(x: Option<f64>, decimals: usize) -> Cell {
+        match x {
+            Some(v) if v.is_finite() => Cell {
+                text: format!("{v:.decimals$}"),
+                json: Value::from(v),
+                best: false,
+            },
+            _ => Cell::empty(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    pub headers: Vec<String>,
+    pub rows: Vec<Vec<Cell>>,
+    /// Machine-only fields per row (same keys in every row), appended to CSV and JSON output:
+    /// e.g. standard deviations and the runs behind a grouped row.
+    pub extras: Vec<Map<String, Value>>,
+}
+
+impl Table {
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Table => self.aligned(),
+            Format::Csv => self.csv(),
+            Format::Json => self.json(),
+            Format::Markdown => self.markdown(),
+        }
+    }
+
+    fn marked(cell: &Cell) -> String {
+        if cell.best {
+            format!("{}*", cell.text)
+        } else {
+            cell.text.clone()
+        }
+    }
+
+    fn aligned(&self) -> String {
+        let texts: Vec<Vec<String>> = self
+            .rows
+            .iter()
+            .map(|r| r.iter().map(Self::marked).collect())
+            .collect();
+        let widths: Vec<usize> = (0..self.headers.len())
+            .map(|c| {
+                texts
+                    .iter()
+                    .map(|r| r[c].chars().count())
+                    .chain([self.headers[c].chars().count()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let numeric: Vec<bool> = (0..self.headers.len())
+            .map(|c| {
+                self.rows
+                    .iter()
+                    .all(|r| r[c].json.is_number() || r[c].json.is_null())
+                    && !self.rows.is_empty()
+            })
+            .collect();
+        let line = |cells: &[String]| {
+            let parts: Vec<String> = cells
+                .iter()
+                .enumerate()
+                .map(|(c, s)| {
+                    if numeric[c] {
+                        format!("{s:>w$}", w = widths[c])
+                    } else {
+                        format!("{s:<w$}", w = widths[c])
+                    }
+                })
+                .collect();
+            parts.join("  ").trim_end().to_string() + "\n"
+        };
+        let mut out = line(&self.headers);
+        out.push_str(&line(
+            &widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>(),
+        ));
+        for row in &texts {
+            out.push_str(&line(row));
+        }
+        out
+    }
+
+    /// CSV carries the raw values (fractions, not percentages) so that scripts can use them.
+    fn csv(&self) -> String {
+        let plain = |v: &Value| match v {
+            Value::Null => String::new(),
+            Value::String(s) => s.clone(),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map_or(i.to_string(), str::to_string))
+                .collect::<Vec<_>>()
+                .join(" "),
+            other => other.to_string(),
+        };
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let extra_keys: Vec<String> = self
+            .extras
+            .first()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        w.write_record(self.headers.iter().chain(&extra_keys))
+            .expect("in-memory CSV");
+        for (i, row) in self.rows.iter().enumerate() {
+            let extras = self.extras.get(i);
+            let extra_values = extra_keys
+                .iter()
+                .map(|k| extras.and_then(|m| m.get(k)).map_or(String::new(), plain));
+            w.write_record(row.iter().map(|c| plain(&c.json)).chain(extra_values))
+                .expect("in-memory CSV");
+        }
+        String::from_utf8(w.into_inner().expect("in-memory CSV")).expect("CSV of UTF-8 text")
+    }
+
+    fn json(&self) -> String {
+        let rows: Vec<Value> = self
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let mut obj = Map::new();
+                for (h, c) in self.headers.iter().zip(row) {
+                    obj.insert(h.clone(), c.json.clone());
+                }
+                if let Some(extras) = self.extras.get(i) {
+                    obj.extend(extras.clone());
+                }
+                Value::Object(obj)
+            })
+            .collect();
+        serde_json::to_string_pretty(&Value::Array(rows)).expect("JSON") + "\n"
+    }
+
+    fn markdown(&self) -> String {
+        let esc = |s: &str| s.replace('|', "\\|");
+        let mut out = format!(
+            "| {} |\n",
+            self.headers
+                .iter()
+                .map(|h| esc(h))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        out.push_str(&format!("|{}\n", " --- |".repeat(self.headers.len())));
+        for row in &self.rows {
+            let cells: Vec<String> = row
+                .iter()
+                .map(|c| {
+                    if c.best {
+                        format!("**{}**", esc(&c.text))
+                    } else {
+                        esc(&c.text)
+                    }
+                })
+                .collect();
+            out.push_str(&format!("| {} |\n", cells.join(" | ")));
+        }
+        out
+    }
+}

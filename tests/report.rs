@@ -1,0 +1,180 @@
+//! `runner ls / compare / diff / plot` on fixture run directories: golden outputs, robustness,
+//! images, and speed over 1000 runs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runs")
+}
+
+fn runner(args: &[&str], runs: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(args)
+        .arg("--runs-dir")
+        .arg(runs)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("runner binary runs")
+}
+
+/// Compares stdout with `tests/golden/<name>`; `UPDATE_GOLDEN=1` rewrites the file instead.
+fn golden(name: &str, args: &[&str]) {
+    let out = runner(args, &fixtures());
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = String::from_utf8(out.stdout).unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing golden file {}", path.display()));
+    assert_eq!(got, want, "{args:?} differs from {}", path.display());
+}
+
+#[test]
+fn compare_in_every_format() {
+    golden("compare.txt", &["compare", "smoke-*"]);
+    golden("compare.csv", &["compare", "smoke-*", "--format", "csv"]);
+    golden("compare.json", &["compare", "smoke-*", "--format", "json"]);
+    golden(
+        "compare.md",
+        &["compare", "smoke-*", "--format", "markdown"],
+    );
+    golden("compare-at-30.txt", &["compare", "smoke-*", "--at", "30"]);
+}
+
+#[test]
+fn ls_and_diff() {
+    golden("ls.txt", &["ls"]);
+    golden(
+        "ls-where-sorted.txt",
+        &[
+            "ls",
+            "--where",
+            "optimizer.lr=5e-2",
+            "--sort",
+            "test_acc",
+            "--desc",
+        ],
+    );
+    golden("diff.txt", &["diff", "smoke-932", "smoke-94c"]);
+}
+
+#[test]
+fn non_runs_are_skipped_with_a_warning_and_bad_specs_are_errors() {
+    let out = runner(&["ls"], &fixtures());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("skipping") && stderr.contains("not-a-run"),
+        "{stderr}"
+    );
+    let out = runner(&["compare", "nothing-like-this"], &fixtures());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("matches no run"));
+    let out = runner(&["ls", "--sort", "nope"], &fixtures());
+    assert_eq!(out.status.code(), Some(2));
+    let out = runner(&["diff", "smoke-*", "smoke-932"], &fixtures());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exactly one"));
+}
+
+#[test]
+fn stats_reports_a_welch_p_value() {
+    let out = runner(&["compare", "smoke-*", "--stats"], &fixtures());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Welch t-test on test_acc") && stderr.contains("p = 0."),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn plots_are_valid_png_and_svg_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("p.png");
+    let svg = dir.path().join("p.svg");
+    for (path, extra) in [(&png, None), (&svg, Some("--log-loss"))] {
+        let mut args = vec!["plot", "smoke-*", "-o", path.to_str().unwrap()];
+        args.extend(extra);
+        let out = runner(&args, &fixtures());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let (w, h) = (
+        u32::from_be_bytes(bytes[16..20].try_into().unwrap()),
+        u32::from_be_bytes(bytes[20..24].try_into().unwrap()),
+    );
+    assert_eq!((w, h), (1280, 900));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+    for needle in [
+        "Training loss",
+        "Test accuracy",
+        "optimizer.lr=0.05 seed=0",
+        "step",
+    ] {
+        assert!(text.contains(needle), "SVG lacks {needle:?}");
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        2,
+        "no temporary files left"
+    );
+    let out = runner(
+        &[
+            "plot",
+            "smoke-*",
+            "-o",
+            dir.path().join("p.gif").to_str().unwrap(),
+        ],
+        &fixtures(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn compare_over_1000_runs_is_fast() {
+    let runs = tempfile::tempdir().unwrap();
+    let template = std::fs::read_dir(fixtures())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("summary.json").exists())
+        .unwrap();
+    for i in 0..1000 {
+        let dir = runs.path().join(format!("smoke-{i:012x}"));
+        std::fs::create_dir(&dir).unwrap();
+        for f in ["config.toml", "summary.json", "eval.csv", "metrics.csv"] {
+            let text = std::fs::read_to_string(template.join(f)).unwrap();
+            let text = if f == "config.toml" {
+                text.replace("seed = 0", &format!("seed = {}", i % 7))
+            } else {
+                text
+            };
+            std::fs::write(dir.join(f), text).unwrap();
+        }
+    }
+    let start = std::time::Instant::now();
+    let out = runner(&["compare", "smoke-*"], runs.path());
+    let took = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("compare over 1000 runs: {took:?}");
+    assert!(took.as_secs_f64() < 5.0, "took {took:?}");
+}
