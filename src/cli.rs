@@ -39,6 +39,36 @@ meta.json and model.safetensors (see README.md).")]
     Run(RunArgs),
     /// List the network architectures compiled into this binary.
     Models,
+    /// Run a sweep file's trials (skipping complete ones), or show its status: `runner sweep status FILE`.
+    #[command(after_help = "\
+A sweep expands to trials (grid x zip x random samples, times seeds), each a `runner run` of the
+base experiment with overrides. Trials whose run directory is complete are skipped, so running a
+sweep again resumes it. The manifest goes to <runs-dir>/sweeps/<name>-<hash>/manifest.jsonl with
+one log per trial beside it.
+
+Examples:
+  runner sweep experiments/sweeps/lr.toml --dry-run
+  runner sweep experiments/sweeps/lr.toml -j 2
+  runner sweep status experiments/sweeps/lr.toml")]
+    Sweep {
+        /// `FILE`, or `status FILE`.
+        #[arg(num_args = 1..=2, required = true, value_name = "[status] FILE")]
+        words: Vec<String>,
+        /// Trials to run at once; the cores are split between them.
+        #[arg(short = 'j', long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: u16,
+        /// Print the trials, their run directories and which are done; run nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Directory that holds run directories.
+        #[arg(
+            long,
+            value_name = "DIR",
+            env = "RUNNER_RUNS_DIR",
+            default_value = "runs"
+        )]
+        runs_dir: PathBuf,
+    },
     /// One line per run: name, hash, status, steps, final test accuracy, ms per step, start.
     #[command(
         after_help = "Examples:\n  runner ls\n  runner ls 'mlp-*' --where optimizer.lr=1e-3 --sort test_acc --desc"
@@ -284,6 +314,12 @@ fn execute(cli: Cli) -> Result<()> {
             eprintln!("wrote {}", output.display());
             Ok(())
         }
+        Command::Sweep {
+            words,
+            jobs,
+            dry_run,
+            runs_dir,
+        } => sweep(&words, jobs as usize, dry_run, &runs_dir),
         Command::Models => {
             print!("{}", crate::models::describe_registry());
             Ok(())
@@ -299,6 +335,74 @@ fn execute(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn sweep(words: &[String], jobs: usize, dry_run: bool, runs_dir: &std::path::Path) -> Result<()> {
+    use crate::sweep::{self as sw, spec};
+    let (status_only, file) = match words {
+        [file] => (false, file),
+        [cmd, file] if cmd == "status" => (true, file),
+        _ => {
+            return Err(Error::Input(format!(
+                "runner sweep {}: expected FILE or status FILE",
+                words.join(" ")
+            )))
+        }
+    };
+    let sweep = spec::load(std::path::Path::new(file)).map_err(Error::Input)?;
+    let planned = sw::plan(&sweep, runs_dir)?;
+    let dir = sw::sweep_dir(&sweep, &planned, runs_dir);
+    if status_only {
+        println!("{}", sw::status_line(&planned));
+        return Ok(());
+    }
+    if dry_run {
+        for p in &planned {
+            println!(
+                "{:>3}  {:<8}  {}  {}",
+                p.index,
+                format!("{:?}", p.state()).to_lowercase(),
+                p.id(),
+                spec::set_args(&p.overrides).join(" ")
+            );
+        }
+        println!("{}", sw::status_line(&planned));
+        println!("manifest: {}", dir.join("manifest.jsonl").display());
+        return Ok(());
+    }
+    sw::write_manifest(&dir, &planned)?;
+    crate::fpmode::install();
+    let interrupted = install_interrupt_handler()?;
+    let results = sw::execute(&sweep, &planned, runs_dir, &dir, jobs, &interrupted)?;
+    let runs: Vec<crate::report::runs::Run> = planned
+        .iter()
+        .filter_map(|p| crate::report::runs::Run::load(&p.dir.path).ok())
+        .collect();
+    let column = match sweep.metric.as_str() {
+        "test_loss" => "test_loss",
+        "best_test_accuracy" => "best_acc",
+        "ms_per_step" => "ms/step",
+        _ => "test_acc",
+    };
+    if !runs.is_empty() {
+        let (table, _) =
+            crate::report::compare::compare_sorted(&runs, None, false, (column, sweep.maximize));
+        print!("{}", table.render(crate::report::table::Format::Table));
+    }
+    eprintln!("{}", sw::status_line(&planned));
+    let failed = results.iter().filter(|r| r.exit_code != Some(0)).count();
+    if interrupted.load(Ordering::SeqCst) {
+        return Err(Error::Interrupted(
+            "sweep stopped; run it again to resume".into(),
+        ));
+    }
+    if failed > 0 {
+        return Err(Error::Failed(format!(
+            "{failed} trial(s) failed; logs in {}",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 fn warn(warnings: &[String]) {

@@ -14,6 +14,7 @@ pub mod progress;
 pub mod report;
 pub mod run;
 pub mod rundir;
+pub mod sweep;
 pub mod train;
 
 pub use error::{Error, Result};

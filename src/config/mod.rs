@@ -390,6 +390,20 @@ fn check_leaf(path: &str, value: &mut Value, kind: Option<&str>, ctx: &Ctx) -> R
     })
 }
 
+/// Checks one value for a schema key (used by sweep files): the message names the key and says
+/// what is allowed.
+pub fn check_key_value(path: &str, value: &mut Value) -> std::result::Result<(), String> {
+    let Some(spec) = schema::find(path) else {
+        return Err(format!("unknown key '{path}'{}", unknown_key_hint(path)));
+    };
+    check_type(spec, value).map_err(|found| {
+        format!(
+            "key '{path}': expected {}, found {found}",
+            spec.ty.describe()
+        )
+    })
+}
+
 /// Checks (and for int→float, coerces) one value. On mismatch returns what was found.
 fn check_type(spec: &KeySpec, value: &mut Value) -> std::result::Result<(), String> {
     let ok = match (&spec.ty, &*value) {

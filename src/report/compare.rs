@@ -51,6 +51,17 @@ pub fn differing_keys(runs: &[&Run]) -> Vec<String> {
 /// The comparison table and, with `with_stats`, a line with Welch's t-test between the two
 /// groups with the best mean test accuracy.
 pub fn compare(runs: &[Run], at: Option<u64>, with_stats: bool) -> (Table, Option<String>) {
+    compare_sorted(runs, at, with_stats, ("test_acc", true))
+}
+
+/// Like [`compare`], with rows sorted by the metric column `sort.0` (best first: largest when
+/// `sort.1`, else smallest).
+pub fn compare_sorted(
+    runs: &[Run],
+    at: Option<u64>,
+    with_stats: bool,
+    sort: (&str, bool),
+) -> (Table, Option<String>) {
     let mut by_config: BTreeMap<Vec<(String, String)>, Group> = BTreeMap::new();
     for run in runs {
         let key: Vec<(String, String)> = run
@@ -75,15 +86,21 @@ pub fn compare(runs: &[Run], at: Option<u64>, with_stats: bool) -> (Table, Optio
                 .collect::<Vec<_>>(),
         )
     };
-    // Best mean test accuracy first; ties by run id, so output is stable.
+    // Best first by the sort metric (missing values last); ties by run id, so output is stable.
+    let (sort_col, maximize) = sort;
     groups.sort_by(|a, b| {
         let (ma, mb) = (
-            mean_of(a, "test_acc").map(|m| m.0),
-            mean_of(b, "test_acc").map(|m| m.0),
+            mean_of(a, sort_col).map(|m| m.0),
+            mean_of(b, sort_col).map(|m| m.0),
         );
-        mb.partial_cmp(&ma)
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then_with(|| a.runs[0].id.cmp(&b.runs[0].id))
+        let ord = match (ma, mb) {
+            (Some(x), Some(y)) if maximize => y.total_cmp(&x),
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        };
+        ord.then_with(|| a.runs[0].id.cmp(&b.runs[0].id))
     });
     let all: Vec<&Run> = runs.iter().collect();
     let replicated = groups.iter().any(|g| g.runs.len() > 1);

@@ -1,0 +1,504 @@
+//! Sweep files: parsing, validation against the experiment schema, and expansion into trials.
+
+use crate::config::{self, schema, Override};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::path::{Path, PathBuf};
+use toml::{Table, Value};
+
+/// Metrics a sweep can rank by, with whether bigger is better by default.
+pub const METRICS: &[&str] = &[
+    "test_accuracy",
+    "test_loss",
+    "best_test_accuracy",
+    "ms_per_step",
+];
+const TOP_KEYS: &[&str] = &[
+    "name", "base", "metric", "goal", "seeds", "set", "grid", "zip", "random",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sweep {
+    pub name: String,
+    /// The base experiment, resolved against the sweep file's directory.
+    pub base: PathBuf,
+    pub metric: String,
+    /// `true` to maximise the metric.
+    pub maximize: bool,
+    pub seeds: Option<Vec<i64>>,
+    pub set: Vec<(String, Value)>,
+    pub grid: Vec<(String, Vec<Value>)>,
+    pub zip: Vec<(String, Vec<Value>)>,
+    pub random: Option<Random>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Random {
+    pub trials: usize,
+    pub seed: u64,
+    pub axes: Vec<(String, Distribution)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Distribution {
+    Uniform(f64, f64),
+    LogUniform(f64, f64),
+    /// Integers in `lo..=hi`.
+    IntRange(i64, i64),
+    Choice(Vec<Value>),
+}
+
+/// Parses and validates a sweep file. Errors name the file and the key.
+pub fn load(path: &Path) -> Result<Sweep, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read sweep file {}: {e}", path.display()))?;
+    parse(&text, path)
+}
+
+pub fn parse(text: &str, path: &Path) -> Result<Sweep, String> {
+    let origin = path.display().to_string();
+    let err = |msg: String| format!("{origin}: {msg}");
+    let table: Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| err(format!("invalid TOML: {}", e.to_string().trim_end())))?;
+    for key in table.keys() {
+        if !TOP_KEYS.contains(&key.as_str()) {
+            let hint = schema::did_you_mean(key, TOP_KEYS.iter().copied())
+                .map_or(String::new(), |s| format!(" (did you mean '{s}'?)"));
+            return Err(err(format!(
+                "unknown key '{key}'{hint}; a sweep file takes: {}",
+                TOP_KEYS.join(", ")
+            )));
+        }
+    }
+    let string = |key: &str| -> Result<Option<String>, String> {
+        match table.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(v) => Err(err(format!("key '{key}': expected a string, found {v}"))),
+        }
+    };
+    let name = string("name")?
+        .ok_or_else(|| err("key 'name' is missing; it names the sweep directory".into()))?;
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        || name.starts_with('.')
+    {
+        return Err(err(format!(
+            "key 'name': {name:?} cannot name a directory; use A-Z a-z 0-9 - _ ."
+        )));
+    }
+    let base_rel = string("base")?.ok_or_else(|| {
+        err("key 'base' is missing: the experiment file the trials start from".into())
+    })?;
+    let base = path.parent().unwrap_or(Path::new(".")).join(base_rel);
+    let metric = string("metric")?.unwrap_or_else(|| "test_accuracy".into());
+    if !METRICS.contains(&metric.as_str()) {
+        return Err(err(format!(
+            "key 'metric': \"{metric}\" is not one of {}",
+            schema::quoted_list(METRICS)
+        )));
+    }
+    let maximize = match string("goal")?.as_deref() {
+        None => metric != "test_loss" && metric != "ms_per_step",
+        Some("max") => true,
+        Some("min") => false,
+        Some(other) => {
+            return Err(err(format!(
+                "key 'goal': \"{other}\" is not one of \"max\", \"min\""
+            )))
+        }
+    };
+    let seeds = match table.get("seeds") {
+        None => None,
+        Some(Value::Array(items))
+            if !items.is_empty()
+                && items.iter().all(|v| v.as_integer().is_some_and(|i| i >= 0)) =>
+        {
+            Some(items.iter().filter_map(Value::as_integer).collect())
+        }
+        Some(v) => {
+            return Err(err(format!(
+                "key 'seeds': expected a non-empty list of integers >= 0, found {v}"
+            )))
+        }
+    };
+    let sub = |key: &str| -> Result<Table, String> {
+        match table.get(key) {
+            None => Ok(Table::new()),
+            Some(Value::Table(t)) => Ok(t.clone()),
+            Some(v) => Err(err(format!(
+                "key '{key}': expected a table [{key}], found {v}"
+            ))),
+        }
+    };
+    let check = |section: &str, key: &str, v: &mut Value| -> Result<(), String> {
+        config::check_key_value(key, v).map_err(|m| err(format!("[{section}] {m}")))
+    };
+    let mut set = Vec::new();
+    for (k, mut v) in sub("set")? {
+        check("set", &k, &mut v)?;
+        set.push((k, v));
+    }
+    let axes = |section: &str| -> Result<Vec<(String, Vec<Value>)>, String> {
+        let mut out = Vec::new();
+        for (k, v) in sub(section)? {
+            let Value::Array(mut items) = v else {
+                return Err(err(format!(
+                    "[{section}] key '{k}': expected a list of values, found {v}"
+                )));
+            };
+            if items.is_empty() {
+                return Err(err(format!("[{section}] key '{k}': the list is empty")));
+            }
+            for item in &mut items {
+                check(section, &k, item)?;
+            }
+            out.push((k, items));
+        }
+        Ok(out)
+    };
+    let grid = axes("grid")?;
+    let zip = axes("zip")?;
+    if let Some((k, first)) = zip.first() {
+        if let Some((k2, other)) = zip.iter().find(|(_, v)| v.len() != first.len()) {
+            return Err(err(format!(
+                "[zip] lists advance together and must have equal lengths: '{k}' has {}, '{k2}' has {}",
+                first.len(),
+                other.len()
+            )));
+        }
+    }
+    let random = parse_random(sub("random")?, &err)?;
+    let sweep = Sweep {
+        name,
+        base,
+        metric,
+        maximize,
+        seeds,
+        set,
+        grid,
+        zip,
+        random,
+    };
+    if sweep.grid.is_empty()
+        && sweep.zip.is_empty()
+        && sweep.random.is_none()
+        && sweep.seeds.is_none()
+    {
+        return Err(err(
+            "the sweep has no axes: add [grid], [zip], [random] or seeds".into(),
+        ));
+    }
+    Ok(sweep)
+}
+
+fn parse_random(mut t: Table, err: &dyn Fn(String) -> String) -> Result<Option<Random>, String> {
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let trials = match t.remove("trials") {
+        Some(Value::Integer(n)) if n >= 1 => n as usize,
+        other => {
+            return Err(err(format!(
+                "[random] key 'trials': expected an integer >= 1, found {}",
+                other.map_or("nothing".into(), |v| v.to_string())
+            )))
+        }
+    };
+    let seed = match t.remove("seed") {
+        None => 0,
+        Some(Value::Integer(n)) if n >= 0 => n as u64,
+        Some(v) => {
+            return Err(err(format!(
+                "[random] key 'seed': expected an integer >= 0, found {v}"
+            )))
+        }
+    };
+    let mut axes = Vec::new();
+    for (k, v) in t {
+        let dist = distribution(&k, v).map_err(|m| err(format!("[random] key '{k}': {m}")))?;
+        let probe = match &dist {
+            Distribution::Uniform(a, _) | Distribution::LogUniform(a, _) => vec![Value::Float(*a)],
+            Distribution::IntRange(a, _) => vec![Value::Integer(*a)],
+            Distribution::Choice(c) => c.clone(),
+        };
+        for mut p in probe {
+            config::check_key_value(&k, &mut p).map_err(|m| err(format!("[random] {m}")))?;
+        }
+        axes.push((k, dist));
+    }
+    if axes.is_empty() {
+        return Err(err("[random] has no axes besides trials and seed".into()));
+    }
+    Ok(Some(Random { trials, seed, axes }))
+}
+
+fn distribution(key: &str, v: Value) -> Result<Distribution, String> {
+    const FORMS: &str = "{ uniform = [lo, hi] }, { log_uniform = [lo, hi] }, { int = [lo, hi] } or { choice = [...] }";
+    let Value::Table(t) = v else {
+        return Err(format!("expected one of {FORMS}"));
+    };
+    let (kind, arg) = t
+        .into_iter()
+        .next()
+        .filter(|_| true)
+        .ok_or_else(|| format!("expected one of {FORMS}"))?;
+    let pair = |arg: &Value| -> Result<(f64, f64), String> {
+        match arg.as_array().map(|a| a.as_slice()) {
+            Some([a, b]) => {
+                let f = |v: &Value| v.as_float().or_else(|| v.as_integer().map(|i| i as f64));
+                match (f(a), f(b)) {
+                    (Some(a), Some(b)) if a < b => Ok((a, b)),
+                    _ => Err(format!("{kind} needs [lo, hi] numbers with lo < hi")),
+                }
+            }
+            _ => Err(format!("{kind} needs [lo, hi]")),
+        }
+    };
+    let _ = key;
+    match kind.as_str() {
+        "uniform" => pair(&arg).map(|(a, b)| Distribution::Uniform(a, b)),
+        "log_uniform" => match pair(&arg)? {
+            (a, b) if a > 0.0 => Ok(Distribution::LogUniform(a, b)),
+            _ => Err("log_uniform needs 0 < lo < hi".into()),
+        },
+        "int" => match pair(&arg)? {
+            (a, b) if a.fract() == 0.0 && b.fract() == 0.0 => {
+                Ok(Distribution::IntRange(a as i64, b as i64))
+            }
+            _ => Err("int needs integer bounds".into()),
+        },
+        "choice" => match arg {
+            Value::Array(items) if !items.is_empty() => Ok(Distribution::Choice(items)),
+            _ => Err("choice needs a non-empty list".into()),
+        },
+        other => Err(format!(
+            "unknown distribution '{other}'; expected one of {FORMS}"
+        )),
+    }
+}
+
+/// One trial: the overrides applied to the base experiment, in a fixed order.
+pub type Trial = Vec<Override>;
+
+/// Expands the sweep: the cartesian product of the grid, the zip entries and the random samples,
+/// each with the fixed `[set]` overrides, repeated for every seed.
+pub fn expand(sweep: &Sweep) -> Vec<Trial> {
+    let mut combos: Vec<Vec<(String, Value)>> = vec![Vec::new()];
+    for (key, values) in &sweep.grid {
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                values
+                    .iter()
+                    .map(move |v| [c.clone(), vec![(key.clone(), v.clone())]].concat())
+            })
+            .collect();
+    }
+    if let Some((_, first)) = sweep.zip.first() {
+        let entries: Vec<Vec<(String, Value)>> = (0..first.len())
+            .map(|i| {
+                sweep
+                    .zip
+                    .iter()
+                    .map(|(k, vs)| (k.clone(), vs[i].clone()))
+                    .collect()
+            })
+            .collect();
+        combos = combos
+            .into_iter()
+            .flat_map(|c| entries.iter().map(move |e| [c.clone(), e.clone()].concat()))
+            .collect();
+    }
+    if let Some(r) = &sweep.random {
+        let mut rng = ChaCha8Rng::seed_from_u64(r.seed);
+        let samples: Vec<Vec<(String, Value)>> = (0..r.trials)
+            .map(|_| {
+                r.axes
+                    .iter()
+                    .map(|(k, d)| (k.clone(), sample(d, &mut rng)))
+                    .collect()
+            })
+            .collect();
+        combos = combos
+            .into_iter()
+            .flat_map(|c| samples.iter().map(move |s| [c.clone(), s.clone()].concat()))
+            .collect();
+    }
+    let seeds: Vec<Option<i64>> = sweep
+        .seeds
+        .as_ref()
+        .map_or(vec![None], |s| s.iter().copied().map(Some).collect());
+    let mut trials = Vec::new();
+    for combo in &combos {
+        for seed in &seeds {
+            let mut t: Trial = sweep
+                .set
+                .iter()
+                .map(|(k, v)| Override {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect();
+            t.extend(combo.iter().map(|(k, v)| Override {
+                key: k.clone(),
+                value: v.clone(),
+            }));
+            if let Some(s) = seed {
+                t.push(Override {
+                    key: "seed".into(),
+                    value: Value::Integer(*s),
+                });
+            }
+            trials.push(t);
+        }
+    }
+    trials
+}
+
+fn sample(d: &Distribution, rng: &mut ChaCha8Rng) -> Value {
+    match d {
+        Distribution::Uniform(a, b) => Value::Float(rng.gen_range(*a..*b)),
+        Distribution::LogUniform(a, b) => Value::Float(rng.gen_range(a.ln()..b.ln()).exp()),
+        Distribution::IntRange(a, b) => Value::Integer(rng.gen_range(*a..=*b)),
+        Distribution::Choice(items) => items[rng.gen_range(0..items.len())].clone(),
+    }
+}
+
+/// `key=value` text of a trial's overrides, as `--set` arguments take them.
+pub fn set_args(trial: &Trial) -> Vec<String> {
+    trial
+        .iter()
+        .map(|o| format!("{}={}", o.key, o.value))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(text: &str) -> Sweep {
+        parse(text, Path::new("sweeps/s.toml")).unwrap()
+    }
+
+    fn parse_err(text: &str) -> String {
+        parse(text, Path::new("sweeps/s.toml")).unwrap_err()
+    }
+
+    const HEAD: &str = "name = \"s\"\nbase = \"../smoke.toml\"\n";
+
+    #[test]
+    fn grid_times_zip_times_seeds() {
+        let s = parse_ok(&format!(
+            "{HEAD}seeds = [0, 1]\n[set]\n\"train.steps\" = 5\n[grid]\n\"optimizer.lr\" = [0.1, 0.2]\n\"model.hidden\" = [[32], [64]]\n\
+             [zip]\n\"train.batch_size\" = [16, 32, 64]\n\"train.eval_every\" = [1, 2, 3]\n"
+        ));
+        assert_eq!(s.base, Path::new("sweeps/../smoke.toml"));
+        let trials = expand(&s);
+        assert_eq!(trials.len(), 2 * 2 * 3 * 2);
+        let args: Vec<String> = set_args(&trials[0]);
+        assert_eq!(
+            args,
+            [
+                "train.steps=5",
+                "model.hidden=[32]",
+                "optimizer.lr=0.1",
+                "train.batch_size=16",
+                "train.eval_every=1",
+                "seed=0"
+            ]
+        );
+        // zip advances its lists together.
+        assert!(trials.iter().all(|t| {
+            let get = |k: &str| {
+                t.iter()
+                    .find(|o| o.key == k)
+                    .unwrap()
+                    .value
+                    .as_integer()
+                    .unwrap()
+            };
+            get("train.eval_every")
+                == [16, 32, 64]
+                    .iter()
+                    .position(|&b| b == get("train.batch_size"))
+                    .unwrap() as i64
+                    + 1
+        }));
+        let unique: std::collections::HashSet<Vec<String>> = trials.iter().map(set_args).collect();
+        assert_eq!(unique.len(), trials.len());
+    }
+
+    #[test]
+    fn random_search_is_seeded_and_in_range() {
+        let text = format!(
+            "{HEAD}[random]\ntrials = 8\nseed = 3\n\"optimizer.lr\" = {{ log_uniform = [1e-5, 1e-2] }}\n\
+             \"train.batch_size\" = {{ int = [16, 64] }}\n\"model.init\" = {{ choice = [\"glorot\", \"pytorch\"] }}\n"
+        );
+        let a = expand(&parse_ok(&text));
+        assert_eq!(a.len(), 8);
+        assert_eq!(a, expand(&parse_ok(&text)), "same seed, same trials");
+        assert_ne!(a, expand(&parse_ok(&text.replace("seed = 3", "seed = 4"))));
+        for t in &a {
+            let lr = t
+                .iter()
+                .find(|o| o.key == "optimizer.lr")
+                .unwrap()
+                .value
+                .as_float()
+                .unwrap();
+            let b = t
+                .iter()
+                .find(|o| o.key == "train.batch_size")
+                .unwrap()
+                .value
+                .as_integer()
+                .unwrap();
+            assert!((1e-5..1e-2).contains(&lr) && (16..=64).contains(&b));
+        }
+    }
+
+    #[test]
+    fn mistakes_are_reported_with_the_key() {
+        let cases = [
+            ("[grid]\n\"optimizer.lr\" = [\"fast\"]\n", "optimizer.lr"),
+            (
+                "[grid]\n\"optimizer.lrr\" = [0.1]\n",
+                "did you mean 'optimizer.lr'",
+            ),
+            ("[grid]\n\"optimizer.lr\" = []\n", "empty"),
+            ("[grid]\n\"optimizer.lr\" = 0.1\n", "expected a list"),
+            (
+                "[zip]\n\"optimizer.lr\" = [0.1, 0.2]\n\"train.steps\" = [1]\n",
+                "equal lengths",
+            ),
+            (
+                "[random]\n\"optimizer.lr\" = { log_uniform = [1e-3, 1e-5] }\ntrials = 2\n",
+                "lo < hi",
+            ),
+            (
+                "[random]\n\"optimizer.lr\" = { normal = [0, 1] }\ntrials = 2\n",
+                "unknown distribution",
+            ),
+            (
+                "[random]\n\"optimizer.lr\" = { uniform = [0, 1] }\n",
+                "trials",
+            ),
+            ("[set]\n\"train.steps\" = 0\n", "train.steps"),
+            ("gird = 1\n", "did you mean 'grid'"),
+            ("metric = \"speed\"\n[grid]\n\"seed\" = [1]\n", "metric"),
+            ("", "no axes"),
+        ];
+        for (body, needle) in cases {
+            let msg = parse_err(&format!("{HEAD}{body}"));
+            assert!(
+                msg.starts_with("sweeps/s.toml: ") && msg.contains(needle),
+                "{body}: {msg}"
+            );
+        }
+        assert!(parse_err("base = \"x\"\n[grid]\nseed = [1]\n").contains("'name'"));
+    }
+}

@@ -1,0 +1,117 @@
+//! `runner sweep` end to end on the smoke sweep: -j 2, idempotence, resume, manifest.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn sweep(args: &[&str], runs: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg("sweep")
+        .args(args)
+        .arg("--runs-dir")
+        .arg(runs)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("runner binary runs")
+}
+
+fn started(out: &Output) -> usize {
+    String::from_utf8_lossy(&out.stderr)
+        .matches("[sweep] started trial")
+        .count()
+}
+
+#[test]
+fn a_sweep_runs_once_skips_complete_trials_and_resumes() {
+    let runs = tempfile::tempdir().unwrap();
+    let file = "experiments/sweeps/smoke.toml";
+    let out = sweep(&[file, "-j", "2"], runs.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(started(&out), 6);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().count(),
+        2 + 6,
+        "compare table of the six trials:\n{stdout}"
+    );
+
+    // The manifest lists every trial with its overrides and run directory.
+    let manifests: Vec<_> = std::fs::read_dir(runs.path().join("sweeps"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(manifests.len(), 1);
+    let manifest = std::fs::read_to_string(manifests[0].join("manifest.jsonl")).unwrap();
+    let entries: Vec<serde_json::Value> = manifest
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 6);
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e["index"], i);
+        let dir = Path::new(e["run_dir"].as_str().unwrap());
+        assert!(dir.join("model.safetensors").is_file());
+        assert!(dir
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .ends_with(e["hash"].as_str().unwrap()));
+        assert!(e["overrides"]["optimizer.lr"].is_f64() && e["overrides"]["train.steps"].is_i64());
+    }
+
+    // Again: nothing runs.
+    let out = sweep(&[file, "-j", "2"], runs.path());
+    assert!(out.status.success());
+    assert_eq!(started(&out), 0);
+
+    // Lose two trials (one deleted, one left half-written): only those run again.
+    let gone = Path::new(entries[1]["run_dir"].as_str().unwrap());
+    std::fs::remove_dir_all(gone).unwrap();
+    let half = Path::new(entries[4]["run_dir"].as_str().unwrap());
+    std::fs::remove_file(half.join("model.safetensors")).unwrap();
+    let status = sweep(&["status", file], runs.path());
+    assert_eq!(
+        String::from_utf8_lossy(&status.stdout).trim(),
+        "6 trials: 4 done, 0 running, 0 failed, 2 missing"
+    );
+    let out = sweep(&[file], runs.path());
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(started(&out), 2, "{stderr}");
+    assert!(
+        stderr.contains("started trial 1 ") && stderr.contains("started trial 4 "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn dry_run_lists_trials_and_runs_nothing() {
+    let runs = tempfile::tempdir().unwrap();
+    let out = sweep(&["experiments/sweeps/smoke.toml", "--dry-run"], runs.path());
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains("missing ")).count(),
+        6,
+        "{stdout}"
+    );
+    assert!(stdout.contains("6 trials: 0 done"));
+    assert!(!runs.path().join("sweeps").exists());
+}
+
+#[test]
+fn a_bad_sweep_file_is_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bad.toml");
+    std::fs::write(
+        &f,
+        "name = \"b\"\nbase = \"nope.toml\"\n[grid]\n\"optimizer.lr\" = [0.1]\n",
+    )
+    .unwrap();
+    let out = sweep(&[f.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
