@@ -194,6 +194,12 @@ pub struct RunArgs {
     /// Retrain even if the run directory is already complete (its contents are replaced).
     #[arg(long)]
     pub force: bool,
+    /// Median early stopping against the trials of this sweep manifest (`runner sweep` sets it).
+    #[arg(long, value_name = "MANIFEST", hide = true)]
+    pub prune_median: Option<PathBuf>,
+    /// Finished trials needed before median early stopping prunes anything.
+    #[arg(long, value_name = "N", default_value_t = 3, hide = true)]
+    pub prune_min_trials: usize,
 }
 
 fn parse_overrides(set: &[String]) -> Result<Vec<Override>> {
@@ -226,6 +232,12 @@ fn execute(cli: Cli) -> Result<()> {
                 experiment: args.exp.experiment,
                 runs_dir: args.exp.runs_dir,
                 force: args.force,
+                prune: args
+                    .prune_median
+                    .map(|manifest| crate::sweep::prune::MedianRule {
+                        manifest,
+                        min_trials: args.prune_min_trials,
+                    }),
             };
             crate::fpmode::install();
             let interrupted = install_interrupt_handler()?;

@@ -22,6 +22,8 @@ pub struct RunRequest {
     pub overrides: Vec<Override>,
     pub runs_dir: PathBuf,
     pub force: bool,
+    /// Median early stopping against the runs of a sweep manifest (set by `runner sweep`).
+    pub prune: Option<crate::sweep::prune::MedianRule>,
 }
 
 /// How a `run` ended without error.
@@ -157,11 +159,16 @@ pub fn run(req: &RunRequest, interrupted: &AtomicBool) -> Result<RunResult> {
         let mut metrics = CsvLog::create(&dir.file(rundir::METRICS), &rundir::METRICS_HEADER)?;
         let mut evals = CsvLog::create(&dir.file(rundir::EVAL), &rundir::EVAL_HEADER)?;
         let mut progress = Progress::new(exp.train.steps, &exp.name);
+        let rule = req.prune.as_ref().map(|r| {
+            let own = dir.path.clone();
+            move |step: u64, acc: f64| r.should_prune(&own, step, acc)
+        });
         let sinks = Sinks {
             metrics: &mut metrics,
             evals: &mut evals,
             progress: &mut progress,
             interrupted,
+            prune: rule.as_ref().map(|f| f as &dyn Fn(u64, f64) -> bool),
         };
         let outcome = train::train(&exp, &data, model.as_mut(), data_rng, sinks)?;
         progress.finish();
@@ -195,7 +202,7 @@ pub fn run(req: &RunRequest, interrupted: &AtomicBool) -> Result<RunResult> {
     dir.write_json(rundir::META, &meta)?;
     dir.write_json(rundir::SUMMARY, &summary)?;
     match outcome.status {
-        Status::Complete => Ok(RunResult::Trained(dir, summary)),
+        Status::Complete | Status::Pruned => Ok(RunResult::Trained(dir, summary)),
         Status::Interrupted => Err(Error::Interrupted(format!(
             "run {} stopped after step {}; it is marked interrupted",
             dir.path.display(),

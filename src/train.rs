@@ -111,6 +111,8 @@ pub struct Sinks<'a> {
     pub evals: &'a mut CsvLog,
     pub progress: &'a mut Progress,
     pub interrupted: &'a AtomicBool,
+    /// Early stopping: given an evaluation step and its test accuracy, whether to stop here.
+    pub prune: Option<&'a dyn Fn(u64, f64) -> bool>,
 }
 
 /// Runs `exp.train.steps` steps. Stops early (with the status saying why) on interruption or a
@@ -196,6 +198,13 @@ pub fn train(
             outcome.final_eval = Some((shortest_f64(test_loss), test_acc));
             if outcome.best_eval.is_none_or(|(_, best)| test_acc > best) {
                 outcome.best_eval = Some((step, test_acc));
+            }
+            if step < t.steps && sinks.prune.is_some_and(|prune| prune(step, test_acc)) {
+                outcome.status = Status::Pruned;
+                outcome.error = Some(format!(
+                    "pruned at step {step}: test accuracy below the median of finished trials"
+                ));
+                break;
             }
         }
     }

@@ -75,7 +75,7 @@ fn a_sweep_runs_once_skips_complete_trials_and_resumes() {
     let status = sweep(&["status", file], runs.path());
     assert_eq!(
         String::from_utf8_lossy(&status.stdout).trim(),
-        "6 trials: 4 done, 0 running, 0 failed, 2 missing"
+        "6 trials: 4 done, 0 pruned, 0 running, 0 failed, 2 missing"
     );
     let out = sweep(&[file], runs.path());
     assert!(out.status.success());
@@ -114,4 +114,39 @@ fn a_bad_sweep_file_is_exit_code_2() {
     let out = sweep(&[f.to_str().unwrap()], dir.path());
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
+
+#[test]
+fn median_early_stopping_prunes_trials_below_the_median() {
+    let runs = tempfile::tempdir().unwrap();
+    let file = "experiments/sweeps/smoke-median.toml";
+    let out = sweep(&[file], runs.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().last().unwrap();
+    // The first two trials always finish; which later ones are pruned depends on their accuracy.
+    assert!(
+        line.starts_with("6 trials: ") && !line.contains(" 0 pruned"),
+        "{stderr}"
+    );
+    let pruned: Vec<serde_json::Value> = std::fs::read_dir(runs.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("summary.json").is_file())
+        .map(|p| {
+            serde_json::from_str(&std::fs::read_to_string(p.join("summary.json")).unwrap()).unwrap()
+        })
+        .filter(|s: &serde_json::Value| s["status"] == "pruned")
+        .collect();
+    assert!(!pruned.is_empty());
+    for s in &pruned {
+        assert!(s["steps_done"].as_u64().unwrap() < 90, "{s}");
+    }
+    // Pruned trials are decided: running the sweep again runs nothing.
+    let out = sweep(&[file], runs.path());
+    assert_eq!(started(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -35,6 +35,8 @@ pub enum Status {
     Failed,
     Interrupted,
     Diverged,
+    /// Stopped early by a sweep's early-stopping rule.
+    Pruned,
 }
 
 impl std::fmt::Display for Status {
@@ -45,6 +47,7 @@ impl std::fmt::Display for Status {
             Status::Failed => "failed",
             Status::Interrupted => "interrupted",
             Status::Diverged => "diverged",
+            Status::Pruned => "pruned",
         };
         f.write_str(s)
     }

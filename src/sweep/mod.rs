@@ -1,6 +1,7 @@
 //! `runner sweep`: a sweep is a list of run hashes. Trials whose run directory is complete are
 //! skipped, so every sweep is resumable and idempotent.
 
+pub mod prune;
 pub mod spec;
 
 use crate::error::{Error, Result};
@@ -27,6 +28,8 @@ pub enum TrialState {
     Done,
     Running,
     Failed,
+    /// Stopped early by the sweep's early-stopping rule: decided, not run again.
+    Pruned,
     Missing,
 }
 
@@ -38,6 +41,7 @@ impl Planned {
         // A summary that claims completion without weights is a broken directory: missing.
         match self.dir.read_summary().map(|s| s.status) {
             Some(Status::Running) => TrialState::Running,
+            Some(Status::Pruned) => TrialState::Pruned,
             Some(Status::Failed | Status::Diverged | Status::Interrupted) => TrialState::Failed,
             Some(Status::Complete) | None => TrialState::Missing,
         }
@@ -117,9 +121,10 @@ pub fn write_manifest(dir: &Path, planned: &[Planned]) -> Result<()> {
 pub fn status_line(planned: &[Planned]) -> String {
     let count = |s: TrialState| planned.iter().filter(|p| p.state() == s).count();
     format!(
-        "{} trials: {} done, {} running, {} failed, {} missing",
+        "{} trials: {} done, {} pruned, {} running, {} failed, {} missing",
         planned.len(),
         count(TrialState::Done),
+        count(TrialState::Pruned),
         count(TrialState::Running),
         count(TrialState::Failed),
         count(TrialState::Missing)
@@ -146,7 +151,10 @@ pub fn execute(
     let mut seen = std::collections::HashSet::new();
     let pending: Vec<&Planned> = planned
         .iter()
-        .filter(|p| p.state() != TrialState::Done && seen.insert(p.dir.path.clone()))
+        .filter(|p| {
+            !matches!(p.state(), TrialState::Done | TrialState::Pruned)
+                && seen.insert(p.dir.path.clone())
+        })
         .collect();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = (cores / jobs.max(1)).max(1);
@@ -169,6 +177,11 @@ pub fn execute(
                 .arg(runs_dir);
             for s in spec::set_args(&p.overrides) {
                 cmd.arg("--set").arg(s);
+            }
+            if let Some(min_trials) = sweep.early_stop_median {
+                cmd.arg("--prune-median")
+                    .arg(sweep_dir.join("manifest.jsonl"));
+                cmd.arg("--prune-min-trials").arg(min_trials.to_string());
             }
             let child = cmd
                 .env("RAYON_NUM_THREADS", threads.to_string())

@@ -14,7 +14,16 @@ pub const METRICS: &[&str] = &[
     "ms_per_step",
 ];
 const TOP_KEYS: &[&str] = &[
-    "name", "base", "metric", "goal", "seeds", "set", "grid", "zip", "random",
+    "name",
+    "base",
+    "metric",
+    "goal",
+    "seeds",
+    "set",
+    "grid",
+    "zip",
+    "random",
+    "early_stop",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +39,8 @@ pub struct Sweep {
     pub grid: Vec<(String, Vec<Value>)>,
     pub zip: Vec<(String, Vec<Value>)>,
     pub random: Option<Random>,
+    /// `[early_stop] kind = "median"`: the finished trials needed before pruning starts.
+    pub early_stop_median: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -172,7 +183,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Sweep, String> {
         }
     }
     let random = parse_random(sub("random")?, &err)?;
+    let early_stop_median = parse_early_stop(sub("early_stop")?, &err)?;
     let sweep = Sweep {
+        early_stop_median,
         name,
         base,
         metric,
@@ -193,6 +206,41 @@ pub fn parse(text: &str, path: &Path) -> Result<Sweep, String> {
         ));
     }
     Ok(sweep)
+}
+
+fn parse_early_stop(mut t: Table, err: &dyn Fn(String) -> String) -> Result<Option<usize>, String> {
+    if t.is_empty() {
+        return Ok(None);
+    }
+    match t.remove("kind") {
+        Some(Value::String(k)) if k == "median" => {}
+        Some(Value::String(k)) if k == "asha" => {
+            return Err(err(
+                "[early_stop] kind = \"asha\" is not implemented yet; use \"median\"".into(),
+            ))
+        }
+        other => {
+            return Err(err(format!(
+                "[early_stop] key 'kind': expected \"median\", found {}",
+                other.map_or("nothing".into(), |v| v.to_string())
+            )))
+        }
+    }
+    let min_trials = match t.remove("min_trials") {
+        None => 3,
+        Some(Value::Integer(n)) if n >= 1 => n as usize,
+        Some(v) => {
+            return Err(err(format!(
+                "[early_stop] key 'min_trials': expected an integer >= 1, found {v}"
+            )))
+        }
+    };
+    if let Some(k) = t.keys().next() {
+        return Err(err(format!(
+            "[early_stop] unknown key '{k}'; median early stopping takes: kind, min_trials"
+        )));
+    }
+    Ok(Some(min_trials))
 }
 
 fn parse_random(mut t: Table, err: &dyn Fn(String) -> String) -> Result<Option<Random>, String> {
