@@ -60,14 +60,8 @@ Examples:
         /// Print the trials, their run directories and which are done; run nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Directory that holds run directories.
-        #[arg(
-            long,
-            value_name = "DIR",
-            env = "RUNNER_RUNS_DIR",
-            default_value = "runs"
-        )]
-        runs_dir: PathBuf,
+        #[command(flatten)]
+        store: RunsDirArg,
     },
     /// One line per run: name, hash, status, steps, final test accuracy, ms per step, start.
     #[command(
@@ -128,14 +122,8 @@ Examples:
         /// Logarithmic loss axis.
         #[arg(long)]
         log_loss: bool,
-        /// Directory that holds run directories.
-        #[arg(
-            long,
-            value_name = "DIR",
-            env = "RUNNER_RUNS_DIR",
-            default_value = "runs"
-        )]
-        runs_dir: PathBuf,
+        #[command(flatten)]
+        store: RunsDirArg,
     },
     /// The resolved-config differences between two runs, key by key.
     Diff {
@@ -162,6 +150,13 @@ pub struct ExperimentArgs {
     /// --set optimizer.lr=3e-4 --set model.hidden=[512,128]. Repeatable; part of the hash.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    #[command(flatten)]
+    pub store: RunsDirArg,
+}
+
+/// `--runs-dir`, shared by every command.
+#[derive(Debug, Args)]
+pub struct RunsDirArg {
     /// Directory that holds run directories.
     #[arg(
         long,
@@ -174,14 +169,8 @@ pub struct ExperimentArgs {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Directory that holds run directories.
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "RUNNER_RUNS_DIR",
-        default_value = "runs"
-    )]
-    pub runs_dir: PathBuf,
+    #[command(flatten)]
+    pub store: RunsDirArg,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: crate::report::table::Format,
@@ -230,7 +219,7 @@ fn execute(cli: Cli) -> Result<()> {
             let req = RunRequest {
                 overrides: parse_overrides(&args.exp.set)?,
                 experiment: args.exp.experiment,
-                runs_dir: args.exp.runs_dir,
+                runs_dir: args.exp.store.runs_dir,
                 force: args.force,
                 prune: args
                     .prune_median
@@ -257,7 +246,7 @@ fn execute(cli: Cli) -> Result<()> {
             sort,
             desc,
         } => {
-            let (runs, warnings) = crate::report::runs::discover(&common.runs_dir);
+            let (runs, warnings) = crate::report::runs::discover(&common.store.runs_dir);
             warn(&warnings);
             let table = crate::report::ls::list(&runs, &patterns, &filters, sort.as_deref(), desc)
                 .map_err(Error::Input)?;
@@ -271,7 +260,7 @@ fn execute(cli: Cli) -> Result<()> {
             stats,
         } => {
             let (runs, warnings) =
-                crate::report::runs::select(&runs, &common.runs_dir).map_err(Error::Input)?;
+                crate::report::runs::select(&runs, &common.store.runs_dir).map_err(Error::Input)?;
             warn(&warnings);
             if runs.is_empty() {
                 return Err(Error::Input("no runs to compare".into()));
@@ -290,7 +279,7 @@ fn execute(cli: Cli) -> Result<()> {
         } => {
             let pick = |spec: &String| -> Result<crate::report::runs::Run> {
                 let (runs, warnings) =
-                    crate::report::runs::select(std::slice::from_ref(spec), &common.runs_dir)
+                    crate::report::runs::select(std::slice::from_ref(spec), &common.store.runs_dir)
                         .map_err(Error::Input)?;
                 warn(&warnings);
                 match runs.len() {
@@ -313,10 +302,10 @@ fn execute(cli: Cli) -> Result<()> {
             output,
             smooth,
             log_loss,
-            runs_dir,
+            store,
         } => {
             let (runs, warnings) =
-                crate::report::runs::select(&runs, &runs_dir).map_err(Error::Input)?;
+                crate::report::runs::select(&runs, &store.runs_dir).map_err(Error::Input)?;
             warn(&warnings);
             let opts = crate::report::plot::PlotOptions {
                 smoothing: smooth,
@@ -330,15 +319,15 @@ fn execute(cli: Cli) -> Result<()> {
             words,
             jobs,
             dry_run,
-            runs_dir,
-        } => sweep(&words, jobs as usize, dry_run, &runs_dir),
+            store,
+        } => sweep(&words, jobs as usize, dry_run, &store.runs_dir),
         Command::Models => {
             print!("{}", crate::models::describe_registry());
             Ok(())
         }
         Command::Resolve { exp, dir } => {
             let overrides = parse_overrides(&exp.set)?;
-            let resolved = run::resolve(&exp.experiment, &overrides, &exp.runs_dir)?;
+            let resolved = run::resolve(&exp.experiment, &overrides, &exp.store.runs_dir)?;
             if dir {
                 println!("{}", resolved.dir.path.display());
             } else {
