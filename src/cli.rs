@@ -183,12 +183,12 @@ pub struct RunArgs {
     /// Retrain even if the run directory is already complete (its contents are replaced).
     #[arg(long)]
     pub force: bool,
-    /// Median early stopping against the trials of this sweep manifest (`runner sweep` sets it).
-    #[arg(long, value_name = "MANIFEST", hide = true)]
-    pub prune_median: Option<PathBuf>,
-    /// Finished trials needed before median early stopping prunes anything.
-    #[arg(long, value_name = "N", default_value_t = 3, hide = true)]
-    pub prune_min_trials: usize,
+    /// Early stopping against the trials of a sweep manifest (`runner sweep` sets these).
+    #[arg(long, value_name = "MANIFEST", hide = true, requires = "early_stop")]
+    pub early_stop_manifest: Option<PathBuf>,
+    /// The early-stopping rule: median:MIN_TRIALS or asha:MIN_STEPS:ETA.
+    #[arg(long, value_name = "RULE", hide = true, value_parser = crate::sweep::prune::Rule::from_arg)]
+    pub early_stop: Option<crate::sweep::prune::Rule>,
 }
 
 fn parse_overrides(set: &[String]) -> Result<Vec<Override>> {
@@ -222,11 +222,9 @@ fn execute(cli: Cli) -> Result<()> {
                 runs_dir: args.exp.store.runs_dir,
                 force: args.force,
                 prune: args
-                    .prune_median
-                    .map(|manifest| crate::sweep::prune::MedianRule {
-                        manifest,
-                        min_trials: args.prune_min_trials,
-                    }),
+                    .early_stop_manifest
+                    .zip(args.early_stop)
+                    .map(|(manifest, rule)| crate::sweep::prune::EarlyStop { manifest, rule }),
             };
             crate::fpmode::install();
             let interrupted = install_interrupt_handler()?;

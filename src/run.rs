@@ -23,7 +23,7 @@ pub struct RunRequest {
     pub runs_dir: PathBuf,
     pub force: bool,
     /// Median early stopping against the runs of a sweep manifest (set by `runner sweep`).
-    pub prune: Option<crate::sweep::prune::MedianRule>,
+    pub prune: Option<crate::sweep::prune::EarlyStop>,
 }
 
 /// How a `run` ended without error.

@@ -118,8 +118,16 @@ fn a_bad_sweep_file_is_exit_code_2() {
 
 #[test]
 fn median_early_stopping_prunes_trials_below_the_median() {
+    early_stopping_prunes("experiments/sweeps/smoke-median.toml");
+}
+
+#[test]
+fn asha_prunes_trials_outside_the_top_third_at_a_rung() {
+    early_stopping_prunes("experiments/sweeps/smoke-asha.toml");
+}
+
+fn early_stopping_prunes(file: &str) {
     let runs = tempfile::tempdir().unwrap();
-    let file = "experiments/sweeps/smoke-median.toml";
     let out = sweep(&[file], runs.path());
     assert!(
         out.status.success(),

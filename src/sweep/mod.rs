@@ -178,10 +178,10 @@ pub fn execute(
             for s in spec::set_args(&p.overrides) {
                 cmd.arg("--set").arg(s);
             }
-            if let Some(min_trials) = sweep.early_stop_median {
-                cmd.arg("--prune-median")
+            if let Some(rule) = sweep.early_stop {
+                cmd.arg("--early-stop-manifest")
                     .arg(sweep_dir.join("manifest.jsonl"));
-                cmd.arg("--prune-min-trials").arg(min_trials.to_string());
+                cmd.arg("--early-stop").arg(rule.to_arg());
             }
             let child = cmd
                 .env("RAYON_NUM_THREADS", threads.to_string())

@@ -39,8 +39,8 @@ pub struct Sweep {
     pub grid: Vec<(String, Vec<Value>)>,
     pub zip: Vec<(String, Vec<Value>)>,
     pub random: Option<Random>,
-    /// `[early_stop] kind = "median"`: the finished trials needed before pruning starts.
-    pub early_stop_median: Option<usize>,
+    /// `[early_stop]`: the rule trials apply against each other.
+    pub early_stop: Option<super::prune::Rule>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -183,9 +183,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Sweep, String> {
         }
     }
     let random = parse_random(sub("random")?, &err)?;
-    let early_stop_median = parse_early_stop(sub("early_stop")?, &err)?;
+    let early_stop = parse_early_stop(sub("early_stop")?, &err)?;
     let sweep = Sweep {
-        early_stop_median,
+        early_stop,
         name,
         base,
         metric,
@@ -208,39 +208,62 @@ pub fn parse(text: &str, path: &Path) -> Result<Sweep, String> {
     Ok(sweep)
 }
 
-fn parse_early_stop(mut t: Table, err: &dyn Fn(String) -> String) -> Result<Option<usize>, String> {
+fn parse_early_stop(
+    mut t: Table,
+    err: &dyn Fn(String) -> String,
+) -> Result<Option<super::prune::Rule>, String> {
+    use super::prune::Rule;
     if t.is_empty() {
         return Ok(None);
     }
-    match t.remove("kind") {
-        Some(Value::String(k)) if k == "median" => {}
-        Some(Value::String(k)) if k == "asha" => {
-            return Err(err(
-                "[early_stop] kind = \"asha\" is not implemented yet; use \"median\"".into(),
-            ))
-        }
+    let kind = match t.remove("kind") {
+        Some(Value::String(k)) => k,
         other => {
             return Err(err(format!(
-                "[early_stop] key 'kind': expected \"median\", found {}",
+                "[early_stop] key 'kind': expected \"median\" or \"asha\", found {}",
                 other.map_or("nothing".into(), |v| v.to_string())
             )))
         }
-    }
-    let min_trials = match t.remove("min_trials") {
-        None => 3,
-        Some(Value::Integer(n)) if n >= 1 => n as usize,
-        Some(v) => {
+    };
+    let mut int = |key: &str, default: Option<i64>, min: i64| -> Result<i64, String> {
+        match (t.remove(key), default) {
+            (None, Some(d)) => Ok(d),
+            (None, None) => Err(err(format!(
+                "[early_stop] key '{key}' is required for kind = \"{kind}\""
+            ))),
+            (Some(Value::Integer(n)), _) if n >= min => Ok(n),
+            (Some(v), _) => Err(err(format!(
+                "[early_stop] key '{key}': expected an integer >= {min}, found {v}"
+            ))),
+        }
+    };
+    let (rule, keys) = match kind.as_str() {
+        "median" => (
+            Rule::Median {
+                min_trials: int("min_trials", Some(3), 1)? as usize,
+            },
+            "kind, min_trials",
+        ),
+        "asha" => {
+            let min_steps = int("min_steps", None, 1)? as u64;
+            let eta = int("reduction_factor", Some(3), 2)? as u64;
+            (
+                Rule::Asha { min_steps, eta },
+                "kind, min_steps, reduction_factor",
+            )
+        }
+        other => {
             return Err(err(format!(
-                "[early_stop] key 'min_trials': expected an integer >= 1, found {v}"
+                "[early_stop] key 'kind': \"{other}\" is not one of \"median\", \"asha\""
             )))
         }
     };
     if let Some(k) = t.keys().next() {
         return Err(err(format!(
-            "[early_stop] unknown key '{k}'; median early stopping takes: kind, min_trials"
+            "[early_stop] unknown key '{k}'; {kind} takes: {keys}"
         )));
     }
-    Ok(Some(min_trials))
+    Ok(Some(rule))
 }
 
 fn parse_random(mut t: Table, err: &dyn Fn(String) -> String) -> Result<Option<Random>, String> {
@@ -539,6 +562,10 @@ mod tests {
             ("gird = 1\n", "did you mean 'grid'"),
             ("metric = \"speed\"\n[grid]\n\"seed\" = [1]\n", "metric"),
             ("", "no axes"),
+            ("[grid]\n\"seed\" = [1]\n[early_stop]\nkind = \"hyperband\"\n", "not one of"),
+            ("[grid]\n\"seed\" = [1]\n[early_stop]\nkind = \"asha\"\n", "'min_steps' is required"),
+            ("[grid]\n\"seed\" = [1]\n[early_stop]\nkind = \"asha\"\nmin_steps = 10\nreduction_factor = 1\n", ">= 2"),
+            ("[grid]\n\"seed\" = [1]\n[early_stop]\nkind = \"median\"\npatience = 1\n", "unknown key 'patience'"),
         ];
         for (body, needle) in cases {
             let msg = parse_err(&format!("{HEAD}{body}"));
