@@ -17,14 +17,25 @@ Examples:
   runner run experiments/mlp.toml --set optimizer.lr=3e-4 --set train.steps=200
   runner resolve experiments/mlp.toml --set seed=3 --dir     # where would that run go?
 
-Exit codes: 0 success, 1 run failed or diverged, 2 bad input (experiment, --set, arguments),
-3 bad dataset files, 4 file-system error, 130 interrupted (Ctrl-C, SIGTERM).";
+Exit codes: 0 success, 1 run failed, 2 bad input (experiment, --set, arguments), 3 bad dataset
+files, 4 file-system error, 5 diverged (non-finite loss), 130 interrupted (Ctrl-C, SIGTERM).
+
+--json prints one JSON object per run on stdout (dir, name, hash, status, steps, test_accuracy,
+test_loss, best_test_accuracy, ms_per_step, ...) for run, sweep, ls and compare; --quiet drops
+progress output.";
 
 #[derive(Debug, Parser)]
 #[command(name = "runner", version, about = ABOUT, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Print one JSON object per run on stdout (dir, hash, status, metrics) instead of text:
+    /// for run, sweep, ls and compare.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress output on stderr (errors still go there).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,6 +225,12 @@ pub fn main() -> i32 {
 }
 
 fn execute(cli: Cli) -> Result<()> {
+    let (json, quiet) = (cli.json, cli.quiet);
+    let print_runs = |runs: &[crate::report::runs::Run]| {
+        for r in runs {
+            println!("{}", crate::rundir::run_json(&r.dir, r.summary.as_ref()));
+        }
+    };
     match cli.command {
         Command::Run(args) => {
             let req = RunRequest {
@@ -221,6 +238,7 @@ fn execute(cli: Cli) -> Result<()> {
                 experiment: args.exp.experiment,
                 runs_dir: args.exp.store.runs_dir,
                 force: args.force,
+                quiet,
                 prune: args
                     .early_stop_manifest
                     .zip(args.early_stop)
@@ -229,10 +247,19 @@ fn execute(cli: Cli) -> Result<()> {
             crate::fpmode::install();
             let interrupted = install_interrupt_handler()?;
             match run::run(&req, &interrupted)? {
+                RunResult::Trained(dir, summary) if json => {
+                    println!("{}", crate::rundir::run_json(&dir.path, Some(&summary)))
+                }
                 RunResult::Trained(dir, summary) => println!("{}", run::describe(&summary, &dir)),
                 RunResult::AlreadyComplete(dir, summary) => {
-                    eprintln!("already complete; not retraining (use --force to retrain)");
-                    println!("{}", run::describe(&summary, &dir));
+                    if !quiet {
+                        eprintln!("already complete; not retraining (use --force to retrain)");
+                    }
+                    if json {
+                        println!("{}", crate::rundir::run_json(&dir.path, Some(&summary)));
+                    } else {
+                        println!("{}", run::describe(&summary, &dir));
+                    }
                 }
             }
             Ok(())
@@ -248,7 +275,16 @@ fn execute(cli: Cli) -> Result<()> {
             warn(&warnings);
             let table = crate::report::ls::list(&runs, &patterns, &filters, sort.as_deref(), desc)
                 .map_err(Error::Input)?;
-            print!("{}", table.render(common.format));
+            if json {
+                // The table's order, one object per listed run.
+                for row in &table.rows {
+                    if let Some(r) = runs.iter().find(|r| r.id == row[0].text) {
+                        println!("{}", crate::rundir::run_json(&r.dir, r.summary.as_ref()));
+                    }
+                }
+            } else {
+                print!("{}", table.render(common.format));
+            }
             Ok(())
         }
         Command::Compare {
@@ -262,6 +298,10 @@ fn execute(cli: Cli) -> Result<()> {
             warn(&warnings);
             if runs.is_empty() {
                 return Err(Error::Input("no runs to compare".into()));
+            }
+            if json {
+                print_runs(&runs);
+                return Ok(());
             }
             let (table, stats_line) = crate::report::compare::compare(&runs, at, stats);
             print!("{}", table.render(common.format));
@@ -318,7 +358,7 @@ fn execute(cli: Cli) -> Result<()> {
             jobs,
             dry_run,
             store,
-        } => sweep(&words, jobs as usize, dry_run, &store.runs_dir),
+        } => sweep(&words, jobs as usize, dry_run, &store.runs_dir, json, quiet),
         Command::Models => {
             print!("{}", crate::models::describe_registry());
             Ok(())
@@ -336,7 +376,14 @@ fn execute(cli: Cli) -> Result<()> {
     }
 }
 
-fn sweep(words: &[String], jobs: usize, dry_run: bool, runs_dir: &std::path::Path) -> Result<()> {
+fn sweep(
+    words: &[String],
+    jobs: usize,
+    dry_run: bool,
+    runs_dir: &std::path::Path,
+    json: bool,
+    quiet: bool,
+) -> Result<()> {
     use crate::sweep::{self as sw, spec};
     let (status_only, file) = match words {
         [file] => (false, file),
@@ -372,7 +419,7 @@ fn sweep(words: &[String], jobs: usize, dry_run: bool, runs_dir: &std::path::Pat
     sw::write_manifest(&dir, &planned)?;
     crate::fpmode::install();
     let interrupted = install_interrupt_handler()?;
-    let results = sw::execute(&sweep, &planned, runs_dir, &dir, jobs, &interrupted)?;
+    let results = sw::execute(&sweep, &planned, runs_dir, &dir, jobs, &interrupted, quiet)?;
     let runs: Vec<crate::report::runs::Run> = planned
         .iter()
         .filter_map(|p| crate::report::runs::Run::load(&p.dir.path).ok())
@@ -383,12 +430,18 @@ fn sweep(words: &[String], jobs: usize, dry_run: bool, runs_dir: &std::path::Pat
         "ms_per_step" => "ms/step",
         _ => "test_acc",
     };
-    if !runs.is_empty() {
+    if json {
+        for r in &runs {
+            println!("{}", crate::rundir::run_json(&r.dir, r.summary.as_ref()));
+        }
+    } else if !runs.is_empty() {
         let (table, _) =
             crate::report::compare::compare_sorted(&runs, None, false, (column, sweep.maximize));
         print!("{}", table.render(crate::report::table::Format::Table));
     }
-    eprintln!("{}", sw::status_line(&planned));
+    if !quiet {
+        eprintln!("{}", sw::status_line(&planned));
+    }
     let failed = results.iter().filter(|r| r.exit_code != Some(0)).count();
     if interrupted.load(Ordering::SeqCst) {
         return Err(Error::Interrupted(

@@ -19,9 +19,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// Training itself failed (numerical divergence, tensor-library error).
+    /// Training itself failed (tensor-library error, failed sweep trials).
     #[error("{0}")]
     Failed(String),
+    /// The training loss became NaN or infinite.
+    #[error("{0}")]
+    Diverged(String),
     /// The user stopped the run (Ctrl-C or SIGTERM).
     #[error("interrupted: {0}")]
     Interrupted(String),
@@ -31,13 +34,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// Exit codes, documented in the README: 1 run failed, 2 bad input, 3 bad data,
-    /// 4 I/O error, 130 interrupted.
+    /// 4 I/O error, 5 diverged, 130 interrupted.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Failed(_) => 1,
             Error::Input(_) => 2,
             Error::Data(_) => 3,
             Error::Io { .. } => 4,
+            Error::Diverged(_) => 5,
             Error::Interrupted(_) => 130,
         }
     }

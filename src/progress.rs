@@ -11,11 +11,13 @@ pub struct Progress {
     /// Plain mode prints a line every this many steps.
     line_every: u64,
     start: Instant,
+    quiet: bool,
 }
 
 impl Progress {
-    pub fn new(total: u64, label: &str) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
+    /// Progress for `total` steps; `quiet` prints nothing at all.
+    pub fn new(total: u64, label: &str, quiet: bool) -> Self {
+        let bar = (std::io::stderr().is_terminal() && !quiet).then(|| {
             let bar =
                 ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(4));
             bar.set_style(
@@ -34,11 +36,15 @@ impl Progress {
             total,
             line_every: (total / 10).max(1),
             start: Instant::now(),
+            quiet,
         }
     }
 
     /// After each training step, with the smoothed training loss and accuracy.
     pub fn step(&mut self, step: u64, loss: f64, accuracy: f64) {
+        if self.quiet {
+            return;
+        }
         match &self.bar {
             Some(bar) => {
                 bar.set_position(step);
@@ -61,6 +67,9 @@ impl Progress {
     }
 
     pub fn eval(&self, step: u64, loss: f64, accuracy: f64) {
+        if self.quiet {
+            return;
+        }
         let line = format!(
             "eval  step {step}: test loss {loss:.4}  test accuracy {:.2}%",
             accuracy * 100.0

@@ -22,6 +22,8 @@ pub struct RunRequest {
     pub overrides: Vec<Override>,
     pub runs_dir: PathBuf,
     pub force: bool,
+    /// No progress output.
+    pub quiet: bool,
     /// Median early stopping against the runs of a sweep manifest (set by `runner sweep`).
     pub prune: Option<crate::sweep::prune::EarlyStop>,
 }
@@ -158,7 +160,7 @@ pub fn run(req: &RunRequest, interrupted: &AtomicBool) -> Result<RunResult> {
     let outcome = (|| {
         let mut metrics = CsvLog::create(&dir.file(rundir::METRICS), &rundir::METRICS_HEADER)?;
         let mut evals = CsvLog::create(&dir.file(rundir::EVAL), &rundir::EVAL_HEADER)?;
-        let mut progress = Progress::new(exp.train.steps, &exp.name);
+        let mut progress = Progress::new(exp.train.steps, &exp.name, req.quiet);
         let rule = req.prune.as_ref().map(|r| {
             let own = dir.path.clone();
             move |step: u64, acc: f64| r.should_prune(&own, step, acc)
@@ -207,6 +209,11 @@ pub fn run(req: &RunRequest, interrupted: &AtomicBool) -> Result<RunResult> {
             "run {} stopped after step {}; it is marked interrupted",
             dir.path.display(),
             outcome.steps_done
+        ))),
+        Status::Diverged => Err(Error::Diverged(format!(
+            "run {}: {}",
+            dir.path.display(),
+            outcome.error.unwrap_or_default()
         ))),
         _ => Err(Error::Failed(format!(
             "run {}: {}",

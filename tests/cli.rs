@@ -397,3 +397,42 @@ fn the_same_config_reproduces_metrics_and_weights_exactly() {
         std::fs::read(db.join("model.safetensors")).unwrap()
     );
 }
+
+#[test]
+fn json_output_and_the_diverged_exit_code() {
+    let runs = tempfile::tempdir().unwrap();
+    let out = runner(
+        &["run", "experiments/smoke.toml", "--json", "--quiet"],
+        runs.path(),
+    );
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "--quiet: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "complete");
+    assert_eq!(v["steps_done"], 60);
+    assert!(v["test_accuracy"].as_f64().unwrap() > 0.5);
+    assert!(Path::new(v["dir"].as_str().unwrap())
+        .join("summary.json")
+        .is_file());
+
+    let out = runner(
+        &[
+            "run",
+            "experiments/smoke.toml",
+            "--set",
+            "optimizer.lr=1e30",
+            "--quiet",
+        ],
+        runs.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("diverged") && stderr.contains("optimizer.lr"),
+        "{stderr}"
+    );
+}

@@ -158,3 +158,37 @@ fn early_stopping_prunes(file: &str) {
     let out = sweep(&[file], runs.path());
     assert_eq!(started(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn a_diverging_trial_is_recorded_and_the_others_go_on() {
+    let runs = tempfile::tempdir().unwrap();
+    let file = runs.path().join("diverge.toml");
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/smoke.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"diverge\"\nbase = {:?}\n[grid]\n\"optimizer.lr\" = [0.1, 1e30, 0.05]\n",
+            base.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = sweep(&[file.to_str().unwrap(), "--json"], runs.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(started(&out), 3);
+    assert!(stderr.contains("1 trial(s) failed"), "{stderr}");
+    let statuses: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(statuses, ["complete", "diverged", "complete"]);
+    let status = sweep(&["status", file.to_str().unwrap()], runs.path());
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("2 done, 0 pruned, 0 running, 1 failed")
+    );
+}

@@ -147,6 +147,7 @@ pub fn execute(
     sweep_dir: &Path,
     jobs: usize,
     interrupted: &AtomicBool,
+    quiet: bool,
 ) -> Result<Vec<TrialResult>> {
     let mut seen = std::collections::HashSet::new();
     let pending: Vec<&Planned> = planned
@@ -193,12 +194,17 @@ pub fn execute(
                 .stderr(log)
                 .spawn()
                 .map_err(|e| Error::Failed(format!("cannot start trial {}: {e}", p.index)))?;
-            eprintln!(
+            let say = |line: String| {
+                if !quiet {
+                    eprintln!("{line}")
+                }
+            };
+            say(format!(
                 "[sweep] started trial {} ({}): {}",
                 p.index,
                 p.id(),
                 spec::set_args(&p.overrides).join(" ")
-            );
+            ));
             running.push((p.index, child, Instant::now()));
         }
         if running.is_empty() {
@@ -218,11 +224,13 @@ pub fn execute(
                     } else {
                         format!("FAILED (exit {:?}, see trial-{index}.log)", status.code())
                     };
-                    eprintln!(
-                        "[sweep] trial {index} {verdict} in {:.1}s ({}/{total})",
-                        started.elapsed().as_secs_f64(),
-                        results.len()
-                    );
+                    if !quiet {
+                        eprintln!(
+                            "[sweep] trial {index} {verdict} in {:.1}s ({}/{total})",
+                            started.elapsed().as_secs_f64(),
+                            results.len()
+                        );
+                    }
                 }
                 Ok(None) => still.push((index, child, started)),
                 Err(e) => return Err(Error::Failed(format!("lost track of trial {index}: {e}"))),
