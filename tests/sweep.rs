@@ -192,3 +192,62 @@ fn a_diverging_trial_is_recorded_and_the_others_go_on() {
         String::from_utf8_lossy(&status.stdout).contains("2 done, 0 pruned, 0 running, 1 failed")
     );
 }
+
+#[test]
+fn a_sweep_killed_midway_resumes_with_only_the_missing_trials() {
+    let runs = tempfile::tempdir().unwrap();
+    let file = runs.path().join("long.toml");
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/smoke.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"long\"\nbase = {:?}\n[set]\n\"train.steps\" = 300\n[grid]\n\"optimizer.lr\" = [0.01, 0.02, 0.03, 0.04, 0.05]\n",
+            base.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["sweep", file.to_str().unwrap(), "--runs-dir"])
+        .arg(runs.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let complete = || {
+        std::fs::read_dir(runs.path())
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join("summary.json")).ok())
+            .filter(|s| s.contains("\"complete\""))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while complete() < 1 {
+        assert!(std::time::Instant::now() < deadline, "no trial finished");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL: the sweep process dies at once
+    child.wait().unwrap();
+    // The trial it had started may still finish on its own; wait until nothing is running.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let status = String::from_utf8_lossy(
+            &sweep(&["status", file.to_str().unwrap()], runs.path()).stdout,
+        )
+        .into_owned();
+        if status.contains(" 0 running") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let done_before = complete();
+    assert!(done_before < 5, "the sweep was killed before the end");
+    let out = sweep(&[file.to_str().unwrap()], runs.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(started(&out), 5 - done_before);
+    assert_eq!(complete(), 5);
+}
