@@ -2,6 +2,7 @@
 
 use super::compare::differing_keys;
 use super::runs::Run;
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -176,13 +177,12 @@ fn draw<DB: DrawingBackend>(
     } else {
         format!("EMA alpha {}", opts.smoothing)
     };
-    let mut chart = ChartBuilder::on(&top)
-        .caption(format!("Training loss ({smoothing})"), (FONT, 22))
-        .margin(12)
-        .x_label_area_size(45)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..max_step, lo..hi)
-        .map_err(err)?;
+    let mut chart = panel(
+        &top,
+        &format!("Training loss ({smoothing})"),
+        max_step,
+        lo..hi,
+    )?;
     let log = opts.log_loss;
     let y_fmt = move |y: &f64| {
         if log {
@@ -222,13 +222,12 @@ fn draw<DB: DrawingBackend>(
         .flat_map(|s| s.accuracy.iter().map(|p| p.1))
         .collect();
     let (alo, ahi) = padded_range(&accs, false);
-    let mut chart = ChartBuilder::on(&bottom)
-        .caption("Test accuracy", (FONT, 22))
-        .margin(12)
-        .x_label_area_size(45)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..max_step, alo.max(0.0)..ahi.min(100.0))
-        .map_err(err)?;
+    let mut chart = panel(
+        &bottom,
+        "Test accuracy",
+        max_step,
+        alo.max(0.0)..ahi.min(100.0),
+    )?;
     chart
         .configure_mesh()
         .x_desc("step")
@@ -274,6 +273,22 @@ fn draw<DB: DrawingBackend>(
             .map_err(err)?;
     }
     root.present().map_err(err)
+}
+
+/// One chart panel: caption, margins and axis areas shared by both panels.
+fn panel<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+    max_step: f64,
+    y: std::ops::Range<f64>,
+) -> Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>, String> {
+    ChartBuilder::on(area)
+        .caption(caption, (FONT, 22))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..max_step, y)
+        .map_err(err)
 }
 
 /// The data range with 5 % headroom; `from_zero` anchors linear loss axes at 0.
