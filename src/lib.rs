@@ -10,6 +10,7 @@ pub mod data;
 pub mod error;
 pub mod fpmode;
 pub mod models;
+pub mod optim;
 pub mod progress;
 pub mod report;
 pub mod run;

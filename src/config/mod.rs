@@ -125,6 +125,18 @@ pub enum OptimizerConfig {
         #[serde(default)]
         weight_decay: f64,
     },
+    /// AdamW: Adam with decoupled weight decay (the step adds `weight_decay * lr * p`).
+    Adamw {
+        lr: f64,
+        #[serde(default = "default_beta1")]
+        beta1: f64,
+        #[serde(default = "default_beta2")]
+        beta2: f64,
+        #[serde(default = "default_eps")]
+        eps: f64,
+        #[serde(default = "default_adamw_decay")]
+        weight_decay: f64,
+    },
     /// SGD with optional (Nesterov) momentum.
     Sgd {
         lr: f64,
@@ -135,7 +147,8 @@ pub enum OptimizerConfig {
         #[serde(default)]
         weight_decay: f64,
     },
-    /// RMSprop as in PyTorch (`alpha` is the squared-gradient decay).
+    /// RMSprop as in PyTorch (`alpha` is the squared-gradient decay), except that the squared
+    /// average starts at one, as in dfdx and TensorFlow 1.
     Rmsprop {
         lr: f64,
         #[serde(default = "default_alpha")]
@@ -160,6 +173,9 @@ fn default_beta2() -> f64 {
 fn default_eps() -> f64 {
     1e-8
 }
+fn default_adamw_decay() -> f64 {
+    0.01
+}
 fn default_alpha() -> f64 {
     0.99
 }
@@ -168,6 +184,7 @@ impl OptimizerConfig {
     pub fn lr(&self) -> f64 {
         match self {
             OptimizerConfig::Adam { lr, .. }
+            | OptimizerConfig::Adamw { lr, .. }
             | OptimizerConfig::Sgd { lr, .. }
             | OptimizerConfig::Rmsprop { lr, .. } => *lr,
         }
@@ -184,6 +201,17 @@ pub struct TrainConfig {
     /// Evaluate on the test set every this many steps, and always after the last step.
     #[serde(default = "default_eval_every")]
     pub eval_every: u64,
+    /// Write a resumable checkpoint every this many steps (default: at every evaluation). Does
+    /// not change results, so it is left out of the run's hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every: Option<u64>,
+}
+
+impl TrainConfig {
+    /// Steps between checkpoints.
+    pub fn checkpoint_interval(&self) -> u64 {
+        self.checkpoint_every.unwrap_or(self.eval_every)
+    }
 }
 
 impl Default for TrainConfig {
@@ -192,6 +220,7 @@ impl Default for TrainConfig {
             batch_size: default_batch_size(),
             steps: default_steps(),
             eval_every: default_eval_every(),
+            checkpoint_every: None,
         }
     }
 }
@@ -489,10 +518,12 @@ impl Experiment {
     }
 
     /// The content hash that names the run directory: SHA-256 over the canonical config and the
-    /// dataset's digest.
+    /// dataset's digest. Keys that cannot change results (`train.checkpoint_every`) are left out.
     pub fn hash(&self, dataset_digest: &str) -> String {
+        let mut hashed = self.clone();
+        hashed.train.checkpoint_every = None;
         let mut h = Sha256::new();
-        h.update(self.canonical_toml().as_bytes());
+        h.update(hashed.canonical_toml().as_bytes());
         h.update(b"\n# dataset sha256\n");
         h.update(dataset_digest.as_bytes());
         hex(&h.finalize())

@@ -85,7 +85,7 @@ pub struct KeySpec {
 }
 
 pub const MODEL_KINDS: &[&str] = &["mlp", "cnn"];
-pub const OPTIMIZER_KINDS: &[&str] = &["adam", "sgd", "rmsprop"];
+pub const OPTIMIZER_KINDS: &[&str] = &["adam", "adamw", "sgd", "rmsprop"];
 pub const INITS: &[&str] = &["glorot", "pytorch"];
 pub const PADDINGS: &[&str] = &["same", "valid"];
 pub const DATASETS: &[&str] = &["mnist"];
@@ -160,9 +160,21 @@ pub const KEYS: &[KeySpec] = &[
     for_kinds("model.padding", ValueType::Enum(PADDINGS), &["cnn"]),
     required("optimizer.kind", ValueType::Enum(OPTIMIZER_KINDS)),
     required("optimizer.lr", ValueType::Float(POS)),
-    for_kinds("optimizer.beta1", ValueType::Float(UNIT), &["adam"]),
-    for_kinds("optimizer.beta2", ValueType::Float(UNIT), &["adam"]),
-    for_kinds("optimizer.eps", ValueType::Float(POS), &["adam", "rmsprop"]),
+    for_kinds(
+        "optimizer.beta1",
+        ValueType::Float(UNIT),
+        &["adam", "adamw"],
+    ),
+    for_kinds(
+        "optimizer.beta2",
+        ValueType::Float(UNIT),
+        &["adam", "adamw"],
+    ),
+    for_kinds(
+        "optimizer.eps",
+        ValueType::Float(POS),
+        &["adam", "adamw", "rmsprop"],
+    ),
     for_kinds(
         "optimizer.momentum",
         ValueType::Float(UNIT),
@@ -188,6 +200,13 @@ pub const KEYS: &[KeySpec] = &[
     ),
     key(
         "train.eval_every",
+        ValueType::Int {
+            min: 1,
+            max: UNBOUNDED,
+        },
+    ),
+    key(
+        "train.checkpoint_every",
         ValueType::Int {
             min: 1,
             max: UNBOUNDED,

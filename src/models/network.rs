@@ -2,13 +2,11 @@
 //! object safe, so everything outside the registry is compiled once, not per architecture.
 
 use super::init;
+use super::params::{self, NamedTensor};
 use crate::config::{Init, OptimizerConfig};
 use crate::data::mnist::{CLASSES, IMAGE_PIXELS};
 use crate::error::{Error, Result};
-use dfdx::nn::tensor_collection::{
-    RecursiveWalker, TensorOptions, TensorVisitor, ViewTensorName, ViewTensorRef,
-};
-use dfdx::optim::{Adam, Momentum, Optimizer, RMSprop, Sgd, WeightDecay};
+use crate::optim::Optimizer;
 use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
@@ -56,88 +54,28 @@ pub trait Trainable {
     fn save(&self, path: &Path) -> Result<()>;
     /// Name and shape of every parameter tensor, in safetensors naming.
     fn parameters(&self) -> Vec<(String, Vec<usize>)>;
+    /// The parameters' values, in safetensors naming.
+    fn weights(&self) -> Vec<NamedTensor>;
+    /// Everything a resumed run needs: parameters (`model.<name>`) and optimizer state
+    /// (`optim.<name>.<slot>`).
+    fn export_state(&mut self) -> Result<Vec<NamedTensor>>;
+    /// Restores what [`Trainable::export_state`] wrote after `steps` optimizer updates; `take`
+    /// returns a tensor's values given its name and length.
+    fn import_state(&mut self, steps: u64, take: &mut Take) -> Result<()>;
+    /// Optimizer updates applied so far.
+    fn optimizer_steps(&self) -> u64;
 }
 
-enum Opt<M> {
-    Adam(Adam<M, f32, Cpu>),
-    Sgd(Sgd<M, f32, Cpu>),
-    RmsProp(RMSprop<M, f32, Cpu>),
-}
+/// Source of tensor values by name and expected length, for [`Trainable::import_state`].
+pub type Take<'a> = dyn FnMut(&str, usize) -> std::result::Result<Vec<f32>, String> + 'a;
 
-impl<M: Network> Opt<M> {
-    fn new(model: &M, cfg: &OptimizerConfig) -> Self {
-        let decay = |wd: f64| (wd > 0.0).then_some(WeightDecay::L2(wd));
-        match *cfg {
-            OptimizerConfig::Adam {
-                lr,
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => Opt::Adam(Adam::new(
-                model,
-                AdamConfig {
-                    lr,
-                    betas: [beta1, beta2],
-                    eps,
-                    weight_decay: decay(weight_decay),
-                },
-            )),
-            OptimizerConfig::Sgd {
-                lr,
-                momentum,
-                nesterov,
-                weight_decay,
-            } => {
-                let momentum = match (momentum > 0.0, nesterov) {
-                    (false, _) => None,
-                    (true, false) => Some(Momentum::Classic(momentum)),
-                    (true, true) => Some(Momentum::Nesterov(momentum)),
-                };
-                Opt::Sgd(Sgd::new(
-                    model,
-                    SgdConfig {
-                        lr,
-                        momentum,
-                        weight_decay: decay(weight_decay),
-                    },
-                ))
-            }
-            OptimizerConfig::Rmsprop {
-                lr,
-                alpha,
-                eps,
-                momentum,
-                centered,
-                weight_decay,
-            } => Opt::RmsProp(RMSprop::new(
-                model,
-                RMSpropConfig {
-                    lr,
-                    alpha,
-                    eps,
-                    momentum: (momentum > 0.0).then_some(momentum),
-                    centered,
-                    weight_decay: decay(weight_decay),
-                },
-            )),
-        }
-    }
-
-    fn update(&mut self, model: &mut M, grads: &Gradients<f32, Cpu>) -> Result<()> {
-        let r = match self {
-            Opt::Adam(o) => o.update(model, grads),
-            Opt::Sgd(o) => o.update(model, grads),
-            Opt::RmsProp(o) => o.update(model, grads),
-        };
-        r.map_err(|e| Error::Failed(format!("optimizer update failed: {e:?}")))
-    }
-}
+pub const MODEL_PREFIX: &str = "model.";
+pub const OPTIM_PREFIX: &str = "optim.";
 
 pub struct Net<M> {
     dev: Cpu,
     model: M,
-    opt: Opt<M>,
+    opt: Optimizer,
     grads: Option<Gradients<f32, Cpu>>,
 }
 
@@ -154,7 +92,7 @@ impl<M: Network> Net<M> {
         let dev = Cpu::default();
         let mut model = M::try_build(&dev).map_err(dfdx_err)?;
         init::initialize(&mut model, init_scheme, rng);
-        let opt = Opt::new(&model, optimizer);
+        let opt = Optimizer::new(optimizer);
         let grads = Some(model.try_alloc_grads().map_err(dfdx_err)?);
         Ok(Net {
             dev,
@@ -209,7 +147,9 @@ impl<M: Network> Trainable for Net<M> {
         let loss = cross_entropy_with_logits_loss(logits, y);
         let loss_value = loss.array() as f64;
         let mut grads = loss.try_backward().map_err(dfdx_err)?;
-        self.opt.update(&mut self.model, &grads)?;
+        self.opt
+            .update(&mut self.model, &mut grads)
+            .map_err(|e| Error::Failed(format!("optimizer update failed: {e:?}")))?;
         self.model.try_zero_grads(&mut grads).map_err(dfdx_err)?;
         self.grads = Some(grads);
         Ok(BatchStats {
@@ -233,29 +173,47 @@ impl<M: Network> Trainable for Net<M> {
     }
 
     fn parameters(&self) -> Vec<(String, Vec<usize>)> {
-        struct Lister(Vec<(String, Vec<usize>)>);
-        impl TensorVisitor<f32, Cpu> for Lister {
-            type Viewer = (ViewTensorRef, ViewTensorName);
-            type Err = CpuError;
-            type E2 = f32;
-            type D2 = Cpu;
-            fn visit<S: Shape>(
-                &mut self,
-                _: TensorOptions<S, f32, Cpu>,
-                (t, name): (&Tensor<S, f32, Cpu>, String),
-            ) -> Result<Option<Tensor<S, f32, Cpu>>, CpuError> {
-                self.0
-                    .push((name, t.shape().concrete().into_iter().collect()));
-                Ok(None)
-            }
-        }
-        let mut lister = Lister(Vec::new());
-        M::iter_tensors(&mut RecursiveWalker {
-            m: (&self.model, String::new()),
-            f: &mut lister,
+        params::read(&self.model)
+            .into_iter()
+            .map(|t| (t.name, t.shape))
+            .collect()
+    }
+
+    fn weights(&self) -> Vec<NamedTensor> {
+        params::read(&self.model)
+    }
+
+    fn export_state(&mut self) -> Result<Vec<NamedTensor>> {
+        let mut out: Vec<NamedTensor> = params::read(&self.model)
+            .into_iter()
+            .map(|t| NamedTensor {
+                name: format!("{MODEL_PREFIX}{}", t.name),
+                ..t
+            })
+            .collect();
+        let state = self.opt.export(&self.model).map_err(dfdx_err)?;
+        out.extend(state.into_iter().map(|t| NamedTensor {
+            name: format!("{OPTIM_PREFIX}{}", t.name),
+            ..t
+        }));
+        Ok(out)
+    }
+
+    fn import_state(&mut self, steps: u64, take: &mut Take) -> Result<()> {
+        let bad = |e: String| Error::Failed(format!("checkpoint does not fit the network: {e}"));
+        params::write(&mut self.model, &mut |name, len| {
+            take(&format!("{MODEL_PREFIX}{name}"), len)
         })
-        .expect("listing parameters cannot fail");
-        lister.0
+        .map_err(bad)?;
+        self.opt
+            .import(&self.model, steps, &mut |name, len| {
+                take(&format!("{OPTIM_PREFIX}{name}"), len)
+            })
+            .map_err(bad)
+    }
+
+    fn optimizer_steps(&self) -> u64 {
+        self.opt.steps()
     }
 }
 

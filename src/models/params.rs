@@ -1,0 +1,97 @@
+//! Reading and writing a module's parameters by name, for checkpoints and weight digests.
+
+use dfdx::nn::tensor_collection::{
+    RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut, ViewTensorName,
+    ViewTensorRef,
+};
+use dfdx::prelude::*;
+use sha2::{Digest, Sha256};
+
+/// A named f32 tensor in row-major order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl NamedTensor {
+    /// SHA-256 of the values as little-endian f32 bytes (what a safetensors file stores).
+    pub fn sha256(&self) -> String {
+        let mut h = Sha256::new();
+        for x in &self.data {
+            h.update(x.to_le_bytes());
+        }
+        crate::config::hex(&h.finalize())
+    }
+}
+
+/// Every tensor of `model`, named as in its safetensors file.
+pub fn read<M: TensorCollection<f32, Cpu>>(model: &M) -> Vec<NamedTensor> {
+    struct Reader(Vec<NamedTensor>);
+    impl TensorVisitor<f32, Cpu> for Reader {
+        type Viewer = (ViewTensorRef, ViewTensorName);
+        type Err = CpuError;
+        type E2 = f32;
+        type D2 = Cpu;
+        fn visit<S: Shape>(
+            &mut self,
+            _: TensorOptions<S, f32, Cpu>,
+            (t, name): (&Tensor<S, f32, Cpu>, String),
+        ) -> Result<Option<Tensor<S, f32, Cpu>>, CpuError> {
+            self.0.push(NamedTensor {
+                name,
+                shape: t.shape().concrete().into_iter().collect(),
+                data: t.as_vec(),
+            });
+            Ok(None)
+        }
+    }
+    let mut reader = Reader(Vec::new());
+    M::iter_tensors(&mut RecursiveWalker {
+        m: (model, String::new()),
+        f: &mut reader,
+    })
+    .expect("reading tensors cannot fail");
+    reader.0
+}
+
+/// Overwrites every tensor of `model` with the values `take` returns for its name and length.
+pub fn write<M: TensorCollection<f32, Cpu>>(
+    model: &mut M,
+    take: &mut dyn FnMut(&str, usize) -> Result<Vec<f32>, String>,
+) -> Result<(), String> {
+    struct Writer<'a> {
+        take: &'a mut dyn FnMut(&str, usize) -> Result<Vec<f32>, String>,
+        failure: Option<String>,
+    }
+    impl TensorVisitor<f32, Cpu> for Writer<'_> {
+        type Viewer = (ViewTensorMut, ViewTensorName);
+        type Err = CpuError;
+        type E2 = f32;
+        type D2 = Cpu;
+        fn visit<S: Shape>(
+            &mut self,
+            _: TensorOptions<S, f32, Cpu>,
+            (t, name): (&mut Tensor<S, f32, Cpu>, String),
+        ) -> Result<Option<Tensor<S, f32, Cpu>>, CpuError> {
+            match (self.take)(&name, t.shape().num_elements()) {
+                Ok(values) => t.copy_from(&values),
+                Err(e) => {
+                    self.failure.get_or_insert(e);
+                }
+            }
+            Ok(None)
+        }
+    }
+    let mut writer = Writer {
+        take,
+        failure: None,
+    };
+    M::iter_tensors(&mut RecursiveWalker {
+        m: (model, String::new()),
+        f: &mut writer,
+    })
+    .map_err(|e| format!("{e:?}"))?;
+    writer.failure.map_or(Ok(()), Err)
+}

@@ -1,0 +1,304 @@
+//! Optimizers whose state the project owns. dfdx keeps its optimizers' moments private, so a run
+//! using them could not be checkpointed and resumed exactly; these keep their state in buffers
+//! that can be exported and imported, and compute the same updates as dfdx's bit for bit.
+
+pub mod kernels;
+#[cfg(test)]
+mod tests;
+
+use crate::config::OptimizerConfig;
+use crate::models::params::NamedTensor;
+use dfdx::nn::tensor_collection::{
+    RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut, ViewTensorName,
+    ViewTensorRef,
+};
+use dfdx::optim::SgdConfig;
+use dfdx::prelude::*;
+use kernels::{AdamStep, Decay, Momentum, RmsStep};
+
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    Adam {
+        lr: f64,
+        betas: [f64; 2],
+        eps: f64,
+        decay: Decay,
+    },
+    Sgd {
+        lr: f32,
+        momentum: Momentum,
+        decay: Decay,
+    },
+    RmsProp(RmsStep),
+}
+
+/// An optimizer over every trainable tensor of a dfdx module.
+pub struct Optimizer {
+    rule: Rule,
+    /// Updates applied so far (Adam's `t`).
+    steps: u64,
+    /// One buffer per parameter per state slot, keyed by the parameter's tensor id.
+    slots: Vec<Gradients<f32, Cpu>>,
+}
+
+impl Optimizer {
+    pub fn new(cfg: &OptimizerConfig) -> Self {
+        let rule = match *cfg {
+            OptimizerConfig::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => Rule::Adam {
+                lr,
+                betas: [beta1, beta2],
+                eps,
+                decay: Decay::l2(weight_decay),
+            },
+            OptimizerConfig::Adamw {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => Rule::Adam {
+                lr,
+                betas: [beta1, beta2],
+                eps,
+                decay: Decay::decoupled(weight_decay, lr),
+            },
+            OptimizerConfig::Sgd {
+                lr,
+                momentum,
+                nesterov,
+                weight_decay,
+            } => Rule::Sgd {
+                lr: lr as f32,
+                momentum: match (momentum > 0.0, nesterov) {
+                    (false, _) => Momentum::None,
+                    (true, false) => Momentum::Classic(momentum as f32),
+                    (true, true) => Momentum::Nesterov(momentum as f32),
+                },
+                decay: Decay::l2(weight_decay),
+            },
+            OptimizerConfig::Rmsprop {
+                lr,
+                alpha,
+                eps,
+                momentum,
+                centered,
+                weight_decay,
+            } => Rule::RmsProp(RmsStep {
+                lr: lr as f32,
+                alpha: alpha as f32,
+                eps: eps as f32,
+                momentum: (momentum > 0.0).then_some(momentum as f32),
+                centered,
+                decay: Decay::l2(weight_decay),
+            }),
+        };
+        let slots = (0..Self::slot_names_of(&rule).len())
+            .map(|_| Gradients::leaky())
+            .collect();
+        Optimizer {
+            rule,
+            steps: 0,
+            slots,
+        }
+    }
+
+    fn slot_names_of(rule: &Rule) -> &'static [&'static str] {
+        match rule {
+            Rule::Adam { .. } => &["m", "v"],
+            Rule::Sgd { .. } => &["velocity"],
+            Rule::RmsProp(_) => &["square_avg", "grad_avg", "momentum"],
+        }
+    }
+
+    /// Names of the per-parameter state slots, as used in checkpoints.
+    pub fn slot_names(&self) -> &'static [&'static str] {
+        Self::slot_names_of(&self.rule)
+    }
+
+    /// Updates applied so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// One update of every trainable tensor of `model`. The gradients are used as scratch space
+    /// (they hold the applied steps afterwards) and must be zeroed before the next backward pass.
+    pub fn update<M: TensorCollection<f32, Cpu>>(
+        &mut self,
+        model: &mut M,
+        grads: &mut Gradients<f32, Cpu>,
+    ) -> Result<(), CpuError> {
+        self.steps += 1;
+        let t = i32::try_from(self.steps).unwrap_or(i32::MAX);
+        let mut visitor = Update {
+            opt: self,
+            grads,
+            t,
+        };
+        M::iter_tensors(&mut RecursiveWalker {
+            m: model,
+            f: &mut visitor,
+        })?;
+        Ok(())
+    }
+
+    /// The state of every slot of every parameter, named `<parameter>.<slot>`.
+    pub fn export<M: TensorCollection<f32, Cpu>>(
+        &mut self,
+        model: &M,
+    ) -> Result<Vec<NamedTensor>, CpuError> {
+        let mut visitor = SlotIo {
+            names: Self::slot_names_of(&self.rule),
+            slots: &mut self.slots,
+            action: SlotAction::Export(Vec::new()),
+        };
+        M::iter_tensors(&mut RecursiveWalker {
+            m: (model, String::new()),
+            f: &mut visitor,
+        })?;
+        match visitor.action {
+            SlotAction::Export(out) => Ok(out),
+            SlotAction::Import(..) => unreachable!(),
+        }
+    }
+
+    /// Restores state written by [`Optimizer::export`] after `steps` updates. `take` returns the
+    /// values of a name given the length it must have, or why it cannot.
+    pub fn import<M: TensorCollection<f32, Cpu>>(
+        &mut self,
+        model: &M,
+        steps: u64,
+        take: &mut dyn FnMut(&str, usize) -> Result<Vec<f32>, String>,
+    ) -> Result<(), String> {
+        let mut visitor = SlotIo {
+            names: Self::slot_names_of(&self.rule),
+            slots: &mut self.slots,
+            action: SlotAction::Import(take, None),
+        };
+        M::iter_tensors(&mut RecursiveWalker {
+            m: (model, String::new()),
+            f: &mut visitor,
+        })
+        .map_err(|e| format!("{e:?}"))?;
+        if let SlotAction::Import(_, Some(e)) = visitor.action {
+            return Err(e);
+        }
+        self.steps = steps;
+        Ok(())
+    }
+}
+
+type Take<'a> = &'a mut dyn FnMut(&str, usize) -> Result<Vec<f32>, String>;
+
+enum SlotAction<'a> {
+    Export(Vec<NamedTensor>),
+    /// The source of values and the first failure.
+    Import(Take<'a>, Option<String>),
+}
+
+/// Reads or writes the state slots of every parameter, by name.
+struct SlotIo<'a> {
+    names: &'static [&'static str],
+    slots: &'a mut Vec<Gradients<f32, Cpu>>,
+    action: SlotAction<'a>,
+}
+
+impl TensorVisitor<f32, Cpu> for SlotIo<'_> {
+    type Viewer = (ViewTensorRef, ViewTensorName);
+    type Err = CpuError;
+    type E2 = f32;
+    type D2 = Cpu;
+
+    fn visit<S: Shape>(
+        &mut self,
+        opts: TensorOptions<S, f32, Cpu>,
+        (t, name): (&Tensor<S, f32, Cpu>, String),
+    ) -> Result<Option<Tensor<S, f32, Cpu>>, CpuError> {
+        if !opts.do_gradient_update {
+            return Ok(None);
+        }
+        for (slot, state) in self.names.iter().zip(self.slots.iter_mut()) {
+            let buf = state.get_or_alloc_mut(t)?;
+            let key = format!("{name}.{slot}");
+            match &mut self.action {
+                SlotAction::Export(out) => out.push(NamedTensor {
+                    name: key,
+                    shape: t.shape().concrete().into_iter().collect(),
+                    data: buf.to_vec(),
+                }),
+                SlotAction::Import(take, failure) => match take(&key, buf.len()) {
+                    Ok(values) => buf.copy_from_slice(&values),
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                    }
+                },
+            }
+        }
+        Ok(None)
+    }
+}
+
+struct Update<'a> {
+    opt: &'a mut Optimizer,
+    grads: &'a mut Gradients<f32, Cpu>,
+    t: i32,
+}
+
+impl TensorVisitor<f32, Cpu> for Update<'_> {
+    type Viewer = ViewTensorMut;
+    type Err = CpuError;
+    type E2 = f32;
+    type D2 = Cpu;
+
+    fn visit<S: Shape>(
+        &mut self,
+        opts: TensorOptions<S, f32, Cpu>,
+        p: &mut Tensor<S, f32, Cpu>,
+    ) -> Result<Option<Tensor<S, f32, Cpu>>, CpuError> {
+        if !opts.do_gradient_update {
+            return Ok(None);
+        }
+        let g = self.grads.get_or_alloc_mut(p)?;
+        let mut bufs = Vec::with_capacity(self.opt.slots.len());
+        for slot in self.opt.slots.iter_mut() {
+            bufs.push(slot.get_or_alloc_mut(p)?);
+        }
+        let decay = match self.opt.rule {
+            Rule::Adam { decay, .. } | Rule::Sgd { decay, .. } => decay,
+            Rule::RmsProp(k) => k.decay,
+        };
+        let values = (decay != Decay::None).then(|| p.as_vec());
+        let pv = values.as_deref();
+        kernels::decay_before(decay, pv, g);
+        match (self.opt.rule, bufs.as_mut_slice()) {
+            (Rule::Adam { lr, betas, eps, .. }, [m, v]) => {
+                kernels::adam(&AdamStep::new(lr, betas, eps, self.t), g, m, v)
+            }
+            (Rule::Sgd { lr, momentum, .. }, [vel]) => kernels::sgd(lr, momentum, g, vel),
+            (Rule::RmsProp(k), [sa, ga, m]) => {
+                if self.t == 1 {
+                    // dfdx (like TensorFlow 1) starts the squared average at one, not zero.
+                    sa.fill(1.0);
+                }
+                kernels::rmsprop(&k, g, sa, ga, m)
+            }
+            _ => unreachable!("slot count matches the rule"),
+        }
+        kernels::decay_after(decay, pv, g);
+        // `p -= g` through dfdx's public SGD kernel with lr 1 (multiplying by 1 is exact): the
+        // only way to write a parameter's buffer in place from outside dfdx. Without momentum
+        // it leaves the slot passed as velocity untouched.
+        let apply = SgdConfig {
+            lr: 1.0,
+            momentum: None,
+            weight_decay: None,
+        };
+        apply.try_update(p, &mut *bufs[0], &*g)?;
+        Ok(None)
+    }
+}

@@ -1,0 +1,211 @@
+//! The project's optimizers against dfdx's own, update for update, bit for bit.
+
+use super::*;
+use crate::models::params;
+use dfdx::optim::{Adam, Momentum as DfdxMomentum, Optimizer as _, RMSprop, Sgd, WeightDecay};
+
+type Arch = (Linear<6, 5>, ReLU, Linear<5, 3>);
+type Model = <Arch as BuildOnDevice<Cpu, f32>>::Built;
+const STEPS: usize = 12;
+
+fn model(dev: &Cpu) -> Model {
+    let mut m: Model = dev.build_module::<Arch, f32>();
+    let mut k = 0.0f32;
+    params::write(&mut m, &mut |_, n| {
+        Ok((0..n)
+            .map(|_| {
+                k += 1.0;
+                (k * 0.731).sin() * 0.5
+            })
+            .collect())
+    })
+    .unwrap();
+    m
+}
+
+/// Gradients of a fixed loss on step-dependent inputs.
+fn grads(dev: &Cpu, m: &Model, step: usize) -> Gradients<f32, Cpu> {
+    let x: Vec<f32> = (0..4 * 6)
+        .map(|i| ((i * 7 + step * 13) as f32 * 0.37).cos())
+        .collect();
+    let x = dev.tensor_from_vec(x, (Const::<4>, Const::<6>));
+    let y = m.forward(x.leaky_trace());
+    (y.square().mean() + 0.1).backward()
+}
+
+/// Trains two copies, one with dfdx's optimizer and one with ours, asserting identical bits.
+fn check(cfg: OptimizerConfig, mut theirs: impl FnMut(&mut Model, &Gradients<f32, Cpu>)) {
+    let dev = Cpu::default();
+    let (mut a, mut b) = (model(&dev), model(&dev));
+    let mut ours = Optimizer::new(&cfg);
+    for step in 0..STEPS {
+        let ga = grads(&dev, &a, step);
+        theirs(&mut a, &ga);
+        let mut gb = grads(&dev, &b, step);
+        ours.update(&mut b, &mut gb).unwrap();
+        let (pa, pb) = (params::read(&a), params::read(&b));
+        for (ta, tb) in pa.iter().zip(&pb) {
+            let bits = |t: &NamedTensor| t.data.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(ta),
+                bits(tb),
+                "{cfg:?}: {} differs at step {step}",
+                ta.name
+            );
+        }
+        assert!(pa.iter().any(|t| t.data.iter().any(|&x| x != 0.0)));
+    }
+    assert_eq!(ours.steps(), STEPS as u64);
+}
+
+fn adam(lr: f64, weight_decay: f64) -> OptimizerConfig {
+    OptimizerConfig::Adam {
+        lr,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-7,
+        weight_decay,
+    }
+}
+
+#[test]
+fn adam_matches_dfdx() {
+    for wd in [0.0, 0.05] {
+        let cfg = adam(1e-2, wd);
+        let dev = Cpu::default();
+        let mut opt = Adam::new(
+            &model(&dev),
+            AdamConfig {
+                lr: 1e-2,
+                betas: [0.9, 0.999],
+                eps: 1e-7,
+                weight_decay: (wd > 0.0).then_some(WeightDecay::L2(wd)),
+            },
+        );
+        check(cfg, |m, g| opt.update(m, g).unwrap());
+    }
+}
+
+#[test]
+fn adamw_matches_dfdx_decoupled_decay() {
+    let cfg = OptimizerConfig::Adamw {
+        lr: 3e-3,
+        beta1: 0.8,
+        beta2: 0.99,
+        eps: 1e-8,
+        weight_decay: 0.1,
+    };
+    let dev = Cpu::default();
+    let mut opt = Adam::new(
+        &model(&dev),
+        AdamConfig {
+            lr: 3e-3,
+            betas: [0.8, 0.99],
+            eps: 1e-8,
+            weight_decay: Some(WeightDecay::Decoupled(0.1)),
+        },
+    );
+    check(cfg, |m, g| opt.update(m, g).unwrap());
+}
+
+#[test]
+fn sgd_variants_match_dfdx() {
+    for (momentum, nesterov, wd) in [
+        (0.0, false, 0.0),
+        (0.9, false, 0.0),
+        (0.9, true, 0.0),
+        (0.5, false, 0.01),
+    ] {
+        let cfg = OptimizerConfig::Sgd {
+            lr: 0.05,
+            momentum,
+            nesterov,
+            weight_decay: wd,
+        };
+        let dev = Cpu::default();
+        let mut opt = Sgd::new(
+            &model(&dev),
+            SgdConfig {
+                lr: 0.05,
+                momentum: match (momentum > 0.0, nesterov) {
+                    (false, _) => None,
+                    (true, false) => Some(DfdxMomentum::Classic(momentum)),
+                    (true, true) => Some(DfdxMomentum::Nesterov(momentum)),
+                },
+                weight_decay: (wd > 0.0).then_some(WeightDecay::L2(wd)),
+            },
+        );
+        check(cfg, |m, g| opt.update(m, g).unwrap());
+    }
+}
+
+#[test]
+fn rmsprop_variants_match_dfdx() {
+    for (momentum, centered, wd) in [(0.0, false, 0.0), (0.9, true, 0.0), (0.5, false, 0.02)] {
+        let cfg = OptimizerConfig::Rmsprop {
+            lr: 1e-3,
+            alpha: 0.95,
+            eps: 1e-6,
+            momentum,
+            centered,
+            weight_decay: wd,
+        };
+        let dev = Cpu::default();
+        let mut opt = RMSprop::new(
+            &model(&dev),
+            RMSpropConfig {
+                lr: 1e-3,
+                alpha: 0.95,
+                eps: 1e-6,
+                momentum: (momentum > 0.0).then_some(momentum),
+                centered,
+                weight_decay: (wd > 0.0).then_some(WeightDecay::L2(wd)),
+            },
+        );
+        check(cfg, |m, g| opt.update(m, g).unwrap());
+    }
+}
+
+/// Export after some steps, import into a fresh optimizer and model, and carry on: the result
+/// must equal an uninterrupted run.
+#[test]
+fn export_then_import_continues_exactly() {
+    let dev = Cpu::default();
+    let cfg = adam(1e-2, 0.0);
+    let (mut straight, mut first) = (model(&dev), model(&dev));
+    let mut opt_straight = Optimizer::new(&cfg);
+    let mut opt_first = Optimizer::new(&cfg);
+    for step in 0..5 {
+        let mut g = grads(&dev, &straight, step);
+        opt_straight.update(&mut straight, &mut g).unwrap();
+        let mut g = grads(&dev, &first, step);
+        opt_first.update(&mut first, &mut g).unwrap();
+    }
+    let state = opt_first.export(&first).unwrap();
+    assert_eq!(state.len(), 4 * 2, "two slots for each of four tensors");
+    let weights = params::read(&first);
+    let mut second = dev.build_module::<Arch, f32>();
+    let lookup = |list: &[NamedTensor], name: &str, n: usize| {
+        let t = list
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or(name.to_string())?;
+        assert_eq!(t.data.len(), n);
+        Ok(t.data.clone())
+    };
+    params::write(&mut second, &mut |name, n| lookup(&weights, name, n)).unwrap();
+    let mut opt_second = Optimizer::new(&cfg);
+    opt_second
+        .import(&second, 5, &mut |name, n| lookup(&state, name, n))
+        .unwrap();
+    for step in 5..10 {
+        let mut g = grads(&dev, &straight, step);
+        opt_straight.update(&mut straight, &mut g).unwrap();
+        let mut g = grads(&dev, &second, step);
+        opt_second.update(&mut second, &mut g).unwrap();
+    }
+    assert_eq!(params::read(&straight), params::read(&second));
+
+    let missing = Optimizer::new(&cfg).import(&second, 5, &mut |name, _| Err(name.to_string()));
+    assert_eq!(missing.unwrap_err(), "0.weight.m");
+}
