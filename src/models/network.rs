@@ -2,7 +2,7 @@
 //! object safe, so everything outside the registry is compiled once, not per architecture.
 
 use super::init;
-use super::params::{self, NamedTensor};
+use super::params::{self, NamedTensor, Take};
 use crate::config::{Init, OptimizerConfig};
 use crate::data::mnist::{CLASSES, IMAGE_PIXELS};
 use crate::error::{Error, Result};
@@ -66,8 +66,6 @@ pub trait Trainable {
     fn optimizer_steps(&self) -> u64;
 }
 
-/// Source of tensor values by name and expected length, for [`Trainable::import_state`].
-pub type Take<'a> = dyn FnMut(&str, usize) -> std::result::Result<Vec<f32>, String> + 'a;
 
 pub const MODEL_PREFIX: &str = "model.";
 pub const OPTIM_PREFIX: &str = "optim.";

@@ -7,6 +7,9 @@ use dfdx::nn::tensor_collection::{
 use dfdx::prelude::*;
 use sha2::{Digest, Sha256};
 
+/// A source of tensor values: given a tensor's name and length, its values or why it has none.
+pub type Take<'a> = dyn FnMut(&str, usize) -> Result<Vec<f32>, String> + 'a;
+
 /// A named f32 tensor in row-major order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NamedTensor {
@@ -59,10 +62,10 @@ pub fn read<M: TensorCollection<f32, Cpu>>(model: &M) -> Vec<NamedTensor> {
 /// Overwrites every tensor of `model` with the values `take` returns for its name and length.
 pub fn write<M: TensorCollection<f32, Cpu>>(
     model: &mut M,
-    take: &mut dyn FnMut(&str, usize) -> Result<Vec<f32>, String>,
+    take: &mut Take,
 ) -> Result<(), String> {
     struct Writer<'a> {
-        take: &'a mut dyn FnMut(&str, usize) -> Result<Vec<f32>, String>,
+        take: &'a mut Take<'a>,
         failure: Option<String>,
     }
     impl TensorVisitor<f32, Cpu> for Writer<'_> {

@@ -7,7 +7,7 @@ pub mod kernels;
 mod tests;
 
 use crate::config::OptimizerConfig;
-use crate::models::params::NamedTensor;
+use crate::models::params::{NamedTensor, Take};
 use dfdx::nn::tensor_collection::{
     RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut, ViewTensorName,
     ViewTensorRef,
@@ -173,7 +173,7 @@ impl Optimizer {
         &mut self,
         model: &M,
         steps: u64,
-        take: &mut dyn FnMut(&str, usize) -> Result<Vec<f32>, String>,
+        take: &mut Take,
     ) -> Result<(), String> {
         let mut visitor = SlotIo {
             names: Self::slot_names_of(&self.rule),
@@ -193,12 +193,10 @@ impl Optimizer {
     }
 }
 
-type Take<'a> = &'a mut dyn FnMut(&str, usize) -> Result<Vec<f32>, String>;
-
 enum SlotAction<'a> {
     Export(Vec<NamedTensor>),
     /// The source of values and the first failure.
-    Import(Take<'a>, Option<String>),
+    Import(&'a mut Take<'a>, Option<String>),
 }
 
 /// Reads or writes the state slots of every parameter, by name.
