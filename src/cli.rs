@@ -18,7 +18,8 @@ Examples:
   runner resolve experiments/mlp.toml --set seed=3 --dir     # where would that run go?
 
 Exit codes: 0 success, 1 run failed, 2 bad input (experiment, --set, arguments), 3 bad dataset
-files, 4 file-system error, 5 diverged (non-finite loss), 130 interrupted (Ctrl-C, SIGTERM).
+files, 4 file-system error, 5 diverged (non-finite loss), 6 run directory busy (another runner
+holds its lock), 130 interrupted (Ctrl-C, SIGTERM).
 
 --json prints one JSON object per run on stdout (dir, name, hash, status, steps, test_accuracy,
 test_loss, best_test_accuracy, ms_per_step, ...) for run, sweep, ls and compare; --quiet drops
@@ -46,8 +47,50 @@ The run directory is <runs-dir>/<name>-<hash>, where <hash> is the first 12 hex 
 SHA-256 of the resolved config (all defaults filled in, overrides applied) and the dataset's
 checksums. Running the same experiment again prints the finished run's summary instead of
 retraining; --force retrains. It contains config.toml, metrics.csv, eval.csv, summary.json,
-meta.json and model.safetensors (see README.md).")]
+meta.json and model.safetensors (see README.md).
+
+Runs are resumable: a checkpoint (weights, optimizer state, data order and position) is written
+every train.checkpoint_every steps (default: at each evaluation) and when Ctrl-C or SIGTERM stops
+the run. Running the same experiment again continues an interrupted or killed run from its
+checkpoint, and the result is bit-identical to an uninterrupted run. One process at a time works
+on a run directory: a second exits with code 6 (or waits, with --wait).")]
     Run(RunArgs),
+    /// Continue an interrupted or killed run from its last checkpoint (same as `runner run` on
+    /// its experiment).
+    #[command(after_help = "\
+The run's own config.toml is used, so the experiment file need not exist any more. A complete
+run is left alone; a run without a usable checkpoint starts over. The finished run is
+bit-identical to one that was never interrupted (`runner verify` checks this).
+
+Example:
+  runner resume runs/baseline-0123456789ab")]
+    Resume {
+        /// The run directory.
+        run: PathBuf,
+        /// Wait for another runner holding the run instead of exiting with code 6.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Re-run a run (or its first N steps) in a temporary directory and check it is
+    /// bit-identical: every logged value but timings, and the weights.
+    #[command(after_help = "\
+Compares metrics.csv and eval.csv row by row (all columns but elapsed_s) and reports the first
+step and column that differ; compares each weight tensor by SHA-256 against the run's final
+weights (when re-running all its steps) or its checkpoint (when that is at step N); and checks
+the files against the digests summary.json recorded when the run finished. Exit code 0 when
+everything compared is identical, 1 when anything differs. The thread count does not matter:
+results do not depend on it.
+
+Examples:
+  runner verify runs/baseline-0123456789ab --steps 200
+  RAYON_NUM_THREADS=1 runner verify runs/mlp-0123456789ab")]
+    Verify {
+        /// The run directory.
+        run: PathBuf,
+        /// Re-run only the first N steps.
+        #[arg(long, value_name = "N")]
+        steps: Option<u64>,
+    },
     /// List the network architectures compiled into this binary.
     Models,
     /// Run a sweep file's trials (skipping complete ones), or show its status: `runner sweep status FILE`.
@@ -191,9 +234,13 @@ pub struct ReportArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub exp: ExperimentArgs,
-    /// Retrain even if the run directory is already complete (its contents are replaced).
+    /// Start over even if the run directory is complete or resumable (its contents are replaced).
     #[arg(long)]
     pub force: bool,
+    /// If another runner is working on this run, wait for it to finish instead of exiting with
+    /// code 6.
+    #[arg(long)]
+    pub wait: bool,
     /// Early stopping against the trials of a sweep manifest (`runner sweep` sets these).
     #[arg(long, value_name = "MANIFEST", hide = true, requires = "early_stop")]
     pub early_stop_manifest: Option<PathBuf>,
@@ -238,6 +285,7 @@ fn execute(cli: Cli) -> Result<()> {
                 experiment: args.exp.experiment,
                 runs_dir: args.exp.store.runs_dir,
                 force: args.force,
+                wait: args.wait,
                 quiet,
                 prune: args
                     .early_stop_manifest
@@ -246,23 +294,37 @@ fn execute(cli: Cli) -> Result<()> {
             };
             crate::fpmode::install();
             let interrupted = install_interrupt_handler()?;
-            match run::run(&req, &interrupted)? {
-                RunResult::Trained(dir, summary) if json => {
-                    println!("{}", crate::rundir::run_json(&dir.path, Some(&summary)))
-                }
-                RunResult::Trained(dir, summary) => println!("{}", run::describe(&summary, &dir)),
-                RunResult::AlreadyComplete(dir, summary) => {
-                    if !quiet {
-                        eprintln!("already complete; not retraining (use --force to retrain)");
-                    }
-                    if json {
-                        println!("{}", crate::rundir::run_json(&dir.path, Some(&summary)));
-                    } else {
-                        println!("{}", run::describe(&summary, &dir));
-                    }
-                }
-            }
+            let result = run::run(&req, &interrupted)?;
+            print_run_result(result, json, quiet);
             Ok(())
+        }
+        Command::Resume { run: dir, wait } => {
+            crate::fpmode::install();
+            let interrupted = install_interrupt_handler()?;
+            let result = run::resume(&dir, wait, quiet, &interrupted)?;
+            print_run_result(result, json, quiet);
+            Ok(())
+        }
+        Command::Verify { run: dir, steps } => {
+            crate::fpmode::install();
+            let interrupted = install_interrupt_handler()?;
+            let report = crate::verify::verify(&dir, steps, quiet, &interrupted)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).expect("report serialises")
+                );
+            } else {
+                println!("{report}");
+            }
+            if report.identical {
+                Ok(())
+            } else {
+                Err(Error::Failed(format!(
+                    "{} is not reproduced bit for bit",
+                    dir.display()
+                )))
+            }
         }
         Command::Ls {
             patterns,
@@ -464,6 +526,23 @@ fn warn(warnings: &[String]) {
 }
 
 /// Ctrl-C and SIGTERM set a flag that the training loop checks after every step.
+fn print_run_result(result: RunResult, json: bool, quiet: bool) {
+    let (dir, summary) = match result {
+        RunResult::Trained(dir, summary) => (dir, summary),
+        RunResult::AlreadyComplete(dir, summary) => {
+            if !quiet {
+                eprintln!("already complete; not retraining (use --force to retrain)");
+            }
+            (dir, summary)
+        }
+    };
+    if json {
+        println!("{}", crate::rundir::run_json(&dir.path, Some(&summary)));
+    } else {
+        println!("{}", run::describe(&summary, &dir));
+    }
+}
+
 fn install_interrupt_handler() -> Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();

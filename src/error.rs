@@ -25,6 +25,9 @@ pub enum Error {
     /// The training loss became NaN or infinite.
     #[error("{0}")]
     Diverged(String),
+    /// Another runner process holds the run directory's lock.
+    #[error("{0}")]
+    Busy(String),
     /// The user stopped the run (Ctrl-C or SIGTERM).
     #[error("interrupted: {0}")]
     Interrupted(String),
@@ -34,7 +37,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// Exit codes, documented in the README: 1 run failed, 2 bad input, 3 bad data,
-    /// 4 I/O error, 5 diverged, 130 interrupted.
+    /// 4 I/O error, 5 diverged, 6 run directory busy (locked by another process), 130 interrupted.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Failed(_) => 1,
@@ -42,6 +45,7 @@ impl Error {
             Error::Data(_) => 3,
             Error::Io { .. } => 4,
             Error::Diverged(_) => 5,
+            Error::Busy(_) => 6,
             Error::Interrupted(_) => 130,
         }
     }

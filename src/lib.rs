@@ -17,6 +17,7 @@ pub mod run;
 pub mod rundir;
 pub mod sweep;
 pub mod train;
+pub mod verify;
 
 pub use error::{Error, Result};
 pub mod ops;

@@ -151,7 +151,7 @@ fn wrong_types_and_ranges_are_reported_with_the_allowed_values() {
         ),
         (
             "kind = \"adam\"",
-            "kind = \"adamw\"",
+            "kind = \"adamx\"",
             "optimizer.kind",
             "\"sgd\"",
         ),

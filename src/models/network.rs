@@ -66,7 +66,6 @@ pub trait Trainable {
     fn optimizer_steps(&self) -> u64;
 }
 
-
 pub const MODEL_PREFIX: &str = "model.";
 pub const OPTIM_PREFIX: &str = "optim.";
 

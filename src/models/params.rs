@@ -60,10 +60,7 @@ pub fn read<M: TensorCollection<f32, Cpu>>(model: &M) -> Vec<NamedTensor> {
 }
 
 /// Overwrites every tensor of `model` with the values `take` returns for its name and length.
-pub fn write<M: TensorCollection<f32, Cpu>>(
-    model: &mut M,
-    take: &mut Take,
-) -> Result<(), String> {
+pub fn write<M: TensorCollection<f32, Cpu>>(model: &mut M, take: &mut Take) -> Result<(), String> {
     struct Writer<'a> {
         take: &'a mut Take<'a>,
         failure: Option<String>,

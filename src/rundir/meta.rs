@@ -28,6 +28,18 @@ pub struct Meta {
     pub parameter_count: usize,
     /// `(safetensors name, shape)` of every parameter tensor.
     pub parameters: Vec<(String, Vec<usize>)>,
+    /// Each time the run was continued from a checkpoint.
+    #[serde(default)]
+    pub resumed: Vec<Resumed>,
+}
+
+/// One continuation of a run from its checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resumed {
+    pub at: String,
+    pub after_step: u64,
+    pub threads: usize,
+    pub command: Vec<String>,
 }
 
 pub fn host_name() -> String {

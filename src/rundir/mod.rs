@@ -1,6 +1,8 @@
 //! The run directory: its files, their formats, and how they are written.
 
 pub mod atomic;
+pub mod checkpoint;
+pub mod digest;
 pub mod meta;
 
 use crate::error::{Error, Result};
@@ -13,6 +15,10 @@ pub const EVAL: &str = "eval.csv";
 pub const SUMMARY: &str = "summary.json";
 pub const META: &str = "meta.json";
 pub const WEIGHTS: &str = "model.safetensors";
+/// Resumable state of an unfinished run; removed once the run is complete.
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+/// Held (flock) by the process working on the run; says who that is.
+pub const LOCK: &str = ".lock";
 
 /// Columns of `metrics.csv`, one row per training step.
 pub const METRICS_HEADER: [&str; 7] = [
@@ -72,9 +78,17 @@ pub struct Summary {
     pub train_time_s: f64,
     /// `train_time_s` per step, in milliseconds.
     pub ms_per_step: Option<f64>,
+    /// Checkpoints written, and the time spent writing them (over every session).
+    #[serde(default)]
+    pub checkpoints: u64,
+    #[serde(default)]
+    pub checkpoint_time_s: f64,
     pub started_at: String,
     pub finished_at: Option<String>,
     pub error: Option<String>,
+    /// Fingerprints of the results, for `runner verify` (set once the run has finished).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digests: Option<digest::Digests>,
 }
 
 /// The object that `--json` prints for a run: one per line, for `jq` and shell scripts.
@@ -98,6 +112,12 @@ pub fn run_json(dir: &Path, summary: Option<&Summary>) -> serde_json::Value {
         "ms_per_step": summary.and_then(|s| s.ms_per_step),
         "wall_time_s": summary.map(|s| s.wall_time_s),
     })
+}
+
+/// Holds a run directory's lock while alive.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
 }
 
 /// A run directory on disk.
@@ -128,14 +148,77 @@ impl RunDir {
             && self.file(WEIGHTS).is_file()
     }
 
-    /// Empties (or creates) the directory for a fresh attempt.
-    pub fn recreate(&self) -> Result<()> {
-        if self.path.exists() {
-            std::fs::remove_dir_all(&self.path)
-                .map_err(|e| Error::io("remove old run directory", &self.path, e))?;
-        }
+    /// Takes the run's lock, creating the directory if needed. Another process holding it is
+    /// an `Error::Busy` naming that process, unless `wait`, which blocks until it is released.
+    /// The lock is released when the returned guard drops, or when the process dies.
+    pub fn lock(&self, wait: bool) -> Result<RunLock> {
+        use std::io::{Read, Seek, Write};
         std::fs::create_dir_all(&self.path)
-            .map_err(|e| Error::io("create run directory", &self.path, e))
+            .map_err(|e| Error::io("create run directory", &self.path, e))?;
+        let path = self.file(LOCK);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io("open lock file", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.split_whitespace().collect::<Vec<_>>().join(" ");
+                if !wait {
+                    return Err(Error::Busy(format!(
+                        "run {} is in use by another runner ({holder}); wait for it, pass --wait, \
+                         or stop that process",
+                        self.path.display()
+                    )));
+                }
+                eprintln!("waiting for run {} ({holder})", self.path.display());
+                file.lock().map_err(|e| Error::io("lock", &path, e))?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
+        }
+        let who = format!(
+            "pid={} host={} since={}\n",
+            std::process::id(),
+            meta::host_name(),
+            meta::now()
+        );
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(who.as_bytes()))
+            .map_err(|e| Error::io("write", &path, e))?;
+        Ok(RunLock { _file: file })
+    }
+
+    /// Whether another process holds the run's lock now (a `running` run whose lock is free
+    /// was killed).
+    pub fn is_locked(&self) -> bool {
+        std::fs::File::open(self.file(LOCK))
+            .is_ok_and(|f| matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)))
+    }
+
+    /// Empties the directory for a fresh attempt, keeping the lock file.
+    pub fn clear(&self) -> Result<()> {
+        let entries =
+            std::fs::read_dir(&self.path).map_err(|e| Error::io("read", &self.path, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("read", &self.path, e))?;
+            if entry.file_name() == LOCK {
+                continue;
+            }
+            let p = entry.path();
+            let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+            removed.map_err(|e| Error::io("remove", &p, e))?;
+        }
+        Ok(())
     }
 
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
@@ -165,6 +248,57 @@ impl CsvLog {
         log.row(header)?;
         log.flush()?;
         Ok(log)
+    }
+
+    /// Reopens a log for appending after step `last_step`: rows past it (and a partial last
+    /// line left by a crash) are dropped, atomically. Fails, leaving the file alone, when the
+    /// header differs or, with `contiguous`, when steps 1..=last_step are not all there.
+    pub fn resume(path: &Path, header: &[&str], last_step: u64, contiguous: bool) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+        let bad = |what: String| Error::Failed(format!("{}: {what}", path.display()));
+        let mut lines = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
+        let first = lines.next().unwrap_or_default();
+        if first.trim_end() != header.join(",") {
+            return Err(bad(format!("header is not {}", header.join(","))));
+        }
+        let mut kept = first.to_string();
+        let mut expected = 1;
+        for line in lines {
+            let step: u64 = line
+                .split(',')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| bad(format!("bad row {:?}", line.trim_end())))?;
+            if step > last_step {
+                break;
+            }
+            if contiguous && step != expected {
+                return Err(bad(format!("step {expected} is missing")));
+            }
+            expected = step + 1;
+            kept.push_str(line);
+        }
+        if contiguous && expected != last_step + 1 {
+            return Err(bad(format!("step {expected} is missing")));
+        }
+        atomic::write(path, kept.as_bytes())?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io("open", path, e))?;
+        Ok(CsvLog {
+            path: path.to_path_buf(),
+            writer: csv::Writer::from_writer(file),
+        })
+    }
+
+    /// Flushes and makes the rows durable (before a checkpoint that counts on them).
+    pub fn sync(&mut self) -> Result<()> {
+        self.flush()?;
+        self.writer
+            .get_ref()
+            .sync_data()
+            .map_err(|e| Error::io("sync", &self.path, e))
     }
 
     pub fn row<I, T>(&mut self, fields: I) -> Result<()>

@@ -1,0 +1,235 @@
+//! `checkpoint.safetensors`: everything needed to continue a run exactly where it stopped, in
+//! one file replaced atomically. Tensors hold the parameters and optimizer state (`model.*`,
+//! `optim.*`) and the data order (`data.order`); the safetensors metadata holds the loop state
+//! as JSON under `runner.state`.
+
+use super::atomic;
+use crate::error::{Error, Result};
+use crate::models::params::NamedTensor;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Bumped when the layout changes; older checkpoints are then ignored (the run starts over).
+pub const FORMAT: u32 = 1;
+const STATE_KEY: &str = "runner.state";
+const ORDER: &str = "data.order";
+
+/// The training loop's position, beside the tensors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoopState {
+    pub format: u32,
+    /// Hash of the run the checkpoint belongs to.
+    pub hash: String,
+    /// Steps completed (and optimizer updates applied).
+    pub step: u64,
+    pub epoch: u64,
+    /// Position in `data.order` of the next batch.
+    pub batch_pos: usize,
+    /// The data-order generator: ChaCha8 seed (hex), stream and word position (decimal u128).
+    pub rng_seed: String,
+    pub rng_stream: u64,
+    pub rng_word_pos: String,
+    pub elapsed_s: f64,
+    pub train_time_s: f64,
+    pub wall_time_s: f64,
+    /// Checkpoints written before this one, and the time they took.
+    pub checkpoints: u64,
+    pub checkpoint_time_s: f64,
+    pub loss_ema: Option<f64>,
+    pub acc_ema: f64,
+    pub final_eval: Option<(f64, f64)>,
+    pub best_eval: Option<(u64, f64)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    pub state: LoopState,
+    /// Permutation of the training set for the current epoch.
+    pub order: Vec<u32>,
+    pub tensors: Vec<NamedTensor>,
+}
+
+impl Checkpoint {
+    /// Removes and returns the values of tensor `name`, checking their count.
+    pub fn take(&mut self, name: &str, len: usize) -> std::result::Result<Vec<f32>, String> {
+        let i = self
+            .tensors
+            .iter()
+            .position(|t| t.name == name)
+            .ok_or_else(|| format!("tensor '{name}' is missing"))?;
+        let t = self.tensors.swap_remove(i);
+        if t.data.len() != len {
+            return Err(format!(
+                "tensor '{name}' has {} values, the network needs {len}",
+                t.data.len()
+            ));
+        }
+        Ok(t.data)
+    }
+}
+
+fn le_bytes<T: Copy, const N: usize>(xs: &[T], to: fn(T) -> [u8; N]) -> Vec<u8> {
+    xs.iter().flat_map(|&x| to(x)).collect()
+}
+
+/// Writes `ckpt` to `path` atomically (temporary file, fsync, rename).
+pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
+    let bytes: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = ckpt
+        .tensors
+        .iter()
+        .map(|t| {
+            let b = le_bytes(&t.data, f32::to_le_bytes);
+            (t.name.clone(), t.shape.clone(), Dtype::F32, b)
+        })
+        .chain(std::iter::once((
+            ORDER.to_string(),
+            vec![ckpt.order.len()],
+            Dtype::U32,
+            le_bytes(&ckpt.order, u32::to_le_bytes),
+        )))
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(name, shape, dtype, b)| {
+            let view = TensorView::new(*dtype, shape.clone(), b).expect("sizes match");
+            (name.as_str(), view)
+        })
+        .collect::<Vec<_>>();
+    let state = serde_json::to_string(&ckpt.state).expect("loop state serialises");
+    let meta = HashMap::from([(STATE_KEY.to_string(), state)]);
+    let encoded = safetensors::serialize(views, &Some(meta))
+        .map_err(|e| Error::Failed(format!("cannot encode checkpoint: {e:?}")))?;
+    atomic::write(path, &encoded)
+}
+
+/// Reads a checkpoint written by [`save`]. Errors say what is wrong with the file.
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    let bad = |what: String| Error::Data(format!("{}: {what}", path.display()));
+    let (_, header) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a checkpoint: {e:?}")))?;
+    let state_json = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(STATE_KEY))
+        .ok_or_else(|| bad(format!("no '{STATE_KEY}' metadata")))?;
+    let state: LoopState =
+        serde_json::from_str(state_json).map_err(|e| bad(format!("bad loop state: {e}")))?;
+    if state.format != FORMAT {
+        return Err(bad(format!(
+            "checkpoint format {} (this runner reads {FORMAT})",
+            state.format
+        )));
+    }
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("{e:?}")))?;
+    let mut order = None;
+    let mut tensors = Vec::new();
+    for (name, view) in st.tensors() {
+        let data = view.data();
+        match (name.as_str(), view.dtype()) {
+            (ORDER, Dtype::U32) => {
+                order = Some(
+                    data.chunks_exact(4)
+                        .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+                        .collect(),
+                )
+            }
+            (_, Dtype::F32) => tensors.push(NamedTensor {
+                shape: view.shape().to_vec(),
+                data: data
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                    .collect(),
+                name,
+            }),
+            (_, dtype) => return Err(bad(format!("tensor '{name}' has dtype {dtype:?}"))),
+        }
+    }
+    let order = order.ok_or_else(|| bad(format!("no '{ORDER}' tensor")))?;
+    Ok(Checkpoint {
+        state,
+        order,
+        tensors,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Checkpoint {
+        Checkpoint {
+            state: LoopState {
+                format: FORMAT,
+                hash: "abc".into(),
+                step: 7,
+                epoch: 1,
+                batch_pos: 20,
+                rng_seed: "00".repeat(32),
+                rng_stream: 1,
+                rng_word_pos: u128::MAX.to_string(),
+                elapsed_s: 1.5,
+                train_time_s: 1.25,
+                wall_time_s: 2.0,
+                checkpoints: 3,
+                checkpoint_time_s: 0.5,
+                loss_ema: Some(0.1),
+                acc_ema: 0.9,
+                final_eval: Some((0.2, 0.95)),
+                best_eval: Some((5, 0.96)),
+            },
+            order: vec![3, 1, 2, 0, u32::MAX],
+            tensors: vec![
+                NamedTensor {
+                    name: "model.0.weight".into(),
+                    shape: vec![2, 3],
+                    data: vec![1.0, -0.0, f32::MIN_POSITIVE / 2.0, 4.0, 5.0, f32::MAX],
+                },
+                NamedTensor {
+                    name: "optim.0.weight.m".into(),
+                    shape: vec![1],
+                    data: vec![0.25],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn round_trips_every_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.safetensors");
+        let ckpt = sample();
+        save(&path, &ckpt).unwrap();
+        let mut back = load(&path).unwrap();
+        back.tensors.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(back, ckpt);
+        assert_eq!(back.tensors[0].data[1].to_bits(), (-0.0f32).to_bits());
+    }
+
+    #[test]
+    fn take_checks_names_and_lengths() {
+        let mut ckpt = sample();
+        assert_eq!(ckpt.take("optim.0.weight.m", 1).unwrap(), vec![0.25]);
+        assert!(ckpt
+            .take("optim.0.weight.m", 1)
+            .unwrap_err()
+            .contains("missing"));
+        let err = ckpt.take("model.0.weight", 5).unwrap_err();
+        assert!(err.contains("6 values") && err.contains("needs 5"), "{err}");
+    }
+
+    #[test]
+    fn damaged_files_are_reported_not_panicked_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.safetensors");
+        save(&path, &sample()).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        for cut in [0, 7, 8, 100, bytes.len() - 1] {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            let err = load(&path).unwrap_err();
+            assert!(err.to_string().contains("c.safetensors"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! `runner verify`: re-runs a run (or its first N steps) in a temporary directory and checks that
+//! every logged number and every weight comes out bit for bit the same.
+
+use crate::config::overrides;
+use crate::error::{Error, Result};
+use crate::run::{self, RunRequest, RunResult};
+use crate::rundir::digest::{self, Digests};
+use crate::rundir::{self, checkpoint, RunDir, Status};
+use safetensors::tensor::{Dtype, SafeTensors};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+/// The outcome of comparing one part of a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Check {
+    Identical {
+        detail: String,
+    },
+    Differs {
+        detail: String,
+    },
+    /// Nothing to compare against (e.g. no weights kept at that step).
+    NotCompared {
+        detail: String,
+    },
+}
+
+impl Check {
+    fn differs(&self) -> bool {
+        matches!(self, Check::Differs { .. })
+    }
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Check::Identical { detail } => write!(f, "bit-identical ({detail})"),
+            Check::Differs { detail } => write!(f, "DIFFERS: {detail}"),
+            Check::NotCompared { detail } => write!(f, "not compared: {detail}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub run: String,
+    pub steps: u64,
+    pub run_steps: u64,
+    pub rerun_wall_s: f64,
+    pub metrics: Check,
+    pub eval: Check,
+    pub weights: Check,
+    /// The digests in summary.json against the run's files.
+    pub recorded_digests: Check,
+    pub identical: bool,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "verify {}: re-ran {} of {} steps in {:.1}s",
+            self.run, self.steps, self.run_steps, self.rerun_wall_s
+        )?;
+        writeln!(f, "  metrics.csv       {}", self.metrics)?;
+        writeln!(f, "  eval.csv          {}", self.eval)?;
+        writeln!(f, "  weights           {}", self.weights)?;
+        writeln!(f, "  summary digests   {}", self.recorded_digests)?;
+        write!(
+            f,
+            "result: {}",
+            if self.identical {
+                "bit-identical"
+            } else {
+                "DIFFERENT"
+            }
+        )
+    }
+}
+
+/// Re-runs `dir` for `steps` steps (default: as many as it completed) and compares.
+pub fn verify(
+    dir: &Path,
+    steps: Option<u64>,
+    quiet: bool,
+    interrupted: &AtomicBool,
+) -> Result<Report> {
+    let run = RunDir::new(dir.to_path_buf());
+    let config = run.file(rundir::CONFIG);
+    let summary = run
+        .read_summary()
+        .filter(|_| config.is_file())
+        .ok_or_else(|| {
+            Error::Input(format!(
+                "{}: not a run directory (needs a readable summary.json and config.toml)",
+                dir.display()
+            ))
+        })?;
+    let done = summary.steps_done;
+    let n = steps.unwrap_or(done);
+    if n == 0 || n > done {
+        return Err(Error::Input(format!(
+            "--steps {n}: the run has {done} logged step{}; use 1..={done}",
+            if done == 1 { "" } else { "s" }
+        )));
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("runner-verify-")
+        .tempdir()
+        .map_err(|e| Error::io("create a temporary directory in", &std::env::temp_dir(), e))?;
+    let req = RunRequest {
+        experiment: config,
+        overrides: vec![overrides::parse(&format!("train.steps={n}"))?],
+        runs_dir: tmp.path().to_path_buf(),
+        force: false,
+        wait: false,
+        quiet,
+        prune: None,
+    };
+    let t0 = Instant::now();
+    let rerun = match run::run(&req, interrupted) {
+        Ok(RunResult::Trained(d, _)) | Ok(RunResult::AlreadyComplete(d, _)) => d,
+        Err(Error::Diverged(_)) => match std::fs::read_dir(tmp.path())
+            .ok()
+            .and_then(|mut it| it.next())
+            .and_then(|e| e.ok())
+        {
+            Some(e) => RunDir::new(e.path()),
+            None => return Err(Error::Failed("the re-run left no directory".into())),
+        },
+        Err(e) => return Err(e),
+    };
+    let rerun_wall_s = t0.elapsed().as_secs_f64();
+
+    let metrics = compare_csv(
+        &run.file(rundir::METRICS),
+        &rerun.file(rundir::METRICS),
+        n,
+        true,
+    )?;
+    let eval = compare_csv(&run.file(rundir::EVAL), &rerun.file(rundir::EVAL), n, false)?;
+    let weights = compare_weights(&run, &summary, n, &rerun)?;
+    let recorded_digests = match &summary.digests {
+        None => Check::NotCompared {
+            detail: "summary.json records none (unfinished run, or made before digests)".into(),
+        },
+        Some(recorded) => {
+            let weights_now = read_weights(&run.file(rundir::WEIGHTS)).unwrap_or_default();
+            let now = Digests {
+                weights: if recorded.weights.is_empty() {
+                    BTreeMap::new()
+                } else {
+                    digest::weight_digests(&weights_now)
+                },
+                ..Digests::of_run(&run, None)?
+            };
+            let changed: Vec<&str> = [
+                (recorded.metrics != now.metrics, "metrics.csv"),
+                (recorded.eval != now.eval, "eval.csv"),
+                (recorded.weights != now.weights, "model.safetensors"),
+            ]
+            .into_iter()
+            .filter_map(|(c, name)| c.then_some(name))
+            .collect();
+            if changed.is_empty() {
+                Check::Identical {
+                    detail: "the files match the digests recorded when the run finished".into(),
+                }
+            } else {
+                Check::Differs {
+                    detail: format!("changed since the run finished: {}", changed.join(", ")),
+                }
+            }
+        }
+    };
+    let identical = ![&metrics, &eval, &weights, &recorded_digests]
+        .iter()
+        .any(|c| c.differs());
+    Ok(Report {
+        run: dir.display().to_string(),
+        steps: n,
+        run_steps: summary.steps,
+        rerun_wall_s,
+        metrics,
+        eval,
+        weights,
+        recorded_digests,
+        identical,
+    })
+}
+
+/// Compares the untimed rows of two logs up to step `n`. `all_steps`: both must have every row
+/// (metrics); otherwise only steps the original has are compared (evaluations, where the re-run
+/// adds one at its last step).
+fn compare_csv(original: &Path, rerun: &Path, n: u64, all_steps: bool) -> Result<Check> {
+    let (header, a) = digest::untimed_rows(original)?;
+    let (header_b, b) = digest::untimed_rows(rerun)?;
+    let name = original
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if header != header_b {
+        return Ok(Check::Differs {
+            detail: format!(
+                "columns differ: {} vs {}",
+                header.join(","),
+                header_b.join(",")
+            ),
+        });
+    }
+    let step_of = |row: &Vec<String>| row.first().and_then(|s| s.parse::<u64>().ok());
+    let a: Vec<_> = a
+        .into_iter()
+        .filter(|r| step_of(r).is_some_and(|s| s <= n))
+        .collect();
+    let b: BTreeMap<u64, Vec<String>> = b
+        .into_iter()
+        .filter_map(|r| step_of(&r).map(|s| (s, r)))
+        .collect();
+    if all_steps && a.len() as u64 != n {
+        return Ok(Check::Differs {
+            detail: format!("{name} of the run has {} rows up to step {n}", a.len()),
+        });
+    }
+    for row in &a {
+        let step = step_of(row).expect("filtered");
+        let Some(other) = b.get(&step) else {
+            return Ok(Check::Differs {
+                detail: format!("step {step} is missing from the re-run"),
+            });
+        };
+        if let Some(i) = (0..row.len()).find(|&i| row.get(i) != other.get(i)) {
+            return Ok(Check::Differs {
+                detail: format!(
+                    "first difference at step {step}, column {}: {} (run) vs {} (re-run)",
+                    header[i],
+                    row[i],
+                    other.get(i).map_or("-", |s| s.as_str())
+                ),
+            });
+        }
+    }
+    Ok(Check::Identical {
+        detail: format!(
+            "{} row{}, {} columns; timings not compared",
+            a.len(),
+            if a.len() == 1 { "" } else { "s" },
+            header.len()
+        ),
+    })
+}
+
+/// F32 tensors of a safetensors file, by name.
+fn read_weights(path: &Path) -> Result<Vec<crate::models::params::NamedTensor>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::Data(format!("{}: {e:?}", path.display())))?;
+    Ok(st
+        .tensors()
+        .into_iter()
+        .filter(|(_, v)| v.dtype() == Dtype::F32)
+        .map(|(name, v)| crate::models::params::NamedTensor {
+            shape: v.shape().to_vec(),
+            data: v
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect(),
+            name,
+        })
+        .collect())
+}
+
+/// The run's weights at step `n`: the final weights when `n` is its last step, else its
+/// checkpoint when that is at `n`.
+fn compare_weights(
+    run: &RunDir,
+    summary: &rundir::Summary,
+    n: u64,
+    rerun: &RunDir,
+) -> Result<Check> {
+    let original = if n == summary.steps && summary.status == Status::Complete {
+        Some(("final weights", read_weights(&run.file(rundir::WEIGHTS))?))
+    } else {
+        checkpoint::load(&run.file(rundir::CHECKPOINT))
+            .ok()
+            .filter(|c| c.state.step == n)
+            .map(|c| {
+                let prefix = crate::models::network::MODEL_PREFIX;
+                let tensors = c
+                    .tensors
+                    .into_iter()
+                    .filter_map(|t| {
+                        let name = t.name.strip_prefix(prefix)?.to_string();
+                        Some(crate::models::params::NamedTensor { name, ..t })
+                    })
+                    .collect();
+                ("checkpoint", tensors)
+            })
+    };
+    let Some((what, original)) = original else {
+        return Ok(Check::NotCompared {
+            detail: format!(
+                "the run keeps no weights at step {n} (only its final step, or its checkpoint's)"
+            ),
+        });
+    };
+    let rerun_path = if rerun.file(rundir::WEIGHTS).is_file() {
+        rerun.file(rundir::WEIGHTS)
+    } else {
+        return Ok(Check::Differs {
+            detail: "the re-run wrote no weights".into(),
+        });
+    };
+    let (a, b) = (
+        digest::weight_digests(&original),
+        digest::weight_digests(&read_weights(&rerun_path)?),
+    );
+    if a.is_empty() {
+        return Ok(Check::Differs {
+            detail: format!("the run's {what} hold no tensors"),
+        });
+    }
+    let differing: Vec<&String> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .collect();
+    Ok(if differing.is_empty() {
+        Check::Identical {
+            detail: format!("{} tensors against the run's {what}, by SHA-256", a.len()),
+        }
+    } else {
+        Check::Differs {
+            detail: format!("tensors {:?} differ from the run's {what}", differing),
+        }
+    })
+}

@@ -1,0 +1,396 @@
+//! Reproducibility end to end: runs killed at random points (SIGKILL, SIGTERM, SIGINT) resume to
+//! results bit-identical to an uninterrupted run; thread count does not change results; one
+//! process at a time per run directory; `runner verify`.
+
+use rand::{Rng, SeedableRng};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_runner");
+
+/// A run long enough to be killed mid-way, with frequent checkpoints and few evaluations.
+const LONG: &[&str] = &[
+    "experiments/smoke.toml",
+    "--set",
+    "train.steps=2400",
+    "--set",
+    "train.eval_every=400",
+    "--set",
+    "train.checkpoint_every=150",
+];
+
+fn command(args: &[&str], runs: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    // `resume` and `verify` take a run directory instead.
+    if !args.contains(&"resume") && !args.contains(&"verify") {
+        c.arg("--runs-dir").arg(runs);
+    }
+    c
+}
+
+fn run(args: &[&str], runs: &Path) -> Output {
+    command(args, runs).output().expect("runner runs")
+}
+
+fn spawn(args: &[&str], runs: &Path) -> Child {
+    command(args, runs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runner starts")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn only_run_dir(runs: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.into_iter().next().unwrap()
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok || sig == "-KILL", "kill {sig} failed");
+}
+
+/// A CSV log without its last column (elapsed_s, the only timing column).
+fn untimed(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+        .collect()
+}
+
+fn summary(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+/// Asserts that two finished run directories hold the same results, bit for bit.
+fn assert_same_results(a: &Path, b: &Path, context: &str) {
+    for log in ["metrics.csv", "eval.csv"] {
+        let (x, y) = (untimed(&a.join(log)), untimed(&b.join(log)));
+        assert_eq!(x.len(), y.len(), "{context}: {log} row count");
+        if let Some(i) = (0..x.len()).find(|&i| x[i] != y[i]) {
+            panic!("{context}: {log} line {i}: {} vs {}", x[i], y[i]);
+        }
+    }
+    assert!(
+        std::fs::read(a.join("model.safetensors")).unwrap()
+            == std::fs::read(b.join("model.safetensors")).unwrap(),
+        "{context}: weights differ"
+    );
+    assert_eq!(
+        summary(a)["digests"],
+        summary(b)["digests"],
+        "{context}: digests"
+    );
+}
+
+#[test]
+fn runs_killed_at_random_points_resume_bit_identical() {
+    let reference = tempfile::tempdir().unwrap();
+    let out = run(&[&["run"], LONG].concat(), reference.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reference = only_run_dir(reference.path());
+    let full = summary(&reference);
+    assert_eq!(full["status"], "complete");
+    assert!(!reference.join("checkpoint.safetensors").exists());
+
+    let seed: u64 = std::env::var("RUNNER_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("kill points drawn with RUNNER_KILL_SEED={seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    // Each case: the signals that stop it, one per attempt, then a final attempt to completion.
+    let cases: &[&[&str]] = &[
+        &["-KILL"],
+        &["-TERM"],
+        &["-INT"],
+        &["-KILL", "-KILL"],
+        &["-TERM", "-KILL"],
+        &["-KILL", "-INT", "-KILL"],
+    ];
+    let mut stopped_midway = 0;
+    for (i, signals) in cases.iter().enumerate() {
+        let runs = tempfile::tempdir().unwrap();
+        for sig in signals.iter() {
+            let child = spawn(&[&["run"], LONG].concat(), runs.path());
+            let delay = Duration::from_millis(rng.gen_range(150..1500));
+            std::thread::sleep(delay);
+            signal(&child, sig);
+            let out = child.wait_with_output().unwrap();
+            let context = format!("case {i} ({signals:?}), {sig} after {delay:?}");
+            // Killed before the run directory (or its summary) was written: nothing to check
+            // but that the next attempt starts cleanly.
+            let Some(dir) = std::fs::read_dir(runs.path()).unwrap().next() else {
+                eprintln!("{context}: stopped before the run directory existed");
+                continue;
+            };
+            let dir = dir.unwrap().path();
+            if !dir.join("summary.json").exists() {
+                eprintln!("{context}: stopped before summary.json existed");
+                continue;
+            }
+            let s = summary(&dir);
+            let status = s["status"].as_str().unwrap();
+            match out.status.code() {
+                // Finished before the signal.
+                Some(0) => assert_eq!(status, "complete", "{context}"),
+                // A graceful stop: every step logged up to the last, a checkpoint at it.
+                Some(130) => {
+                    assert_eq!(status, "interrupted", "{context}");
+                    let done = s["steps_done"].as_u64().unwrap();
+                    assert_eq!(untimed(&dir.join("metrics.csv")).len() as u64, done + 1);
+                    assert!(
+                        done == 0 || dir.join("checkpoint.safetensors").is_file(),
+                        "{context}"
+                    );
+                    stopped_midway += 1;
+                }
+                // Killed by the signal itself (SIGKILL, or before the handler was installed):
+                // never complete, whatever the instant.
+                None => {
+                    assert!(
+                        status == "running" || status == "interrupted",
+                        "{context}: status {status}"
+                    );
+                    stopped_midway += usize::from(status == "running");
+                }
+                Some(code) => panic!("{context}: exit {code}: {}", stderr(&out)),
+            }
+        }
+        // Alternate between `runner run` and `runner resume` to finish.
+        let out = if i % 2 == 0 || std::fs::read_dir(runs.path()).unwrap().next().is_none() {
+            run(&[&["run"], LONG].concat(), runs.path())
+        } else {
+            let dir = only_run_dir(runs.path());
+            run(&["resume", dir.to_str().unwrap()], runs.path())
+        };
+        assert!(out.status.success(), "case {i}: {}", stderr(&out));
+        let dir = only_run_dir(runs.path());
+        assert_same_results(&reference, &dir, &format!("case {i} ({signals:?})"));
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+        let resumed = meta["resumed"].as_array().unwrap();
+        for r in resumed {
+            assert!(
+                r["after_step"].as_u64().unwrap() % 150 == 0
+                    || signals.contains(&"-TERM")
+                    || signals.contains(&"-INT")
+            );
+        }
+        assert!(!dir.join("checkpoint.safetensors").exists());
+    }
+    eprintln!("{stopped_midway} of 10 signals stopped a run mid-way");
+    assert!(
+        stopped_midway >= 5,
+        "only {stopped_midway} of the kills landed mid-run; the machine is too slow or too fast for this test"
+    );
+}
+
+#[test]
+fn one_and_two_threads_give_bit_identical_cnn_runs() {
+    let args = [
+        "run",
+        "experiments/smoke-cnn.toml",
+        "--set",
+        "train.steps=40",
+        "--set",
+        "train.eval_every=20",
+    ];
+    let dirs: Vec<_> = ["1", "2"]
+        .iter()
+        .map(|threads| {
+            let runs = tempfile::tempdir().unwrap();
+            let out = command(&args, runs.path())
+                .env("RAYON_NUM_THREADS", threads)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", stderr(&out));
+            let dir = only_run_dir(runs.path());
+            let meta = std::fs::read_to_string(dir.join("meta.json")).unwrap();
+            assert!(meta.contains(&format!("\"threads\": {threads}")), "{meta}");
+            (runs, dir)
+        })
+        .collect();
+    assert_same_results(&dirs[0].1, &dirs[1].1, "1 vs 2 threads");
+}
+
+/// Waits until the run directory's lock file names a process (training has started).
+fn wait_for_lock(runs: &Path) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let dir = std::fs::read_dir(runs)
+            .unwrap()
+            .next()
+            .map(|e| e.unwrap().path());
+        if let Some(dir) = dir {
+            if std::fs::read_to_string(dir.join(".lock")).is_ok_and(|t| t.contains("pid="))
+                && dir.join("metrics.csv").exists()
+            {
+                return dir;
+            }
+        }
+        assert!(Instant::now() < deadline, "the run never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_second_runner_on_a_busy_run_exits_6_or_waits() {
+    let runs = tempfile::tempdir().unwrap();
+    let forever = [
+        "run",
+        "experiments/smoke.toml",
+        "--set",
+        "train.steps=1000000",
+        "--set",
+        "train.eval_every=1000000",
+    ];
+    let first = spawn(&forever, runs.path());
+    let dir = wait_for_lock(runs.path());
+
+    let second = run(&forever, runs.path());
+    let err = stderr(&second);
+    assert_eq!(second.status.code(), Some(6), "{err}");
+    assert!(
+        err.contains("in use by another runner")
+            && err.contains(&format!("pid={}", first.id()))
+            && err.contains("--wait"),
+        "{err}"
+    );
+
+    // A waiting runner takes over once the first stops, and continues from its checkpoint.
+    let mut waiter = spawn(&[&forever[..], &["--wait"]].concat(), runs.path());
+    let waiter_err = waiter.stderr.take().unwrap();
+    let (tx, said) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(waiter_err).lines() {
+            let line = line.unwrap();
+            let _ = tx.send(line.clone());
+            all += &line;
+            all += "\n";
+        }
+        all
+    });
+    let line = said.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert!(line.contains("waiting for run"), "{line}");
+    signal(&first, "-TERM");
+    assert_eq!(first.wait_with_output().unwrap().status.code(), Some(130));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(dir.join("meta.json")).is_ok_and(|m| m.contains("after_step")) {
+        assert!(
+            Instant::now() < deadline,
+            "the waiting runner never resumed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&waiter, "-TERM");
+    assert_eq!(waiter.wait().unwrap().code(), Some(130));
+    let err = reader.join().unwrap();
+    assert!(err.contains("resuming"), "{err}");
+    assert_eq!(summary(&dir)["status"], "interrupted");
+}
+
+#[test]
+fn verify_confirms_a_run_and_pinpoints_a_changed_value() {
+    let runs = tempfile::tempdir().unwrap();
+    let out = run(&["run", "experiments/smoke.toml"], runs.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = only_run_dir(runs.path());
+    let d = dir.to_str().unwrap();
+
+    let out = run(&["-q", "verify", d], runs.path());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("result: bit-identical"), "{text}");
+    assert!(text.contains("60 rows"), "{text}");
+    assert!(
+        text.contains("4 tensors against the run's final weights"),
+        "{text}"
+    );
+
+    let out = run(&["-q", "--json", "verify", d, "--steps", "25"], runs.path());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["identical"], true);
+    assert_eq!(report["steps"], 25);
+    assert_eq!(report["weights"]["result"], "not_compared");
+
+    // Change one loss value at step 10 by one digit in the last place.
+    let metrics = dir.join("metrics.csv");
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut fields: Vec<String> = lines[10].split(',').map(str::to_string).collect();
+    let loss: f32 = fields[2].parse().unwrap();
+    fields[2] = f32::from_bits(loss.to_bits() + 1).to_string();
+    lines[10] = fields.join(",");
+    std::fs::write(&metrics, lines.join("\n") + "\n").unwrap();
+    let out = run(&["-q", "verify", d, "--steps", "20"], runs.path());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("first difference at step 10, column loss")
+            && text.contains("changed since the run finished: metrics.csv")
+            && text.contains("result: DIFFERENT"),
+        "{text}"
+    );
+
+    let out = run(&["verify", d, "--steps", "61"], runs.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("use 1..=60"), "{}", stderr(&out));
+    let out = run(&["verify", runs.path().to_str().unwrap()], runs.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not a run directory"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_damaged_checkpoint_means_starting_over_not_a_wrong_result() {
+    let reference = tempfile::tempdir().unwrap();
+    assert!(run(&[&["run"], LONG].concat(), reference.path())
+        .status
+        .success());
+    let reference = only_run_dir(reference.path());
+
+    let runs = tempfile::tempdir().unwrap();
+    let child = spawn(&[&["run"], LONG].concat(), runs.path());
+    let dir = wait_for_lock(runs.path());
+    let ckpt = dir.join("checkpoint.safetensors");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ckpt.exists() {
+        assert!(Instant::now() < deadline, "no checkpoint was written");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(&child, "-KILL");
+    child.wait_with_output().unwrap();
+    let bytes = std::fs::read(&ckpt).unwrap();
+    std::fs::write(&ckpt, &bytes[..bytes.len() / 2]).unwrap();
+    let out = run(&[&["run"], LONG].concat(), runs.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("starting"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("over"), "{}", stderr(&out));
+    assert_same_results(&reference, &dir, "after a damaged checkpoint");
+}
