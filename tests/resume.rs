@@ -386,6 +386,11 @@ fn a_damaged_checkpoint_means_starting_over_not_a_wrong_result() {
     }
     signal(&child, "-KILL");
     child.wait_with_output().unwrap();
+    // summary.json still says running; nobody holds the lock, so readers report the truth.
+    assert_eq!(summary(&dir)["status"], "running");
+    let out = run(&["--json", "ls"], runs.path());
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["status"], "interrupted", "{listed}");
     let bytes = std::fs::read(&ckpt).unwrap();
     std::fs::write(&ckpt, &bytes[..bytes.len() / 2]).unwrap();
     let out = run(&[&["run"], LONG].concat(), runs.path());

@@ -46,9 +46,7 @@ impl Run {
             .map_err(|e| format!("config.toml is not valid TOML: {e}"))?;
         let mut config = BTreeMap::new();
         flatten("", &toml::Value::Table(table), &mut config);
-        let summary: Option<Summary> = std::fs::read_to_string(dir.join(rundir::SUMMARY))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
+        let summary = rundir::RunDir::new(dir.to_path_buf()).read_summary();
         let id = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

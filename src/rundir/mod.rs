@@ -135,10 +135,19 @@ impl RunDir {
         self.path.join(name)
     }
 
-    /// The summary, if the directory has a readable one.
+    /// The summary, if the directory has a readable one. A `running` run whose lock nobody
+    /// holds was killed (or its machine went down): it is reported `interrupted`.
     pub fn read_summary(&self) -> Option<Summary> {
         let text = std::fs::read_to_string(self.file(SUMMARY)).ok()?;
-        serde_json::from_str(&text).ok()
+        let mut summary: Summary = serde_json::from_str(&text).ok()?;
+        if summary.status == Status::Running && self.file(LOCK).exists() && !self.is_locked() {
+            summary.status = Status::Interrupted;
+            summary.error = Some(
+                "stopped without finishing: the process was killed or its machine went down"
+                    .into(),
+            );
+        }
+        Some(summary)
     }
 
     /// A run is complete only when its summary says so and its weights exist.
@@ -163,7 +172,19 @@ impl RunDir {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io("open lock file", &path, e))?;
-        match file.try_lock() {
+        // Readers checking for a live holder take a shared lock for an instant: retry a little
+        // before concluding that another runner holds it.
+        let mut attempt = 0;
+        let locked = loop {
+            match file.try_lock() {
+                Err(std::fs::TryLockError::WouldBlock) if attempt < 5 => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other,
+            }
+        };
+        match locked {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
