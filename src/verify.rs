@@ -244,6 +244,11 @@ fn compare_csv(original: &Path, rerun: &Path, n: u64, all_steps: bool) -> Result
             });
         }
     }
+    if a.is_empty() {
+        return Ok(Check::NotCompared {
+            detail: format!("the run logged no rows up to step {n}"),
+        });
+    }
     Ok(Check::Identical {
         detail: format!(
             "{} row{}, {} columns; timings not compared",

@@ -143,8 +143,7 @@ impl RunDir {
         if summary.status == Status::Running && self.file(LOCK).exists() && !self.is_locked() {
             summary.status = Status::Interrupted;
             summary.error = Some(
-                "stopped without finishing: the process was killed or its machine went down"
-                    .into(),
+                "stopped without finishing: the process was killed or its machine went down".into(),
             );
         }
         Some(summary)
