@@ -247,6 +247,7 @@ pub fn run(req: &RunRequest, interrupted: &AtomicBool) -> Result<RunResult> {
                 wall_time_s: 0.0,
                 train_time_s: 0.0,
                 ms_per_step: None,
+                startup_s: 0.0,
                 checkpoints: 0,
                 checkpoint_time_s: 0.0,
                 started_at: meta::now(),
@@ -289,6 +290,7 @@ pub fn run(req: &RunRequest, interrupted: &AtomicBool) -> Result<RunResult> {
     };
     dir.write_json(rundir::META, &meta)?;
 
+    let mut startup_s = 0.0;
     let outcome = (|| {
         let (mut metrics, mut evals) = match logs {
             Some(l) => l,
@@ -316,6 +318,7 @@ pub fn run(req: &RunRequest, interrupted: &AtomicBool) -> Result<RunResult> {
                 wall_start: wall,
             }),
         };
+        startup_s = wall.elapsed().as_secs_f64();
         let outcome = train::train(&exp, &data, model.as_mut(), start, sinks)?;
         progress.finish();
         if outcome.status == Status::Complete {
@@ -350,6 +353,7 @@ pub fn run(req: &RunRequest, interrupted: &AtomicBool) -> Result<RunResult> {
     summary.train_time_s = outcome.train_time.as_secs_f64();
     summary.ms_per_step =
         (outcome.steps_done > 0).then(|| 1000.0 * summary.train_time_s / outcome.steps_done as f64);
+    summary.startup_s = startup_s;
     summary.checkpoints = outcome.checkpoints;
     summary.checkpoint_time_s = outcome.checkpoint_time.as_secs_f64();
     summary.wall_time_s = wall_before + wall.elapsed().as_secs_f64();

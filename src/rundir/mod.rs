@@ -78,6 +78,10 @@ pub struct Summary {
     pub train_time_s: f64,
     /// `train_time_s` per step, in milliseconds.
     pub ms_per_step: Option<f64>,
+    /// Seconds from the start of `runner run` to the first training step of the last session:
+    /// config, data loading and checks, building the network (and loading a checkpoint).
+    #[serde(default)]
+    pub startup_s: f64,
     /// Checkpoints written, and the time spent writing them (over every session).
     #[serde(default)]
     pub checkpoints: u64,
