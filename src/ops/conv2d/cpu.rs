@@ -86,18 +86,33 @@ fn im2col(g: &Geometry, x: &[f32], cols: &mut [f32]) {
     }
 }
 
-/// Unfolds a run of whole images; returns the patch rows and their count.
-fn im2col_images(g: &Geometry, x: &[f32]) -> (Vec<f32>, usize) {
+thread_local! {
+    /// Each thread's im2col buffer, kept between calls: a fresh multi-megabyte buffer per chunk
+    /// cost page faults and zeroing on every step. `im2col` writes every element, so stale
+    /// contents never leak through.
+    static COLS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Unfolds a run of whole images into this thread's buffer and calls `f` with the patch rows
+/// and their count. `f` must not unfold again (the buffer is borrowed).
+fn with_im2col<R>(g: &Geometry, x: &[f32], f: impl FnOnce(&mut [f32], usize) -> R) -> R {
     let rows_per_img = g.out_h() * g.out_w();
     let rows = x.len() / g.in_len() * rows_per_img;
-    let mut cols = vec![0.0f32; rows * g.patch()];
-    for (xi, ci) in x
-        .chunks_exact(g.in_len())
-        .zip(cols.chunks_exact_mut(rows_per_img * g.patch()))
-    {
-        im2col(g, xi, ci);
-    }
-    (cols, rows)
+    COLS.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        let len = rows * g.patch();
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+        let cols = &mut buf[..len];
+        for (xi, ci) in x
+            .chunks_exact(g.in_len())
+            .zip(cols.chunks_exact_mut(rows_per_img * g.patch()))
+        {
+            im2col(g, xi, ci);
+        }
+        f(cols, rows)
+    })
 }
 
 /// Adds rows of patch gradients back onto one image's gradient (the adjoint of `im2col`).
@@ -136,13 +151,14 @@ pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: &[f32], out: &mut 
     out.par_chunks_mut(n * g.out_len())
         .zip(x.par_chunks(n * g.in_len()))
         .for_each(|(out, x)| {
-            let (cols, rows) = im2col_images(g, x);
-            matmul(
-                View::rows(&cols, rows, patch),
-                View::transposed(weight, patch, g.cout),
-                out,
-                false,
-            );
+            with_im2col(g, x, |cols, rows| {
+                matmul(
+                    View::rows(cols, rows, patch),
+                    View::transposed(weight, patch, g.cout),
+                    out,
+                    false,
+                )
+            });
             for row in out.chunks_exact_mut(g.cout) {
                 for (o, b) in row.iter_mut().zip(bias) {
                     *o += b;
@@ -180,34 +196,35 @@ pub fn backward(
         .zip(x.par_chunks(n * g.in_len()))
         .zip(grad_out.par_chunks(n * g.out_len()))
         .map(|((gx, x), gy)| {
-            let (mut cols, rows) = im2col_images(g, x);
-            let mut gw = vec![0.0f32; g.cout * patch];
-            matmul(
-                View::transposed(gy, g.cout, rows),
-                View::rows(&cols, rows, patch),
-                &mut gw,
-                false,
-            );
-            let mut gb = vec![0.0f32; g.cout];
-            for row in gy.chunks_exact(g.cout) {
-                for (b, v) in gb.iter_mut().zip(row) {
-                    *b += v;
+            with_im2col(g, x, |cols, rows| {
+                let mut gw = vec![0.0f32; g.cout * patch];
+                matmul(
+                    View::transposed(gy, g.cout, rows),
+                    View::rows(cols, rows, patch),
+                    &mut gw,
+                    false,
+                );
+                let mut gb = vec![0.0f32; g.cout];
+                for row in gy.chunks_exact(g.cout) {
+                    for (b, v) in gb.iter_mut().zip(row) {
+                        *b += v;
+                    }
                 }
-            }
-            // Reuse the im2col buffer for the patch gradients.
-            matmul(
-                View::rows(gy, rows, g.cout),
-                View::rows(weight, g.cout, patch),
-                &mut cols,
-                false,
-            );
-            for (gxi, dci) in gx
-                .chunks_exact_mut(g.in_len())
-                .zip(cols.chunks_exact(rows_per_img * patch))
-            {
-                col2im_add(g, dci, gxi);
-            }
-            (gw, gb)
+                // Reuse the im2col buffer for the patch gradients.
+                matmul(
+                    View::rows(gy, rows, g.cout),
+                    View::rows(weight, g.cout, patch),
+                    cols,
+                    false,
+                );
+                for (gxi, dci) in gx
+                    .chunks_exact_mut(g.in_len())
+                    .zip(cols.chunks_exact(rows_per_img * patch))
+                {
+                    col2im_add(g, dci, gxi);
+                }
+                (gw, gb)
+            })
         })
         .collect();
     for (gw, gb) in partials {
