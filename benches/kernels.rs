@@ -73,6 +73,7 @@ fn main() {
         println!("kernels: run with `cargo bench --bench kernels`");
         return;
     }
+    runner::malloc::tune();
     runner::fpmode::install();
     println!("{} rayon threads", rayon::current_num_threads());
     let geometry = |h, cin, cout| Geometry {

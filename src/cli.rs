@@ -255,6 +255,7 @@ fn parse_overrides(set: &[String]) -> Result<Vec<Override>> {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
+    crate::malloc::tune();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

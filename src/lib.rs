@@ -9,6 +9,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod fpmode;
+pub mod malloc;
 pub mod models;
 pub mod optim;
 pub mod progress;
