@@ -405,7 +405,9 @@ fn check_leaf(path: &str, value: &mut Value, kind: Option<&str>, ctx: &Ctx) -> R
             return Err(ctx.err(
                 path,
                 format!(
-                    "does not apply to {table}.kind = \"{kind}\"; that kind takes: {}",
+                    "does not apply to {table}.kind = \"{kind}\" (it belongs to {}); that kind \
+                     takes: {}",
+                    schema::quoted_list(kinds),
                     accepted.join(", ")
                 ),
             ));

@@ -1,0 +1,489 @@
+//! The bad-input table: every case runs the real binary and checks the exit code, that the
+//! message names what is wrong (file, key, value) and what is allowed, and that nothing
+//! panicked. Cases that need a run directory or data files build them in a temporary directory.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_runner");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+const MLP: &str = r#"name = "mlp"
+seed = 0
+[model]
+kind = "mlp"
+hidden = [32]
+[optimizer]
+kind = "sgd"
+lr = 0.1
+[train]
+batch_size = 32
+steps = 5
+eval_every = 5
+"#;
+
+struct Case {
+    name: &'static str,
+    /// Experiment text written to `exp.toml` in the temp dir (None: none written).
+    experiment: Option<String>,
+    args: Vec<String>,
+    code: i32,
+    /// Every fragment must appear in stderr.
+    says: Vec<&'static str>,
+}
+
+fn case(name: &'static str, text: &str, args: &[&str], code: i32, says: &[&'static str]) -> Case {
+    Case {
+        name,
+        experiment: Some(text.to_string()),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        code,
+        says: says.to_vec(),
+    }
+}
+
+/// MLP with one line replaced (`from` must occur).
+fn with(from: &str, to: &str) -> String {
+    assert!(MLP.contains(from), "{from}");
+    MLP.replacen(from, to, 1)
+}
+
+fn run(dir: &Path, c: &Case) -> (i32, String) {
+    if let Some(text) = &c.experiment {
+        std::fs::write(dir.join("exp.toml"), text).unwrap();
+    }
+    let out = Command::new(BIN)
+        .args(&c.args)
+        .current_dir(dir)
+        .env("RUNNER_RUNS_DIR", dir.join("runs"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A copy of the MNIST files with `edit` applied to one of them (decompressed bytes).
+fn data_copy(dir: &Path, file: &str, edit: fn(&mut Vec<u8>)) -> PathBuf {
+    use std::io::{Read, Write};
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for f in [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        let src = Path::new(ROOT).join("data/mnist").join(f);
+        if f != file {
+            std::fs::copy(&src, data.join(f)).unwrap();
+            continue;
+        }
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(&src).unwrap())
+            .read_to_end(&mut raw)
+            .unwrap();
+        edit(&mut raw);
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(data.join(f)).unwrap(),
+            flate2::Compression::fast(),
+        );
+        gz.write_all(&raw).unwrap();
+        gz.finish().unwrap();
+    }
+    data
+}
+
+#[test]
+fn every_bad_input_fails_cleanly_with_a_helpful_message() {
+    let run_exp = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut v = vec!["run", "exp.toml"];
+        v.extend_from_slice(extra);
+        v
+    };
+    let r = run_exp(&[]);
+    let cases = vec![
+        // Malformed TOML, with line and column.
+        case(
+            "toml syntax",
+            &with("lr = 0.1", "lr = = 0.1"),
+            &r,
+            2,
+            &["exp.toml", "invalid TOML", "line 8"],
+        ),
+        case(
+            "unclosed table",
+            &with("[train]", "[train"),
+            &r,
+            2,
+            &["exp.toml", "invalid TOML"],
+        ),
+        case(
+            "not utf-8 free text",
+            "\u{0}\u{1}garbage",
+            &r,
+            2,
+            &["exp.toml"],
+        ),
+        // Unknown keys, with did-you-mean.
+        case(
+            "typo key",
+            &with("lr = 0.1", "lrr = 0.1"),
+            &r,
+            2,
+            &["optimizer.lrr", "optimizer.lr"],
+        ),
+        case(
+            "typo table",
+            &with("[train]", "[trian]"),
+            &r,
+            2,
+            &["trian", "train"],
+        ),
+        case(
+            "key of other kind",
+            &with("lr = 0.1", "lr = 0.1\nbeta1 = 0.9"),
+            &r,
+            2,
+            &["optimizer.beta1", "\"adam\", \"adamw\"", "momentum"],
+        ),
+        // Wrong types.
+        case(
+            "lr string",
+            &with("lr = 0.1", "lr = \"fast\""),
+            &r,
+            2,
+            &["optimizer.lr", "number"],
+        ),
+        case(
+            "steps float",
+            &with("steps = 5", "steps = 5.5"),
+            &r,
+            2,
+            &["train.steps", "integer"],
+        ),
+        case(
+            "hidden scalar",
+            &with("hidden = [32]", "hidden = 32"),
+            &r,
+            2,
+            &["model.hidden", "list"],
+        ),
+        case(
+            "kind unknown",
+            &with("kind = \"sgd\"", "kind = \"lbfgs\""),
+            &r,
+            2,
+            &["optimizer.kind", "\"adam\""],
+        ),
+        // Out of range.
+        case(
+            "lr zero",
+            &with("lr = 0.1", "lr = 0"),
+            &r,
+            2,
+            &["optimizer.lr", "> 0"],
+        ),
+        case(
+            "lr negative",
+            &with("lr = 0.1", "lr = -1e-3"),
+            &r,
+            2,
+            &["optimizer.lr", "> 0"],
+        ),
+        case(
+            "lr nan",
+            &with("lr = 0.1", "lr = nan"),
+            &r,
+            2,
+            &["optimizer.lr", "finite"],
+        ),
+        case(
+            "lr inf",
+            &with("lr = 0.1", "lr = inf"),
+            &r,
+            2,
+            &["optimizer.lr", "finite"],
+        ),
+        case(
+            "batch zero",
+            &with("batch_size = 32", "batch_size = 0"),
+            &r,
+            2,
+            &["train.batch_size", ">= 1"],
+        ),
+        case(
+            "batch too large",
+            &with("batch_size = 32", "batch_size = 60001"),
+            &r,
+            2,
+            &["train.batch_size", "60000"],
+        ),
+        case(
+            "steps zero",
+            &with("steps = 5", "steps = 0"),
+            &r,
+            2,
+            &["train.steps", "1..="],
+        ),
+        case(
+            "steps overflow",
+            &with("steps = 5", "steps = 99999999999999999999"),
+            &r,
+            2,
+            &["exp.toml"],
+        ),
+        case(
+            "momentum one",
+            &with("lr = 0.1", "lr = 0.1\nmomentum = 1.0"),
+            &r,
+            2,
+            &["optimizer.momentum", "[0, 1)"],
+        ),
+        case(
+            "seed negative",
+            &with("seed = 0", "seed = -1"),
+            &r,
+            2,
+            &["seed", ">= 0"],
+        ),
+        // Unsupported networks.
+        case(
+            "odd width",
+            &with("hidden = [32]", "hidden = [33]"),
+            &r,
+            2,
+            &["33", "32"],
+        ),
+        case(
+            "three hidden",
+            &with("hidden = [32]", "hidden = [32, 32, 32]"),
+            &r,
+            2,
+            &["hidden"],
+        ),
+        // Names.
+        case(
+            "name slash",
+            &with("name = \"mlp\"", "name = \"a/b\""),
+            &r,
+            2,
+            &["name", "a/b"],
+        ),
+        case(
+            "name dotdot",
+            &with("name = \"mlp\"", "name = \"..\""),
+            &r,
+            2,
+            &["name"],
+        ),
+        case(
+            "name control",
+            &with("name = \"mlp\"", "name = \"a\\u0007b\""),
+            &r,
+            2,
+            &["name"],
+        ),
+        case(
+            "name empty",
+            &with("name = \"mlp\"", "name = \"\""),
+            &r,
+            2,
+            &["name"],
+        ),
+        case(
+            "name missing",
+            &with("name = \"mlp\"\n", ""),
+            &r,
+            2,
+            &["name", "required"],
+        ),
+        // --set.
+        case(
+            "set unknown key",
+            MLP,
+            &run_exp(&["--set", "optimizer.lrate=1"]),
+            2,
+            &["optimizer.lrate", "optimizer.lr"],
+        ),
+        case(
+            "set bad value",
+            MLP,
+            &run_exp(&["--set", "train.steps=abc"]),
+            2,
+            &["train.steps", "integer"],
+        ),
+        case(
+            "set missing =",
+            MLP,
+            &run_exp(&["--set", "train.steps"]),
+            2,
+            &["KEY=VALUE"],
+        ),
+        case(
+            "set out of range",
+            MLP,
+            &run_exp(&["--set", "optimizer.lr=-1"]),
+            2,
+            &["optimizer.lr", "> 0"],
+        ),
+        // Files.
+        case(
+            "missing file",
+            MLP,
+            &["run", "nope.toml"],
+            2,
+            &["nope.toml"],
+        ),
+        case("directory as file", MLP, &["run", "."], 2, &["."]),
+        // Data directory.
+        case(
+            "data dir missing",
+            &with("seed = 0", "seed = 0\n[data]\ndir = \"no-such-dir\""),
+            &r,
+            3,
+            &["no-such-dir"],
+        ),
+        // Report commands on things that are not runs.
+        case(
+            "verify non-run",
+            MLP,
+            &["verify", "."],
+            2,
+            &["not a run directory"],
+        ),
+        case(
+            "verify steps 0",
+            MLP,
+            &["verify", ".", "--steps", "0"],
+            2,
+            &["not a run directory"],
+        ),
+        case(
+            "resume non-run",
+            MLP,
+            &["resume", "."],
+            2,
+            &["not a run directory"],
+        ),
+        case(
+            "compare nothing",
+            MLP,
+            &["compare", "no-such-run"],
+            2,
+            &["no-such-run"],
+        ),
+        case(
+            "plot unknown run",
+            MLP,
+            &["plot", "x", "-o", "a.svg"],
+            2,
+            &["'x' matches no run"],
+        ),
+        case(
+            "sweep missing file",
+            MLP,
+            &["sweep", "nope-sweep.toml"],
+            2,
+            &["nope-sweep.toml"],
+        ),
+        case(
+            "sweep bad toml",
+            MLP,
+            &["sweep", "exp.toml"],
+            2,
+            &["exp.toml"],
+        ),
+        case(
+            "unknown command",
+            MLP,
+            &["train", "exp.toml"],
+            2,
+            &["train"],
+        ),
+    ];
+    // Dataset files: each missing, wrong magic, truncated, inconsistent counts.
+    let data_cases: Vec<(&str, &str, fn(&mut Vec<u8>), &str)> = vec![
+        (
+            "train images wrong magic",
+            "train-images-idx3-ubyte.gz",
+            |b| b[3] = 9,
+            "magic",
+        ),
+        (
+            "train labels truncated",
+            "train-labels-idx1-ubyte.gz",
+            |b| b.truncate(1000),
+            "train-labels",
+        ),
+        (
+            "test images truncated",
+            "t10k-images-idx3-ubyte.gz",
+            |b| b.truncate(5000),
+            "t10k-images",
+        ),
+        (
+            "test labels count",
+            "t10k-labels-idx1-ubyte.gz",
+            |b| {
+                b[7] = 0x0f; // 9999 + ... labels claimed: count no longer matches images
+                b.pop();
+            },
+            "t10k-labels",
+        ),
+        (
+            "train label out of range",
+            "train-labels-idx1-ubyte.gz",
+            |b| b[20] = 10,
+            "label",
+        ),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for c in &cases {
+        let (code, err) = run(tmp.path(), c);
+        check(c.name, code, &err, c.code, &c.says, &mut failures);
+    }
+    for (name, file, edit, says) in data_cases {
+        let dir = tempfile::tempdir().unwrap();
+        let data = data_copy(dir.path(), file, edit);
+        let text = with(
+            "seed = 0",
+            &format!("seed = 0\n[data]\ndir = \"{}\"", data.display()),
+        );
+        let c = case(name, &text, &r, 3, &[]);
+        let (code, err) = run(dir.path(), &c);
+        check(name, code, &err, 3, &[file, says], &mut failures);
+    }
+    // Runs directory not writable.
+    {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("runs"), "a file, not a directory").unwrap();
+        let c = case("runs dir is a file", MLP, &r, 4, &["runs"]);
+        let (code, err) = run(dir.path(), &c);
+        check(c.name, code, &err, 4, &c.says, &mut failures);
+    }
+    let total = cases.len() + 5 + 1;
+    eprintln!("{total} bad-input cases, {} failed", failures.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(total >= 40);
+}
+
+fn check(name: &str, code: i32, err: &str, want: i32, says: &[&str], failures: &mut Vec<String>) {
+    let mut why = Vec::new();
+    if code != want {
+        why.push(format!("exit {code}, expected {want}"));
+    }
+    if err.contains("panicked") || err.contains("RUST_BACKTRACE") {
+        why.push("panicked".into());
+    }
+    for s in says {
+        if !err.contains(s) {
+            why.push(format!("message lacks {s:?}"));
+        }
+    }
+    if !why.is_empty() {
+        failures.push(format!("{name}: {}\n{}", why.join("; "), err.trim_end()));
+    }
+}
