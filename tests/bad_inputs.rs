@@ -22,6 +22,9 @@ steps = 5
 eval_every = 5
 "#;
 
+/// A dataset case: name, the file to damage, how, and what the message must say.
+type DataCase = (&'static str, &'static str, fn(&mut Vec<u8>), &'static str);
+
 struct Case {
     name: &'static str,
     /// Experiment text written to `exp.toml` in the temp dir (None: none written).
@@ -404,7 +407,7 @@ fn every_bad_input_fails_cleanly_with_a_helpful_message() {
         ),
     ];
     // Dataset files: each missing, wrong magic, truncated, inconsistent counts.
-    let data_cases: Vec<(&str, &str, fn(&mut Vec<u8>), &str)> = vec![
+    let data_cases: Vec<DataCase> = vec![
         (
             "train images wrong magic",
             "train-images-idx3-ubyte.gz",
