@@ -270,11 +270,7 @@ fn read_weights(path: &Path) -> Result<Vec<crate::models::params::NamedTensor>> 
         .filter(|(_, v)| v.dtype() == Dtype::F32)
         .map(|(name, v)| crate::models::params::NamedTensor {
             shape: v.shape().to_vec(),
-            data: v
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-                .collect(),
+            data: checkpoint::f32_values(v.data()),
             name,
         })
         .collect())

@@ -70,6 +70,14 @@ impl Checkpoint {
     }
 }
 
+/// Little-endian f32 bytes (as safetensors stores them) as values.
+pub fn f32_values(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect()
+}
+
 fn le_bytes<T: Copy, const N: usize>(xs: &[T], to: fn(T) -> [u8; N]) -> Vec<u8> {
     xs.iter().flat_map(|&x| to(x)).collect()
 }
@@ -138,10 +146,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             }
             (_, Dtype::F32) => tensors.push(NamedTensor {
                 shape: view.shape().to_vec(),
-                data: data
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-                    .collect(),
+                data: f32_values(data),
                 name,
             }),
             (_, dtype) => return Err(bad(format!("tensor '{name}' has dtype {dtype:?}"))),
