@@ -62,8 +62,6 @@ pub trait Trainable {
     /// Restores what [`Trainable::export_state`] wrote after `steps` optimizer updates; `take`
     /// returns a tensor's values given its name and length.
     fn import_state(&mut self, steps: u64, take: &mut Take) -> Result<()>;
-    /// Optimizer updates applied so far.
-    fn optimizer_steps(&self) -> u64;
 }
 
 pub const MODEL_PREFIX: &str = "model.";
@@ -207,10 +205,6 @@ impl<M: Network> Trainable for Net<M> {
                 take(&format!("{OPTIM_PREFIX}{name}"), len)
             })
             .map_err(bad)
-    }
-
-    fn optimizer_steps(&self) -> u64 {
-        self.opt.steps()
     }
 }
 
