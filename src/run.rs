@@ -90,7 +90,10 @@ fn resumable(dir: &RunDir, hash: &str, steps: u64) -> std::result::Result<Resump
         summary.status,
         Status::Running | Status::Interrupted | Status::Failed
     ) {
-        return Err(format!("its status is {}", summary.status));
+        return Err(match (summary.status, &summary.error) {
+            (Status::Damaged, Some(why)) => format!("it is damaged: {why}"),
+            (status, _) => format!("its status is {status}"),
+        });
     }
     let path = dir.file(rundir::CHECKPOINT);
     if !path.is_file() {

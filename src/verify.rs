@@ -4,7 +4,7 @@
 use crate::config::overrides;
 use crate::error::{Error, Result};
 use crate::run::{self, RunRequest, RunResult};
-use crate::rundir::digest::{self, Digests};
+use crate::rundir::digest;
 use crate::rundir::{self, checkpoint, RunDir, Status};
 use safetensors::tensor::{Dtype, SafeTensors};
 use serde::Serialize;
@@ -150,18 +150,22 @@ pub fn verify(
         },
         Some(recorded) => {
             let weights_now = read_weights(&run.file(rundir::WEIGHTS)).unwrap_or_default();
-            let now = Digests {
-                weights: if recorded.weights.is_empty() {
-                    BTreeMap::new()
-                } else {
-                    digest::weight_digests(&weights_now)
-                },
-                ..Digests::of_run(&run, None)?
+            let weights_now = if recorded.weights.is_empty() {
+                BTreeMap::new()
+            } else {
+                digest::weight_digests(&weights_now)
             };
+            let csv_now = |name| digest::csv_digest(&run.file(name)).ok();
             let changed: Vec<&str> = [
-                (recorded.metrics != now.metrics, "metrics.csv"),
-                (recorded.eval != now.eval, "eval.csv"),
-                (recorded.weights != now.weights, "model.safetensors"),
+                (
+                    csv_now(rundir::METRICS).as_ref() != Some(&recorded.metrics),
+                    "metrics.csv",
+                ),
+                (
+                    csv_now(rundir::EVAL).as_ref() != Some(&recorded.eval),
+                    "eval.csv",
+                ),
+                (recorded.weights != weights_now, "model.safetensors"),
             ]
             .into_iter()
             .filter_map(|(c, name)| c.then_some(name))
@@ -197,7 +201,14 @@ pub fn verify(
 /// (metrics); otherwise only steps the original has are compared (evaluations, where the re-run
 /// adds one at its last step).
 fn compare_csv(original: &Path, rerun: &Path, n: u64, all_steps: bool) -> Result<Check> {
-    let (header, a) = digest::untimed_rows(original)?;
+    let (header, a) = match digest::untimed_rows(original) {
+        Ok(rows) => rows,
+        Err(e) => {
+            return Ok(Check::Differs {
+                detail: format!("the run's log cannot be read: {e}"),
+            })
+        }
+    };
     let (header_b, b) = digest::untimed_rows(rerun)?;
     let name = original
         .file_name()
@@ -284,8 +295,16 @@ fn compare_weights(
     n: u64,
     rerun: &RunDir,
 ) -> Result<Check> {
-    let original = if n == summary.steps && summary.status == Status::Complete {
-        Some(("final weights", read_weights(&run.file(rundir::WEIGHTS))?))
+    let finished = matches!(summary.status, Status::Complete | Status::Damaged);
+    let original = if n == summary.steps && finished {
+        match read_weights(&run.file(rundir::WEIGHTS)) {
+            Ok(w) => Some(("final weights", w)),
+            Err(e) => {
+                return Ok(Check::Differs {
+                    detail: format!("the run's final weights cannot be read: {e}"),
+                })
+            }
+        }
     } else {
         checkpoint::load(&run.file(rundir::CHECKPOINT))
             .ok()

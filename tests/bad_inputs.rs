@@ -29,6 +29,8 @@ struct Case {
     name: &'static str,
     /// Experiment text written to `exp.toml` in the temp dir (None: none written).
     experiment: Option<String>,
+    /// Sweep text written to `sw.toml` (None: none written).
+    sweep: Option<String>,
     args: Vec<String>,
     code: i32,
     /// Every fragment must appear in stderr.
@@ -39,9 +41,18 @@ fn case(name: &'static str, text: &str, args: &[&str], code: i32, says: &[&'stat
     Case {
         name,
         experiment: Some(text.to_string()),
+        sweep: None,
         args: args.iter().map(|s| s.to_string()).collect(),
         code,
         says: says.to_vec(),
+    }
+}
+
+/// `runner sweep sw.toml --dry-run` on a sweep file over `exp.toml` (the MLP).
+fn sweep_case(name: &'static str, text: &str, says: &[&'static str]) -> Case {
+    Case {
+        sweep: Some(text.to_string()),
+        ..case(name, MLP, &["sweep", "sw.toml", "--dry-run"], 2, says)
     }
 }
 
@@ -52,10 +63,18 @@ fn with(from: &str, to: &str) -> String {
 }
 
 fn run(dir: &Path, c: &Case) -> (i32, String) {
+    run_with(dir, c, Command::new(BIN))
+}
+
+/// Runs case `c` with a prepared command (extra environment, another user, limits).
+fn run_with(dir: &Path, c: &Case, mut cmd: Command) -> (i32, String) {
     if let Some(text) = &c.experiment {
         std::fs::write(dir.join("exp.toml"), text).unwrap();
     }
-    let out = Command::new(BIN)
+    if let Some(text) = &c.sweep {
+        std::fs::write(dir.join("sw.toml"), text).unwrap();
+    }
+    let out = cmd
         .args(&c.args)
         .current_dir(dir)
         .env("RUNNER_RUNS_DIR", dir.join("runs"))
@@ -398,6 +417,109 @@ fn every_bad_input_fails_cleanly_with_a_helpful_message() {
             2,
             &["exp.toml"],
         ),
+        // Sweep files: each kind of mistake.
+        sweep_case(
+            "sweep typo key",
+            "name = \"s\"\nbase = \"exp.toml\"\nseed = [1]\n",
+            &["sw.toml", "'seed'", "did you mean 'seeds'"],
+        ),
+        sweep_case(
+            "sweep name missing",
+            "base = \"exp.toml\"\nseeds = [1]\n",
+            &["sw.toml", "'name' is missing"],
+        ),
+        sweep_case(
+            "sweep name path",
+            "name = \"a/b\"\nbase = \"exp.toml\"\nseeds = [1]\n",
+            &["sw.toml", "\"a/b\"", "A-Z a-z 0-9"],
+        ),
+        sweep_case(
+            "sweep base missing",
+            "name = \"s\"\nseeds = [1]\n",
+            &["sw.toml", "'base' is missing"],
+        ),
+        sweep_case(
+            "sweep base no file",
+            "name = \"s\"\nbase = \"nope.toml\"\nseeds = [1]\n",
+            &["sw.toml", "key 'base'", "nope.toml", "does not exist"],
+        ),
+        sweep_case(
+            "sweep metric unknown",
+            "name = \"s\"\nbase = \"exp.toml\"\nseeds = [1]\nmetric = \"f1\"\n",
+            &["sw.toml", "'metric'", "\"f1\"", "\"test_accuracy\""],
+        ),
+        sweep_case(
+            "sweep goal unknown",
+            "name = \"s\"\nbase = \"exp.toml\"\nseeds = [1]\ngoal = \"up\"\n",
+            &["sw.toml", "'goal'", "\"max\", \"min\""],
+        ),
+        sweep_case(
+            "sweep seeds negative",
+            "name = \"s\"\nbase = \"exp.toml\"\nseeds = [-1]\n",
+            &["sw.toml", "'seeds'", "integers >= 0"],
+        ),
+        sweep_case(
+            "sweep grid scalar",
+            "name = \"s\"\nbase = \"exp.toml\"\n[grid]\n\"optimizer.lr\" = 0.1\n",
+            &["sw.toml", "[grid]", "'optimizer.lr'", "a list of values"],
+        ),
+        sweep_case(
+            "sweep grid empty",
+            "name = \"s\"\nbase = \"exp.toml\"\n[grid]\n\"optimizer.lr\" = []\n",
+            &["sw.toml", "[grid]", "the list is empty"],
+        ),
+        sweep_case(
+            "sweep grid unknown key",
+            "name = \"s\"\nbase = \"exp.toml\"\n[grid]\n\"optimizer.learning_rate\" = [0.1]\n",
+            &["sw.toml", "'optimizer.learning_rate'", "lr"],
+        ),
+        sweep_case(
+            "sweep grid bad value",
+            "name = \"s\"\nbase = \"exp.toml\"\n[grid]\n\"optimizer.lr\" = [0.1, -1.0]\n",
+            &["sw.toml", "'optimizer.lr'", "-1.0", "> 0"],
+        ),
+        sweep_case(
+            "sweep zip lengths",
+            "name = \"s\"\nbase = \"exp.toml\"\n[zip]\n\"optimizer.lr\" = [0.1, 0.2]\nseed = [1]\n",
+            &["sw.toml", "[zip]", "equal lengths"],
+        ),
+        sweep_case(
+            "sweep random no trials",
+            "name = \"s\"\nbase = \"exp.toml\"\n[random]\n\"optimizer.lr\" = { uniform = [0.01, 0.1] }\n",
+            &["sw.toml", "[random]", "'trials'", ">= 1"],
+        ),
+        sweep_case(
+            "sweep random bad distribution",
+            "name = \"s\"\nbase = \"exp.toml\"\n[random]\ntrials = 2\n\"optimizer.lr\" = \"x\"\n",
+            &["sw.toml", "'optimizer.lr'", "log_uniform", "choice"],
+        ),
+        sweep_case(
+            "sweep random reversed range",
+            "name = \"s\"\nbase = \"exp.toml\"\n[random]\ntrials = 2\n\"optimizer.lr\" = { uniform = [0.1, 0.01] }\n",
+            &["sw.toml", "'optimizer.lr'", "lo < hi"],
+        ),
+        sweep_case(
+            "sweep set out of range",
+            "name = \"s\"\nbase = \"exp.toml\"\nseeds = [1]\n[set]\n\"train.steps\" = 0\n",
+            &["sw.toml", "[set]", "'train.steps'", "1..="],
+        ),
+        sweep_case(
+            "sweep early stop kind",
+            "name = \"s\"\nbase = \"exp.toml\"\nseeds = [1]\n[early_stop]\nkind = \"hyperband\"\n",
+            &["sw.toml", "[early_stop]", "\"hyperband\"", "\"median\", \"asha\""],
+        ),
+        sweep_case(
+            "sweep no axes",
+            "name = \"s\"\nbase = \"exp.toml\"\n",
+            &["sw.toml", "no axes", "[grid]"],
+        ),
+        case(
+            "sweep status missing file",
+            MLP,
+            &["sweep", "status", "nope.toml"],
+            2,
+            &["nope.toml"],
+        ),
         case(
             "unknown command",
             MLP,
@@ -467,7 +589,23 @@ fn every_bad_input_fails_cleanly_with_a_helpful_message() {
         let (code, err) = run(dir.path(), &c);
         check(c.name, code, &err, 4, &c.says, &mut failures);
     }
-    let total = cases.len() + 5 + 1;
+    // The vendored copy (checksums enforced) with one pixel changed.
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let data = data_copy(dir.path(), "t10k-images-idx3-ubyte.gz", |b| b[5000] ^= 1);
+        let c = case(
+            "checksum mismatch",
+            MLP,
+            &r,
+            3,
+            &["t10k-images", "checksum mismatch", "expected"],
+        );
+        let mut cmd = Command::new(BIN);
+        cmd.env("RUNNER_MNIST_DIR", &data);
+        let (code, err) = run_with(dir.path(), &c, cmd);
+        check(c.name, code, &err, 3, &c.says, &mut failures);
+    }
+    let total = cases.len() + 5 + 1 + 1;
     eprintln!("{total} bad-input cases, {} failed", failures.len());
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert!(total >= 40);
@@ -488,5 +626,146 @@ fn check(name: &str, code: i32, err: &str, want: i32, says: &[&str], failures: &
     }
     if !why.is_empty() {
         failures.push(format!("{name}: {}\n{}", why.join("; "), err.trim_end()));
+    }
+}
+
+/// Whether this process runs as root (file permissions do not stop root).
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn an_unreadable_experiment_file_is_named() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let set_mode = |p: &Path, mode| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    set_mode(dir.path(), 0o777);
+    let c = case("unreadable file", MLP, &["run", "exp.toml"], 4, &[]);
+    std::fs::write(dir.path().join("exp.toml"), MLP).unwrap();
+    set_mode(&dir.path().join("exp.toml"), 0o000);
+    let nobody = || {
+        let mut cmd = Command::new(BIN);
+        if is_root() {
+            // Root reads any file: run as `nobody` instead.
+            cmd.uid(65534).gid(65534);
+        }
+        cmd
+    };
+    if !nobody()
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("SKIPPED: the test binary cannot be run as user nobody from here");
+        return;
+    }
+    let experiment = Case {
+        experiment: None,
+        ..c
+    };
+    let (code, err) = run_with(dir.path(), &experiment, nobody());
+    let mut failures = Vec::new();
+    check(
+        "unreadable file",
+        code,
+        &err,
+        4,
+        &["exp.toml", "Permission denied"],
+        &mut failures,
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// After a failed write: exit 4 naming the file and the OS error, no temporary file left, and
+/// the run not reported complete.
+fn check_failed_write(runs: &Path, code: i32, err: &str, os_error: &str) {
+    let mut failures = Vec::new();
+    check(
+        "failed write",
+        code,
+        err,
+        4,
+        &[os_error, "cannot"],
+        &mut failures,
+    );
+    eprintln!("{}", err.trim_end());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    for entry in std::fs::read_dir(runs).unwrap().flatten() {
+        for f in std::fs::read_dir(entry.path()).unwrap().flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            assert!(!name.contains(".tmp-"), "temporary file left: {name}");
+        }
+    }
+    let ls = Command::new(BIN)
+        .args(["ls", "--json", "--runs-dir"])
+        .arg(runs)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&ls.stdout);
+    assert!(!text.contains("\"complete\""), "{text}");
+}
+
+/// A run big enough to need ~350 kB for its first checkpoint (weights plus the data order).
+const BIG_RUN: &str = "name = \"big\"\nseed = 0\n[model]\nkind = \"mlp\"\nhidden = [32]\n\
+[optimizer]\nkind = \"sgd\"\nlr = 0.1\n[train]\nbatch_size = 32\nsteps = 60\neval_every = 30\n";
+
+#[test]
+fn a_write_past_the_file_size_limit_fails_cleanly() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("exp.toml"), BIG_RUN).unwrap();
+    let mut cmd = Command::new(BIN);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            // Ignored signals stay ignored across exec: writes past the limit then fail with
+            // EFBIG instead of killing the process, like a full disk's ENOSPC.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: 200_000,
+                rlim_max: 200_000,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let c = case("file size limit", BIG_RUN, &["run", "exp.toml"], 4, &[]);
+    let (code, err) = run_with(dir.path(), &c, cmd);
+    check_failed_write(&dir.path().join("runs"), code, &err, "File too large");
+}
+
+#[test]
+fn a_full_disk_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    std::fs::create_dir(&runs).unwrap();
+    let mounted = is_root()
+        && Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=200k", "tmpfs"])
+            .arg(&runs)
+            .status()
+            .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!(
+            "SKIPPED: cannot mount a small tmpfs here (needs root); \
+             a_write_past_the_file_size_limit_fails_cleanly covers failed writes"
+        );
+        return;
+    }
+    std::fs::write(dir.path().join("exp.toml"), BIG_RUN).unwrap();
+    let c = case("full disk", BIG_RUN, &["run", "exp.toml"], 4, &[]);
+    let (code, err) = run(dir.path(), &c);
+    let result = std::panic::catch_unwind(|| {
+        check_failed_write(&runs, code, &err, "No space left on device")
+    });
+    let _ = Command::new("umount").arg(&runs).status();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
     }
 }

@@ -2,7 +2,7 @@
 //! `summary.json`, `eval.csv`, `metrics.csv`), read robustly (runs in progress, failed runs,
 //! partial last CSV lines, directories that are not runs).
 
-use crate::rundir::{self, Summary};
+use crate::rundir::{self, Status, Summary};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -253,6 +253,15 @@ pub fn select(specs: &[String], runs_dir: &Path) -> Result<(Vec<Run>, Vec<String
     }
     chosen.sort_by(|a, b| a.dir.cmp(&b.dir));
     chosen.dedup_by(|a, b| a.dir == b.dir);
+    for run in &chosen {
+        if let Some(s) = run.summary.as_ref().filter(|s| s.status == Status::Damaged) {
+            warnings.push(format!(
+                "{} is damaged ({}); its numbers may be incomplete",
+                run.id,
+                s.error.as_deref().unwrap_or("")
+            ));
+        }
+    }
     Ok((chosen, warnings))
 }
 

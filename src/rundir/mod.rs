@@ -3,6 +3,7 @@
 pub mod atomic;
 pub mod checkpoint;
 pub mod digest;
+pub mod integrity;
 pub mod meta;
 
 use crate::error::{Error, Result};
@@ -43,6 +44,9 @@ pub enum Status {
     Diverged,
     /// Stopped early by a sweep's early-stopping rule.
     Pruned,
+    /// Never written: how a `complete` summary reads when the run's files are missing or do
+    /// not match it (see [`integrity`]).
+    Damaged,
 }
 
 impl std::fmt::Display for Status {
@@ -54,6 +58,7 @@ impl std::fmt::Display for Status {
             Status::Interrupted => "interrupted",
             Status::Diverged => "diverged",
             Status::Pruned => "pruned",
+            Status::Damaged => "damaged",
         };
         f.write_str(s)
     }
@@ -140,7 +145,8 @@ impl RunDir {
     }
 
     /// The summary, if the directory has a readable one. A `running` run whose lock nobody
-    /// holds was killed (or its machine went down): it is reported `interrupted`.
+    /// holds was killed (or its machine went down): it is reported `interrupted`. A `complete`
+    /// one whose files are missing or do not match it is reported `damaged`.
     pub fn read_summary(&self) -> Option<Summary> {
         let text = std::fs::read_to_string(self.file(SUMMARY)).ok()?;
         let mut summary: Summary = serde_json::from_str(&text).ok()?;
@@ -150,14 +156,19 @@ impl RunDir {
                 "stopped without finishing: the process was killed or its machine went down".into(),
             );
         }
+        if summary.status == Status::Complete {
+            if let Err(why) = integrity::check_complete(self, &summary) {
+                summary.status = Status::Damaged;
+                summary.error = Some(format!("the summary says complete, but {why}"));
+            }
+        }
         Some(summary)
     }
 
-    /// A run is complete only when its summary says so and its weights exist.
+    /// A run is complete when its summary says so and its files match it.
     pub fn is_complete(&self) -> bool {
         self.read_summary()
             .is_some_and(|s| s.status == Status::Complete)
-            && self.file(WEIGHTS).is_file()
     }
 
     /// Takes the run's lock, creating the directory if needed. Another process holding it is

@@ -38,12 +38,12 @@ impl Planned {
         if self.dir.is_complete() {
             return TrialState::Done;
         }
-        // A summary that claims completion without weights is a broken directory: missing.
+        // A damaged run (its files do not match its summary) is run again: missing.
         match self.dir.read_summary().map(|s| s.status) {
             Some(Status::Running) => TrialState::Running,
             Some(Status::Pruned) => TrialState::Pruned,
             Some(Status::Failed | Status::Diverged | Status::Interrupted) => TrialState::Failed,
-            Some(Status::Complete) | None => TrialState::Missing,
+            Some(Status::Complete | Status::Damaged) | None => TrialState::Missing,
         }
     }
 

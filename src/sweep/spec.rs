@@ -63,7 +63,16 @@ pub enum Distribution {
 pub fn load(path: &Path) -> Result<Sweep, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read sweep file {}: {e}", path.display()))?;
-    parse(&text, path)
+    let sweep = parse(&text, path)?;
+    if !sweep.base.is_file() {
+        return Err(format!(
+            "{}: key 'base': the experiment file {} does not exist (the path is relative to \
+             the sweep file's directory)",
+            path.display(),
+            sweep.base.display()
+        ));
+    }
+    Ok(sweep)
 }
 
 pub fn parse(text: &str, path: &Path) -> Result<Sweep, String> {
