@@ -37,6 +37,11 @@ pub struct Cli {
     /// No progress output on stderr (errors still go there).
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// More detail on stderr: the resolved run (hash, directory, data source and whether its
+    /// checksums are enforced), data loading time, threads and CPU, each checkpoint, and for
+    /// errors their full cause and what the exit code means.
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -263,10 +268,26 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    if cli.verbose {
+        crate::verbose::enable();
+    }
     match execute(cli) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
+            crate::verbose::say(|| {
+                let mut detail = String::new();
+                let mut cause = std::error::Error::source(&e);
+                while let Some(c) = cause {
+                    detail += &format!("caused by: {c:?}\n  ");
+                    cause = c.source();
+                }
+                format!(
+                    "{detail}exit code {} ({})",
+                    e.exit_code(),
+                    e.exit_code_meaning()
+                )
+            });
             e.exit_code()
         }
     }

@@ -50,11 +50,51 @@ impl Error {
         }
     }
 
+    /// What [`Error::exit_code`] tells a script, as the README lists it.
+    pub fn exit_code_meaning(&self) -> &'static str {
+        match self {
+            Error::Failed(_) => "run failed",
+            Error::Input(_) => "bad input: experiment, --set or arguments",
+            Error::Data(_) => "bad dataset files",
+            Error::Io { .. } => "file-system error",
+            Error::Diverged(_) => "diverged: non-finite loss",
+            Error::Busy(_) => "run directory busy: another runner holds its lock",
+            Error::Interrupted(_) => "interrupted",
+        }
+    }
+
     /// An I/O error with the action and path that failed.
     pub fn io(action: &str, path: &Path, source: std::io::Error) -> Self {
         Error::Io {
             context: format!("cannot {action} {}", path.display()),
             source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_exit_code_is_documented_in_the_readme() {
+        let readme = include_str!("../README.md");
+        let table = &readme[readme.find("## Exit codes").expect("section")..];
+        for e in [
+            Error::Failed(String::new()),
+            Error::Input(String::new()),
+            Error::Data(String::new()),
+            Error::io("read", Path::new("x"), std::io::Error::other("x")),
+            Error::Diverged(String::new()),
+            Error::Busy(String::new()),
+            Error::Interrupted(String::new()),
+        ] {
+            let row = format!("| {} | ", e.exit_code());
+            assert!(
+                table.contains(&row),
+                "README lacks exit code {}",
+                e.exit_code()
+            );
         }
     }
 }

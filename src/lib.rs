@@ -18,6 +18,7 @@ pub mod run;
 pub mod rundir;
 pub mod sweep;
 pub mod train;
+pub mod verbose;
 pub mod verify;
 
 pub use error::{Error, Result};

@@ -63,6 +63,29 @@ pub fn resolve(experiment: &Path, overrides: &[Override], runs_dir: &Path) -> Re
         }
     };
     let dir = RunDir::new(runs_dir.join(exp.run_dir_name(&digest)));
+    crate::verbose::say(|| {
+        let set: Vec<String> = overrides
+            .iter()
+            .map(|o| format!("{}={}", o.key, o.value))
+            .collect();
+        format!(
+            "{} (overrides: {}): hash {}, run directory {}; data {} (checksums {})",
+            experiment.display(),
+            if set.is_empty() {
+                "none".into()
+            } else {
+                set.join(" ")
+            },
+            exp.hash(&digest),
+            dir.path.display(),
+            source.dir.display(),
+            if source.expected.is_some() {
+                "enforced"
+            } else {
+                "recorded, not enforced"
+            }
+        )
+    });
     Ok(Resolved {
         exp,
         source,
@@ -184,7 +207,19 @@ pub fn run(req: &RunRequest, interrupted: &AtomicBool) -> Result<RunResult> {
     }
     let data = match data {
         Some(d) => d,
-        None => Dataset::load(&source)?,
+        None => {
+            let t0 = Instant::now();
+            let data = Dataset::load(&source)?;
+            crate::verbose::say(|| {
+                format!(
+                    "loaded and checked {} training and {} test images in {:.2} s",
+                    data.train.len(),
+                    data.test.len(),
+                    t0.elapsed().as_secs_f64()
+                )
+            });
+            data
+        }
     };
     if exp.train.batch_size > data.train.len() {
         return Err(Error::Input(format!(
@@ -203,6 +238,13 @@ pub fn run(req: &RunRequest, interrupted: &AtomicBool) -> Result<RunResult> {
     }
 
     let hash = exp.hash(&digest);
+    crate::verbose::say(|| {
+        format!(
+            "{} threads, CPU {}",
+            rayon::current_num_threads(),
+            meta::cpu_model()
+        )
+    });
     let mut rng = ChaCha8Rng::seed_from_u64(exp.seed);
     let mut data_rng = rng.clone();
     data_rng.set_stream(1);
@@ -265,8 +307,9 @@ pub fn run(req: &RunRequest, interrupted: &AtomicBool) -> Result<RunResult> {
         Start::Resume(c) => c.state.wall_time_s,
         Start::Fresh(_) => 0.0,
     };
-    dir.write_json(rundir::SUMMARY, &summary)?;
+    // Config first: a directory with a summary always has its config, so it reads as a run.
     dir.write_text(rundir::CONFIG, &exp.canonical_toml())?;
+    dir.write_json(rundir::SUMMARY, &summary)?;
 
     let mut model = match models::build(&exp, &mut rng) {
         Ok(m) => m,
@@ -365,6 +408,16 @@ pub fn run(req: &RunRequest, interrupted: &AtomicBool) -> Result<RunResult> {
     meta.finished_at = summary.finished_at.clone();
     dir.write_json(rundir::META, &meta)?;
     dir.write_json(rundir::SUMMARY, &summary)?;
+    crate::verbose::say(|| {
+        format!(
+            "wrote {} in {} ({} checkpoints, {:.2} s writing them; start-up {:.2} s)",
+            summary.status,
+            dir.path.display(),
+            summary.checkpoints,
+            summary.checkpoint_time_s,
+            summary.startup_s
+        )
+    });
     if finished {
         // The final state is in the weights and logs; the checkpoint would only take space.
         let _ = std::fs::remove_file(dir.file(rundir::CHECKPOINT));

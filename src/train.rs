@@ -397,5 +397,12 @@ fn checkpoint(
     };
     checkpoint::save(c.path, &ckpt)?;
     outcome.checkpoint_time += t0.elapsed();
+    crate::verbose::say(|| {
+        format!(
+            "checkpoint at step {} in {:.0} ms",
+            pos.step,
+            t0.elapsed().as_secs_f64() * 1e3
+        )
+    });
     Ok(())
 }

@@ -152,12 +152,23 @@ fn compare_over_1000_runs_is_fast() {
     let template = std::fs::read_dir(fixtures())
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.join("summary.json").exists())
+        .find(|p| p.join("model.safetensors").exists())
         .unwrap();
     for i in 0..1000 {
         let dir = runs.path().join(format!("smoke-{i:012x}"));
         std::fs::create_dir(&dir).unwrap();
-        for f in ["config.toml", "summary.json", "eval.csv", "metrics.csv"] {
+        std::fs::copy(
+            template.join("model.safetensors"),
+            dir.join("model.safetensors"),
+        )
+        .unwrap();
+        for f in [
+            "config.toml",
+            "summary.json",
+            "meta.json",
+            "eval.csv",
+            "metrics.csv",
+        ] {
             let text = std::fs::read_to_string(template.join(f)).unwrap();
             let text = if f == "config.toml" {
                 text.replace("seed = 0", &format!("seed = {}", i % 7))

@@ -238,6 +238,11 @@ impl RunDir {
 
     /// Empties the directory for a fresh attempt, keeping the lock file.
     pub fn clear(&self) -> Result<()> {
+        // The summary goes first: a clear cut short must not leave a status claim behind.
+        let summary = self.file(SUMMARY);
+        if summary.exists() {
+            std::fs::remove_file(&summary).map_err(|e| Error::io("remove", &summary, e))?;
+        }
         let entries =
             std::fs::read_dir(&self.path).map_err(|e| Error::io("read", &self.path, e))?;
         for entry in entries {

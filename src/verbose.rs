@@ -1,0 +1,22 @@
+//! `--verbose`: extra detail on stderr (what was resolved, where the data came from, each
+//! checkpoint, the whole cause of an error). One switch for the process, like a log level, so
+//! that deep code can report without threading a flag through every call.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static ON: AtomicBool = AtomicBool::new(false);
+
+pub fn enable() {
+    ON.store(true, Ordering::Relaxed);
+}
+
+pub fn on() -> bool {
+    ON.load(Ordering::Relaxed)
+}
+
+/// Prints `runner: <message>` when verbose; the message is only built then.
+pub fn say(message: impl FnOnce() -> String) {
+    if on() {
+        eprintln!("runner: {}", message());
+    }
+}
