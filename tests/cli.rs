@@ -436,3 +436,44 @@ fn json_output_and_the_diverged_exit_code() {
         "{stderr}"
     );
 }
+
+#[test]
+fn verbose_says_what_was_resolved_and_what_an_exit_code_means() {
+    let runs = tempfile::tempdir().unwrap();
+    let out = runner(
+        &[
+            "run",
+            "experiments/smoke.toml",
+            "-q",
+            "--verbose",
+            "--set",
+            "train.checkpoint_every=20",
+        ],
+        runs.path(),
+    );
+    let (_, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    let dir = only_run_dir(runs.path());
+    for says in [
+        "experiments/smoke.toml (overrides: train.checkpoint_every=20)",
+        &format!("run directory {}", dir.display()),
+        "checksums enforced",
+        "training and 10000 test images",
+        "threads, CPU",
+        "checkpoint at step 20",
+        "checkpoint at step 40",
+        "wrote complete",
+    ] {
+        assert!(err.contains(says), "lacks {says:?}:\n{err}");
+    }
+    let quiet = runner(&["run", "experiments/smoke.toml", "-q"], runs.path());
+    assert!(!text(&quiet).1.contains("runner:"), "{}", text(&quiet).1);
+
+    let out = runner(&["-v", "run", "experiments/nope.toml"], runs.path());
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err.contains("exit code 2 (bad input: experiment, --set or arguments)"),
+        "{err}"
+    );
+}
