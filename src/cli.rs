@@ -105,10 +105,20 @@ base experiment with overrides. Trials whose run directory is complete are skipp
 sweep again resumes it. The manifest goes to <runs-dir>/sweeps/<name>-<hash>/manifest.jsonl with
 one log per trial beside it.
 
+With --slurm the trials go to a Slurm job array instead: runner writes
+<sweep-dir>/slurm/submit-<time>.sh (array task T runs trials T*pack .. T*pack+pack-1 of the
+manifest through `runner slurm-task`), submits it with sbatch, prints the job id and returns.
+Submitting again sends only trials that are missing or failed and not queued or running in Slurm
+(squeue); an interrupted trial continues from its checkpoint. Slurm's SIGTERM before the time
+limit (--signal-before), on preemption or scancel makes the running trial checkpoint and stop.
+`runner sweep status FILE` adds what squeue (and sacct, with accounting) says.
+
 Examples:
   runner sweep experiments/sweeps/lr.toml --dry-run
   runner sweep experiments/sweeps/lr.toml -j 2
-  runner sweep status experiments/sweeps/lr.toml")]
+  runner sweep status experiments/sweeps/lr.toml
+  runner sweep experiments/sweeps/lr.toml --slurm --partition cpu --time 01:00:00 --max-parallel 8
+  runner sweep experiments/sweeps/width.toml --slurm --pack 3 --sbatch-arg=--account=ml --dry-run")]
     Sweep {
         /// `FILE`, or `status FILE`.
         #[arg(num_args = 1..=2, required = true, value_name = "[status] FILE")]
@@ -116,9 +126,26 @@ Examples:
         /// Trials to run at once; the cores are split between them.
         #[arg(short = 'j', long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
         jobs: u16,
-        /// Print the trials, their run directories and which are done; run nothing.
+        /// Print the trials, their run directories and which are done; run nothing (with
+        /// --slurm: also write the sbatch script, without submitting it).
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        store: RunsDirArg,
+        #[command(flatten)]
+        slurm: SlurmArgs,
+    },
+    /// Run one Slurm array task's trials of a sweep manifest, one after another (what the
+    /// script of `runner sweep --slurm` runs; SLURM_ARRAY_TASK_ID gives the task).
+    SlurmTask {
+        /// The sweep's manifest.jsonl.
+        manifest: PathBuf,
+        /// The array task: runs trials TASK*PACK .. TASK*PACK+PACK-1.
+        #[arg(long)]
+        task: usize,
+        /// Trials per array task.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        pack: u32,
         #[command(flatten)]
         store: RunsDirArg,
     },
@@ -214,6 +241,46 @@ pub struct ExperimentArgs {
 }
 
 /// `--runs-dir`, shared by every command.
+/// `runner sweep --slurm` settings (sbatch options of the array job).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Slurm (with --slurm)")]
+pub struct SlurmArgs {
+    /// Submit the trials as a Slurm job array with sbatch instead of running them here, and
+    /// return at once.
+    #[arg(long)]
+    pub slurm: bool,
+    /// sbatch --partition.
+    #[arg(long, value_name = "P", requires = "slurm")]
+    pub partition: Option<String>,
+    /// Time limit of each array task (sbatch --time, e.g. 02:00:00).
+    #[arg(long, value_name = "T", requires = "slurm")]
+    pub time: Option<String>,
+    /// CPUs per array task; the trial uses that many threads.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    pub cpus_per_task: u16,
+    /// Memory per array task (sbatch --mem, e.g. 4G).
+    #[arg(long, value_name = "M", requires = "slurm")]
+    pub mem: Option<String>,
+    /// At most K array tasks at once (sbatch --array=...%K).
+    #[arg(long, value_name = "K", requires = "slurm", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: Option<u32>,
+    /// Trials per array task, run one after another (for short trials).
+    #[arg(long, value_name = "M", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub pack: u32,
+    /// Any other sbatch option, as one word (repeatable): --sbatch-arg=--account=ml
+    #[arg(
+        long = "sbatch-arg",
+        value_name = "ARG",
+        requires = "slurm",
+        allow_hyphen_values = true
+    )]
+    pub sbatch_args: Vec<String>,
+    /// Seconds before the time limit at which Slurm sends SIGTERM, so that the running trial
+    /// checkpoints (sbatch --signal=B:TERM@S; Slurm may send it up to a minute late).
+    #[arg(long, value_name = "S", default_value_t = 120)]
+    pub signal_before: u32,
+}
+
 #[derive(Debug, Args)]
 pub struct RunsDirArg {
     /// Directory that holds run directories.
@@ -442,7 +509,33 @@ fn execute(cli: Cli) -> Result<()> {
             jobs,
             dry_run,
             store,
-        } => sweep(&words, jobs as usize, dry_run, &store.runs_dir, json, quiet),
+            slurm,
+        } => sweep(
+            &words,
+            jobs as usize,
+            dry_run,
+            &store.runs_dir,
+            slurm,
+            json,
+            quiet,
+        ),
+        Command::SlurmTask {
+            manifest,
+            task,
+            pack,
+            store,
+        } => {
+            crate::fpmode::install();
+            let interrupted = install_interrupt_handler()?;
+            crate::sweep::slurm::run_task(
+                &manifest,
+                task,
+                pack as usize,
+                &store.runs_dir,
+                &interrupted,
+                quiet,
+            )
+        }
         Command::Models => {
             print!("{}", crate::models::describe_registry());
             Ok(())
@@ -465,6 +558,7 @@ fn sweep(
     jobs: usize,
     dry_run: bool,
     runs_dir: &std::path::Path,
+    slurm: SlurmArgs,
     json: bool,
     quiet: bool,
 ) -> Result<()> {
@@ -484,7 +578,13 @@ fn sweep(
     let dir = sw::sweep_dir(&sweep, &planned, runs_dir);
     if status_only {
         println!("{}", sw::status_line(&planned));
+        print!("{}", slurm_status(&planned, &dir));
         return Ok(());
+    }
+    if slurm.slurm {
+        return submit_to_slurm(
+            &sweep, &planned, &dir, runs_dir, slurm, dry_run, json, quiet,
+        );
     }
     if dry_run {
         for p in &planned {
@@ -500,7 +600,7 @@ fn sweep(
         println!("manifest: {}", dir.join("manifest.jsonl").display());
         return Ok(());
     }
-    sw::write_manifest(&dir, &planned)?;
+    sw::write_manifest(&dir, &sweep, &planned)?;
     crate::fpmode::install();
     let interrupted = install_interrupt_handler()?;
     let results = sw::execute(&sweep, &planned, runs_dir, &dir, jobs, &interrupted, quiet)?;
@@ -537,6 +637,145 @@ fn sweep(
             "{failed} trial(s) failed; logs in {}",
             dir.display()
         )));
+    }
+    Ok(())
+}
+
+/// Slurm's view of the sweep's trials that are not done: one line each, and what sacct knows.
+fn slurm_status(planned: &[crate::sweep::Planned], sweep_dir: &std::path::Path) -> String {
+    use crate::sweep::{slurm, TrialState};
+    let jobs = slurm::jobs(sweep_dir);
+    if jobs.is_empty() {
+        return String::new();
+    }
+    let active = slurm::active(sweep_dir);
+    let finished = slurm::accounting(sweep_dir);
+    let ids: Vec<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
+    let mut out = format!(
+        "Slurm jobs {}: {} trial(s) queued or running (squeue)\n",
+        ids.join(", "),
+        active.len()
+    );
+    for p in planned {
+        let state = p.state();
+        if matches!(state, TrialState::Done | TrialState::Pruned) && !active.contains_key(&p.index)
+        {
+            continue;
+        }
+        let slurm_view = match active.get(&p.index) {
+            Some(a) => format!("slurm {} {}", a.task, a.state),
+            None => {
+                let tasks: Vec<String> = jobs
+                    .iter()
+                    .filter(|j| j.array.contains(&(p.index / j.pack)))
+                    .map(|j| {
+                        let id = format!("{}_{}", j.job_id, p.index / j.pack);
+                        match finished.get(&id) {
+                            Some(s) => format!("{id} {s}"),
+                            None => id,
+                        }
+                    })
+                    .collect();
+                if tasks.is_empty() {
+                    "never submitted".into()
+                } else {
+                    format!("not in squeue; was {}", tasks.join(", "))
+                }
+            }
+        };
+        out += &format!(
+            "{:>3}  {:<8}  {}  {}\n",
+            p.index,
+            format!("{state:?}").to_lowercase(),
+            p.id(),
+            slurm_view
+        );
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn submit_to_slurm(
+    sweep: &crate::sweep::spec::Sweep,
+    planned: &[crate::sweep::Planned],
+    dir: &std::path::Path,
+    runs_dir: &std::path::Path,
+    args: SlurmArgs,
+    dry_run: bool,
+    json: bool,
+    quiet: bool,
+) -> Result<()> {
+    use crate::sweep::{self as sw, slurm};
+    sw::write_manifest(dir, sweep, planned)?;
+    let opts = slurm::Options {
+        partition: args.partition,
+        time: args.time,
+        cpus_per_task: args.cpus_per_task,
+        mem: args.mem,
+        max_parallel: args.max_parallel,
+        pack: args.pack as usize,
+        sbatch_args: args.sbatch_args,
+        signal_before_s: args.signal_before,
+    };
+    let s = slurm::submit(planned, dir, runs_dir, &opts, dry_run)?;
+    let array = format!(
+        "{}{}",
+        slurm::array_ranges(&s.array),
+        opts.max_parallel.map_or(String::new(), |k| format!("%{k}"))
+    );
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "job_id": s.job.as_ref().map(|j| j.job_id.clone()),
+                "array": array,
+                "tasks": s.array.len(),
+                "trials": s.trials,
+                "in_slurm": s.in_slurm,
+                "script": (!s.array.is_empty()).then(|| s.script.display().to_string()),
+            })
+        );
+    }
+    let say = |line: String| {
+        if !quiet {
+            eprintln!("{line}")
+        }
+    };
+    if s.array.is_empty() {
+        say(format!(
+            "nothing to submit: {} ({} queued or running in Slurm)",
+            sw::status_line(planned),
+            s.in_slurm
+        ));
+        return Ok(());
+    }
+    let what = format!(
+        "array {array}: {} task(s) for {} trial(s){}",
+        s.array.len(),
+        s.trials,
+        if s.in_slurm > 0 {
+            format!(", {} already in Slurm left out", s.in_slurm)
+        } else {
+            String::new()
+        }
+    );
+    match &s.job {
+        None => say(format!(
+            "wrote {} ({what}); not submitted (--dry-run)",
+            s.script.display()
+        )),
+        Some(job) => {
+            if !json {
+                println!("{}", job.job_id);
+            }
+            say(format!(
+                "submitted Slurm job {} ({what})\nscript: {}\nlogs:   {}/slurm/task-{}_<task>.log\nstatus: runner sweep status <file>",
+                job.job_id,
+                s.script.display(),
+                dir.display(),
+                job.job_id
+            ));
+        }
     }
     Ok(())
 }

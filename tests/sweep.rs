@@ -251,3 +251,91 @@ fn a_sweep_killed_midway_resumes_with_only_the_missing_trials() {
     assert_eq!(started(&out), 5 - done_before);
     assert_eq!(complete(), 5);
 }
+
+/// What a Slurm array task does, without Slurm: the script written by `--slurm --dry-run`
+/// calls `runner slurm-task MANIFEST --task T --pack M`, which runs trials T*M..T*M+M-1.
+#[test]
+fn a_slurm_script_is_written_and_its_task_runs_its_pack_of_trials() {
+    let runs = tempfile::tempdir().unwrap();
+    let file = "experiments/sweeps/smoke.toml";
+    let out = sweep(
+        &[
+            file,
+            "--slurm",
+            "--dry-run",
+            "--pack",
+            "4",
+            "--max-parallel",
+            "2",
+            "--time",
+            "00:10:00",
+            "--sbatch-arg=--account=ml",
+        ],
+        runs.path(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("array 0-1%2: 2 task(s) for 6 trial(s)"),
+        "{err}"
+    );
+    assert!(err.contains("not submitted (--dry-run)"), "{err}");
+    let sweep_dir = std::fs::read_dir(runs.path().join("sweeps"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let script = std::fs::read_dir(sweep_dir.join("slurm"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "sh"))
+        .expect("script written");
+    let text = std::fs::read_to_string(&script).unwrap();
+    for line in [
+        "#SBATCH --array=0-1%2",
+        "#SBATCH --time=00:10:00",
+        "#SBATCH --account=ml",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+    }
+    assert!(
+        text.contains("slurm-task") && text.contains("--pack 4"),
+        "{text}"
+    );
+
+    // Task 1 with pack 4 is trials 4 and 5 (the sweep has 6).
+    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg("slurm-task")
+        .arg(sweep_dir.join("manifest.jsonl"))
+        .args(["--task", "1", "--pack", "4", "-q", "--runs-dir"])
+        .arg(runs.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dry = sweep(&[file, "--dry-run"], runs.path());
+    let states: Vec<String> = String::from_utf8_lossy(&dry.stdout)
+        .lines()
+        .take(6)
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+        .collect();
+    assert_eq!(
+        states,
+        ["missing", "missing", "missing", "missing", "done", "done"]
+    );
+    // No trials for task 2.
+    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg("slurm-task")
+        .arg(sweep_dir.join("manifest.jsonl"))
+        .args(["--task", "2", "--pack", "4", "--runs-dir"])
+        .arg(runs.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no trials for task 2"));
+}

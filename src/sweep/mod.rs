@@ -2,6 +2,7 @@
 //! skipped, so every sweep is resumable and idempotent.
 
 pub mod prune;
+pub mod slurm;
 pub mod spec;
 
 use crate::error::{Error, Result};
@@ -93,28 +94,47 @@ pub fn sweep_dir(sweep: &Sweep, planned: &[Planned], runs_dir: &Path) -> PathBuf
         .join(format!("{}-{}", sweep.name, &hash[..12]))
 }
 
-/// One JSON object per line: index, overrides, run hash, run directory.
-pub fn manifest(planned: &[Planned]) -> String {
+/// One JSON object per line: index, overrides, run hash, run directory, and what
+/// `runner slurm-task` needs to run the trial: the base experiment (absolute), the `--set`
+/// arguments and the early-stopping rule.
+pub fn manifest(sweep: &Sweep, planned: &[Planned]) -> String {
+    let base = std::path::absolute(&sweep.base).unwrap_or_else(|_| sweep.base.clone());
     planned
         .iter()
         .map(|p| {
             let overrides: serde_json::Map<String, serde_json::Value> = p
                 .overrides
                 .iter()
-                .map(|o| (o.key.clone(), serde_json::to_value(&o.value).unwrap_or(serde_json::Value::Null)))
+                .map(|o| {
+                    (
+                        o.key.clone(),
+                        serde_json::to_value(&o.value).unwrap_or(serde_json::Value::Null),
+                    )
+                })
                 .collect();
             let id = p.id();
             let hash = id.rsplit_once('-').map_or("", |(_, h)| h).to_string();
-            json!({ "index": p.index, "overrides": overrides, "hash": hash, "run_dir": p.dir.path.display().to_string() })
-                .to_string()
+            json!({
+                "index": p.index,
+                "overrides": overrides,
+                "hash": hash,
+                "run_dir": p.dir.path.display().to_string(),
+                "base": base.display().to_string(),
+                "set": spec::set_args(&p.overrides),
+                "early_stop": sweep.early_stop.map(|r| r.to_arg()),
+            })
+            .to_string()
                 + "\n"
         })
         .collect()
 }
 
-pub fn write_manifest(dir: &Path, planned: &[Planned]) -> Result<()> {
+pub fn write_manifest(dir: &Path, sweep: &Sweep, planned: &[Planned]) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create sweep directory", dir, e))?;
-    crate::rundir::atomic::write(&dir.join("manifest.jsonl"), manifest(planned).as_bytes())
+    crate::rundir::atomic::write(
+        &dir.join("manifest.jsonl"),
+        manifest(sweep, planned).as_bytes(),
+    )
 }
 
 /// Counts of trials per state, for `runner sweep status`.

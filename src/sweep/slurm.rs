@@ -1,0 +1,448 @@
+//! Sweeps on Slurm job arrays. The manifest is the contract: array task `T` of a submission with
+//! pack `M` runs the manifest's trials `T*M .. T*M+M-1` (`runner slurm-task`), one after
+//! another, each a `runner run` of the base experiment with the trial's overrides. Complete
+//! trials are skipped, so submitting again re-runs only what is missing or failed, and an
+//! interrupted trial continues from its checkpoint.
+
+use super::{Planned, TrialState};
+use crate::error::{Error, Result};
+use crate::run::{self, RunRequest};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// `sbatch` settings for a submission.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub partition: Option<String>,
+    pub time: Option<String>,
+    pub cpus_per_task: u16,
+    pub mem: Option<String>,
+    pub max_parallel: Option<u32>,
+    /// Trials run one after another by each array task.
+    pub pack: usize,
+    pub sbatch_args: Vec<String>,
+    /// Seconds before the time limit at which Slurm sends SIGTERM (the run checkpoints).
+    pub signal_before_s: u32,
+}
+
+/// One submission, a line of `slurm/jobs.jsonl` in the sweep directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    pub job_id: String,
+    pub array: Vec<usize>,
+    pub pack: usize,
+    pub script: String,
+    pub submitted_at: String,
+}
+
+/// What a submission did (or, with `dry_run`, would do).
+#[derive(Debug)]
+pub struct Submission {
+    pub job: Option<Job>,
+    pub script: PathBuf,
+    pub array: Vec<usize>,
+    pub trials: usize,
+    /// Trials left out because Slurm already has them queued or running.
+    pub in_slurm: usize,
+}
+
+/// One manifest line as `slurm-task` needs it.
+#[derive(Debug, Deserialize)]
+struct ManifestTrial {
+    index: usize,
+    base: PathBuf,
+    set: Vec<String>,
+    #[serde(default)]
+    early_stop: Option<String>,
+}
+
+/// `0-3,5,7-8`: sorted indices as sbatch's `--array` ranges.
+pub fn array_ranges(indices: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < indices.len() {
+        let start = indices[i];
+        while i + 1 < indices.len() && indices[i + 1] == indices[i] + 1 {
+            i += 1;
+        }
+        out.push(if indices[i] == start {
+            start.to_string()
+        } else {
+            format!("{start}-{}", indices[i])
+        });
+        i += 1;
+    }
+    out.join(",")
+}
+
+/// Single-quotes a word for bash.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The sbatch script. Everything it runs is visible in it; the trials come from the manifest.
+pub fn script(
+    job_name: &str,
+    sweep_dir: &Path,
+    runs_dir: &Path,
+    exe: &Path,
+    workdir: &Path,
+    array: &[usize],
+    opts: &Options,
+) -> String {
+    let mut s = String::from("#!/bin/bash\n");
+    s += &format!(
+        "# Written by `runner sweep --slurm`. Array task T runs trials T*{p}..T*{p}+{q} of\n\
+         # manifest.jsonl (complete ones are skipped); an interrupted trial resumes from its\n\
+         # checkpoint when the sweep is submitted again.\n",
+        p = opts.pack,
+        q = opts.pack - 1
+    );
+    let mut directive = |d: String| s += &format!("#SBATCH {d}\n");
+    directive(format!("--job-name={job_name}"));
+    let limit = opts.max_parallel.map_or(String::new(), |k| format!("%{k}"));
+    directive(format!("--array={}{limit}", array_ranges(array)));
+    directive(format!(
+        "--output={}",
+        sweep_dir.join("slurm/task-%A_%a.log").display()
+    ));
+    directive(format!("--cpus-per-task={}", opts.cpus_per_task));
+    directive(format!("--signal=B:TERM@{}", opts.signal_before_s));
+    if let Some(p) = &opts.partition {
+        directive(format!("--partition={p}"));
+    }
+    if let Some(t) = &opts.time {
+        directive(format!("--time={t}"));
+    }
+    if let Some(m) = &opts.mem {
+        directive(format!("--mem={m}"));
+    }
+    for a in &opts.sbatch_args {
+        directive(a.clone());
+    }
+    s += &format!(
+        "\nexport RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\ncd {}\nexec {} slurm-task {} \
+         --task \"$SLURM_ARRAY_TASK_ID\" --pack {} --runs-dir {}\n",
+        quote(&workdir.display().to_string()),
+        quote(&exe.display().to_string()),
+        quote(&sweep_dir.join("manifest.jsonl").display().to_string()),
+        opts.pack,
+        quote(&runs_dir.display().to_string()),
+    );
+    s
+}
+
+/// The name the sweep's jobs carry in Slurm (`squeue --name`).
+pub fn job_name(sweep_dir: &Path) -> String {
+    format!(
+        "runner-{}",
+        sweep_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    )
+}
+
+fn jobs_file(sweep_dir: &Path) -> PathBuf {
+    sweep_dir.join("slurm/jobs.jsonl")
+}
+
+/// Earlier submissions of this sweep.
+pub fn jobs(sweep_dir: &Path) -> Vec<Job> {
+    std::fs::read_to_string(jobs_file(sweep_dir))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Slurm's view of a trial: queued or running, and in which array task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InSlurm {
+    pub task: String,
+    pub state: String,
+}
+
+/// Trials of this sweep that Slurm has queued or running (from `squeue`); empty when Slurm's
+/// commands are not there.
+pub fn active(sweep_dir: &Path) -> BTreeMap<usize, InSlurm> {
+    let jobs = jobs(sweep_dir);
+    let mut out = BTreeMap::new();
+    if jobs.is_empty() {
+        return out;
+    }
+    let Ok(o) = Command::new("squeue")
+        .args(["-h", "-r", "-o", "%F %K %T", "--name"])
+        .arg(job_name(sweep_dir))
+        .output()
+    else {
+        return out;
+    };
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [job, task, state] = f.as_slice() else {
+            continue;
+        };
+        let (Some(job_rec), Ok(t)) = (
+            jobs.iter().find(|j| j.job_id == *job),
+            task.parse::<usize>(),
+        ) else {
+            continue;
+        };
+        for index in t * job_rec.pack..(t + 1) * job_rec.pack {
+            out.insert(
+                index,
+                InSlurm {
+                    task: format!("{job}_{task}"),
+                    state: state.to_lowercase(),
+                },
+            );
+        }
+    }
+    out
+}
+
+/// Final states of finished array tasks from `sacct` (needs Slurm accounting); empty otherwise.
+pub fn accounting(sweep_dir: &Path) -> BTreeMap<String, String> {
+    let ids: Vec<String> = jobs(sweep_dir).into_iter().map(|j| j.job_id).collect();
+    if ids.is_empty() {
+        return BTreeMap::new();
+    }
+    let Ok(o) = Command::new("sacct")
+        .args(["-n", "-P", "-X", "-o", "JobID,State", "-j", &ids.join(",")])
+        .output()
+    else {
+        return BTreeMap::new();
+    };
+    if !o.status.success() {
+        return BTreeMap::new();
+    }
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (id, state) = l.split_once('|')?;
+            Some((id.to_string(), state.to_lowercase()))
+        })
+        .collect()
+}
+
+/// Writes the script for the trials that are missing or failed (and not already queued or
+/// running in Slurm) and, unless `dry_run`, submits it with `sbatch`. Returns at once.
+pub fn submit(
+    planned: &[Planned],
+    sweep_dir: &Path,
+    runs_dir: &Path,
+    opts: &Options,
+    dry_run: bool,
+) -> Result<Submission> {
+    let in_slurm = active(sweep_dir);
+    let todo: BTreeSet<usize> = planned
+        .iter()
+        .filter(|p| !matches!(p.state(), TrialState::Done | TrialState::Pruned))
+        .filter(|p| !in_slurm.contains_key(&p.index))
+        .map(|p| p.index)
+        .collect();
+    let array: Vec<usize> = todo
+        .iter()
+        .map(|i| i / opts.pack)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let slurm_dir = sweep_dir.join("slurm");
+    std::fs::create_dir_all(&slurm_dir).map_err(|e| Error::io("create", &slurm_dir, e))?;
+    let script_path = slurm_dir.join(format!(
+        "submit-{}.sh",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+    ));
+    let absolute = |p: &Path, what: &str| {
+        std::path::absolute(p).map_err(|e| Error::io(&format!("resolve {what}"), p, e))
+    };
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Failed(format!("cannot find the runner executable: {e}")))?;
+    let workdir = std::env::current_dir()
+        .map_err(|e| Error::io("read the current directory", Path::new("."), e))?;
+    let text = script(
+        &job_name(sweep_dir),
+        &absolute(sweep_dir, "the sweep directory")?,
+        &absolute(runs_dir, "the runs directory")?,
+        &exe,
+        &workdir,
+        &array,
+        opts,
+    );
+    let mut submission = Submission {
+        job: None,
+        script: script_path.clone(),
+        array: array.clone(),
+        trials: todo.len(),
+        in_slurm: in_slurm.len(),
+    };
+    if array.is_empty() {
+        return Ok(submission);
+    }
+    crate::rundir::atomic::write(&script_path, text.as_bytes())?;
+    if dry_run {
+        return Ok(submission);
+    }
+    let out = Command::new("sbatch")
+        .arg("--parsable")
+        .arg(&script_path)
+        .output()
+        .map_err(|e| {
+            Error::Failed(format!(
+                "cannot run sbatch ({e}); is Slurm installed here? --dry-run writes the script \
+                 ({}) without submitting",
+                script_path.display()
+            ))
+        })?;
+    if !out.status.success() {
+        return Err(Error::Failed(format!(
+            "sbatch {} failed: {}",
+            script_path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    // `--parsable` prints `jobid` or `jobid;cluster`.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let job_id = stdout.trim().split(';').next().unwrap_or("").to_string();
+    let job = Job {
+        job_id,
+        array,
+        pack: opts.pack,
+        script: script_path.display().to_string(),
+        submitted_at: crate::rundir::meta::now(),
+    };
+    let mut lines = std::fs::read_to_string(jobs_file(sweep_dir)).unwrap_or_default();
+    lines += &(serde_json::to_string(&job).expect("job serialises") + "\n");
+    crate::rundir::atomic::write(&jobs_file(sweep_dir), lines.as_bytes())?;
+    submission.job = Some(job);
+    Ok(submission)
+}
+
+/// `runner slurm-task`: runs array task `task`'s trials of the manifest, one after another.
+/// SIGTERM (Slurm's warning before the time limit, preemption, scancel) checkpoints the
+/// current trial, marks it interrupted and ends the task.
+pub fn run_task(
+    manifest: &Path,
+    task: usize,
+    pack: usize,
+    runs_dir: &Path,
+    interrupted: &AtomicBool,
+    quiet: bool,
+) -> Result<()> {
+    let text = std::fs::read_to_string(manifest).map_err(|e| Error::io("read", manifest, e))?;
+    let mut trials = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let t: ManifestTrial = serde_json::from_str(line).map_err(|e| {
+            Error::Input(format!(
+                "{} line {}: not a manifest entry runner slurm-task can run ({e}); write the \
+                 manifest again with `runner sweep FILE --slurm`",
+                manifest.display(),
+                n + 1
+            ))
+        })?;
+        if (task * pack..(task + 1) * pack).contains(&t.index) {
+            trials.push(t);
+        }
+    }
+    if trials.is_empty() {
+        return Err(Error::Input(format!(
+            "{}: no trials for task {task} with pack {pack}",
+            manifest.display()
+        )));
+    }
+    let mut failed = Vec::new();
+    for t in trials {
+        if interrupted.load(Ordering::SeqCst) {
+            break;
+        }
+        eprintln!("[slurm-task] trial {}: {}", t.index, t.set.join(" "));
+        let overrides = t
+            .set
+            .iter()
+            .map(|s| crate::config::overrides::parse(s))
+            .collect::<Result<Vec<_>>>()?;
+        let prune = match &t.early_stop {
+            Some(rule) => Some(super::prune::EarlyStop {
+                manifest: manifest.to_path_buf(),
+                rule: super::prune::Rule::from_arg(rule).map_err(Error::Input)?,
+            }),
+            None => None,
+        };
+        let req = RunRequest {
+            experiment: t.base.clone(),
+            overrides,
+            runs_dir: runs_dir.to_path_buf(),
+            force: false,
+            wait: false,
+            quiet,
+            prune,
+        };
+        match run::run(&req, interrupted) {
+            Ok(_) => eprintln!("[slurm-task] trial {} done", t.index),
+            Err(e @ Error::Interrupted(_)) => return Err(e),
+            // Another task (an older submission) is on it: not this task's failure.
+            Err(Error::Busy(m)) => eprintln!("[slurm-task] trial {} skipped: {m}", t.index),
+            Err(e) => {
+                eprintln!("[slurm-task] trial {} FAILED: {e}", t.index);
+                failed.push(t.index);
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Failed(format!("trial(s) {failed:?} failed")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_ranges_compress_runs() {
+        assert_eq!(array_ranges(&[0, 1, 2, 3, 5, 7, 8]), "0-3,5,7-8");
+        assert_eq!(array_ranges(&[4]), "4");
+        assert_eq!(array_ranges(&[]), "");
+    }
+
+    #[test]
+    fn the_script_names_every_setting_and_quotes_paths() {
+        let opts = Options {
+            partition: Some("gpu".into()),
+            time: Some("01:00:00".into()),
+            cpus_per_task: 4,
+            mem: Some("8G".into()),
+            max_parallel: Some(3),
+            pack: 2,
+            sbatch_args: vec!["--account=ml".into()],
+            signal_before_s: 120,
+        };
+        let s = script(
+            "runner-lr-0123",
+            Path::new("/r/sweeps/lr-0123"),
+            Path::new("/r"),
+            Path::new("/opt/it's/runner"),
+            Path::new("/home/a"),
+            &[0, 1, 2, 4],
+            &opts,
+        );
+        for line in [
+            "#SBATCH --array=0-2,4%3",
+            "#SBATCH --partition=gpu",
+            "#SBATCH --time=01:00:00",
+            "#SBATCH --cpus-per-task=4",
+            "#SBATCH --mem=8G",
+            "#SBATCH --account=ml",
+            "#SBATCH --signal=B:TERM@120",
+            "#SBATCH --output=/r/sweeps/lr-0123/slurm/task-%A_%a.log",
+            "exec '/opt/it'\\''s/runner' slurm-task '/r/sweeps/lr-0123/manifest.jsonl' --task \"$SLURM_ARRAY_TASK_ID\" --pack 2 --runs-dir '/r'",
+        ] {
+            assert!(s.lines().any(|l| l == line), "{line}\n{s}");
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! `runner sweep --slurm` against a real Slurm: a one-node cluster on localhost (munged,
+//! slurmctld, slurmd with a generated slurm.conf in a temporary directory). Submits a sweep of
+//! small runs, cancels one array task midway, resubmits, and checks that only the missing trial
+//! ran again and that it continued from its checkpoint to the same result as an uninterrupted
+//! run. Installs Debian's Slurm and munge when missing; skips, saying why, only where they
+//! cannot be installed or started (not root).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_runner");
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Installs Slurm and munge with apt-get when they are missing. Err says why it could not.
+fn ensure_slurm() -> Result<(), String> {
+    let wanted = ["slurmctld", "slurmd", "sbatch", "squeue", "munged"];
+    if wanted.iter().all(|p| have(p)) {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("Slurm is not installed and installing it needs root".into());
+    }
+    if !have("apt-get") {
+        return Err("Slurm is not installed and there is no apt-get".into());
+    }
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(["slurmctld", "slurmd", "slurm-client", "munge"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    eprintln!("installing slurmctld slurmd slurm-client munge with apt-get");
+    if !install() {
+        let _ = Command::new("apt-get").args(["update", "-q"]).output();
+        if !install() {
+            return Err("apt-get install slurmctld slurmd slurm-client munge failed".into());
+        }
+    }
+    match wanted.iter().find(|p| !have(p)) {
+        Some(p) => Err(format!("{p} is still missing after installing")),
+        None => Ok(()),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A one-node Slurm cluster in a temporary directory; stopped on drop.
+struct Cluster {
+    dir: tempfile::TempDir,
+    daemons: Vec<Child>,
+}
+
+impl Cluster {
+    fn conf(&self) -> PathBuf {
+        self.dir.path().join("slurm.conf")
+    }
+
+    fn start() -> Result<Cluster, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for sub in ["state", "spool", "log"] {
+            std::fs::create_dir(d.join(sub)).unwrap();
+        }
+        let key: Vec<u8> = (0..128u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+            .collect();
+        std::fs::write(d.join("munge.key"), key).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.join("munge.key"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        let munge = Command::new("munged")
+            .arg("--force")
+            .arg(format!("--key-file={}", d.join("munge.key").display()))
+            .arg(format!("--socket={}", d.join("munge.sock").display()))
+            .arg(format!("--pid-file={}", d.join("munged.pid").display()))
+            .arg(format!("--log-file={}", d.join("log/munged.log").display()))
+            .arg(format!("--seed-file={}", d.join("munged.seed").display()))
+            .output()
+            .map_err(|e| format!("munged: {e}"))?;
+        if !munge.status.success() {
+            return Err(format!(
+                "munged failed: {}",
+                String::from_utf8_lossy(&munge.stderr)
+            ));
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let conf = format!(
+            "ClusterName=runnertest\nSlurmctldHost=localhost(127.0.0.1)\n\
+             SlurmctldPort={}\nSlurmdPort={}\nSlurmUser=root\nSlurmdUser=root\n\
+             AuthType=auth/munge\nAuthInfo=socket={d}/munge.sock\nCredType=cred/munge\n\
+             StateSaveLocation={d}/state\nSlurmdSpoolDir={d}/spool\n\
+             SlurmctldPidFile={d}/slurmctld.pid\nSlurmdPidFile={d}/slurmd.pid\n\
+             SlurmctldLogFile={d}/log/slurmctld.log\nSlurmdLogFile={d}/log/slurmd.log\n\
+             ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\nSwitchType=switch/none\n\
+             MpiDefault=none\nSchedulerType=sched/builtin\nSelectType=select/cons_tres\n\
+             SelectTypeParameters=CR_CPU\nJobAcctGatherType=jobacct_gather/none\n\
+             AccountingStorageType=accounting_storage/none\nJobCompType=jobcomp/none\n\
+             ReturnToService=2\nKillWait=5\n\
+             NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=1000 State=UNKNOWN\n\
+             PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP\n",
+            free_port(),
+            free_port(),
+            d = d.display()
+        );
+        std::fs::write(d.join("slurm.conf"), conf).unwrap();
+        let mut cluster = Cluster {
+            dir,
+            daemons: Vec::new(),
+        };
+        let log = |name: &str| std::fs::File::create(cluster.dir.path().join(name)).unwrap();
+        let ctld = Command::new("slurmctld")
+            .arg("-D")
+            .arg("-f")
+            .arg(cluster.conf())
+            .stdout(log("log/slurmctld.out"))
+            .stderr(log("log/slurmctld.err"))
+            .spawn()
+            .map_err(|e| format!("slurmctld: {e}"))?;
+        cluster.daemons.push(ctld);
+        let slurmd = Command::new("slurmd")
+            .args(["-D", "-N", "localhost", "-f"])
+            .arg(cluster.conf())
+            .stdout(log("log/slurmd.out"))
+            .stderr(log("log/slurmd.err"))
+            .spawn()
+            .map_err(|e| format!("slurmd: {e}"))?;
+        cluster.daemons.push(slurmd);
+        let t0 = Instant::now();
+        loop {
+            let out = cluster.command("sinfo").args(["-h", "-o", "%t"]).output();
+            if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "idle") {
+                return Ok(cluster);
+            }
+            if t0.elapsed() > Duration::from_secs(60) {
+                return Err(format!(
+                    "the node did not come up in 60 s; logs in {}",
+                    cluster.dir.path().join("log").display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// A command that talks to this cluster.
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("SLURM_CONF", self.conf());
+        c
+    }
+
+    /// Waits until Slurm has no job left (queued or running).
+    fn wait_idle(&self, limit: Duration) {
+        let t0 = Instant::now();
+        loop {
+            let out = self.command("squeue").arg("-h").output().unwrap();
+            if out.status.success() && out.stdout.is_empty() {
+                return;
+            }
+            assert!(t0.elapsed() < limit, "jobs still in squeue after {limit:?}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.command("scancel").arg("--user=root").output();
+        for d in &mut self.daemons {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("munged.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}
+
+fn runner(cluster: &Cluster, dir: &Path, args: &[&str]) -> Output {
+    let out = cluster
+        .command(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("RUNNER_RUNS_DIR", dir.join("runs"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "runner {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_sweep_on_slurm_resubmits_only_the_missing_trial() {
+    let t_start = Instant::now();
+    if let Err(why) = ensure_slurm() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let cluster = match Cluster::start() {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("SKIPPED: cannot start a local Slurm cluster: {why}");
+            return;
+        }
+    };
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    std::fs::write(
+        dir.join("exp.toml"),
+        "name = \"slurm\"\nseed = 0\n[model]\nkind = \"mlp\"\nhidden = [32]\n[optimizer]\n\
+         kind = \"sgd\"\nlr = 0.05\n[train]\nbatch_size = 32\nsteps = 6000\neval_every = 2000\n\
+         checkpoint_every = 100\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("sweep.toml"),
+        "name = \"sl\"\nbase = \"exp.toml\"\nseeds = [0, 1, 2]\n",
+    )
+    .unwrap();
+
+    // Submit: one trial per array task, one task at a time, so task 1 runs alone.
+    let out = runner(
+        &cluster,
+        dir,
+        &[
+            "sweep",
+            "sweep.toml",
+            "--slurm",
+            "--max-parallel",
+            "1",
+            "--json",
+        ],
+    );
+    let sub = &json_lines(&out)[0];
+    assert_eq!(sub["array"], "0-2%1", "{sub}");
+    let job = sub["job_id"].as_str().unwrap().to_string();
+    let dry = runner(&cluster, dir, &["sweep", "sweep.toml", "--dry-run"]);
+    let run_dirs: Vec<PathBuf> = String::from_utf8_lossy(&dry.stdout)
+        .lines()
+        .take(3)
+        .map(|l| dir.join("runs").join(l.split_whitespace().nth(2).unwrap()))
+        .collect();
+
+    // Cancel task 1 once its run has written a checkpoint.
+    let t0 = Instant::now();
+    while !run_dirs[1].join("checkpoint.safetensors").exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "task 1 never checkpointed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = runner(&cluster, dir, &["sweep", "status", "sweep.toml"]);
+    let text = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(
+        text.contains(&format!("slurm {job}_1 running")),
+        "status shows Slurm's view:\n{text}"
+    );
+    let cancelled = cluster
+        .command("scancel")
+        .arg(format!("{job}_1"))
+        .status()
+        .unwrap();
+    assert!(cancelled.success());
+    cluster.wait_idle(Duration::from_secs(180));
+
+    let summary = |d: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap()
+    };
+    assert_eq!(summary(&run_dirs[0])["status"], "complete");
+    assert_eq!(summary(&run_dirs[2])["status"], "complete");
+    assert_eq!(summary(&run_dirs[1])["status"], "interrupted");
+    let cut_at = summary(&run_dirs[1])["steps_done"].as_u64().unwrap();
+    assert!(cut_at > 0 && cut_at < 6000, "cancelled at step {cut_at}");
+    let before: Vec<String> = [&run_dirs[0], &run_dirs[2]]
+        .iter()
+        .map(|d| std::fs::read_to_string(d.join("summary.json")).unwrap())
+        .collect();
+
+    // Resubmit: only trial 1 goes, and it continues from its checkpoint.
+    let out = runner(&cluster, dir, &["sweep", "sweep.toml", "--slurm", "--json"]);
+    let sub = &json_lines(&out)[0];
+    assert_eq!(sub["array"], "1", "{sub}");
+    assert_eq!(sub["trials"], 1, "{sub}");
+    let job2 = sub["job_id"].as_str().unwrap().to_string();
+    cluster.wait_idle(Duration::from_secs(180));
+    assert_eq!(summary(&run_dirs[1])["status"], "complete");
+    let after: Vec<String> = [&run_dirs[0], &run_dirs[2]]
+        .iter()
+        .map(|d| std::fs::read_to_string(d.join("summary.json")).unwrap())
+        .collect();
+    assert_eq!(before, after, "trials 0 and 2 must not run again");
+    let sweep_dir = std::fs::read_dir(dir.join("runs/sweeps"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let log = std::fs::read_to_string(sweep_dir.join(format!("slurm/task-{job2}_1.log"))).unwrap();
+    assert!(
+        log.contains("resuming") && log.contains(&format!("after step {cut_at}")),
+        "{log}"
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dirs[1].join("meta.json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["resumed"].as_array().map(Vec::len), Some(1), "{meta}");
+
+    // The resumed trial equals an uninterrupted run, bit for bit.
+    let verify = runner(
+        &cluster,
+        dir,
+        &["verify", run_dirs[1].to_str().unwrap(), "-q"],
+    );
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("result: bit-identical"));
+
+    // Nothing is left to submit.
+    let out = runner(&cluster, dir, &["sweep", "sweep.toml", "--slurm", "--json"]);
+    assert_eq!(json_lines(&out)[0]["tasks"], 0);
+    eprintln!(
+        "Slurm test: 3 trials, task 1 cancelled at step {cut_at}, resubmitted alone and \
+         resumed; {:.1} s in all",
+        t_start.elapsed().as_secs_f64()
+    );
+}
