@@ -88,6 +88,76 @@ pub fn matmul(a: View, b: View, out: &mut [f32], accumulate: bool) {
 mod tests {
     use super::*;
 
+    /// dfdx's matmul goes through `vendor/gemm-0.15-shim`, which splits large products into
+    /// column blocks: check the dense layer's three products against a naive loop, and that 1
+    /// and 3 threads give the same bits.
+    #[test]
+    fn dfdx_matmul_through_the_gemm_shim_is_exact_and_thread_independent() {
+        use dfdx::prelude::*;
+        let dev = Cpu::default();
+        let (b, i, o) = (50, 3136, 1024);
+        let val = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|j| ((j * 7919 + seed) % 1009) as f32 / 1009.0 - 0.5)
+                .collect()
+        };
+        let (xs, ws, gs) = (val(b * i, 1), val(o * i, 2), val(b * o, 3));
+        let products = || {
+            let x = dev.tensor_from_vec(xs.clone(), (b, i));
+            let w = dev.tensor_from_vec(ws.clone(), (o, i));
+            let g = dev.tensor_from_vec(gs.clone(), (b, o));
+            [
+                x.clone().matmul(w.clone().permute()).as_vec(), // forward: x Wᵀ
+                g.clone().matmul(w).as_vec(),                   // input gradient: g W
+                g.permute().matmul(x).as_vec(),                 // weight gradient: gᵀ x
+            ]
+        };
+        let pool = |t| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap()
+        };
+        let one = pool(1).install(products);
+        let three = pool(3).install(products);
+        for (p, (a, c)) in one.iter().zip(&three).enumerate() {
+            assert!(
+                a.iter().zip(c).all(|(u, v)| u.to_bits() == v.to_bits()),
+                "product {p}"
+            );
+        }
+        // Spot checks against f64 sums.
+        let dot = |f: &dyn Fn(usize) -> (f32, f32), n: usize| -> f64 {
+            (0..n)
+                .map(|p| {
+                    let (u, v) = f(p);
+                    u as f64 * v as f64
+                })
+                .sum()
+        };
+        for (r, c) in [(0, 0), (17, 1000), (49, 1023)] {
+            let want = dot(&|p| (xs[r * i + p], ws[c * i + p]), i);
+            assert!(
+                (one[0][r * o + c] as f64 - want).abs() < 1e-3,
+                "x Wᵀ at {r},{c}"
+            );
+        }
+        for (r, c) in [(0, 0), (30, 3000), (49, 3135)] {
+            let want = dot(&|p| (gs[r * o + p], ws[p * i + c]), o);
+            assert!(
+                (one[1][r * i + c] as f64 - want).abs() < 1e-3,
+                "g W at {r},{c}"
+            );
+        }
+        for (r, c) in [(0, 0), (500, 2000), (1023, 3135)] {
+            let want = dot(&|p| (gs[p * o + r], xs[p * i + c]), b);
+            assert!(
+                (one[2][r * i + c] as f64 - want).abs() < 1e-4,
+                "gᵀ x at {r},{c}"
+            );
+        }
+    }
+
     fn naive(a: View, b: View) -> Vec<f32> {
         let mut out = vec![0.0; a.rows * b.cols];
         for i in 0..a.rows {
