@@ -4,15 +4,16 @@
 
 use crate::config::Padding;
 use crate::data::mnist::IMAGE_SIDE;
-use crate::ops::{Conv2D, MaxPool2D};
-use dfdx::nn::modules::{Linear, ReLU};
+use crate::ops::ConvPoolRelu;
+use dfdx::nn::modules::Linear;
 use dfdx::prelude::Cpu;
 
-/// Convolution, ReLU and 2x2 max-pool, with the pool applied before the ReLU: the two commute
-/// exactly (forward values and gradients, ties included), and the ReLU then touches a quarter of
-/// the values.
+/// Convolution, ReLU and 2x2 max-pool, with the pool applied before the ReLU (the two commute
+/// exactly, forward values and gradients, ties included), fused into one op that keeps the
+/// full-size convolution output out of dfdx: bit-identical to `(Conv2D, MaxPool2D, ReLU)`, whose
+/// parameter names it keeps.
 pub type Block<const I: usize, const O: usize, const K: usize, const P: usize> =
-    (Conv2D<I, O, K, P>, MaxPool2D, ReLU);
+    ConvPoolRelu<I, O, K, P>;
 pub type Dense<const I: usize, const O: usize> = Linear<I, O, f32, Cpu>;
 
 /// Side length of the maps after `blocks` conv blocks (conv with padding `pad`, then 2x2 pool).

@@ -3,11 +3,13 @@
 //! its CPU kernels (`cpu.rs`), so a CUDA kernel can sit beside them later.
 
 pub mod conv2d;
+pub mod conv_block;
 pub mod gemm;
 pub mod pool2d;
 pub mod reshape;
 
 pub use conv2d::Conv2D;
+pub use conv_block::ConvPoolRelu;
 pub use pool2d::MaxPool2D;
 pub use reshape::{Flatten, ToImage};
 
