@@ -61,7 +61,7 @@ fn conv_layer(name: &str, g: Geometry) {
     report(
         &format!("{name} backward (dx, dw, db)"),
         median_ms(20, || {
-            conv::backward(&g, &x, &w, &gy, &mut gx, &mut gw, &mut gb)
+            conv::backward(&g, &x, &w, &gy, Some(&mut gx), &mut gw, &mut gb)
         }),
         2.0 * flops,
     );

@@ -14,6 +14,9 @@ use dfdx::prelude::Cpu;
 /// parameter names it keeps.
 pub type Block<const I: usize, const O: usize, const K: usize, const P: usize> =
     ConvPoolRelu<I, O, K, P>;
+/// The first block: its input is the image batch, which needs no gradient.
+pub type FirstBlock<const I: usize, const O: usize, const K: usize, const P: usize> =
+    ConvPoolRelu<I, O, K, P, false>;
 pub type Dense<const I: usize, const O: usize> = Linear<I, O, f32, Cpu>;
 
 /// Side length of the maps after `blocks` conv blocks (conv with padding `pad`, then 2x2 pool).
@@ -51,14 +54,14 @@ macro_rules! cnn_type {
         )
     };
     (@blocks $k:literal, $p:expr; $i:expr; $a:literal) => {
-        ($crate::models::cnn::Block<{ $i }, $a, $k, { $p }>,)
+        ($crate::models::cnn::FirstBlock<{ $i }, $a, $k, { $p }>,)
     };
     (@blocks $k:literal, $p:expr; $i:expr; $a:literal, $b:literal) => {
-        ($crate::models::cnn::Block<{ $i }, $a, $k, { $p }>, $crate::models::cnn::Block<$a, $b, $k, { $p }>)
+        ($crate::models::cnn::FirstBlock<{ $i }, $a, $k, { $p }>, $crate::models::cnn::Block<$a, $b, $k, { $p }>)
     };
     (@blocks $k:literal, $p:expr; $i:expr; $a:literal, $b:literal, $c:literal) => {
         (
-            $crate::models::cnn::Block<{ $i }, $a, $k, { $p }>,
+            $crate::models::cnn::FirstBlock<{ $i }, $a, $k, { $p }>,
             $crate::models::cnn::Block<$a, $b, $k, { $p }>,
             $crate::models::cnn::Block<$b, $c, $k, { $p }>,
         )

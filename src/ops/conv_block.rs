@@ -11,23 +11,26 @@ use dfdx::prelude::*;
 use std::cell::RefCell;
 
 /// The block. Its one field is named `0`, so parameters keep the names they had as the tuple
-/// `(Conv2D, MaxPool2D, ReLU)`: `<block>.0.weight`, `<block>.0.bias`.
+/// `(Conv2D, MaxPool2D, ReLU)`: `<block>.0.weight`, `<block>.0.bias`. `INPUT_GRAD = false` is for
+/// a network's first block, whose input is data: it skips computing the input's gradient (a
+/// GEMM and a col2im per step) and leaves it zero.
 #[derive(Debug, Clone)]
 pub struct ConvPoolRelu<
     const I: usize,
     const O: usize,
     const K: usize,
     const P: usize,
+    const INPUT_GRAD: bool = true,
     E: Dtype = f32,
     D: Storage<E> = Cpu,
 > {
     pub conv: Conv2D<I, O, K, P, E, D>,
 }
 
-impl<const I: usize, const O: usize, const K: usize, const P: usize> TensorCollection<f32, Cpu>
-    for ConvPoolRelu<I, O, K, P, f32, Cpu>
+impl<const I: usize, const O: usize, const K: usize, const P: usize, const G: bool>
+    TensorCollection<f32, Cpu> for ConvPoolRelu<I, O, K, P, G, f32, Cpu>
 {
-    type To<E2: Dtype, D2: Device<E2>> = ConvPoolRelu<I, O, K, P, E2, D2>;
+    type To<E2: Dtype, D2: Device<E2>> = ConvPoolRelu<I, O, K, P, G, E2, D2>;
 
     fn iter_tensors<V: ModuleVisitor<Self, f32, Cpu>>(
         visitor: &mut V,
@@ -46,8 +49,14 @@ thread_local! {
     static CONV_OUT: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-impl<const I: usize, const O: usize, const K: usize, const P: usize, T: Tape<f32, Cpu>>
-    Module<Maps<I, T>> for ConvPoolRelu<I, O, K, P, f32, Cpu>
+impl<
+        const I: usize,
+        const O: usize,
+        const K: usize,
+        const P: usize,
+        const G: bool,
+        T: Tape<f32, Cpu>,
+    > Module<Maps<I, T>> for ConvPoolRelu<I, O, K, P, G, f32, Cpu>
 {
     type Output = Maps<O, T>;
     type Error = CpuError;
@@ -105,7 +114,11 @@ impl<const I: usize, const O: usize, const K: usize, const P: usize, T: Tape<f32
                     &xs,
                     &ws,
                     &grad_conv,
-                    grads.get_or_alloc_mut(&x)?,
+                    if G {
+                        Some(grads.get_or_alloc_mut(&x)?)
+                    } else {
+                        None
+                    },
                     &mut gw,
                     &mut gb,
                 );
@@ -188,6 +201,19 @@ mod tests {
         assert_eq!(
             bits(g1.get(&block.conv.bias).as_vec()),
             bits(g2.get(&seq.0.bias).as_vec())
+        );
+
+        // Without the input gradient (a first block), the parameter gradients are the same.
+        let first: ConvPoolRelu<3, 8, 5, 2, false> = ConvPoolRelu {
+            conv: block.conv.clone(),
+        };
+        let x3: Maps<3> = dev.tensor_from_vec(val(b * h * w * 3, 3), (b, h, w, Const::<3>));
+        let y3 = first.forward(x3.trace(first.alloc_grads()));
+        let weights = dev.tensor_from_vec(val(y3.as_vec().len(), 4), *y3.shape());
+        let g3 = (y3 * weights).sum().backward();
+        assert_eq!(
+            bits(g3.get(&first.conv.weight).as_vec()),
+            bits(g2.get(&seq.0.weight).as_vec())
         );
     }
 }

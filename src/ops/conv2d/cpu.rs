@@ -168,21 +168,22 @@ pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: &[f32], out: &mut 
 }
 
 /// Accumulates the gradients of `forward` given the output gradient `grad_out`:
-/// `grad_x += dL/dx`, `grad_weight += dL/dweight`, `grad_bias += dL/dbias`.
+/// `grad_x += dL/dx` (skipped when `grad_x` is `None`: a network's input needs none),
+/// `grad_weight += dL/dweight`, `grad_bias += dL/dbias`.
 pub fn backward(
     g: &Geometry,
     x: &[f32],
     weight: &[f32],
     grad_out: &[f32],
-    grad_x: &mut [f32],
+    grad_x: Option<&mut [f32]>,
     grad_weight: &mut [f32],
     grad_bias: &mut [f32],
 ) {
     let (rows_per_img, patch, n) = (g.out_h() * g.out_w(), g.patch(), g.images_per_chunk());
-    assert_eq!(
-        (x.len(), grad_x.len()),
-        (g.batch * g.in_len(), g.batch * g.in_len())
-    );
+    assert_eq!(x.len(), g.batch * g.in_len());
+    if let Some(gx) = &grad_x {
+        assert_eq!(gx.len(), x.len());
+    }
     assert_eq!(grad_out.len(), g.batch * g.out_len());
     assert_eq!(
         (grad_weight.len(), grad_bias.len()),
@@ -191,9 +192,14 @@ pub fn backward(
     if grad_out.is_empty() {
         return;
     }
-    let partials: Vec<(Vec<f32>, Vec<f32>)> = grad_x
-        .par_chunks_mut(n * g.in_len())
-        .zip(x.par_chunks(n * g.in_len()))
+    let chunk = n * g.in_len();
+    let grad_x_chunks: Vec<Option<&mut [f32]>> = match grad_x {
+        Some(gx) => gx.chunks_mut(chunk).map(Some).collect(),
+        None => x.chunks(chunk).map(|_| None).collect(),
+    };
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = grad_x_chunks
+        .into_par_iter()
+        .zip(x.par_chunks(chunk))
         .zip(grad_out.par_chunks(n * g.out_len()))
         .map(|((gx, x), gy)| {
             with_im2col(g, x, |cols, rows| {
@@ -210,18 +216,20 @@ pub fn backward(
                         *b += v;
                     }
                 }
-                // Reuse the im2col buffer for the patch gradients.
-                matmul(
-                    View::rows(gy, rows, g.cout),
-                    View::rows(weight, g.cout, patch),
-                    cols,
-                    false,
-                );
-                for (gxi, dci) in gx
-                    .chunks_exact_mut(g.in_len())
-                    .zip(cols.chunks_exact(rows_per_img * patch))
-                {
-                    col2im_add(g, dci, gxi);
+                if let Some(gx) = gx {
+                    // Reuse the im2col buffer for the patch gradients.
+                    matmul(
+                        View::rows(gy, rows, g.cout),
+                        View::rows(weight, g.cout, patch),
+                        cols,
+                        false,
+                    );
+                    for (gxi, dci) in gx
+                        .chunks_exact_mut(g.in_len())
+                        .zip(cols.chunks_exact(rows_per_img * patch))
+                    {
+                        col2im_add(g, dci, gxi);
+                    }
                 }
                 (gw, gb)
             })

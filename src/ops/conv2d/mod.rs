@@ -86,7 +86,7 @@ impl<const I: usize, const O: usize, const K: usize, const P: usize, T: Tape<f32
                     &xs,
                     &ws,
                     &grad_out,
-                    grads.get_or_alloc_mut(&x)?,
+                    Some(grads.get_or_alloc_mut(&x)?),
                     &mut gw,
                     &mut gb,
                 );
