@@ -3,7 +3,8 @@
 //! size) never becomes a dfdx tensor: no copy of it out of dfdx for the pool, no zeroed gradient
 //! tensor for it, and no copy of that gradient out again for the convolution's backward.
 
-use super::conv2d::cpu::{self as conv, Geometry};
+use super::conv2d::cpu as conv;
+use super::conv2d::{add_into, geometry};
 use super::pool2d::cpu as pool;
 use super::{Conv2D, Maps};
 use dfdx::nn::tensor_collection::{ModuleVisitor, TensorCollection};
@@ -63,19 +64,8 @@ impl<
 
     fn try_forward(&self, x: Maps<I, T>) -> Result<Maps<O, T>, CpuError> {
         let (x, mut tape) = x.split_tape();
-        let (batch, h, w, _) = *x.shape();
-        let g = Geometry {
-            batch,
-            h,
-            w,
-            cin: I,
-            cout: O,
-            k: K,
-            pad: P,
-        };
-        let (ch, cw) = g.out_hw().unwrap_or_else(|| {
-            panic!("Conv2D: a {K}x{K} kernel with padding {P} does not fit a {h}x{w} input")
-        });
+        let (g, (ch, cw)) = geometry::<I, O, K, P>(x.shape());
+        let batch = g.batch;
         let (ph, pw) = (ch / 2, cw / 2);
         let xs = super::data(&x);
         let ws = super::data(&self.conv.weight);
@@ -149,10 +139,6 @@ fn route_gradients(argmax: &[u32], grad: &[f32], conv_per_image: usize, grad_con
                 }
             }
         });
-}
-
-fn add_into(dst: &mut [f32], src: &[f32]) {
-    dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
 }
 
 #[cfg(test)]

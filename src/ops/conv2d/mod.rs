@@ -55,19 +55,8 @@ impl<const I: usize, const O: usize, const K: usize, const P: usize, T: Tape<f32
 
     fn try_forward(&self, x: Maps<I, T>) -> Result<Maps<O, T>, CpuError> {
         let (x, mut tape) = x.split_tape();
-        let (batch, h, w, _) = *x.shape();
-        let g = Geometry {
-            batch,
-            h,
-            w,
-            cin: I,
-            cout: O,
-            k: K,
-            pad: P,
-        };
-        let (oh, ow) = g.out_hw().unwrap_or_else(|| {
-            panic!("Conv2D: a {K}x{K} kernel with padding {P} does not fit a {h}x{w} input")
-        });
+        let (g, (oh, ow)) = geometry::<I, O, K, P>(x.shape());
+        let batch = g.batch;
         let xs = super::data(&x);
         let ws = super::data(&self.weight);
         let mut out = vec![0.0f32; batch * oh * ow * O];
@@ -99,6 +88,26 @@ impl<const I: usize, const O: usize, const K: usize, const P: usize, T: Tape<f32
     }
 }
 
+/// The geometry of a convolution on maps of `shape`, and its output size. Panics when the kernel
+/// does not fit (the model registry only builds networks where it does).
+pub(crate) fn geometry<const I: usize, const O: usize, const K: usize, const P: usize>(
+    &(batch, h, w, _): &(usize, usize, usize, Const<I>),
+) -> (Geometry, (usize, usize)) {
+    let g = Geometry {
+        batch,
+        h,
+        w,
+        cin: I,
+        cout: O,
+        k: K,
+        pad: P,
+    };
+    let out = g.out_hw().unwrap_or_else(|| {
+        panic!("Conv2D: a {K}x{K} kernel with padding {P} does not fit a {h}x{w} input")
+    });
+    (g, out)
+}
+
 /// dfdx's `reset_params`: uniform ±1/sqrt(fan_in) weights (zero bias). Training re-initialises
 /// from the experiment seed with `models::init`.
 fn reset_weight<S: ConstShape>() -> TensorOptions<S, f32, Cpu> {
@@ -110,7 +119,7 @@ fn reset_weight<S: ConstShape>() -> TensorOptions<S, f32, Cpu> {
     })
 }
 
-fn add_into(dst: &mut [f32], src: &[f32]) {
+pub(crate) fn add_into(dst: &mut [f32], src: &[f32]) {
     dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
 }
 
