@@ -578,7 +578,7 @@ fn sweep(
     let dir = sw::sweep_dir(&sweep, &planned, runs_dir);
     if status_only {
         println!("{}", sw::status_line(&planned));
-        print!("{}", slurm_status(&planned, &dir));
+        print!("{}", crate::sweep::slurm::status(&planned, &dir));
         return Ok(());
     }
     if slurm.slurm {
@@ -639,59 +639,6 @@ fn sweep(
         )));
     }
     Ok(())
-}
-
-/// Slurm's view of the sweep's trials that are not done: one line each, and what sacct knows.
-fn slurm_status(planned: &[crate::sweep::Planned], sweep_dir: &std::path::Path) -> String {
-    use crate::sweep::{slurm, TrialState};
-    let jobs = slurm::jobs(sweep_dir);
-    if jobs.is_empty() {
-        return String::new();
-    }
-    let active = slurm::active(sweep_dir);
-    let finished = slurm::accounting(sweep_dir);
-    let ids: Vec<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
-    let mut out = format!(
-        "Slurm jobs {}: {} trial(s) queued or running (squeue)\n",
-        ids.join(", "),
-        active.len()
-    );
-    for p in planned {
-        let state = p.state();
-        if matches!(state, TrialState::Done | TrialState::Pruned) && !active.contains_key(&p.index)
-        {
-            continue;
-        }
-        let slurm_view = match active.get(&p.index) {
-            Some(a) => format!("slurm {} {}", a.task, a.state),
-            None => {
-                let tasks: Vec<String> = jobs
-                    .iter()
-                    .filter(|j| j.array.contains(&(p.index / j.pack)))
-                    .map(|j| {
-                        let id = format!("{}_{}", j.job_id, p.index / j.pack);
-                        match finished.get(&id) {
-                            Some(s) => format!("{id} {s}"),
-                            None => id,
-                        }
-                    })
-                    .collect();
-                if tasks.is_empty() {
-                    "never submitted".into()
-                } else {
-                    format!("not in squeue; was {}", tasks.join(", "))
-                }
-            }
-        };
-        out += &format!(
-            "{:>3}  {:<8}  {}  {}\n",
-            p.index,
-            format!("{state:?}").to_lowercase(),
-            p.id(),
-            slurm_view
-        );
-    }
-    out
 }
 
 #[allow(clippy::too_many_arguments)]

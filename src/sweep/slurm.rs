@@ -229,6 +229,58 @@ pub fn accounting(sweep_dir: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Slurm's view of the sweep's trials that are not done: one line each, and what sacct knows.
+pub fn status(planned: &[Planned], sweep_dir: &Path) -> String {
+    let jobs = jobs(sweep_dir);
+    if jobs.is_empty() {
+        return String::new();
+    }
+    let active = active(sweep_dir);
+    let finished = accounting(sweep_dir);
+    let ids: Vec<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
+    let mut out = format!(
+        "Slurm jobs {}: {} trial(s) queued or running (squeue)\n",
+        ids.join(", "),
+        active.len()
+    );
+    for p in planned {
+        let state = p.state();
+        if matches!(state, TrialState::Done | TrialState::Pruned) && !active.contains_key(&p.index)
+        {
+            continue;
+        }
+        let slurm_view = match active.get(&p.index) {
+            Some(a) => format!("slurm {} {}", a.task, a.state),
+            None => {
+                let tasks: Vec<String> = jobs
+                    .iter()
+                    .filter(|j| j.array.contains(&(p.index / j.pack)))
+                    .map(|j| {
+                        let id = format!("{}_{}", j.job_id, p.index / j.pack);
+                        match finished.get(&id) {
+                            Some(s) => format!("{id} {s}"),
+                            None => id,
+                        }
+                    })
+                    .collect();
+                if tasks.is_empty() {
+                    "never submitted".into()
+                } else {
+                    format!("not in squeue; was {}", tasks.join(", "))
+                }
+            }
+        };
+        out += &format!(
+            "{:>3}  {:<8}  {}  {}\n",
+            p.index,
+            format!("{state:?}").to_lowercase(),
+            p.id(),
+            slurm_view
+        );
+    }
+    out
+}
+
 /// Writes the script for the trials that are missing or failed (and not already queued or
 /// running in Slurm) and, unless `dry_run`, submits it with `sbatch`. Returns at once.
 pub fn submit(
