@@ -189,6 +189,16 @@ fn new_meta(
 pub fn run(req: &RunRequest, interrupted: &AtomicBool) -> Result<RunResult> {
     let wall = Instant::now();
     let resolved = resolve(&req.experiment, &req.overrides, &req.runs_dir)?;
+    run_resolved(req, resolved, wall, interrupted)
+}
+
+/// `run` once the experiment is resolved; `wall` is when the command started.
+fn run_resolved(
+    req: &RunRequest,
+    resolved: Resolved,
+    wall: Instant,
+    interrupted: &AtomicBool,
+) -> Result<RunResult> {
     let Resolved {
         exp,
         source,
@@ -229,6 +239,16 @@ pub fn run(req: &RunRequest, interrupted: &AtomicBool) -> Result<RunResult> {
             data.train.len(),
             data.train.len()
         )));
+    }
+    if req.runs_dir.exists() && !req.runs_dir.is_dir() {
+        return Err(Error::Io {
+            context: format!(
+                "runs directory {} exists but is not a directory (choose another with --runs-dir \
+                 or RUNNER_RUNS_DIR)",
+                req.runs_dir.display()
+            ),
+            source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
+        });
     }
     std::fs::create_dir_all(&req.runs_dir)
         .map_err(|e| Error::io("create runs directory", &req.runs_dir, e))?;
@@ -446,6 +466,7 @@ pub fn run(req: &RunRequest, interrupted: &AtomicBool) -> Result<RunResult> {
 /// `runner resume RUN`: runs the directory's own config into the directory's parent, which
 /// continues it from its checkpoint.
 pub fn resume(dir: &Path, wait: bool, quiet: bool, interrupted: &AtomicBool) -> Result<RunResult> {
+    let wall = Instant::now();
     let config = dir.join(rundir::CONFIG);
     if !config.is_file() {
         return Err(Error::Input(format!(
@@ -475,7 +496,7 @@ pub fn resume(dir: &Path, wait: bool, quiet: bool, interrupted: &AtomicBool) -> 
         quiet,
         prune: None,
     };
-    run(&req, interrupted)
+    run_resolved(&req, resolved, wall, interrupted)
 }
 
 /// Records a failure in the summary (best effort: the original error is what matters).

@@ -585,7 +585,13 @@ fn every_bad_input_fails_cleanly_with_a_helpful_message() {
     {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("runs"), "a file, not a directory").unwrap();
-        let c = case("runs dir is a file", MLP, &r, 4, &["runs"]);
+        let c = case(
+            "runs dir is a file",
+            MLP,
+            &r,
+            4,
+            &["runs", "is not a directory", "--runs-dir"],
+        );
         let (code, err) = run(dir.path(), &c);
         check(c.name, code, &err, 4, &c.says, &mut failures);
     }
