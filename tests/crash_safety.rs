@@ -4,6 +4,8 @@
 //! complete). Damaged directories (files removed or truncated after the fact) read as damaged,
 //! are not trusted by compare or verify, and are trained again by `runner run`.
 
+mod common;
+
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -158,15 +160,7 @@ fn runs_killed_at_random_instants_never_leave_a_lying_directory() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(40);
-    let seed: u64 = std::env::var("RUNNER_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed = common::kill_seed();
     eprintln!("{iterations} kills, instants drawn with RUNNER_KILL_SEED={seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let tmp = tempfile::tempdir().unwrap();

@@ -2,6 +2,8 @@
 //! results bit-identical to an uninterrupted run; thread count does not change results; one
 //! process at a time per run directory; `runner verify`.
 
+mod common;
+
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -108,15 +110,7 @@ fn runs_killed_at_random_points_resume_bit_identical() {
     assert_eq!(full["status"], "complete");
     assert!(!reference.join("checkpoint.safetensors").exists());
 
-    let seed: u64 = std::env::var("RUNNER_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed = common::kill_seed();
     eprintln!("kill points drawn with RUNNER_KILL_SEED={seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     // Each case: the signals that stop it, one per attempt, then a final attempt to completion.

@@ -4,7 +4,7 @@
 //! tensor for it, and no copy of that gradient out again for the convolution's backward.
 
 use super::conv2d::cpu as conv;
-use super::conv2d::{add_into, geometry};
+use super::conv2d::{accumulate_grads, geometry, Inputs};
 use super::pool2d::cpu as pool;
 use super::{Conv2D, Maps};
 use dfdx::nn::tensor_collection::{ModuleVisitor, TensorCollection};
@@ -97,24 +97,13 @@ impl<
                 let grad_pooled = grads.get_or_alloc_mut(&out_id)?.to_vec();
                 let mut grad_conv = vec![0.0f32; batch * ch * cw * O];
                 route_gradients(&argmax, &grad_pooled, ch * cw * O, &mut grad_conv);
-                let mut gw = vec![0.0f32; ws.len()];
-                let mut gb = vec![0.0f32; O];
-                conv::backward(
-                    &g,
-                    &xs,
-                    &ws,
-                    &grad_conv,
-                    if G {
-                        Some(grads.get_or_alloc_mut(&x)?)
-                    } else {
-                        None
-                    },
-                    &mut gw,
-                    &mut gb,
-                );
-                add_into(grads.get_or_alloc_mut(&weight)?, &gw);
-                add_into(grads.get_or_alloc_mut(&bias)?, &gb);
-                Ok(())
+                let inputs = Inputs {
+                    g: &g,
+                    xs: &xs,
+                    ws: &ws,
+                };
+                let x = G.then_some(&x);
+                accumulate_grads(grads, &inputs, &grad_conv, x, &weight, &bias)
             });
         }
         Ok(out.put_tape(tape))
