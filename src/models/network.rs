@@ -145,7 +145,6 @@ impl<M: Network> Trainable for Net<M> {
         self.opt
             .update(&mut self.model, &mut grads)
             .map_err(|e| Error::Failed(format!("optimizer update failed: {e:?}")))?;
-        self.model.try_zero_grads(&mut grads).map_err(dfdx_err)?;
         self.grads = Some(grads);
         Ok(BatchStats {
             loss: loss_value,

@@ -2,8 +2,8 @@
 //! operation (same f32 constants, same order), so results are bit-identical to dfdx's
 //! optimizers; being elementwise, they are also independent of how work is split across threads.
 //!
-//! Every kernel turns the gradient buffer `g` into the step to subtract from the parameters
-//! (`p -= g` is applied afterwards), updating its state slots in place.
+//! Each rule turns the gradient buffer `g` into the step to subtract from the parameters,
+//! updating its state slots in place; [`update`] runs a rule and applies its step.
 
 use rayon::prelude::*;
 
@@ -65,44 +65,72 @@ impl AdamStep {
     }
 }
 
-/// Applies weight decay's part before the update rule (`g += wd * p`, L2) or after it
-/// (`g += wd * lr * p`, decoupled). As separate passes they round exactly as dfdx's fused loops
-/// do, and the update loops stay free of branches.
-pub fn decay_before(decay: Decay, p: Option<&[f32]>, g: &mut [f32]) {
-    if let (Decay::L2(wd), Some(p)) = (decay, p) {
-        add_scaled(g, p, wd);
-    }
+/// What one update computes from the gradient, before `p -= step`.
+#[derive(Debug, Clone, Copy)]
+pub enum Rule {
+    Adam(AdamStep),
+    Sgd { lr: f32, momentum: Momentum },
+    RmsProp(RmsStep),
 }
 
-/// See [`decay_before`].
-pub fn decay_after(decay: Decay, p: Option<&[f32]>, g: &mut [f32]) {
-    if let (Decay::Decoupled(wd_lr), Some(p)) = (decay, p) {
+/// Updates one parameter in place: weight decay, the rule's step (updating its state `slots`),
+/// `p -= step`, and `g = 0` ready for the next backward pass. One parallel pass over fixed
+/// chunks, each cache-resident while its sub-passes run: the update is memory-bound, and this
+/// reads and writes every buffer once. Every element's arithmetic is independent of the others,
+/// so the split does not change results.
+pub fn update(rule: Rule, decay: Decay, p: &mut [f32], g: &mut [f32], slots: &mut [&mut [f32]]) {
+    assert_eq!(p.len(), g.len());
+    assert!(slots.iter().all(|s| s.len() == p.len()));
+    let mut slot_chunks: Vec<_> = slots.iter_mut().map(|s| s.chunks_mut(CHUNK)).collect();
+    let work: Vec<_> = p
+        .chunks_mut(CHUNK)
+        .zip(g.chunks_mut(CHUNK))
+        .map(|(p, g)| {
+            let slots: Vec<&mut [f32]> = slot_chunks.iter_mut().flat_map(|c| c.next()).collect();
+            (p, g, slots)
+        })
+        .collect();
+    work.into_par_iter()
+        .for_each(|(p, g, mut slots)| update_chunk(rule, decay, p, g, &mut slots));
+}
+
+/// Weight decay as dfdx applies it (`g += wd * p` before the rule, `g += wd * lr * p` after it),
+/// as separate passes: they round exactly as dfdx's fused loops do, and the rule's loops stay
+/// free of branches.
+fn update_chunk(rule: Rule, decay: Decay, p: &mut [f32], g: &mut [f32], slots: &mut [&mut [f32]]) {
+    if let Decay::L2(wd) = decay {
+        add_scaled(g, p, wd);
+    }
+    match (rule, slots) {
+        (Rule::Adam(k), [m, v]) => adam(&k, g, m, v),
+        (Rule::Sgd { lr, momentum }, [vel]) => sgd(lr, momentum, g, vel),
+        (Rule::RmsProp(k), [sa, ga, mom]) => rmsprop(&k, g, sa, ga, mom),
+        _ => unreachable!("one slot per state buffer of the rule"),
+    }
+    if let Decay::Decoupled(wd_lr) = decay {
         add_scaled(g, p, wd_lr);
+    }
+    for (p, g) in p.iter_mut().zip(g) {
+        *p -= *g;
+        *g = 0.0;
     }
 }
 
 fn add_scaled(g: &mut [f32], p: &[f32], s: f32) {
-    g.par_chunks_mut(CHUNK)
-        .zip(p.par_chunks(CHUNK))
-        .for_each(|(g, p)| g.iter_mut().zip(p).for_each(|(g, p)| *g += s * p));
+    g.iter_mut().zip(p).for_each(|(g, p)| *g += s * p);
 }
 
 /// Adam (AdamW when [`decay_after`] adds decoupled decay): slots are the first and second
 /// moments.
-pub fn adam(k: &AdamStep, g: &mut [f32], m: &mut [f32], v: &mut [f32]) {
+fn adam(k: &AdamStep, g: &mut [f32], m: &mut [f32], v: &mut [f32]) {
     let one = 1.0f32;
-    g.par_chunks_mut(CHUNK)
-        .zip(m.par_chunks_mut(CHUNK))
-        .zip(v.par_chunks_mut(CHUNK))
-        .for_each(|((g, m), v)| {
-            for ((g, m), v) in g.iter_mut().zip(m).zip(v) {
-                *m = *m * k.beta1 + *g * (one - k.beta1);
-                *v = *v * k.beta2 + g.powi(2) * (one - k.beta2);
-                let m_hat = *m * k.correction1;
-                let v_hat = *v * k.correction2;
-                *g = k.lr * m_hat / (v_hat.sqrt() + k.eps);
-            }
-        });
+    for ((g, m), v) in g.iter_mut().zip(m).zip(v) {
+        *m = *m * k.beta1 + *g * (one - k.beta1);
+        *v = *v * k.beta2 + g.powi(2) * (one - k.beta2);
+        let m_hat = *m * k.correction1;
+        let v_hat = *v * k.correction2;
+        *g = k.lr * m_hat / (v_hat.sqrt() + k.eps);
+    }
 }
 
 /// SGD momentum variants.
@@ -114,23 +142,19 @@ pub enum Momentum {
 }
 
 /// SGD: the slot is the velocity (left untouched without momentum).
-pub fn sgd(lr: f32, momentum: Momentum, g: &mut [f32], vel: &mut [f32]) {
-    g.par_chunks_mut(CHUNK)
-        .zip(vel.par_chunks_mut(CHUNK))
-        .for_each(|(g, vel)| {
-            let pairs = g.iter_mut().zip(vel);
-            match momentum {
-                Momentum::Classic(u) => pairs.for_each(|(g, v)| {
-                    *v = *g + u * *v;
-                    *g = *v * lr;
-                }),
-                Momentum::Nesterov(u) => pairs.for_each(|(g, v)| {
-                    *v = *g + u * *v;
-                    *g = (*g + u * *v) * lr;
-                }),
-                Momentum::None => pairs.for_each(|(g, _)| *g *= lr),
-            }
-        });
+fn sgd(lr: f32, momentum: Momentum, g: &mut [f32], vel: &mut [f32]) {
+    let pairs = g.iter_mut().zip(vel);
+    match momentum {
+        Momentum::Classic(u) => pairs.for_each(|(g, v)| {
+            *v = *g + u * *v;
+            *g = *v * lr;
+        }),
+        Momentum::Nesterov(u) => pairs.for_each(|(g, v)| {
+            *v = *g + u * *v;
+            *g = (*g + u * *v) * lr;
+        }),
+        Momentum::None => pairs.for_each(|(g, _)| *g *= lr),
+    }
 }
 
 /// RMSprop hyperparameters (PyTorch's form: `eps` inside the square root, as in dfdx).
@@ -146,7 +170,7 @@ pub struct RmsStep {
 
 /// RMSprop: slots are the squared-gradient average, the gradient average (centered only) and
 /// the momentum buffer.
-pub fn rmsprop(
+fn rmsprop(
     k: &RmsStep,
     g: &mut [f32],
     square_avg: &mut [f32],
@@ -154,27 +178,21 @@ pub fn rmsprop(
     mom: &mut [f32],
 ) {
     let one = 1.0f32;
-    g.par_chunks_mut(CHUNK)
-        .zip(square_avg.par_chunks_mut(CHUNK))
-        .zip(grad_avg.par_chunks_mut(CHUNK))
-        .zip(mom.par_chunks_mut(CHUNK))
-        .for_each(|(((g, sa), ga), m)| {
-            for (((g, sa), ga), m) in g.iter_mut().zip(sa).zip(ga).zip(m) {
-                *sa += (one - k.alpha) * (*g * *g - *sa);
-                let avg = if k.centered {
-                    *ga += (one - k.alpha) * (*g - *ga);
-                    (*sa - ga.powi(2) + k.eps).sqrt()
-                } else {
-                    (*sa + k.eps).sqrt()
-                };
-                *g /= avg;
-                match k.momentum {
-                    Some(u) => {
-                        *m = *m * u + *g;
-                        *g = *m * k.lr;
-                    }
-                    None => *g *= k.lr,
-                }
+    for (((g, sa), ga), m) in g.iter_mut().zip(square_avg).zip(grad_avg).zip(mom) {
+        *sa += (one - k.alpha) * (*g * *g - *sa);
+        let avg = if k.centered {
+            *ga += (one - k.alpha) * (*g - *ga);
+            (*sa - ga.powi(2) + k.eps).sqrt()
+        } else {
+            (*sa + k.eps).sqrt()
+        };
+        *g /= avg;
+        match k.momentum {
+            Some(u) => {
+                *m = *m * u + *g;
+                *g = *m * k.lr;
             }
-        });
+            None => *g *= k.lr,
+        }
+    }
 }

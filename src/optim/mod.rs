@@ -12,7 +12,6 @@ use dfdx::nn::tensor_collection::{
     RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut, ViewTensorName,
     ViewTensorRef,
 };
-use dfdx::optim::SgdConfig;
 use dfdx::prelude::*;
 use kernels::{AdamStep, Decay, Momentum, RmsStep};
 
@@ -39,6 +38,13 @@ pub struct Optimizer {
     steps: u64,
     /// One buffer per parameter per state slot, keyed by the parameter's tensor id.
     slots: Vec<Gradients<f32, Cpu>>,
+    /// A copy of every parameter's values that the update rewrites in parallel and then copies
+    /// into the tensor in one `memcpy`: dfdx writes a parameter in place only through its own
+    /// single-threaded optimizer kernels, and the update is memory-bound.
+    values: Gradients<f32, Cpu>,
+    /// Whether `values` holds the parameters' current values (false until the first update
+    /// and after an import).
+    values_synced: bool,
 }
 
 impl Optimizer {
@@ -105,6 +111,8 @@ impl Optimizer {
             rule,
             steps: 0,
             slots,
+            values: Gradients::leaky(),
+            values_synced: false,
         }
     }
 
@@ -127,7 +135,8 @@ impl Optimizer {
     }
 
     /// One update of every trainable tensor of `model`. The gradients are used as scratch space
-    /// (they hold the applied steps afterwards) and must be zeroed before the next backward pass.
+    /// and left zeroed, ready for the next backward pass. Between updates, parameters must not
+    /// be written except before an [`Optimizer::import`] (debug builds check this).
     pub fn update<M: TensorCollection<f32, Cpu>>(
         &mut self,
         model: &mut M,
@@ -144,6 +153,7 @@ impl Optimizer {
             m: model,
             f: &mut visitor,
         })?;
+        self.values_synced = true;
         Ok(())
     }
 
@@ -189,6 +199,7 @@ impl Optimizer {
             return Err(e);
         }
         self.steps = steps;
+        self.values_synced = false;
         Ok(())
     }
 }
@@ -262,41 +273,46 @@ impl TensorVisitor<f32, Cpu> for Update<'_> {
             return Ok(None);
         }
         let g = self.grads.get_or_alloc_mut(p)?;
-        let mut bufs = Vec::with_capacity(self.opt.slots.len());
-        for slot in self.opt.slots.iter_mut() {
-            bufs.push(slot.get_or_alloc_mut(p)?);
+        let values = self.opt.values.get_or_alloc_mut(p)?;
+        if !self.opt.values_synced {
+            p.copy_into(values);
         }
-        let decay = match self.opt.rule {
-            Rule::Adam { decay, .. } | Rule::Sgd { decay, .. } => decay,
-            Rule::RmsProp(k) => k.decay,
-        };
-        let values = (decay != Decay::None).then(|| p.as_vec());
-        let pv = values.as_deref();
-        kernels::decay_before(decay, pv, g);
-        match (self.opt.rule, bufs.as_mut_slice()) {
-            (Rule::Adam { lr, betas, eps, .. }, [m, v]) => {
-                kernels::adam(&AdamStep::new(lr, betas, eps, self.t), g, m, v)
-            }
-            (Rule::Sgd { lr, momentum, .. }, [vel]) => kernels::sgd(lr, momentum, g, vel),
-            (Rule::RmsProp(k), [sa, ga, m]) => {
+        debug_assert!(
+            p.as_vec()
+                .iter()
+                .zip(values.iter())
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "a parameter was written behind the optimizer's back (call Optimizer::import)"
+        );
+        let mut slots = Vec::with_capacity(self.opt.slots.len());
+        for slot in self.opt.slots.iter_mut() {
+            slots.push(&mut ***slot.get_or_alloc_mut(p)?);
+        }
+        let (rule, decay) = match self.opt.rule {
+            Rule::Adam {
+                lr,
+                betas,
+                eps,
+                decay,
+            } => (
+                kernels::Rule::Adam(AdamStep::new(lr, betas, eps, self.t)),
+                decay,
+            ),
+            Rule::Sgd {
+                lr,
+                momentum,
+                decay,
+            } => (kernels::Rule::Sgd { lr, momentum }, decay),
+            Rule::RmsProp(k) => {
                 if self.t == 1 {
                     // dfdx (like TensorFlow 1) starts the squared average at one, not zero.
-                    sa.fill(1.0);
+                    slots[0].fill(1.0);
                 }
-                kernels::rmsprop(&k, g, sa, ga, m)
+                (kernels::Rule::RmsProp(k), k.decay)
             }
-            _ => unreachable!("slot count matches the rule"),
-        }
-        kernels::decay_after(decay, pv, g);
-        // `p -= g` through dfdx's public SGD kernel with lr 1 (multiplying by 1 is exact): the
-        // only way to write a parameter's buffer in place from outside dfdx. Without momentum
-        // it leaves the slot passed as velocity untouched.
-        let apply = SgdConfig {
-            lr: 1.0,
-            momentum: None,
-            weight_decay: None,
         };
-        apply.try_update(p, &mut *bufs[0], &*g)?;
+        kernels::update(rule, decay, values, g, &mut slots);
+        p.copy_from(values);
         Ok(None)
     }
 }
