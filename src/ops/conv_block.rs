@@ -3,12 +3,13 @@
 //! size) never becomes a dfdx tensor: no copy of it out of dfdx for the pool, no zeroed gradient
 //! tensor for it, and no copy of that gradient out again for the convolution's backward.
 
-use super::conv2d::cpu as conv;
-use super::conv2d::{accumulate_grads, geometry, Inputs};
+use super::conv2d::cpu::{self as conv, Geometry};
+use super::conv2d::{accumulate_grads, geometry};
 use super::pool2d::cpu as pool;
 use super::{Conv2D, Maps};
 use dfdx::nn::tensor_collection::{ModuleVisitor, TensorCollection};
 use dfdx::prelude::*;
+use rayon::prelude::*;
 use std::cell::RefCell;
 
 /// The block. Its one field is named `0`, so parameters keep the names they had as the tuple
@@ -45,11 +46,6 @@ impl<const I: usize, const O: usize, const K: usize, const P: usize, const G: bo
 /// Marks an output that the ReLU zeroed: its gradient goes nowhere.
 const DEAD: u32 = u32::MAX;
 
-thread_local! {
-    /// The convolution output, reused between calls (it is only needed inside `forward`).
-    static CONV_OUT: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
 impl<
         const I: usize,
         const O: usize,
@@ -65,28 +61,21 @@ impl<
     fn try_forward(&self, x: Maps<I, T>) -> Result<Maps<O, T>, CpuError> {
         let (x, mut tape) = x.split_tape();
         let (g, (ch, cw)) = geometry::<I, O, K, P>(x.shape());
-        let batch = g.batch;
-        let (ph, pw) = (ch / 2, cw / 2);
         let xs = super::data(&x);
         let ws = super::data(&self.conv.weight);
-        let mut out = vec![0.0f32; batch * ph * pw * O];
+        let mut out = vec![0.0f32; g.batch * pooled_len(&g)];
         let mut argmax = vec![0u32; out.len()];
-        CONV_OUT.with_borrow_mut(|conv_out| {
-            // The convolution overwrites every element, so stale contents do not matter.
-            conv_out.resize(batch * ch * cw * O, 0.0);
-            conv::forward(&g, &xs, &ws, &super::data(&self.conv.bias), conv_out);
-            pool::forward(conv_out, (batch, ch, cw, O), &mut out, &mut argmax);
-        });
-        for (v, a) in out.iter_mut().zip(argmax.iter_mut()) {
-            // dfdx's ReLU: f = max(x, 0), df = 1 where x > 0, else 0.
-            if *v <= 0.0 {
-                *a = DEAD;
-            }
-            *v = v.max(0.0);
-        }
+        forward(
+            &g,
+            &xs,
+            &ws,
+            &super::data(&self.conv.bias),
+            &mut out,
+            &mut argmax,
+        );
         let out = x
             .device()
-            .try_tensor_from_vec(out, (batch, ph, pw, Const::<O>))?;
+            .try_tensor_from_vec(out, (g.batch, ch / 2, cw / 2, Const::<O>))?;
         if T::OWNS_TAPE {
             let (out_id, weight, bias) = (
                 out.clone(),
@@ -95,39 +84,111 @@ impl<
             );
             tape.add_backward_op(move |grads| {
                 let grad_pooled = grads.get_or_alloc_mut(&out_id)?.to_vec();
-                let mut grad_conv = vec![0.0f32; batch * ch * cw * O];
-                route_gradients(&argmax, &grad_pooled, ch * cw * O, &mut grad_conv);
-                let inputs = Inputs {
-                    g: &g,
-                    xs: &xs,
-                    ws: &ws,
-                };
-                let x = G.then_some(&x);
-                accumulate_grads(grads, &inputs, &grad_conv, x, &weight, &bias)
+                accumulate_grads(grads, G.then_some(&x), &weight, &bias, |gx, gw, gb| {
+                    backward(&g, &xs, &ws, &argmax, &grad_pooled, gx, gw, gb)
+                })
             });
         }
         Ok(out.put_tape(tape))
     }
 }
 
+/// Output values per image: the convolution's output pooled 2x2.
+fn pooled_len(g: &Geometry) -> usize {
+    let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
+    (ch / 2) * (cw / 2) * g.cout
+}
+
+thread_local! {
+    /// A chunk's convolution output (forward) or its gradient (backward), reused between
+    /// calls: small enough to stay in cache between the convolution and the pool.
+    static CONV_BUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's buffer, `len` long. Its contents are stale: `f` must write or
+/// clear it.
+fn with_conv_buf<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    CONV_BUF.with_borrow_mut(|buf| {
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+        f(&mut buf[..len])
+    })
+}
+
+/// Convolution, pool and ReLU chunk by chunk (the convolution's own chunks): each chunk's
+/// full-size convolution output is pooled straight out of cache and never stored whole.
+fn forward(g: &Geometry, x: &[f32], w: &[f32], b: &[f32], out: &mut [f32], argmax: &mut [u32]) {
+    let (n, pooled) = (g.images_per_chunk(), pooled_len(g));
+    let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
+    out.par_chunks_mut(n * pooled)
+        .zip(argmax.par_chunks_mut(n * pooled))
+        .zip(x.par_chunks(n * g.in_len()))
+        .for_each(|((out, arg), x)| {
+            with_conv_buf(x.len() / g.in_len() * g.out_len(), |conv_out| {
+                conv::forward_chunk(g, x, w, b, conv_out);
+                for ((c, o), a) in conv_out
+                    .chunks_exact(g.out_len())
+                    .zip(out.chunks_exact_mut(pooled))
+                    .zip(arg.chunks_exact_mut(pooled))
+                {
+                    pool::forward_image(c, (ch, cw, g.cout), o, a);
+                }
+            });
+            for (v, a) in out.iter_mut().zip(arg.iter_mut()) {
+                // dfdx's ReLU: f = max(x, 0), df = 1 where x > 0, else 0.
+                if *v <= 0.0 {
+                    *a = DEAD;
+                }
+                *v = v.max(0.0);
+            }
+        });
+}
+
+/// The block's gradients chunk by chunk: each chunk's convolution-output gradient is built in
+/// cache from the pooled gradient (through the ReLU and the pool's choices) and used at once.
+#[allow(clippy::too_many_arguments)]
+fn backward(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    argmax: &[u32],
+    grad_pooled: &[f32],
+    grad_x: Option<&mut [f32]>,
+    grad_w: &mut [f32],
+    grad_b: &mut [f32],
+) {
+    let (n, pooled) = (g.images_per_chunk(), pooled_len(g));
+    let partials: Vec<conv::Partial> = conv::input_chunks(g, x, grad_x)
+        .into_par_iter()
+        .zip(grad_pooled.par_chunks(n * pooled))
+        .zip(argmax.par_chunks(n * pooled))
+        .map(|(((x, gx), gy), arg)| {
+            with_conv_buf(x.len() / g.in_len() * g.out_len(), |grad_conv| {
+                grad_conv.fill(0.0);
+                route_gradients(arg, gy, g.out_len(), grad_conv);
+                conv::backward_chunk(g, x, w, grad_conv, gx)
+            })
+        })
+        .collect();
+    conv::add_partials(partials, grad_w, grad_b);
+}
+
 /// Pool backward through the ReLU: each live output's gradient goes to the input that won its
 /// window (`grad_conv` starts at zero, and windows do not overlap, so this is an assignment).
 fn route_gradients(argmax: &[u32], grad: &[f32], conv_per_image: usize, grad_conv: &mut [f32]) {
-    use rayon::prelude::*;
-    if grad.is_empty() {
-        return;
-    }
-    let per_image = grad.len() / (grad_conv.len() / conv_per_image);
-    grad_conv
-        .par_chunks_mut(conv_per_image)
-        .zip(grad.par_chunks(per_image).zip(argmax.par_chunks(per_image)))
-        .for_each(|(gc, (gy, arg))| {
-            for (&i, &g) in arg.iter().zip(gy) {
-                if i != DEAD {
-                    gc[i as usize] += g;
-                }
+    let per_image = argmax.len() / (grad_conv.len() / conv_per_image);
+    for ((gc, gy), arg) in grad_conv
+        .chunks_exact_mut(conv_per_image)
+        .zip(grad.chunks_exact(per_image))
+        .zip(argmax.chunks_exact(per_image))
+    {
+        for (&i, &g) in arg.iter().zip(gy) {
+            if i != DEAD {
+                gc[i as usize] += g;
             }
-        });
+        }
+    }
 }
 
 #[cfg(test)]

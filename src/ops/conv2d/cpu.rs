@@ -41,15 +41,19 @@ impl Geometry {
         self.k * self.k * self.cin
     }
 
-    fn images_per_chunk(&self) -> usize {
+    /// Images per parallel chunk. Fixed by the shapes alone, so that the order in which the
+    /// chunks' weight gradients are summed does not depend on the thread count.
+    pub fn images_per_chunk(&self) -> usize {
         (ROWS_PER_CHUNK / (self.out_h() * self.out_w()).max(1)).max(1)
     }
 
-    fn in_len(&self) -> usize {
+    /// Input values per image.
+    pub fn in_len(&self) -> usize {
         self.h * self.w * self.cin
     }
 
-    fn out_len(&self) -> usize {
+    /// Output values per image.
+    pub fn out_len(&self) -> usize {
         self.out_h() * self.out_w() * self.cout
     }
 
@@ -141,30 +145,34 @@ fn col2im_add(g: &Geometry, dcols: &[f32], dx: &mut [f32]) {
 
 /// `out = conv(x, weight) + bias`. `weight` is `[cout][k][k][cin]`; `out` is NHWC.
 pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
-    let (patch, n) = (g.patch(), g.images_per_chunk());
     assert_eq!(x.len(), g.batch * g.in_len());
     assert_eq!(out.len(), g.batch * g.out_len());
-    assert_eq!((weight.len(), bias.len()), (g.cout * patch, g.cout));
     if out.is_empty() {
         return;
     }
+    let n = g.images_per_chunk();
     out.par_chunks_mut(n * g.out_len())
         .zip(x.par_chunks(n * g.in_len()))
-        .for_each(|(out, x)| {
-            with_im2col(g, x, |cols, rows| {
-                matmul(
-                    View::rows(cols, rows, patch),
-                    View::transposed(weight, patch, g.cout),
-                    out,
-                    false,
-                )
-            });
-            for row in out.chunks_exact_mut(g.cout) {
-                for (o, b) in row.iter_mut().zip(bias) {
-                    *o += b;
-                }
-            }
-        });
+        .for_each(|(out, x)| forward_chunk(g, x, weight, bias, out));
+}
+
+/// [`forward`] of a run of whole images, on this thread.
+pub fn forward_chunk(g: &Geometry, x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
+    let patch = g.patch();
+    assert_eq!((weight.len(), bias.len()), (g.cout * patch, g.cout));
+    with_im2col(g, x, |cols, rows| {
+        matmul(
+            View::rows(cols, rows, patch),
+            View::transposed(weight, patch, g.cout),
+            out,
+            false,
+        )
+    });
+    for row in out.chunks_exact_mut(g.cout) {
+        for (o, b) in row.iter_mut().zip(bias) {
+            *o += b;
+        }
+    }
 }
 
 /// Accumulates the gradients of `forward` given the output gradient `grad_out`:
@@ -179,63 +187,87 @@ pub fn backward(
     grad_weight: &mut [f32],
     grad_bias: &mut [f32],
 ) {
-    let (rows_per_img, patch, n) = (g.out_h() * g.out_w(), g.patch(), g.images_per_chunk());
-    assert_eq!(x.len(), g.batch * g.in_len());
-    if let Some(gx) = &grad_x {
-        assert_eq!(gx.len(), x.len());
-    }
     assert_eq!(grad_out.len(), g.batch * g.out_len());
-    assert_eq!(
-        (grad_weight.len(), grad_bias.len()),
-        (g.cout * patch, g.cout)
-    );
-    if grad_out.is_empty() {
-        return;
-    }
-    let chunk = n * g.in_len();
-    let grad_x_chunks: Vec<Option<&mut [f32]>> = match grad_x {
-        Some(gx) => gx.chunks_mut(chunk).map(Some).collect(),
-        None => x.chunks(chunk).map(|_| None).collect(),
-    };
-    let partials: Vec<(Vec<f32>, Vec<f32>)> = grad_x_chunks
+    let n = g.images_per_chunk();
+    let partials: Vec<Partial> = input_chunks(g, x, grad_x)
         .into_par_iter()
-        .zip(x.par_chunks(chunk))
         .zip(grad_out.par_chunks(n * g.out_len()))
-        .map(|((gx, x), gy)| {
-            with_im2col(g, x, |cols, rows| {
-                let mut gw = vec![0.0f32; g.cout * patch];
-                matmul(
-                    View::transposed(gy, g.cout, rows),
-                    View::rows(cols, rows, patch),
-                    &mut gw,
-                    false,
-                );
-                let mut gb = vec![0.0f32; g.cout];
-                for row in gy.chunks_exact(g.cout) {
-                    for (b, v) in gb.iter_mut().zip(row) {
-                        *b += v;
-                    }
-                }
-                if let Some(gx) = gx {
-                    // Reuse the im2col buffer for the patch gradients.
-                    matmul(
-                        View::rows(gy, rows, g.cout),
-                        View::rows(weight, g.cout, patch),
-                        cols,
-                        false,
-                    );
-                    for (gxi, dci) in gx
-                        .chunks_exact_mut(g.in_len())
-                        .zip(cols.chunks_exact(rows_per_img * patch))
-                    {
-                        col2im_add(g, dci, gxi);
-                    }
-                }
-                (gw, gb)
-            })
-        })
+        .map(|((x, gx), gy)| backward_chunk(g, x, weight, gy, gx))
         .collect();
+    add_partials(partials, grad_weight, grad_bias);
+}
+
+/// A chunk's share of the weight and bias gradients.
+pub type Partial = (Vec<f32>, Vec<f32>);
+
+/// The input split into [`Geometry::images_per_chunk`] chunks, each with its part of `grad_x`.
+pub fn input_chunks<'a>(
+    g: &Geometry,
+    x: &'a [f32],
+    grad_x: Option<&'a mut [f32]>,
+) -> Vec<(&'a [f32], Option<&'a mut [f32]>)> {
+    assert_eq!(x.len(), g.batch * g.in_len());
+    let chunk = g.images_per_chunk() * g.in_len();
+    match grad_x {
+        Some(gx) => {
+            assert_eq!(gx.len(), x.len());
+            x.chunks(chunk)
+                .zip(gx.chunks_mut(chunk).map(Some))
+                .collect()
+        }
+        None => x.chunks(chunk).map(|x| (x, None)).collect(),
+    }
+}
+
+/// [`backward`] of a run of whole images, on this thread: adds to `grad_x` and returns the
+/// chunk's weight and bias gradients.
+pub fn backward_chunk(
+    g: &Geometry,
+    x: &[f32],
+    weight: &[f32],
+    grad_out: &[f32],
+    grad_x: Option<&mut [f32]>,
+) -> Partial {
+    let (rows_per_img, patch) = (g.out_h() * g.out_w(), g.patch());
+    assert_eq!(weight.len(), g.cout * patch);
+    with_im2col(g, x, |cols, rows| {
+        assert_eq!(grad_out.len(), rows * g.cout);
+        let mut gw = vec![0.0f32; g.cout * patch];
+        matmul(
+            View::transposed(grad_out, g.cout, rows),
+            View::rows(cols, rows, patch),
+            &mut gw,
+            false,
+        );
+        let mut gb = vec![0.0f32; g.cout];
+        for row in grad_out.chunks_exact(g.cout) {
+            for (b, v) in gb.iter_mut().zip(row) {
+                *b += v;
+            }
+        }
+        if let Some(gx) = grad_x {
+            // Reuse the im2col buffer for the patch gradients.
+            matmul(
+                View::rows(grad_out, rows, g.cout),
+                View::rows(weight, g.cout, patch),
+                cols,
+                false,
+            );
+            for (gxi, dci) in gx
+                .chunks_exact_mut(g.in_len())
+                .zip(cols.chunks_exact(rows_per_img * patch))
+            {
+                col2im_add(g, dci, gxi);
+            }
+        }
+        (gw, gb)
+    })
+}
+
+/// Adds the chunks' gradients in chunk order, which the shapes fix.
+pub fn add_partials(partials: Vec<Partial>, grad_weight: &mut [f32], grad_bias: &mut [f32]) {
     for (gw, gb) in partials {
+        assert_eq!((gw.len(), gb.len()), (grad_weight.len(), grad_bias.len()));
         grad_weight.iter_mut().zip(&gw).for_each(|(a, b)| *a += b);
         grad_bias.iter_mut().zip(&gb).for_each(|(a, b)| *a += b);
     }

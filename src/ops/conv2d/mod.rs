@@ -68,44 +68,32 @@ impl<const I: usize, const O: usize, const K: usize, const P: usize, T: Tape<f32
             let (out_id, weight, bias) = (out.clone(), self.weight.clone(), self.bias.clone());
             tape.add_backward_op(move |grads| {
                 let grad_out = grads.get_or_alloc_mut(&out_id)?.to_vec();
-                let inputs = Inputs {
-                    g: &g,
-                    xs: &xs,
-                    ws: &ws,
-                };
-                accumulate_grads(grads, &inputs, &grad_out, Some(&x), &weight, &bias)
+                accumulate_grads(grads, Some(&x), &weight, &bias, |gx, gw, gb| {
+                    cpu::backward(&g, &xs, &ws, &grad_out, gx, gw, gb)
+                })
             });
         }
         Ok(out.put_tape(tape))
     }
 }
 
-/// What a convolution's backward pass needs from its forward pass.
-pub(crate) struct Inputs<'a> {
-    pub g: &'a Geometry,
-    pub xs: &'a [f32],
-    pub ws: &'a [f32],
-}
-
-/// Adds a convolution's gradients to `grads`, given its output gradient: for the input `x`
-/// (skipped when `None`), the weight and the bias.
+/// Adds a convolution's gradients to `grads`: `backward(grad_x, grad_weight, grad_bias)` adds
+/// to the three (`grad_x` is `None` when `x` is: a network's input needs no gradient).
 pub(crate) fn accumulate_grads<SX: Shape, SW: Shape, SB: Shape>(
     grads: &mut Gradients<f32, Cpu>,
-    inputs: &Inputs,
-    grad_out: &[f32],
     x: Option<&Tensor<SX, f32, Cpu>>,
     weight: &Tensor<SW, f32, Cpu>,
     bias: &Tensor<SB, f32, Cpu>,
+    backward: impl FnOnce(Option<&mut [f32]>, &mut [f32], &mut [f32]),
 ) -> Result<(), CpuError> {
-    let mut gw = vec![0.0f32; inputs.ws.len()];
-    let mut gb = vec![0.0f32; inputs.g.cout];
+    // dfdx lends one gradient at a time: the parameters' are summed apart, then added.
+    let mut gw = vec![0.0f32; weight.shape().num_elements()];
+    let mut gb = vec![0.0f32; bias.shape().num_elements()];
     let grad_x = match x {
         Some(x) => Some(&mut grads.get_or_alloc_mut(x)?[..]),
         None => None,
     };
-    cpu::backward(
-        inputs.g, inputs.xs, inputs.ws, grad_out, grad_x, &mut gw, &mut gb,
-    );
+    backward(grad_x, &mut gw, &mut gb);
     add_into(grads.get_or_alloc_mut(weight)?, &gw);
     add_into(grads.get_or_alloc_mut(bias)?, &gb);
     Ok(())

@@ -26,29 +26,44 @@ pub fn forward(
     out.par_chunks_mut(oh * ow * c)
         .zip(argmax.par_chunks_mut(oh * ow * c))
         .zip(x.par_chunks(h * w * c))
-        .for_each(|((out, arg), x)| {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let window = [
-                        ((2 * oy) * w + 2 * ox) * c,
-                        ((2 * oy) * w + 2 * ox + 1) * c,
-                        ((2 * oy + 1) * w + 2 * ox) * c,
-                        ((2 * oy + 1) * w + 2 * ox + 1) * c,
-                    ];
-                    let o = (oy * ow + ox) * c;
-                    for ch in 0..c {
-                        let mut best = window[0] + ch;
-                        for &pos in &window[1..] {
-                            if x[pos + ch] > x[best] {
-                                best = pos + ch;
-                            }
-                        }
-                        out[o + ch] = x[best];
-                        arg[o + ch] = best as u32;
+        .for_each(|((out, arg), x)| forward_image(x, (h, w, c), out, arg));
+}
+
+/// [`forward`] of one image, on this thread.
+pub fn forward_image(
+    x: &[f32],
+    (h, w, c): (usize, usize, usize),
+    out: &mut [f32],
+    arg: &mut [u32],
+) {
+    let (oh, ow) = (h / 2, w / 2);
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let window = [
+                ((2 * oy) * w + 2 * ox) * c,
+                ((2 * oy) * w + 2 * ox + 1) * c,
+                ((2 * oy + 1) * w + 2 * ox) * c,
+                ((2 * oy + 1) * w + 2 * ox + 1) * c,
+            ];
+            let o = (oy * ow + ox) * c;
+            // Branch-free over the channels (contiguous in every window position), so it
+            // vectorises: strict `>` keeps the first maximum, as a scan of the window would.
+            let (out, arg) = (&mut out[o..o + c], &mut arg[o..o + c]);
+            let rows = window.map(|start| &x[start..start + c]);
+            for ch in 0..c {
+                let (mut best, mut at) = (rows[0][ch], window[0] + ch);
+                for (row, &start) in rows[1..].iter().zip(&window[1..]) {
+                    let v = row[ch];
+                    if v > best {
+                        best = v;
+                        at = start + ch;
                     }
                 }
+                out[ch] = best;
+                arg[ch] = at as u32;
             }
-        });
+        }
+    }
 }
 
 /// Routes each output gradient to the input that won its window: `grad_x += ...`.
