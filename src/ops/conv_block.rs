@@ -64,14 +64,15 @@ impl<
         let xs = super::data(&x);
         let ws = super::data(&self.conv.weight);
         let mut out = vec![0.0f32; g.batch * pooled_len(&g)];
-        let mut argmax = vec![0u32; out.len()];
+        // Which input won each window: only the backward pass needs it.
+        let mut argmax = vec![0u32; if T::OWNS_TAPE { out.len() } else { 0 }];
         forward(
             &g,
             &xs,
             &ws,
             &super::data(&self.conv.bias),
             &mut out,
-            &mut argmax,
+            T::OWNS_TAPE.then_some(&mut argmax[..]),
         );
         let out = x
             .device()
@@ -117,14 +118,31 @@ fn with_conv_buf<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 }
 
 /// Convolution, pool and ReLU chunk by chunk (the convolution's own chunks): each chunk's
-/// full-size convolution output is pooled straight out of cache and never stored whole.
-fn forward(g: &Geometry, x: &[f32], w: &[f32], b: &[f32], out: &mut [f32], argmax: &mut [u32]) {
+/// full-size convolution output is pooled straight out of cache and never stored whole. Without
+/// `argmax` (no backward pass to come), the pool's choices go to a chunk-sized scratch buffer.
+fn forward(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+    argmax: Option<&mut [u32]>,
+) {
     let (n, pooled) = (g.images_per_chunk(), pooled_len(g));
     let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
+    let arg_chunks: Vec<Option<&mut [u32]>> = match argmax {
+        Some(a) => a.chunks_mut(n * pooled).map(Some).collect(),
+        None => out.chunks(n * pooled).map(|_| None).collect(),
+    };
     out.par_chunks_mut(n * pooled)
-        .zip(argmax.par_chunks_mut(n * pooled))
+        .zip(arg_chunks)
         .zip(x.par_chunks(n * g.in_len()))
         .for_each(|((out, arg), x)| {
+            let mut scratch = Vec::new();
+            let arg = arg.unwrap_or_else(|| {
+                scratch.resize(out.len(), 0);
+                &mut scratch
+            });
             with_conv_buf(x.len() / g.in_len() * g.out_len(), |conv_out| {
                 conv::forward_chunk(g, x, w, b, conv_out);
                 for ((c, o), a) in conv_out
