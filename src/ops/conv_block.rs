@@ -1,7 +1,9 @@
 //! `ConvPoolRelu`: convolution, 2x2 max-pool and ReLU as one op on the tape. The same arithmetic
 //! as the three ops in a row, bit for bit, but the full-size convolution output (4x the pooled
 //! size) never becomes a dfdx tensor: no copy of it out of dfdx for the pool, no zeroed gradient
-//! tensor for it, and no copy of that gradient out again for the convolution's backward.
+//! tensor for it, and no copy of that gradient out again for the convolution's backward. It is
+//! never stored whole either: each parallel chunk of images is convolved and pooled (or, going
+//! back, has its gradient routed and convolved) while it is in cache.
 
 use super::conv2d::cpu::{self as conv, Geometry};
 use super::conv2d::{accumulate_grads, geometry};

@@ -23,7 +23,8 @@ fn rel_err(a: &[f32], b: &[f32]) -> f64 {
         / scale
 }
 
-/// Shapes covering batch 1, one channel, odd sizes, kernels 3 and 5, both paddings.
+/// Shapes covering batch 1, one channel, odd sizes, kernels 3, 5 and 7, both paddings, and a
+/// batch of 12 on 14x14 maps: three parallel chunks of images, the last one short.
 fn geometries() -> Vec<Geometry> {
     let mut v = Vec::new();
     for &(batch, h, w, cin, cout) in &[
@@ -32,8 +33,9 @@ fn geometries() -> Vec<Geometry> {
         (3, 11, 6, 2, 5),
         (1, 28, 28, 1, 8),
         (4, 14, 14, 8, 16),
+        (12, 14, 14, 2, 4),
     ] {
-        for k in [3, 5] {
+        for k in [3, 5, 7] {
             for pad in [k / 2, 0] {
                 let g = Geometry {
                     batch,
