@@ -209,3 +209,56 @@ fn export_then_import_continues_exactly() {
     let missing = Optimizer::new(&cfg).import(&second, 5, &mut |name, _| Err(name.to_string()));
     assert_eq!(missing.unwrap_err(), "0.weight.m");
 }
+
+/// Training relies on `update` to zero every gradient for the next backward pass (it no longer
+/// calls dfdx's `zero_grads`), under every rule and decay.
+#[test]
+fn update_leaves_every_gradient_zeroed() {
+    let dev = Cpu::default();
+    let sgd = OptimizerConfig::Sgd {
+        lr: 0.05,
+        momentum: 0.9,
+        nesterov: true,
+        weight_decay: 0.01,
+    };
+    let rmsprop = OptimizerConfig::Rmsprop {
+        lr: 1e-3,
+        alpha: 0.95,
+        eps: 1e-6,
+        momentum: 0.5,
+        centered: true,
+        weight_decay: 0.0,
+    };
+    for cfg in [adam(1e-2, 0.0), adam(1e-2, 0.05), sgd, rmsprop] {
+        let mut m = model(&dev);
+        let mut opt = Optimizer::new(&cfg);
+        for step in 0..2 {
+            let mut g = grads(&dev, &m, step);
+            assert!(g.get(&m.0.weight).as_vec().iter().any(|&x| x != 0.0));
+            opt.update(&mut m, &mut g).unwrap();
+            let left = [
+                g.get(&m.0.weight).as_vec(),
+                g.get(&m.0.bias).as_vec(),
+                g.get(&m.2.weight).as_vec(),
+                g.get(&m.2.bias).as_vec(),
+            ];
+            assert!(left.iter().flatten().all(|&x| x == 0.0), "{cfg:?}");
+        }
+    }
+}
+
+/// The optimizer updates its own copy of the values: a parameter written between updates
+/// without `import` would be silently overwritten, so debug builds refuse.
+#[cfg(debug_assertions)]
+#[test]
+#[should_panic(expected = "behind the optimizer's back")]
+fn a_parameter_written_between_updates_is_caught() {
+    let dev = Cpu::default();
+    let mut m = model(&dev);
+    let mut opt = Optimizer::new(&adam(1e-2, 0.0));
+    let mut g = grads(&dev, &m, 0);
+    opt.update(&mut m, &mut g).unwrap();
+    m.0.bias.copy_from(&[0.5; 5]);
+    let mut g = grads(&dev, &m, 1);
+    opt.update(&mut m, &mut g).unwrap();
+}
