@@ -127,7 +127,7 @@ fn with_im2col<R>(g: &Geometry, x: &[f32], f: impl FnOnce(&mut [f32]) -> R) -> R
 }
 
 /// Adds rows of patch gradients back onto one image's gradient (the adjoint of `im2col`).
-pub fn col2im_add(g: &Geometry, dcols: &[f32], dx: &mut [f32]) {
+fn col2im_add(g: &Geometry, dcols: &[f32], dx: &mut [f32]) {
     let (oh, ow, patch, cin) = (g.out_h(), g.out_w(), g.patch(), g.cin);
     for oy in 0..oh {
         for ox in 0..ow {

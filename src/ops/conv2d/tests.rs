@@ -150,15 +150,7 @@ fn tape_gradients_match_finite_differences() {
         let rt = dev.tensor_from_vec(r.clone(), *y.shape());
         let grads = (y * rt).sum().backward();
 
-        let g = Geometry {
-            batch,
-            h,
-            w,
-            cin: I,
-            cout: O,
-            k: K,
-            pad: P,
-        };
+        let (g, _) = super::geometry::<I, O, K, P>(&(batch, h, w, Const::<I>));
         let (ws, bs) = (conv.weight.as_vec(), conv.bias.as_vec());
         let loss = |x: &[f32], wt: &[f32], b: &[f32]| -> f64 {
             naive::forward(&g, x, wt, b)
