@@ -11,6 +11,7 @@ use crate::rundir::{CsvLog, Status};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -114,10 +115,11 @@ pub fn evaluate(model: &dyn Trainable, split: &Split) -> Result<(f64, f64)> {
     let mut start = 0;
     while start < split.len() {
         let end = (start + EVAL_BATCH).min(split.len());
-        let mut images = vec![0.0f32; (end - start) * IMAGE_PIXELS];
-        for (k, chunk) in images.chunks_exact_mut(IMAGE_PIXELS).enumerate() {
-            split.write_image(start + k, chunk);
-        }
+        let mut images = crate::ops::zeroed((end - start) * IMAGE_PIXELS);
+        images
+            .par_chunks_exact_mut(IMAGE_PIXELS)
+            .enumerate()
+            .for_each(|(k, chunk)| split.write_image(start + k, chunk));
         let stats = model.evaluate(images, &split.labels[start..end])?;
         loss_sum += stats.loss * (end - start) as f64;
         correct += stats.correct;

@@ -65,7 +65,7 @@ impl<
         let (g, (ch, cw)) = geometry::<I, O, K, P>(x.shape());
         let xs = super::data(&x);
         let ws = super::data(&self.conv.weight);
-        let mut out = vec![0.0f32; g.batch * pooled_len(&g)];
+        let mut out = super::zeroed(g.batch * pooled_len(&g));
         // Which input won each window: only the backward pass needs it.
         let mut argmax = vec![0u32; if T::OWNS_TAPE { out.len() } else { 0 }];
         forward(
