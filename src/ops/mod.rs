@@ -29,8 +29,8 @@ fn data<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Vec<f32> {
 }
 
 /// `vec![0.0; len]`, zeroed by the rayon workers in parallel. An evaluation batch's activations
-/// are tens of megabytes; zeroing them on the calling thread left the other core idle for 14 %
-/// of an evaluation (perf, per thread).
+/// are tens of megabytes; zeroing them on the calling thread took about 14 % of an evaluation's
+/// wall time (perf, per thread), with the other core idle.
 pub fn zeroed(len: usize) -> Vec<f32> {
     use rayon::prelude::*;
     let mut v = Vec::with_capacity(len);
