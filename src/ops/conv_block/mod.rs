@@ -3,7 +3,10 @@
 //! size) never becomes a dfdx tensor: no copy of it out of dfdx for the pool, no zeroed gradient
 //! tensor for it, and no copy of that gradient out again for the convolution's backward. It is
 //! never stored whole either: each parallel chunk of images is convolved and pooled (or, going
-//! back, has its gradient routed and convolved) while it is in cache.
+//! back, has its gradient routed and convolved) while it is in cache. A block on one-channel
+//! input (the images) has its own direct kernels: [`single_channel`].
+
+mod single_channel;
 
 use super::conv2d::cpu::{self as conv, Geometry};
 use super::conv2d::{accumulate_grads, geometry};
@@ -145,16 +148,20 @@ fn forward(
                 scratch.resize(out.len(), 0);
                 &mut scratch
             });
-            with_conv_buf(x.len() / g.in_len() * g.out_len(), |conv_out| {
-                conv::forward_chunk(g, x, w, b, conv_out);
-                for ((c, o), a) in conv_out
-                    .chunks_exact(g.out_len())
-                    .zip(out.chunks_exact_mut(pooled))
-                    .zip(arg.chunks_exact_mut(pooled))
-                {
-                    pool::forward_image(c, (ch, cw, g.cout), o, a);
-                }
-            });
+            if single_channel::applies(g) {
+                single_channel::forward_pooled(g, x, w, b, out, arg);
+            } else {
+                with_conv_buf(x.len() / g.in_len() * g.out_len(), |conv_out| {
+                    conv::forward_chunk(g, x, w, b, conv_out);
+                    for ((c, o), a) in conv_out
+                        .chunks_exact(g.out_len())
+                        .zip(out.chunks_exact_mut(pooled))
+                        .zip(arg.chunks_exact_mut(pooled))
+                    {
+                        pool::forward_image(c, (ch, cw, g.cout), o, a);
+                    }
+                });
+            }
             for (v, a) in out.iter_mut().zip(arg.iter_mut()) {
                 // dfdx's ReLU: f = max(x, 0), df = 1 where x > 0, else 0.
                 if *v <= 0.0 {
@@ -184,6 +191,9 @@ fn backward(
         .zip(grad_pooled.par_chunks(n * pooled))
         .zip(argmax.par_chunks(n * pooled))
         .map(|(((x, gx), gy), arg)| {
+            if gx.is_none() && single_channel::applies(g) {
+                return single_channel::weight_grads(g, x, arg, gy);
+            }
             with_conv_buf(x.len() / g.in_len() * g.out_len(), |grad_conv| {
                 grad_conv.fill(0.0);
                 route_gradients(arg, gy, g.out_len(), grad_conv);

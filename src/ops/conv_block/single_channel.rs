@@ -1,0 +1,630 @@
+//! Direct kernels for a block whose input has one channel (a network's first block, on the
+//! images). There the im2col GEMM is a poor fit: its inner dimension is only `k*k` (25), so the
+//! product runs at a third of the second block's speed, and the pool then reads the whole
+//! convolution output back. Here each 2x2 pool window's four convolution outputs are computed
+//! together in registers and pooled at once; going back, only the pixel that won a window gets a
+//! gradient (a quarter of them, fewer after the ReLU), so the weight gradient is a sum over the
+//! live windows alone rather than a GEMM over mostly zero rows.
+
+use super::DEAD;
+use crate::ops::conv2d::cpu::{Geometry, Partial};
+use std::cell::RefCell;
+
+/// Whether these kernels serve `g`: one input channel, a 3x3 or 5x5 kernel, output channels in
+/// whole vectors, and a CPU with AVX2 and FMA (or AVX-512); elsewhere the block uses the im2col GEMM.
+pub fn applies(g: &Geometry) -> bool {
+    g.cin == 1 && matches!(g.k, 3 | 5) && kernel(g.cout).is_some()
+}
+
+/// The vector width and register blocking for `cout` channels on this CPU.
+#[derive(Clone, Copy)]
+enum Kernel {
+    /// AVX-512: 16 channels per register, `NV` registers per corner.
+    Avx512 { nv: usize },
+    /// AVX2 + FMA: 8 channels per register.
+    Avx2 { nv: usize },
+}
+
+fn kernel(cout: usize) -> Option<Kernel> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            if cout.is_multiple_of(32) {
+                return Some(Kernel::Avx512 { nv: 2 });
+            }
+            if cout.is_multiple_of(16) {
+                return Some(Kernel::Avx512 { nv: 1 });
+            }
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            if cout.is_multiple_of(16) {
+                return Some(Kernel::Avx2 { nv: 2 });
+            }
+            if cout.is_multiple_of(8) {
+                return Some(Kernel::Avx2 { nv: 1 });
+            }
+        }
+    }
+    let _ = cout;
+    None
+}
+
+thread_local! {
+    /// This thread's zero-padded image and unfolded patch rows, reused between calls.
+    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Side lengths of the zero-padded image.
+fn padded_hw(g: &Geometry) -> (usize, usize) {
+    (g.h + 2 * g.pad, g.w + 2 * g.pad)
+}
+
+/// Copies one image into `padded` with its zero border.
+fn pad_image(g: &Geometry, x: &[f32], padded: &mut Vec<f32>) {
+    let (hp, wp) = padded_hw(g);
+    padded.clear();
+    padded.resize(hp * wp, 0.0);
+    for (y, row) in x.chunks_exact(g.w).enumerate() {
+        padded[(y + g.pad) * wp + g.pad..][..g.w].copy_from_slice(row);
+    }
+}
+
+/// Convolution, bias and 2x2 max-pool of a run of whole images: `out` gets the pooled values
+/// (before the ReLU) and `arg` the index, within its image's convolution output, of the input
+/// each window chose, exactly as `pool::forward_image` on the convolution's output would.
+/// `w` is `[cout][k][k]`.
+pub fn forward_pooled(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+    arg: &mut [u32],
+) {
+    assert!(
+        applies(g),
+        "single-channel kernels applied to a shape they do not serve"
+    );
+    forward_with(
+        kernel(g.cout).expect("checked by `applies`"),
+        g,
+        x,
+        w,
+        b,
+        out,
+        arg,
+    )
+}
+
+/// [`forward_pooled`] with the given kernel, which must suit the CPU and `g`.
+fn forward_with(
+    kernel: Kernel,
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+    arg: &mut [u32],
+) {
+    let kk = g.k * g.k;
+    assert_eq!((w.len(), b.len()), (g.cout * kk, g.cout));
+    // Weights tap-major (`[k*k][cout]`): one tap's weights for a run of channels are a vector.
+    let wt: Vec<f32> = (0..kk)
+        .flat_map(|t| w.iter().skip(t).step_by(kk).copied())
+        .collect();
+    let pooled = pooled_len(g);
+    SCRATCH.with_borrow_mut(|(padded, _)| {
+        for ((x, out), arg) in x
+            .chunks_exact(g.h * g.w)
+            .zip(out.chunks_exact_mut(pooled))
+            .zip(arg.chunks_exact_mut(pooled))
+        {
+            pad_image(g, x, padded);
+            simd::forward_image(kernel, g, padded, &wt, b, out, arg);
+        }
+    });
+}
+
+/// Pooled outputs per image.
+fn pooled_len(g: &Geometry) -> usize {
+    let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
+    (ch / 2) * (cw / 2) * g.cout
+}
+
+/// Weight and bias gradients of a run of whole images, given the gradient of the block's output
+/// and the choices (`DEAD` where the ReLU zeroed the output) that [`forward_pooled`] made. Each
+/// live window adds its gradient times the winning input's patch.
+pub fn weight_grads(g: &Geometry, x: &[f32], argmax: &[u32], grad: &[f32]) -> Partial {
+    assert!(
+        applies(g),
+        "single-channel kernels applied to a shape they do not serve"
+    );
+    match g.k {
+        3 => weight_grads_k::<3, 16>(g, x, argmax, grad),
+        _ => weight_grads_k::<5, 32>(g, x, argmax, grad),
+    }
+}
+
+/// [`weight_grads`] for a `K x K` kernel, patch rows padded to `ROW` values (whole vectors), so
+/// that each window's update is a few full-width fused multiply-adds of fixed length.
+fn weight_grads_k<const K: usize, const ROW: usize>(
+    g: &Geometry,
+    x: &[f32],
+    argmax: &[u32],
+    grad: &[f32],
+) -> Partial {
+    let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
+    let (cout, wp) = (g.cout, padded_hw(g).1);
+    let mut gw = vec![[0.0f32; ROW]; cout];
+    let mut gb = vec![0.0f32; cout];
+    let pooled = pooled_len(g);
+    SCRATCH.with_borrow_mut(|(padded, cols)| {
+        if cols.len() < ch * cw * ROW {
+            cols.resize(ch * cw * ROW, 0.0);
+        }
+        for ((x, arg), grad) in x
+            .chunks_exact(g.h * g.w)
+            .zip(argmax.chunks_exact(pooled))
+            .zip(grad.chunks_exact(pooled))
+        {
+            pad_image(g, x, padded);
+            for (pixel, patch) in cols[..ch * cw * ROW].chunks_exact_mut(ROW).enumerate() {
+                let (y, x) = (pixel / cw, pixel % cw);
+                patch[K * K..].fill(0.0);
+                for (ky, dst) in patch[..K * K].chunks_exact_mut(K).enumerate() {
+                    let src: &[f32; K] = padded[(y + ky) * wp + x..][..K]
+                        .try_into()
+                        .expect("K values");
+                    dst.copy_from_slice(src);
+                }
+            }
+            let windows = arg.chunks_exact(cout).zip(grad.chunks_exact(cout));
+            for (window, (arg, grad)) in windows.enumerate() {
+                // The window's first input; `arg` holds `pixel * cout + channel`.
+                let (py, px) = (window / (cw / 2), window % (cw / 2));
+                let first = 2 * py * cw + 2 * px;
+                for (co, (&at, &gv)) in arg.iter().zip(grad).enumerate() {
+                    if at == DEAD {
+                        continue;
+                    }
+                    let pixel = [first, first + 1, first + cw, first + cw + 1]
+                        .into_iter()
+                        .find(|p| p * cout + co == at as usize)
+                        .expect("the choice lies in its window");
+                    let patch: [f32; ROW] =
+                        cols[pixel * ROW..][..ROW].try_into().expect("ROW values");
+                    // On copies: LLVM does not vectorise this through the two borrowed buffers.
+                    let mut row = gw[co];
+                    for (w, p) in row.iter_mut().zip(patch) {
+                        *w = gv.mul_add(p, *w);
+                    }
+                    gw[co] = row;
+                    gb[co] += gv;
+                }
+            }
+        }
+    });
+    let gw = gw.iter().flat_map(|r| &r[..K * K]).copied().collect();
+    (gw, gb)
+}
+
+/// The forward kernel, generic over the vector type and compiled once per instruction set.
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use super::{padded_hw, Geometry, Kernel};
+    use std::arch::x86_64::*;
+
+    /// The few vector operations the kernel needs.
+    trait Vector: Copy {
+        const LANES: usize;
+        unsafe fn zero() -> Self;
+        unsafe fn splat(x: f32) -> Self;
+        unsafe fn load(p: *const f32) -> Self;
+        unsafe fn store(self, p: *mut f32);
+        /// `a * b + self`, rounded once.
+        unsafe fn mul_add(self, a: Self, b: Self) -> Self;
+        unsafe fn add(self, b: Self) -> Self;
+        /// Lane indices `base, base + 1, ...`.
+        unsafe fn indices(base: usize) -> Self::Indices;
+        /// Per lane, `(v, vi)` where `v > best` (false for NaN), else `(best, best_i)`.
+        unsafe fn keep_greater(
+            self,
+            best_i: Self::Indices,
+            v: Self,
+            vi: Self::Indices,
+        ) -> (Self, Self::Indices);
+        unsafe fn store_indices(i: Self::Indices, p: *mut u32);
+        type Indices: Copy;
+    }
+
+    impl Vector for __m512 {
+        const LANES: usize = 16;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            _mm512_setzero_ps()
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            _mm512_set1_ps(x)
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            _mm512_loadu_ps(p)
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            _mm512_storeu_ps(p, self)
+        }
+        #[inline(always)]
+        unsafe fn mul_add(self, a: Self, b: Self) -> Self {
+            _mm512_fmadd_ps(a, b, self)
+        }
+        #[inline(always)]
+        unsafe fn add(self, b: Self) -> Self {
+            _mm512_add_ps(self, b)
+        }
+        type Indices = __m512i;
+        #[inline(always)]
+        unsafe fn indices(base: usize) -> __m512i {
+            let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            _mm512_add_epi32(iota, _mm512_set1_epi32(base as i32))
+        }
+        #[inline(always)]
+        unsafe fn keep_greater(self, best_i: __m512i, v: Self, vi: __m512i) -> (Self, __m512i) {
+            let m = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, self);
+            (
+                _mm512_mask_blend_ps(m, self, v),
+                _mm512_mask_blend_epi32(m, best_i, vi),
+            )
+        }
+        #[inline(always)]
+        unsafe fn store_indices(i: __m512i, p: *mut u32) {
+            _mm512_storeu_si512(p.cast(), i)
+        }
+    }
+
+    impl Vector for __m256 {
+        const LANES: usize = 8;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            _mm256_setzero_ps()
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            _mm256_set1_ps(x)
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            _mm256_loadu_ps(p)
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            _mm256_storeu_ps(p, self)
+        }
+        #[inline(always)]
+        unsafe fn mul_add(self, a: Self, b: Self) -> Self {
+            _mm256_fmadd_ps(a, b, self)
+        }
+        #[inline(always)]
+        unsafe fn add(self, b: Self) -> Self {
+            _mm256_add_ps(self, b)
+        }
+        type Indices = __m256i;
+        #[inline(always)]
+        unsafe fn indices(base: usize) -> __m256i {
+            let iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            _mm256_add_epi32(iota, _mm256_set1_epi32(base as i32))
+        }
+        #[inline(always)]
+        unsafe fn keep_greater(self, best_i: __m256i, v: Self, vi: __m256i) -> (Self, __m256i) {
+            let m = _mm256_cmp_ps::<_CMP_GT_OQ>(v, self);
+            (
+                _mm256_blendv_ps(self, v, m),
+                _mm256_blendv_epi8(best_i, vi, _mm256_castps_si256(m)),
+            )
+        }
+        #[inline(always)]
+        unsafe fn store_indices(i: __m256i, p: *mut u32) {
+            _mm256_storeu_si256(p.cast(), i)
+        }
+    }
+
+    /// Convolution, bias and 2x2 max-pool of one padded image (`wt` is `[k*k][cout]`).
+    pub fn forward_image(
+        kernel: Kernel,
+        g: &Geometry,
+        padded: &[f32],
+        wt: &[f32],
+        b: &[f32],
+        out: &mut [f32],
+        arg: &mut [u32],
+    ) {
+        let (hp, wp) = padded_hw(g);
+        let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
+        assert_eq!(padded.len(), hp * wp);
+        assert_eq!(wt.len(), g.k * g.k * g.cout);
+        assert_eq!(b.len(), g.cout);
+        assert_eq!(out.len(), (ch / 2) * (cw / 2) * g.cout);
+        assert_eq!(arg.len(), out.len());
+        // SAFETY: `kernel` was chosen by `super::kernel`, which checked that this CPU has the
+        // instructions and that `cout` is a whole number of register groups; the asserts above
+        // bound every index the kernel forms (windows lie inside the padded image because
+        // `ch = hp - k + 1` and `cw = wp - k + 1`).
+        unsafe {
+            match (kernel, g.k) {
+                (Kernel::Avx512 { nv: 2 }, 3) => avx512::<2, 3>(g, padded, wt, b, out, arg),
+                (Kernel::Avx512 { nv: 2 }, _) => avx512::<2, 5>(g, padded, wt, b, out, arg),
+                (Kernel::Avx512 { .. }, 3) => avx512::<1, 3>(g, padded, wt, b, out, arg),
+                (Kernel::Avx512 { .. }, _) => avx512::<1, 5>(g, padded, wt, b, out, arg),
+                (Kernel::Avx2 { nv: 2 }, 3) => avx2::<2, 3>(g, padded, wt, b, out, arg),
+                (Kernel::Avx2 { nv: 2 }, _) => avx2::<2, 5>(g, padded, wt, b, out, arg),
+                (Kernel::Avx2 { .. }, 3) => avx2::<1, 3>(g, padded, wt, b, out, arg),
+                (Kernel::Avx2 { .. }, _) => avx2::<1, 5>(g, padded, wt, b, out, arg),
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512<const NV: usize, const K: usize>(
+        g: &Geometry,
+        padded: &[f32],
+        wt: &[f32],
+        b: &[f32],
+        out: &mut [f32],
+        arg: &mut [u32],
+    ) {
+        image::<__m512, NV, K>(g, padded, wt, b, out, arg)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2<const NV: usize, const K: usize>(
+        g: &Geometry,
+        padded: &[f32],
+        wt: &[f32],
+        b: &[f32],
+        out: &mut [f32],
+        arg: &mut [u32],
+    ) {
+        image::<__m256, NV, K>(g, padded, wt, b, out, arg)
+    }
+
+    /// For each pool window and each group of `NV` registers of channels: the window's four
+    /// convolution outputs accumulate in registers, tap by tap in order with fused
+    /// multiply-adds from zero (the im2col GEMM's operations, so the same bits), then get the
+    /// bias and are pooled.
+    #[inline(always)]
+    unsafe fn image<V: Vector, const NV: usize, const K: usize>(
+        g: &Geometry,
+        padded: &[f32],
+        wt: &[f32],
+        b: &[f32],
+        out: &mut [f32],
+        arg: &mut [u32],
+    ) {
+        let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
+        let (wp, k, cout) = (padded_hw(g).1, K, g.cout);
+        debug_assert_eq!(g.k, K);
+        let group = NV * V::LANES;
+        // The window's four inputs, in the pool's order.
+        const CORNERS: [(usize, usize); 4] = [(0, 0), (0, 1), (1, 0), (1, 1)];
+        let (pin, wptr) = (padded.as_ptr(), wt.as_ptr());
+        for py in 0..ch / 2 {
+            for px in 0..cw / 2 {
+                let o = (py * (cw / 2) + px) * cout;
+                for c0 in (0..cout).step_by(group) {
+                    let mut acc = [[V::zero(); NV]; 4];
+                    for ky in 0..k {
+                        let top = pin.add((2 * py + ky) * wp + 2 * px);
+                        let bottom = top.add(wp);
+                        for kx in 0..k {
+                            let v = [
+                                V::splat(*top.add(kx)),
+                                V::splat(*top.add(kx + 1)),
+                                V::splat(*bottom.add(kx)),
+                                V::splat(*bottom.add(kx + 1)),
+                            ];
+                            for j in 0..NV {
+                                let w = V::load(wptr.add((ky * k + kx) * cout + c0 + j * V::LANES));
+                                for (a, v) in acc.iter_mut().zip(v) {
+                                    a[j] = a[j].mul_add(v, w);
+                                }
+                            }
+                        }
+                    }
+                    // Bias, then the pool: strict `>`, so the first maximum in window order
+                    // wins, as in `pool::forward_image`.
+                    for j in 0..NV {
+                        let c = c0 + j * V::LANES;
+                        let bias = V::load(b.as_ptr().add(c));
+                        let at = |(dy, dx): (usize, usize)| {
+                            V::indices(((2 * py + dy) * cw + 2 * px + dx) * cout + c)
+                        };
+                        let (mut best, mut best_at) = (acc[0][j].add(bias), at(CORNERS[0]));
+                        for (a, &corner) in acc[1..].iter().zip(&CORNERS[1..]) {
+                            (best, best_at) =
+                                best.keep_greater(best_at, a[j].add(bias), at(corner));
+                        }
+                        best.store(out.as_mut_ptr().add(o + c));
+                        V::store_indices(best_at, arg.as_mut_ptr().add(o + c));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// No vector kernels off x86-64: [`applies`] is false there.
+#[cfg(not(target_arch = "x86_64"))]
+mod simd {
+    pub fn forward_image(
+        kernel: super::Kernel,
+        _: &super::Geometry,
+        _: &[f32],
+        _: &[f32],
+        _: &[f32],
+        _: &mut [f32],
+        _: &mut [u32],
+    ) {
+        let _ = kernel;
+        unreachable!("`applies` is false off x86-64")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::conv2d::cpu::{self as conv, naive};
+    use crate::ops::pool2d::cpu as pool;
+
+    fn val(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|j| ((j * 7919 + seed * 104_729) % 1009) as f32 / 504.5 - 1.0)
+            .collect()
+    }
+
+    /// Shapes the kernels serve: both kernel sizes, both paddings, odd sizes (the pool drops
+    /// the last row and column), and every register blocking (8 to 64 channels).
+    fn geometries() -> Vec<Geometry> {
+        let mut v = Vec::new();
+        for (h, w) in [(28, 28), (9, 7)] {
+            for k in [3, 5] {
+                for pad in [k / 2, 0] {
+                    for cout in [8, 16, 32, 64] {
+                        v.push(Geometry {
+                            batch: 3,
+                            h,
+                            w,
+                            cin: 1,
+                            cout,
+                            k,
+                            pad,
+                        });
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    /// The direct kernel against the im2col GEMM followed by the pool: the same choices, and the
+    /// same values (bit for bit on 28x28 images).
+    #[test]
+    fn forward_matches_im2col_then_pool_bit_for_bit() {
+        for g in geometries() {
+            if !applies(&g) {
+                eprintln!("no vector kernel for {g:?} on this CPU: skipped");
+                continue;
+            }
+            let (x, w, b) = (
+                val(g.batch * g.in_len(), 1),
+                val(g.cout * g.k * g.k, 2),
+                val(g.cout, 3),
+            );
+            let (ch, cw) = g.out_hw().unwrap();
+            let mut conv_out = vec![0.0; g.batch * g.out_len()];
+            conv::forward(&g, &x, &w, &b, &mut conv_out);
+            let n = g.batch * pooled_len(&g);
+            let (mut want, mut want_arg) = (vec![0.0; n], vec![0u32; n]);
+            for ((c, o), a) in conv_out
+                .chunks_exact(g.out_len())
+                .zip(want.chunks_exact_mut(pooled_len(&g)))
+                .zip(want_arg.chunks_exact_mut(pooled_len(&g)))
+            {
+                pool::forward_image(c, (ch, cw, g.cout), o, a);
+            }
+            for kernel in kernels_for(&g) {
+                let (mut got, mut got_arg) = (vec![0.0; n], vec![0u32; n]);
+                forward_with(kernel, &g, &x, &w, &b, &mut got, &mut got_arg);
+                // gemm picks its kernels by size: on MNIST-sized images it sums exactly as here.
+                if g.h == 28 {
+                    assert!(
+                        got.iter()
+                            .zip(&want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "values differ for {g:?}"
+                    );
+                }
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(err < 1e-5, "{g:?}: error {err}");
+                assert_eq!(got_arg, want_arg, "choices differ for {g:?}");
+            }
+        }
+    }
+
+    /// Every kernel this CPU can run on `g`'s channels, not only the one `kernel` prefers.
+    fn kernels_for(g: &Geometry) -> Vec<Kernel> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx512 = is_x86_feature_detected!("avx512f");
+            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+            [
+                (
+                    avx512 && g.cout.is_multiple_of(32),
+                    Kernel::Avx512 { nv: 2 },
+                ),
+                (
+                    avx512 && g.cout.is_multiple_of(16),
+                    Kernel::Avx512 { nv: 1 },
+                ),
+                (avx2 && g.cout.is_multiple_of(16), Kernel::Avx2 { nv: 2 }),
+                (avx2 && g.cout.is_multiple_of(8), Kernel::Avx2 { nv: 1 }),
+            ]
+            .into_iter()
+            .filter_map(|(ok, k)| ok.then_some(k))
+            .collect()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Vec::new()
+    }
+
+    /// Weight and bias gradients against the direct loops (in f64) on the routed gradient:
+    /// each live window's gradient at its chosen input, zero elsewhere.
+    #[test]
+    fn weight_grads_match_the_direct_loops() {
+        for g in geometries() {
+            if !applies(&g) {
+                continue;
+            }
+            let (x, w, b) = (
+                val(g.batch * g.in_len(), 4),
+                val(g.cout * g.k * g.k, 5),
+                val(g.cout, 6),
+            );
+            let n = g.batch * pooled_len(&g);
+            let (mut out, mut arg) = (vec![0.0; n], vec![0u32; n]);
+            forward_pooled(&g, &x, &w, &b, &mut out, &mut arg);
+            // The ReLU: about half the windows are dead.
+            for (v, a) in out.iter().zip(arg.iter_mut()) {
+                if *v <= 0.0 {
+                    *a = DEAD;
+                }
+            }
+            let grad = val(n, 7);
+            let mut routed = vec![0.0; g.batch * g.out_len()];
+            for ((r, a), gy) in routed
+                .chunks_exact_mut(g.out_len())
+                .zip(arg.chunks_exact(pooled_len(&g)))
+                .zip(grad.chunks_exact(pooled_len(&g)))
+            {
+                for (&i, &v) in a.iter().zip(gy) {
+                    if i != DEAD {
+                        r[i as usize] += v;
+                    }
+                }
+            }
+            let (_, want_w, want_b) = naive::backward(&g, &x, &w, &routed);
+            let (got_w, got_b) = weight_grads(&g, &x, &arg, &grad);
+            for (got, want) in [(got_w, want_w), (got_b, want_b)] {
+                let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(err <= 1e-5 * scale, "{g:?}: error {err} at scale {scale}");
+            }
+        }
+    }
+}
