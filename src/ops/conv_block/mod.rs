@@ -1,5 +1,6 @@
 //! `ConvPoolRelu`: convolution, 2x2 max-pool and ReLU as one op on the tape. The same arithmetic
-//! as the three ops in a row, bit for bit, but the full-size convolution output (4x the pooled
+//! as the three ops in a row, bit for bit (except a first block's weight gradient, summed in
+//! another order by [`single_channel`]), but the full-size convolution output (4x the pooled
 //! size) never becomes a dfdx tensor: no copy of it out of dfdx for the pool, no zeroed gradient
 //! tensor for it, and no copy of that gradient out again for the convolution's backward. It is
 //! never stored whole either: each parallel chunk of images is convolved and pooled (or, going

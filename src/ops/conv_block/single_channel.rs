@@ -6,7 +6,7 @@
 //! gradient (a quarter of them, fewer after the ReLU), so the weight gradient is a sum over the
 //! live windows alone rather than a GEMM over mostly zero rows.
 
-use super::DEAD;
+use super::{pooled_len, DEAD};
 use crate::ops::conv2d::cpu::{Geometry, Partial};
 use std::cell::RefCell;
 
@@ -123,12 +123,6 @@ fn forward_with(
             simd::forward_image(kernel, g, padded, &wt, b, out, arg);
         }
     });
-}
-
-/// Pooled outputs per image.
-fn pooled_len(g: &Geometry) -> usize {
-    let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
-    (ch / 2) * (cw / 2) * g.cout
 }
 
 /// Weight and bias gradients of a run of whole images, given the gradient of the block's output
