@@ -1,13 +1,16 @@
 //! `ConvPoolRelu`: convolution, 2x2 max-pool and ReLU as one op on the tape. The same arithmetic
-//! as the three ops in a row, bit for bit (except a first block's weight gradient, summed in
-//! another order by [`single_channel`]), but the full-size convolution output (4x the pooled
+//! as the three ops in a row, bit for bit (except the gradients that [`single_channel`] and
+//! [`sparse_backward`] sum in another order), but the full-size convolution output (4x the pooled
 //! size) never becomes a dfdx tensor: no copy of it out of dfdx for the pool, no zeroed gradient
 //! tensor for it, and no copy of that gradient out again for the convolution's backward. It is
 //! never stored whole either: each parallel chunk of images is convolved and pooled (or, going
 //! back, has its gradient routed and convolved) while it is in cache. A block on one-channel
-//! input (the images) has its own direct kernels: [`single_channel`].
+//! input (the images) has its own direct kernels: [`single_channel`]; on several channels, its
+//! backward pass sums over the pool's winners alone: [`sparse_backward`].
 
 mod single_channel;
+mod sparse_backward;
+mod vector;
 
 use super::conv2d::cpu::{self as conv, Geometry};
 use super::conv2d::{accumulate_grads, geometry};
@@ -195,6 +198,9 @@ fn backward(
             if gx.is_none() && single_channel::applies(g) {
                 return single_channel::weight_grads(g, x, arg, gy);
             }
+            if sparse_backward::applies(g) {
+                return sparse_backward::grads(g, x, w, arg, gy, gx);
+            }
             with_conv_buf(x.len() / g.in_len() * g.out_len(), |grad_conv| {
                 grad_conv.fill(0.0);
                 route_gradients(arg, gy, g.out_len(), grad_conv);
@@ -281,6 +287,58 @@ mod tests {
         assert_eq!(
             bits(g3.get(&first.conv.weight).as_vec()),
             bits(g2.get(&seq.0.weight).as_vec())
+        );
+    }
+
+    /// A block on 16 channels takes the sparse backward pass: through the tape, its gradients
+    /// (input included) agree with the three ops in a row up to rounding.
+    #[test]
+    fn sparse_backward_block_matches_conv_then_pool_then_relu() {
+        let dev = Cpu::default();
+        let mut block: ConvPoolRelu<16, 8, 3, 1> = ConvPoolRelu {
+            conv: Conv2D::build(&dev),
+        };
+        let val = |n: usize, s: usize| -> Vec<f32> {
+            (0..n)
+                .map(|j| (((j * 7919 + s * 31) % 211) as f32 / 105.0 - 1.0) * 0.1)
+                .collect()
+        };
+        block.conv.weight.copy_from(&val(8 * 3 * 3 * 16, 1));
+        block.conv.bias.copy_from(&val(8, 2));
+        let seq = (block.conv.clone(), MaxPool2D, ReLU);
+        let (b, h, w) = (2, 8, 6);
+        let xs = val(b * h * w * 16, 3);
+        let x1: Maps<16> = dev.tensor_from_vec(xs.clone(), (b, h, w, Const::<16>));
+        let x2: Maps<16> = dev.tensor_from_vec(xs, (b, h, w, Const::<16>));
+        let (x1_id, x2_id) = (x1.clone(), x2.clone());
+        // Leaky: keep every gradient, the input's included.
+        let y1 = block.forward(x1.trace(Gradients::leaky()));
+        let y2 = seq.forward(x2.trace(Gradients::leaky()));
+        assert_eq!(y1.as_vec(), y2.as_vec());
+        let weights = dev.tensor_from_vec(val(y1.as_vec().len(), 4), *y1.shape());
+        let g1 = (y1 * weights.clone()).sum().backward();
+        let g2 = (y2 * weights).sum().backward();
+        let close = |a: Vec<f32>, b: Vec<f32>| {
+            assert_eq!(a.len(), b.len());
+            let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            let err = a
+                .iter()
+                .zip(&b)
+                .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(err <= 1e-5 * scale, "error {err} at scale {scale}");
+            assert!(
+                b.iter().any(|&v| v != 0.0),
+                "a gradient that is all zero checks nothing"
+            );
+        };
+        close(g1.get(&x1_id).as_vec(), g2.get(&x2_id).as_vec());
+        close(
+            g1.get(&block.conv.weight).as_vec(),
+            g2.get(&seq.0.weight).as_vec(),
+        );
+        close(
+            g1.get(&block.conv.bias).as_vec(),
+            g2.get(&seq.0.bias).as_vec(),
         );
     }
 }

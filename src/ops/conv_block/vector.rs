@@ -1,0 +1,120 @@
+//! The few vector operations the block's direct kernels need, over AVX-512 and AVX2 registers,
+//! so that each kernel is written once and compiled per instruction set.
+
+#![cfg(target_arch = "x86_64")]
+
+use std::arch::x86_64::*;
+
+pub trait Vector: Copy {
+    const LANES: usize;
+    unsafe fn zero() -> Self;
+    unsafe fn splat(x: f32) -> Self;
+    unsafe fn load(p: *const f32) -> Self;
+    unsafe fn store(self, p: *mut f32);
+    /// `a * b + self`, rounded once.
+    unsafe fn mul_add(self, a: Self, b: Self) -> Self;
+    unsafe fn add(self, b: Self) -> Self;
+    /// Lane indices `base, base + 1, ...`.
+    unsafe fn indices(base: usize) -> Self::Indices;
+    /// Per lane, `(v, vi)` where `v > best` (false for NaN), else `(best, best_i)`.
+    unsafe fn keep_greater(
+        self,
+        best_i: Self::Indices,
+        v: Self,
+        vi: Self::Indices,
+    ) -> (Self, Self::Indices);
+    unsafe fn store_indices(i: Self::Indices, p: *mut u32);
+    type Indices: Copy;
+}
+
+impl Vector for __m512 {
+    const LANES: usize = 16;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        _mm512_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        _mm512_set1_ps(x)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        _mm512_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        _mm512_storeu_ps(p, self)
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, a: Self, b: Self) -> Self {
+        _mm512_fmadd_ps(a, b, self)
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        _mm512_add_ps(self, b)
+    }
+    type Indices = __m512i;
+    #[inline(always)]
+    unsafe fn indices(base: usize) -> __m512i {
+        let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        _mm512_add_epi32(iota, _mm512_set1_epi32(base as i32))
+    }
+    #[inline(always)]
+    unsafe fn keep_greater(self, best_i: __m512i, v: Self, vi: __m512i) -> (Self, __m512i) {
+        let m = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, self);
+        (
+            _mm512_mask_blend_ps(m, self, v),
+            _mm512_mask_blend_epi32(m, best_i, vi),
+        )
+    }
+    #[inline(always)]
+    unsafe fn store_indices(i: __m512i, p: *mut u32) {
+        _mm512_storeu_si512(p.cast(), i)
+    }
+}
+
+impl Vector for __m256 {
+    const LANES: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        _mm256_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        _mm256_set1_ps(x)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        _mm256_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        _mm256_storeu_ps(p, self)
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, a: Self, b: Self) -> Self {
+        _mm256_fmadd_ps(a, b, self)
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        _mm256_add_ps(self, b)
+    }
+    type Indices = __m256i;
+    #[inline(always)]
+    unsafe fn indices(base: usize) -> __m256i {
+        let iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_add_epi32(iota, _mm256_set1_epi32(base as i32))
+    }
+    #[inline(always)]
+    unsafe fn keep_greater(self, best_i: __m256i, v: Self, vi: __m256i) -> (Self, __m256i) {
+        let m = _mm256_cmp_ps::<_CMP_GT_OQ>(v, self);
+        (
+            _mm256_blendv_ps(self, v, m),
+            _mm256_blendv_epi8(best_i, vi, _mm256_castps_si256(m)),
+        )
+    }
+    #[inline(always)]
+    unsafe fn store_indices(i: __m256i, p: *mut u32) {
+        _mm256_storeu_si256(p.cast(), i)
+    }
+}
