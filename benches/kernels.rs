@@ -11,6 +11,7 @@ use runner::config::{self};
 use runner::data::mnist::{Source, IMAGE_PIXELS};
 use runner::data::Dataset;
 use runner::ops::conv2d::cpu::{self as conv, Geometry};
+use runner::ops::conv_block;
 use runner::ops::pool2d::cpu as pool;
 use std::path::Path;
 use std::time::Instant;
@@ -67,6 +68,37 @@ fn conv_layer(name: &str, g: Geometry) {
     );
 }
 
+/// The fused block (convolution, pool, ReLU) as the network runs it: on this CPU's vector
+/// kernels where they apply. Its backward pass skips the pool's losers, so GFLOP/s there count
+/// the dense convolution's flops (what the im2col path computes).
+fn block_layer(name: &str, g: Geometry) {
+    let (oh, ow) = g.out_hw().unwrap();
+    let patch = g.k * g.k * g.cin;
+    let x = filled(g.batch * g.h * g.w * g.cin, 0.1);
+    let w = filled(g.cout * patch, 0.2);
+    let b = filled(g.cout, 0.3);
+    let mut out = vec![0.0; g.batch * conv_block::pooled_len(&g)];
+    let mut arg = vec![0u32; out.len()];
+    let flops = 2.0 * (g.batch * oh * ow * g.cout * patch) as f64;
+    report(
+        &format!("{name} fused forward"),
+        median_ms(20, || {
+            conv_block::forward(&g, &x, &w, &b, &mut out, Some(&mut arg))
+        }),
+        flops,
+    );
+    let gy = filled(out.len(), 0.4);
+    let (mut gx, mut gw, mut gb) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
+    report(
+        &format!("{name} fused backward"),
+        median_ms(20, || {
+            let gx = (g.cin > 1).then_some(&mut gx[..]);
+            conv_block::backward(&g, &x, &w, &arg, &gy, gx, &mut gw, &mut gb)
+        }),
+        2.0 * flops,
+    );
+}
+
 fn main() {
     // `cargo test --all-targets` runs bench targets too (without `--bench`): skip the work there.
     if !std::env::args().any(|a| a == "--bench") {
@@ -87,6 +119,8 @@ fn main() {
     };
     conv_layer("conv1 28x28x1->32", geometry(28, 1, 32));
     conv_layer("conv2 14x14x32->64", geometry(14, 32, 64));
+    block_layer("block1 28x28x1->32", geometry(28, 1, 32));
+    block_layer("block2 14x14x32->64", geometry(14, 32, 64));
     for (h, c) in [(28, 32), (14, 64)] {
         let x = filled(50 * h * h * c, 0.5);
         let mut out = vec![0.0; 50 * (h / 2) * (h / 2) * c];

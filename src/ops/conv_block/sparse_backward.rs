@@ -9,7 +9,7 @@
 //! Sums run in an order fixed by the data layout (windows, then channels, then kernel rows), so
 //! results do not depend on the thread count; they differ in rounding from the GEMM path's.
 
-use super::{pooled_len, DEAD};
+use super::{aligned_zeros, pooled_len, DEAD};
 use crate::ops::conv2d::cpu::{Geometry, Partial};
 use std::cell::RefCell;
 
@@ -55,19 +55,6 @@ pub fn applies(g: &Geometry) -> bool {
 
 /// A term of a sum: `weight * source[offset..]`, for one run of `k * cin` values.
 type Term = (u32, f32);
-
-/// `len` zeros from a 64-byte boundary within `buf`: the kernels' loads are whole cache lines
-/// then (every offset is a multiple of 16 values), which ran them twice as fast as misaligned.
-fn aligned_zeros(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    buf.clear();
-    buf.resize(len + 16, 0.0);
-    let start = buf.as_ptr().align_offset(64);
-    assert!(
-        start < 16,
-        "f32 pointers reach a 64-byte boundary within 16 values"
-    );
-    &mut buf[start..][..len]
-}
 
 #[derive(Default)]
 struct Scratch {

@@ -1,0 +1,349 @@
+//! Direct forward kernels for a block on multi-channel input: convolution, bias and 2x2
+//! max-pool without unfolding the input. A tile is one row of pool windows (two rows of
+//! convolution outputs, up to 14 columns with AVX-512) for one register of output channels;
+//! each tap and input channel loads one weight vector and broadcasts each input pixel, so that
+//! the tile's 28 accumulators see one load per fused multiply-add and the weights are read
+//! once per tile. The im2col GEMM instead wrote and packed 25 copies of every input value.
+//!
+//! Each output sums its taps in order (kernel row, column, input channel) with fused
+//! multiply-adds from zero, then adds the bias: the same operations at any thread count, in a
+//! different order from the GEMM's.
+
+use super::{aligned_zeros, pooled_len};
+use crate::ops::conv2d::cpu::Geometry;
+use std::cell::RefCell;
+
+/// Instruction set of the kernels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Isa {
+    Avx512,
+    Avx2,
+}
+
+impl Isa {
+    fn lanes(self) -> usize {
+        match self {
+            Isa::Avx512 => 16,
+            Isa::Avx2 => 8,
+        }
+    }
+
+    /// Pool windows per tile: two accumulators per window column and row pair, within the
+    /// register file (32 registers with AVX-512, 16 with AVX2).
+    fn max_windows(self) -> usize {
+        match self {
+            Isa::Avx512 => 7,
+            Isa::Avx2 => 3,
+        }
+    }
+}
+
+/// Whether this CPU has `isa` and its registers split `cout` channels evenly.
+fn supports(isa: Isa, cout: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        cout.is_multiple_of(isa.lanes())
+            && match isa {
+                Isa::Avx512 => is_x86_feature_detected!("avx512f"),
+                Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (isa, cout);
+        false
+    }
+}
+
+/// The block's weights, rearranged once per forward pass for the kernels.
+pub struct Direct {
+    isa: Isa,
+    /// `[k][k][cin][cout]`: one tap's weights for a run of output channels are a vector.
+    taps: Vec<f32>,
+}
+
+impl Direct {
+    /// `Some` where these kernels serve `g`: several input channels, output channels in whole
+    /// vector registers, a CPU with AVX2 and FMA (or AVX-512). `w` is `[cout][k][k][cin]`.
+    pub fn new(g: &Geometry, w: &[f32]) -> Option<Self> {
+        let isa = [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .find(|&isa| supports(isa, g.cout))
+            .filter(|_| g.cin > 1)?;
+        let taps_per_channel = g.k * g.k * g.cin;
+        assert_eq!(w.len(), g.cout * taps_per_channel);
+        let taps = (0..taps_per_channel)
+            .flat_map(|t| w.iter().skip(t).step_by(taps_per_channel).copied())
+            .collect();
+        Some(Direct { isa, taps })
+    }
+
+    /// Convolution, bias and 2x2 max-pool of a run of whole images: `out` gets the pooled
+    /// values (before the ReLU) and `arg` the index, within its image's convolution output, of
+    /// the input each window chose (first maximum in window order, as `pool::forward_image`).
+    pub fn forward_pooled(
+        &self,
+        g: &Geometry,
+        x: &[f32],
+        b: &[f32],
+        out: &mut [f32],
+        arg: &mut [u32],
+    ) {
+        let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
+        let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+        let pooled = pooled_len(g);
+        let images = x.len() / g.in_len();
+        assert_eq!(x.len(), images * g.in_len());
+        assert_eq!((out.len(), arg.len()), (images * pooled, images * pooled));
+        assert_eq!(b.len(), g.cout);
+        assert_eq!(self.taps.len(), g.k * g.k * g.cin * g.cout);
+        assert!(supports(self.isa, g.cout), "a kernel this CPU cannot run");
+        // Windows lie inside the padded image: `ch = hp - k + 1`, `cw = wp - k + 1`.
+        assert!(ch + g.k - 1 == hp && cw + g.k - 1 == wp);
+        PADDED.with_borrow_mut(|buf| {
+            for ((img, out), arg) in x
+                .chunks_exact(g.in_len())
+                .zip(out.chunks_exact_mut(pooled))
+                .zip(arg.chunks_exact_mut(pooled))
+            {
+                // Row-planar (`[hp][cin][wp]`): a run of pixels of one channel is contiguous,
+                // so the tile's broadcasts sit at fixed offsets from one pointer.
+                let padded = aligned_zeros(buf, hp * wp * g.cin);
+                for (y, row) in img.chunks_exact(g.w * g.cin).enumerate() {
+                    let planes = &mut padded[(y + g.pad) * g.cin * wp..][..g.cin * wp];
+                    for (x, pixel) in row.chunks_exact(g.cin).enumerate() {
+                        for (plane, &v) in planes.chunks_exact_mut(wp).zip(pixel) {
+                            plane[x + g.pad] = v;
+                        }
+                    }
+                }
+                // SAFETY: `isa` suits this CPU and `cout` (asserted above); the asserts
+                // above fix every buffer's size for the indices the kernels form.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    simd::image(self.isa, g, padded, &self.taps, b, out, arg)
+                }
+            }
+        });
+    }
+}
+
+thread_local! {
+    /// This thread's zero-padded image, reused between calls.
+    static PADDED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use super::super::vector::Vector;
+    use super::{Geometry, Isa};
+    use std::arch::x86_64::*;
+
+    /// Every tile of one padded image.
+    ///
+    /// # Safety
+    /// The CPU has `isa`, whose lanes divide `cout`; `padded` is the image with its border,
+    /// row-planar (`[hp][cin][wp]`), `taps` is `[k][k][cin][cout]`, `out` and `arg` hold the
+    /// image's pooled outputs.
+    pub unsafe fn image(
+        isa: Isa,
+        g: &Geometry,
+        padded: &[f32],
+        taps: &[f32],
+        b: &[f32],
+        out: &mut [f32],
+        arg: &mut [u32],
+    ) {
+        let windows = g.out_hw().expect("geometry checked by the caller").1 / 2;
+        let mut px = 0;
+        while px < windows {
+            let n = isa.max_windows().min(windows - px);
+            macro_rules! dispatch {
+                ($($n:literal)+) => {
+                    match (isa, n) {
+                        $((Isa::Avx512, $n) => avx512::<{ 2 * $n }>(g, padded, taps, b, out, arg, px),)+
+                        $((Isa::Avx2, $n) => avx2::<{ 2 * $n }>(g, padded, taps, b, out, arg, px),)+
+                        _ => unreachable!("at most 7 windows per tile"),
+                    }
+                };
+            }
+            dispatch!(1 2 3 4 5 6 7);
+            px += n;
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512<const NC: usize>(
+        g: &Geometry,
+        padded: &[f32],
+        taps: &[f32],
+        b: &[f32],
+        out: &mut [f32],
+        arg: &mut [u32],
+        px: usize,
+    ) {
+        column::<__m512, NC>(g, padded, taps, b, out, arg, px)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2<const NC: usize>(
+        g: &Geometry,
+        padded: &[f32],
+        taps: &[f32],
+        b: &[f32],
+        out: &mut [f32],
+        arg: &mut [u32],
+        px: usize,
+    ) {
+        column::<__m256, NC>(g, padded, taps, b, out, arg, px)
+    }
+
+    /// The tiles whose first window is at column `px`: every window row, every register of
+    /// channels. `NC` is the tile's width in convolution columns (two per window).
+    #[inline(always)]
+    unsafe fn column<V: Vector, const NC: usize>(
+        g: &Geometry,
+        padded: &[f32],
+        taps: &[f32],
+        b: &[f32],
+        out: &mut [f32],
+        arg: &mut [u32],
+        px: usize,
+    ) {
+        let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
+        let (cin, cout, k) = (g.cin, g.cout, g.k);
+        let wp = g.w + 2 * g.pad;
+        let (pin, tin) = (padded.as_ptr(), taps.as_ptr());
+        for c0 in (0..cout).step_by(V::LANES) {
+            for py in 0..ch / 2 {
+                let mut acc = [[V::zero(); NC]; 2];
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let w = tin.add((ky * k + kx) * cin * cout + c0);
+                        let top = pin.add((2 * py + ky) * cin * wp + 2 * px + kx);
+                        let bottom = top.add(cin * wp);
+                        for ci in 0..cin {
+                            let wv = V::load(w.add(ci * cout));
+                            let (top, bottom) = (top.add(ci * wp), bottom.add(ci * wp));
+                            let [upper, lower] = &mut acc;
+                            for (c, (u, l)) in upper.iter_mut().zip(lower).enumerate() {
+                                *u = u.mul_add(V::splat(*top.add(c)), wv);
+                                *l = l.mul_add(V::splat(*bottom.add(c)), wv);
+                            }
+                        }
+                    }
+                }
+                // Bias, then the pool: strict `>`, so the first maximum in window order wins.
+                let bias = V::load(b.as_ptr().add(c0));
+                for q in 0..NC / 2 {
+                    let (oy, ox) = (2 * py, 2 * (px + q));
+                    let at =
+                        |dy: usize, dx: usize| V::indices(((oy + dy) * cw + ox + dx) * cout + c0);
+                    let (mut best, mut best_at) = (acc[0][2 * q].add(bias), at(0, 0));
+                    for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
+                        let v = acc[dy][2 * q + dx].add(bias);
+                        (best, best_at) = best.keep_greater(best_at, v, at(dy, dx));
+                    }
+                    let o = (py * (cw / 2) + px + q) * cout + c0;
+                    best.store(out.as_mut_ptr().add(o));
+                    V::store_indices(best_at, arg.as_mut_ptr().add(o));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::conv2d::cpu as conv;
+    use crate::ops::pool2d::cpu as pool;
+
+    /// Values in [-1, 1), uncorrelated between seeds (a multiply-xorshift hash).
+    fn val(n: usize, seed: u64) -> Vec<f32> {
+        (0..n as u64)
+            .map(|j| {
+                let mut h = (j ^ seed << 32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                h ^= h >> 29;
+                h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                (h >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// Every instruction set this CPU has that splits `cout` evenly.
+    fn isas(cout: usize) -> Vec<Isa> {
+        [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .filter(|&isa| supports(isa, cout))
+            .collect()
+    }
+
+    /// Against the im2col GEMM followed by the pool: values within rounding, the same choices
+    /// (the inputs are spread enough that no window has two values within rounding of each
+    /// other). Shapes: both kernel sizes and paddings, odd sizes (the pool drops the last row
+    /// and column), tiles of 1 to 7 windows and a remainder.
+    #[test]
+    fn matches_im2col_then_pool() {
+        let mut checked = 0;
+        for (h, w, cin, cout) in [
+            (14, 14, 32, 64),
+            (9, 19, 16, 16),
+            (6, 7, 8, 32),
+            (12, 30, 24, 8),
+        ] {
+            for k in [3, 5] {
+                for pad in [k / 2, 0] {
+                    let g = Geometry {
+                        batch: 2,
+                        h,
+                        w,
+                        cin,
+                        cout,
+                        k,
+                        pad,
+                    };
+                    let (x, wts, b) = (
+                        val(g.batch * g.in_len(), 1),
+                        val(g.cout * g.k * g.k * g.cin, 2),
+                        val(g.cout, 3),
+                    );
+                    let (ch, cw) = g.out_hw().unwrap();
+                    let mut conv_out = vec![0.0; g.batch * g.out_len()];
+                    conv::forward(&g, &x, &wts, &b, &mut conv_out);
+                    let pooled = pooled_len(&g);
+                    let n = g.batch * pooled;
+                    let (mut want, mut want_arg) = (vec![0.0; n], vec![0u32; n]);
+                    for ((c, o), a) in conv_out
+                        .chunks_exact(g.out_len())
+                        .zip(want.chunks_exact_mut(pooled))
+                        .zip(want_arg.chunks_exact_mut(pooled))
+                    {
+                        pool::forward_image(c, (ch, cw, g.cout), o, a);
+                    }
+                    for isa in isas(cout) {
+                        let direct = Direct {
+                            isa,
+                            ..Direct::new(&g, &wts).expect("this CPU has a kernel")
+                        };
+                        let (mut got, mut got_arg) = (vec![0.0; n], vec![0u32; n]);
+                        direct.forward_pooled(&g, &x, &b, &mut got, &mut got_arg);
+                        let err = got
+                            .iter()
+                            .zip(&want)
+                            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+                        let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                        assert!(err <= 1e-5 * scale, "{isa:?} {g:?}: error {err}");
+                        assert_eq!(got_arg, want_arg, "{isa:?} {g:?}: choices differ");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        if isas(64).is_empty() {
+            eprintln!("no vector kernel on this CPU: nothing checked");
+        } else {
+            assert!(checked >= 16, "{checked} cases");
+        }
+    }
+}
