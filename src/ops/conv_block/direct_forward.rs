@@ -9,49 +9,17 @@
 //! multiply-adds from zero, then adds the bias: the same operations at any thread count, in a
 //! different order from the GEMM's.
 
+use super::isa::Isa;
 use super::{aligned_zeros, pooled_len};
 use crate::ops::conv2d::cpu::Geometry;
 use std::cell::RefCell;
 
-/// Instruction set of the kernels.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Isa {
-    Avx512,
-    Avx2,
-}
-
-impl Isa {
-    fn lanes(self) -> usize {
-        match self {
-            Isa::Avx512 => 16,
-            Isa::Avx2 => 8,
-        }
-    }
-
-    /// Pool windows per tile: two accumulators per window column and row pair, within the
-    /// register file (32 registers with AVX-512, 16 with AVX2).
-    fn max_windows(self) -> usize {
-        match self {
-            Isa::Avx512 => 7,
-            Isa::Avx2 => 3,
-        }
-    }
-}
-
-/// Whether this CPU has `isa` and its registers split `cout` channels evenly.
-fn supports(isa: Isa, cout: usize) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        cout.is_multiple_of(isa.lanes())
-            && match isa {
-                Isa::Avx512 => is_x86_feature_detected!("avx512f"),
-                Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
-            }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (isa, cout);
-        false
+/// Pool windows per tile: two accumulators per window column and row pair, within the
+/// register file (32 registers with AVX-512, 16 with AVX2).
+fn max_windows(isa: Isa) -> usize {
+    match isa {
+        Isa::Avx512 => 7,
+        Isa::Avx2 => 3,
     }
 }
 
@@ -66,10 +34,7 @@ impl Direct {
     /// `Some` where these kernels serve `g`: several input channels, output channels in whole
     /// vector registers, a CPU with AVX2 and FMA (or AVX-512). `w` is `[cout][k][k][cin]`.
     pub fn new(g: &Geometry, w: &[f32]) -> Option<Self> {
-        let isa = [Isa::Avx512, Isa::Avx2]
-            .into_iter()
-            .find(|&isa| supports(isa, g.cout))
-            .filter(|_| g.cin > 1)?;
+        let isa = Isa::fitting(g.cout).next().filter(|_| g.cin > 1)?;
         let taps_per_channel = g.k * g.k * g.cin;
         assert_eq!(w.len(), g.cout * taps_per_channel);
         let taps = (0..taps_per_channel)
@@ -97,7 +62,7 @@ impl Direct {
         assert_eq!((out.len(), arg.len()), (images * pooled, images * pooled));
         assert_eq!(b.len(), g.cout);
         assert_eq!(self.taps.len(), g.k * g.k * g.cin * g.cout);
-        assert!(supports(self.isa, g.cout), "a kernel this CPU cannot run");
+        assert!(self.isa.fits(g.cout), "a kernel this CPU cannot run");
         // Windows lie inside the padded image: `ch = hp - k + 1`, `cw = wp - k + 1`.
         assert!(ch + g.k - 1 == hp && cw + g.k - 1 == wp);
         PADDED.with_borrow_mut(|buf| {
@@ -136,7 +101,7 @@ thread_local! {
 #[cfg(target_arch = "x86_64")]
 mod simd {
     use super::super::vector::Vector;
-    use super::{Geometry, Isa};
+    use super::{max_windows, Geometry, Isa};
     use std::arch::x86_64::*;
 
     /// Every tile of one padded image.
@@ -157,7 +122,7 @@ mod simd {
         let windows = g.out_hw().expect("geometry checked by the caller").1 / 2;
         let mut px = 0;
         while px < windows {
-            let n = isa.max_windows().min(windows - px);
+            let n = max_windows(isa).min(windows - px);
             macro_rules! dispatch {
                 ($($n:literal)+) => {
                     match (isa, n) {
@@ -255,29 +220,10 @@ mod simd {
 
 #[cfg(test)]
 mod tests {
+    use super::super::isa::test_values as val;
     use super::*;
     use crate::ops::conv2d::cpu as conv;
     use crate::ops::pool2d::cpu as pool;
-
-    /// Values in [-1, 1), uncorrelated between seeds (a multiply-xorshift hash).
-    fn val(n: usize, seed: u64) -> Vec<f32> {
-        (0..n as u64)
-            .map(|j| {
-                let mut h = (j ^ seed << 32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                h ^= h >> 29;
-                h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                (h >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
-
-    /// Every instruction set this CPU has that splits `cout` evenly.
-    fn isas(cout: usize) -> Vec<Isa> {
-        [Isa::Avx512, Isa::Avx2]
-            .into_iter()
-            .filter(|&isa| supports(isa, cout))
-            .collect()
-    }
 
     /// Against the im2col GEMM followed by the pool: values within rounding, the same choices
     /// (the inputs are spread enough that no window has two values within rounding of each
@@ -321,7 +267,7 @@ mod tests {
                     {
                         pool::forward_image(c, (ch, cw, g.cout), o, a);
                     }
-                    for isa in isas(cout) {
+                    for isa in Isa::fitting(cout) {
                         let direct = Direct {
                             isa,
                             ..Direct::new(&g, &wts).expect("this CPU has a kernel")
@@ -340,7 +286,7 @@ mod tests {
                 }
             }
         }
-        if isas(64).is_empty() {
+        if Isa::fitting(64).next().is_none() {
             eprintln!("no vector kernel on this CPU: nothing checked");
         } else {
             assert!(checked >= 16, "{checked} cases");

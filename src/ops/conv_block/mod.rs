@@ -11,6 +11,7 @@
 //! gradients over the pool's winners alone.
 
 mod direct_forward;
+mod isa;
 mod single_channel;
 mod sparse_backward;
 mod vector;

@@ -9,48 +9,15 @@
 //! Sums run in an order fixed by the data layout (windows, then channels, then kernel rows), so
 //! results do not depend on the thread count; they differ in rounding from the GEMM path's.
 
+use super::isa::Isa;
 use super::{aligned_zeros, pooled_len, DEAD};
 use crate::ops::conv2d::cpu::{Geometry, Partial};
 use std::cell::RefCell;
 
-/// Instruction set of the kernels.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Isa {
-    Avx512,
-    Avx2,
-}
-
-impl Isa {
-    fn lanes(self) -> usize {
-        match self {
-            Isa::Avx512 => 16,
-            Isa::Avx2 => 8,
-        }
-    }
-}
-
-/// The best instruction set this CPU has whose registers split `cin` channels evenly.
-fn isa(cin: usize) -> Option<Isa> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") && cin.is_multiple_of(16) {
-            return Some(Isa::Avx512);
-        }
-        if is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && cin.is_multiple_of(8)
-        {
-            return Some(Isa::Avx2);
-        }
-    }
-    let _ = cin;
-    None
-}
-
 /// Whether these kernels serve `g`: several input channels, in whole vector registers (8 with
 /// AVX2 and FMA, 16 with AVX-512); elsewhere the block uses the im2col GEMMs.
 pub fn applies(g: &Geometry) -> bool {
-    g.cin > 1 && isa(g.cin).is_some()
+    g.cin > 1 && Isa::fitting(g.cin).next().is_some()
 }
 
 /// A term of a sum: `weight * source[offset..]`, for one run of `k * cin` values.
@@ -97,7 +64,7 @@ pub fn grads(
         applies(g),
         "sparse kernels applied to a shape they do not serve"
     );
-    let isa = isa(g.cin).expect("checked by `applies`");
+    let isa = Isa::fitting(g.cin).next().expect("checked by `applies`");
     grads_with(isa, g, x, w, argmax, grad, grad_x)
 }
 
@@ -126,6 +93,7 @@ fn grads_with(
     if let Some(gx) = grad_x.as_deref() {
         assert_eq!(gx.len(), x.len());
     }
+    assert!(isa.fits(cin), "a kernel this CPU cannot run");
     let mut gw = vec![0.0f32; w.len()];
     let mut gb = vec![0.0f32; cout];
     // Weights are read in slices of `part` values of each kernel row, for all channels at once,
@@ -232,7 +200,7 @@ fn accumulate(isa: Isa, dst: &mut [f32], terms: &[Term], src: &[f32]) {
             .all(|&(at, _)| at as usize + dst.len() <= src.len()),
         "a term reads past its source"
     );
-    // SAFETY: `isa` was chosen by `isa()`, which checked the CPU has the instructions; the
+    // SAFETY: `grads_with`, the only caller, asserted that the CPU has `isa`; the
     // asserts above keep every load inside `src` and every store inside `dst`.
     #[cfg(target_arch = "x86_64")]
     unsafe {
@@ -314,40 +282,10 @@ mod simd {
 
 #[cfg(test)]
 mod tests {
+    use super::super::isa::test_values as val;
     use super::*;
     use crate::ops::conv2d::cpu::{self as conv, naive};
     use crate::ops::pool2d::cpu as pool;
-
-    /// Values in [-1, 1), uncorrelated between seeds (a multiply-xorshift hash).
-    fn val(n: usize, seed: u64) -> Vec<f32> {
-        (0..n as u64)
-            .map(|j| {
-                let mut h = (j ^ seed << 32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                h ^= h >> 29;
-                h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                (h >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
-
-    /// Every instruction set this CPU has that splits `cin` evenly.
-    fn isas(cin: usize) -> Vec<Isa> {
-        let mut v = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx512f") && cin.is_multiple_of(16) {
-                v.push(Isa::Avx512);
-            }
-            if is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && cin.is_multiple_of(8)
-            {
-                v.push(Isa::Avx2);
-            }
-        }
-        let _ = cin;
-        v
-    }
 
     /// All three gradients against the direct loops (in f64) on the routed gradient (each live
     /// window's gradient at its chosen input, zero elsewhere), for both kernel sizes, both
@@ -377,14 +315,14 @@ mod tests {
                     if ch < 2 || cw < 2 {
                         continue;
                     }
-                    for isa in isas(cin) {
+                    for isa in Isa::fitting(cin) {
                         check(isa, &g);
                         checked += 1;
                     }
                 }
             }
         }
-        if isas(32).is_empty() {
+        if Isa::fitting(32).next().is_none() {
             eprintln!("no vector kernel on this CPU: nothing checked");
         } else {
             assert!(checked >= 12, "{checked} cases");

@@ -1,0 +1,57 @@
+//! The vector instruction sets the block's kernels are compiled for, chosen at run time.
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Isa {
+    Avx512,
+    Avx2,
+}
+
+impl Isa {
+    /// `f32` lanes per register.
+    pub fn lanes(self) -> usize {
+        match self {
+            Isa::Avx512 => 16,
+            Isa::Avx2 => 8,
+        }
+    }
+
+    /// Whether this CPU has the instruction set (AVX2 with FMA) and its registers split
+    /// `channels` evenly.
+    pub fn fits(self, channels: usize) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            channels.is_multiple_of(self.lanes())
+                && match self {
+                    Isa::Avx512 => is_x86_feature_detected!("avx512f"),
+                    Isa::Avx2 => {
+                        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+                    }
+                }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = channels;
+            false
+        }
+    }
+
+    /// Every instruction set that fits `channels`, best first.
+    pub fn fitting(channels: usize) -> impl Iterator<Item = Isa> {
+        [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .filter(move |isa| isa.fits(channels))
+    }
+}
+
+/// Values in [-1, 1), uncorrelated between seeds (a multiply-xorshift hash), for tests.
+#[cfg(test)]
+pub fn test_values(n: usize, seed: u64) -> Vec<f32> {
+    (0..n as u64)
+        .map(|j| {
+            let mut h = (j ^ seed << 32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            h ^= h >> 29;
+            h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            (h >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
