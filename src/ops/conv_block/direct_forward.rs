@@ -222,8 +222,6 @@ mod simd {
 mod tests {
     use super::super::isa::test_values as val;
     use super::*;
-    use crate::ops::conv2d::cpu as conv;
-    use crate::ops::pool2d::cpu as pool;
 
     /// Against the im2col GEMM followed by the pool: values within rounding, the same choices
     /// (the inputs are spread enough that no window has two values within rounding of each
@@ -254,19 +252,8 @@ mod tests {
                         val(g.cout * g.k * g.k * g.cin, 2),
                         val(g.cout, 3),
                     );
-                    let (ch, cw) = g.out_hw().unwrap();
-                    let mut conv_out = vec![0.0; g.batch * g.out_len()];
-                    conv::forward(&g, &x, &wts, &b, &mut conv_out);
-                    let pooled = pooled_len(&g);
-                    let n = g.batch * pooled;
-                    let (mut want, mut want_arg) = (vec![0.0; n], vec![0u32; n]);
-                    for ((c, o), a) in conv_out
-                        .chunks_exact(g.out_len())
-                        .zip(want.chunks_exact_mut(pooled))
-                        .zip(want_arg.chunks_exact_mut(pooled))
-                    {
-                        pool::forward_image(c, (ch, cw, g.cout), o, a);
-                    }
+                    let n = g.batch * pooled_len(&g);
+                    let (want, want_arg) = super::super::im2col_then_pool(&g, &x, &wts, &b);
                     for isa in Isa::fitting(cout) {
                         let direct = Direct {
                             isa,

@@ -248,6 +248,25 @@ fn route_gradients(argmax: &[u32], grad: &[f32], conv_per_image: usize, grad_con
     }
 }
 
+/// Reference for the vector kernels' tests: the im2col convolution, then the pool, image by
+/// image; returns the pooled values (before the ReLU) and the pool's choices.
+#[cfg(test)]
+fn im2col_then_pool(g: &Geometry, x: &[f32], w: &[f32], b: &[f32]) -> (Vec<f32>, Vec<u32>) {
+    let (ch, cw) = g.out_hw().expect("a valid geometry");
+    let mut conv_out = vec![0.0; g.batch * g.out_len()];
+    conv::forward(g, x, w, b, &mut conv_out);
+    let pooled = pooled_len(g);
+    let (mut out, mut arg) = (vec![0.0; g.batch * pooled], vec![0u32; g.batch * pooled]);
+    for ((c, o), a) in conv_out
+        .chunks_exact(g.out_len())
+        .zip(out.chunks_exact_mut(pooled))
+        .zip(arg.chunks_exact_mut(pooled))
+    {
+        pool::forward_image(c, (ch, cw, g.cout), o, a);
+    }
+    (out, arg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

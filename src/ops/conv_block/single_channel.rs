@@ -353,8 +353,7 @@ mod simd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::conv2d::cpu::{self as conv, naive};
-    use crate::ops::pool2d::cpu as pool;
+    use crate::ops::conv2d::cpu::naive;
 
     fn val(n: usize, seed: usize) -> Vec<f32> {
         (0..n)
@@ -400,18 +399,8 @@ mod tests {
                 val(g.cout * g.k * g.k, 2),
                 val(g.cout, 3),
             );
-            let (ch, cw) = g.out_hw().unwrap();
-            let mut conv_out = vec![0.0; g.batch * g.out_len()];
-            conv::forward(&g, &x, &w, &b, &mut conv_out);
             let n = g.batch * pooled_len(&g);
-            let (mut want, mut want_arg) = (vec![0.0; n], vec![0u32; n]);
-            for ((c, o), a) in conv_out
-                .chunks_exact(g.out_len())
-                .zip(want.chunks_exact_mut(pooled_len(&g)))
-                .zip(want_arg.chunks_exact_mut(pooled_len(&g)))
-            {
-                pool::forward_image(c, (ch, cw, g.cout), o, a);
-            }
+            let (want, want_arg) = super::super::im2col_then_pool(&g, &x, &w, &b);
             for kernel in kernels_for(&g) {
                 let (mut got, mut got_arg) = (vec![0.0; n], vec![0u32; n]);
                 forward_with(kernel, &g, &x, &w, &b, &mut got, &mut got_arg);

@@ -284,8 +284,7 @@ mod simd {
 mod tests {
     use super::super::isa::test_values as val;
     use super::*;
-    use crate::ops::conv2d::cpu::{self as conv, naive};
-    use crate::ops::pool2d::cpu as pool;
+    use crate::ops::conv2d::cpu::naive;
 
     /// All three gradients against the direct loops (in f64) on the routed gradient (each live
     /// window's gradient at its chosen input, zero elsewhere), for both kernel sizes, both
@@ -335,19 +334,9 @@ mod tests {
             val(g.cout * g.k * g.k * g.cin, 2),
             val(g.cout, 3),
         );
-        let (ch, cw) = g.out_hw().unwrap();
-        let mut conv_out = vec![0.0; g.batch * g.out_len()];
-        conv::forward(g, &x, &w, &b, &mut conv_out);
         let pooled = pooled_len(g);
         let n = g.batch * pooled;
-        let (mut out, mut arg) = (vec![0.0; n], vec![0u32; n]);
-        for ((c, o), a) in conv_out
-            .chunks_exact(g.out_len())
-            .zip(out.chunks_exact_mut(pooled))
-            .zip(arg.chunks_exact_mut(pooled))
-        {
-            pool::forward_image(c, (ch, cw, g.cout), o, a);
-        }
+        let (out, mut arg) = super::super::im2col_then_pool(g, &x, &w, &b);
         // The ReLU: about half the windows are dead.
         for (v, a) in out.iter().zip(arg.iter_mut()) {
             if *v <= 0.0 {
