@@ -126,6 +126,16 @@ fn aligned_zeros(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buf[start..][..len]
 }
 
+/// One NHWC image with its zero border (`g.pad` on each side), in `buf` from a 64-byte boundary.
+fn pad_image<'a>(g: &Geometry, img: &[f32], buf: &'a mut Vec<f32>) -> &'a mut [f32] {
+    let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+    let padded = aligned_zeros(buf, hp * wp * g.cin);
+    for (y, row) in img.chunks_exact(g.w * g.cin).enumerate() {
+        padded[((y + g.pad) * wp + g.pad) * g.cin..][..row.len()].copy_from_slice(row);
+    }
+    padded
+}
+
 thread_local! {
     /// A chunk's convolution output (forward) or its gradient (backward), reused between
     /// calls: small enough to stay in cache between the convolution and the pool.
@@ -210,6 +220,7 @@ pub fn backward(
     grad_b: &mut [f32],
 ) {
     let (n, pooled) = (g.images_per_chunk(), pooled_len(g));
+    let sparse = sparse_backward::Sparse::new(g, w);
     let partials: Vec<conv::Partial> = conv::input_chunks(g, x, grad_x)
         .into_par_iter()
         .zip(grad_pooled.par_chunks(n * pooled))
@@ -218,8 +229,8 @@ pub fn backward(
             if gx.is_none() && single_channel::applies(g) {
                 return single_channel::weight_grads(g, x, arg, gy);
             }
-            if sparse_backward::applies(g) {
-                return sparse_backward::grads(g, x, w, arg, gy, gx);
+            if let Some(sparse) = &sparse {
+                return sparse.grads(g, x, arg, gy, gx);
             }
             with_conv_buf(x.len() / g.in_len() * g.out_len(), |grad_conv| {
                 grad_conv.fill(0.0);

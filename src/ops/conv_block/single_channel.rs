@@ -6,7 +6,8 @@
 //! gradient (a quarter of them, fewer after the ReLU), so the weight gradient is a sum over the
 //! live windows alone rather than a GEMM over mostly zero rows.
 
-use super::{pooled_len, DEAD};
+use super::isa::Isa;
+use super::{pad_image, pooled_len, DEAD};
 use crate::ops::conv2d::cpu::{Geometry, Partial};
 use std::cell::RefCell;
 
@@ -16,37 +17,27 @@ pub fn applies(g: &Geometry) -> bool {
     g.cin == 1 && matches!(g.k, 3 | 5) && kernel(g.cout).is_some()
 }
 
-/// The vector width and register blocking for `cout` channels on this CPU.
+/// An instruction set and its register blocking: `nv` registers of channels per window corner.
 #[derive(Clone, Copy)]
-enum Kernel {
-    /// AVX-512: 16 channels per register, `NV` registers per corner.
-    Avx512 { nv: usize },
-    /// AVX2 + FMA: 8 channels per register.
-    Avx2 { nv: usize },
+struct Kernel {
+    isa: Isa,
+    nv: usize,
+}
+
+impl Kernel {
+    /// Every kernel this CPU can run on `cout` channels, the preferred one first.
+    fn all(cout: usize) -> impl Iterator<Item = Kernel> {
+        Isa::fitting(cout).flat_map(move |isa| {
+            [2, 1]
+                .into_iter()
+                .filter(move |nv| cout.is_multiple_of(nv * isa.lanes()))
+                .map(move |nv| Kernel { isa, nv })
+        })
+    }
 }
 
 fn kernel(cout: usize) -> Option<Kernel> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            if cout.is_multiple_of(32) {
-                return Some(Kernel::Avx512 { nv: 2 });
-            }
-            if cout.is_multiple_of(16) {
-                return Some(Kernel::Avx512 { nv: 1 });
-            }
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            if cout.is_multiple_of(16) {
-                return Some(Kernel::Avx2 { nv: 2 });
-            }
-            if cout.is_multiple_of(8) {
-                return Some(Kernel::Avx2 { nv: 1 });
-            }
-        }
-    }
-    let _ = cout;
-    None
+    Kernel::all(cout).next()
 }
 
 thread_local! {
@@ -57,16 +48,6 @@ thread_local! {
 /// Side lengths of the zero-padded image.
 fn padded_hw(g: &Geometry) -> (usize, usize) {
     (g.h + 2 * g.pad, g.w + 2 * g.pad)
-}
-
-/// Copies one image into `padded` with its zero border.
-fn pad_image(g: &Geometry, x: &[f32], padded: &mut Vec<f32>) {
-    let (hp, wp) = padded_hw(g);
-    padded.clear();
-    padded.resize(hp * wp, 0.0);
-    for (y, row) in x.chunks_exact(g.w).enumerate() {
-        padded[(y + g.pad) * wp + g.pad..][..g.w].copy_from_slice(row);
-    }
 }
 
 /// Convolution, bias and 2x2 max-pool of a run of whole images: `out` gets the pooled values
@@ -113,13 +94,13 @@ fn forward_with(
         .flat_map(|t| w.iter().skip(t).step_by(kk).copied())
         .collect();
     let pooled = pooled_len(g);
-    SCRATCH.with_borrow_mut(|(padded, _)| {
+    SCRATCH.with_borrow_mut(|(buf, _)| {
         for ((x, out), arg) in x
             .chunks_exact(g.h * g.w)
             .zip(out.chunks_exact_mut(pooled))
             .zip(arg.chunks_exact_mut(pooled))
         {
-            pad_image(g, x, padded);
+            let padded = pad_image(g, x, buf);
             simd::forward_image(kernel, g, padded, &wt, b, out, arg);
         }
     });
@@ -152,7 +133,7 @@ fn weight_grads_k<const K: usize, const ROW: usize>(
     let mut gw = vec![[0.0f32; ROW]; cout];
     let mut gb = vec![0.0f32; cout];
     let pooled = pooled_len(g);
-    SCRATCH.with_borrow_mut(|(padded, cols)| {
+    SCRATCH.with_borrow_mut(|(buf, cols)| {
         if cols.len() < ch * cw * ROW {
             cols.resize(ch * cw * ROW, 0.0);
         }
@@ -161,7 +142,7 @@ fn weight_grads_k<const K: usize, const ROW: usize>(
             .zip(argmax.chunks_exact(pooled))
             .zip(grad.chunks_exact(pooled))
         {
-            pad_image(g, x, padded);
+            let padded = pad_image(g, x, buf);
             for (pixel, patch) in cols[..ch * cw * ROW].chunks_exact_mut(ROW).enumerate() {
                 let (y, x) = (pixel / cw, pixel % cw);
                 patch[K * K..].fill(0.0);
@@ -206,7 +187,7 @@ fn weight_grads_k<const K: usize, const ROW: usize>(
 #[cfg(target_arch = "x86_64")]
 mod simd {
     use super::super::vector::Vector;
-    use super::{padded_hw, Geometry, Kernel};
+    use super::{padded_hw, Geometry, Isa, Kernel};
     use std::arch::x86_64::*;
 
     /// Convolution, bias and 2x2 max-pool of one padded image (`wt` is `[k*k][cout]`).
@@ -226,20 +207,20 @@ mod simd {
         assert_eq!(b.len(), g.cout);
         assert_eq!(out.len(), (ch / 2) * (cw / 2) * g.cout);
         assert_eq!(arg.len(), out.len());
-        // SAFETY: `kernel` was chosen by `super::kernel`, which checked that this CPU has the
-        // instructions and that `cout` is a whole number of register groups; the asserts above
+        // SAFETY: `kernel` comes from `Kernel::all`, which checked (`Isa::fits`) that this CPU
+        // has the instructions and that `cout` is a whole number of register groups; the asserts above
         // bound every index the kernel forms (windows lie inside the padded image because
         // `ch = hp - k + 1` and `cw = wp - k + 1`).
         unsafe {
-            match (kernel, g.k) {
-                (Kernel::Avx512 { nv: 2 }, 3) => avx512::<2, 3>(g, padded, wt, b, out, arg),
-                (Kernel::Avx512 { nv: 2 }, _) => avx512::<2, 5>(g, padded, wt, b, out, arg),
-                (Kernel::Avx512 { .. }, 3) => avx512::<1, 3>(g, padded, wt, b, out, arg),
-                (Kernel::Avx512 { .. }, _) => avx512::<1, 5>(g, padded, wt, b, out, arg),
-                (Kernel::Avx2 { nv: 2 }, 3) => avx2::<2, 3>(g, padded, wt, b, out, arg),
-                (Kernel::Avx2 { nv: 2 }, _) => avx2::<2, 5>(g, padded, wt, b, out, arg),
-                (Kernel::Avx2 { .. }, 3) => avx2::<1, 3>(g, padded, wt, b, out, arg),
-                (Kernel::Avx2 { .. }, _) => avx2::<1, 5>(g, padded, wt, b, out, arg),
+            match (kernel.isa, kernel.nv, g.k) {
+                (Isa::Avx512, 2, 3) => avx512::<2, 3>(g, padded, wt, b, out, arg),
+                (Isa::Avx512, 2, _) => avx512::<2, 5>(g, padded, wt, b, out, arg),
+                (Isa::Avx512, _, 3) => avx512::<1, 3>(g, padded, wt, b, out, arg),
+                (Isa::Avx512, _, _) => avx512::<1, 5>(g, padded, wt, b, out, arg),
+                (Isa::Avx2, 2, 3) => avx2::<2, 3>(g, padded, wt, b, out, arg),
+                (Isa::Avx2, 2, _) => avx2::<2, 5>(g, padded, wt, b, out, arg),
+                (Isa::Avx2, _, 3) => avx2::<1, 3>(g, padded, wt, b, out, arg),
+                (Isa::Avx2, _, _) => avx2::<1, 5>(g, padded, wt, b, out, arg),
             }
         }
     }
@@ -425,28 +406,7 @@ mod tests {
 
     /// Every kernel this CPU can run on `g`'s channels, not only the one `kernel` prefers.
     fn kernels_for(g: &Geometry) -> Vec<Kernel> {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let avx512 = is_x86_feature_detected!("avx512f");
-            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-            [
-                (
-                    avx512 && g.cout.is_multiple_of(32),
-                    Kernel::Avx512 { nv: 2 },
-                ),
-                (
-                    avx512 && g.cout.is_multiple_of(16),
-                    Kernel::Avx512 { nv: 1 },
-                ),
-                (avx2 && g.cout.is_multiple_of(16), Kernel::Avx2 { nv: 2 }),
-                (avx2 && g.cout.is_multiple_of(8), Kernel::Avx2 { nv: 1 }),
-            ]
-            .into_iter()
-            .filter_map(|(ok, k)| ok.then_some(k))
-            .collect()
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        Vec::new()
+        Kernel::all(g.cout).collect()
     }
 
     /// Weight and bias gradients against the direct loops (in f64) on the routed gradient:

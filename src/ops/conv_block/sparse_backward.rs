@@ -10,15 +10,9 @@
 //! results do not depend on the thread count; they differ in rounding from the GEMM path's.
 
 use super::isa::Isa;
-use super::{aligned_zeros, pooled_len, DEAD};
+use super::{aligned_zeros, pad_image, pooled_len, DEAD};
 use crate::ops::conv2d::cpu::{Geometry, Partial};
 use std::cell::RefCell;
-
-/// Whether these kernels serve `g`: several input channels, in whole vector registers (8 with
-/// AVX2 and FMA, 16 with AVX-512); elsewhere the block uses the im2col GEMMs.
-pub fn applies(g: &Geometry) -> bool {
-    g.cin > 1 && Isa::fitting(g.cin).next().is_some()
-}
 
 /// A term of a sum: `weight * source[offset..]`, for one run of `k * cin` values.
 type Term = (u32, f32);
@@ -29,8 +23,6 @@ struct Scratch {
     padded: Vec<f32>,
     /// One image's input gradient, with the border, before it is cropped.
     grad_padded: Vec<f32>,
-    /// A copy of the weights.
-    weights: Vec<f32>,
     /// Per output channel: its live windows' patches (offsets into `padded`) and gradients.
     by_channel: Vec<Vec<Term>>,
     /// Per corner of the current window: the channels it won (offsets into the weights) and
@@ -49,144 +41,147 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
-/// Gradients of a run of whole images: adds the input's to `grad_x` (when given) and returns
-/// the weight and bias gradients. `argmax` and `grad` are the pool's choices (`DEAD` where the
-/// ReLU zeroed the output) and the gradient of the block's output; `w` is `[cout][k][k][cin]`.
-pub fn grads(
-    g: &Geometry,
-    x: &[f32],
-    w: &[f32],
-    argmax: &[u32],
-    grad: &[f32],
-    grad_x: Option<&mut [f32]>,
-) -> Partial {
-    assert!(
-        applies(g),
-        "sparse kernels applied to a shape they do not serve"
-    );
-    let isa = Isa::fitting(g.cin).next().expect("checked by `applies`");
-    grads_with(isa, g, x, w, argmax, grad, grad_x)
+/// The block's weights, copied once per backward pass onto a 64-byte boundary for the kernels.
+pub struct Sparse {
+    isa: Isa,
+    /// The weights (`[cout][k][k][cin]`) start at the first 64-byte boundary of `buf`.
+    buf: Vec<f32>,
+    len: usize,
 }
 
-/// [`grads`] with the given instruction set, which must suit the CPU and `g`.
-fn grads_with(
-    isa: Isa,
-    g: &Geometry,
-    x: &[f32],
-    w: &[f32],
-    argmax: &[u32],
-    grad: &[f32],
-    mut grad_x: Option<&mut [f32]>,
-) -> Partial {
-    let cw = g.out_hw().expect("geometry checked by the caller").1;
-    let (cin, cout, k) = (g.cin, g.cout, g.k);
-    let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
-    let (plen, run, patch) = (hp * wp * cin, k * cin, k * k * cin);
-    let (images, pooled) = (x.len() / g.in_len(), pooled_len(g));
-    assert_eq!(x.len(), images * g.in_len());
-    assert_eq!(w.len(), cout * patch);
-    assert_eq!(
-        (argmax.len(), grad.len()),
-        (images * pooled, images * pooled)
-    );
-    assert!(u32::try_from(plen).is_ok() && u32::try_from(w.len()).is_ok());
-    if let Some(gx) = grad_x.as_deref() {
-        assert_eq!(gx.len(), x.len());
+impl Sparse {
+    /// `Some` where these kernels serve `g`: several input channels, in whole vector registers
+    /// (8 with AVX2 and FMA, 16 with AVX-512); elsewhere the block uses the im2col GEMMs.
+    pub fn new(g: &Geometry, w: &[f32]) -> Option<Self> {
+        let isa = Isa::fitting(g.cin).next().filter(|_| g.cin > 1)?;
+        assert_eq!(w.len(), g.cout * g.k * g.k * g.cin);
+        let mut buf = Vec::new();
+        aligned_zeros(&mut buf, w.len()).copy_from_slice(w);
+        Some(Sparse {
+            isa,
+            buf,
+            len: w.len(),
+        })
     }
-    assert!(isa.fits(cin), "a kernel this CPU cannot run");
-    let mut gw = vec![0.0f32; w.len()];
-    let mut gb = vec![0.0f32; cout];
-    // Weights are read in slices of `part` values of each kernel row, for all channels at once,
-    // sized to stay in L1 (48 KB here) next to the input gradient.
-    let run_vectors = run / isa.lanes();
-    let part_vectors =
-        run_vectors.div_ceil(run_vectors.div_ceil((L1_BUDGET / (cout * 4 * isa.lanes())).max(1)));
-    let part = part_vectors * isa.lanes();
-    SCRATCH.with_borrow_mut(|s| {
-        let w = {
-            let aligned = aligned_zeros(&mut s.weights, w.len());
-            aligned.copy_from_slice(w);
-            &*aligned
-        };
-        s.by_channel.resize_with(cout, Vec::new);
-        let wants_x = grad_x.is_some();
-        for (i, img) in x.chunks_exact(g.in_len()).enumerate() {
-            let padded = aligned_zeros(&mut s.padded, plen);
-            for (y, row) in img.chunks_exact(g.w * cin).enumerate() {
-                padded[((y + g.pad) * wp + g.pad) * cin..][..row.len()].copy_from_slice(row);
-            }
-            let padded = &*padded;
-            let (arg, gy) = (
-                &argmax[i * pooled..][..pooled],
-                &grad[i * pooled..][..pooled],
-            );
-            s.by_channel.iter_mut().for_each(Vec::clear);
-            s.terms.clear();
-            s.groups.clear();
-            for (win, (arg, gy)) in arg
-                .chunks_exact(cout)
-                .zip(gy.chunks_exact(cout))
-                .enumerate()
-            {
-                let (py, px) = (win / (cw / 2), win % (cw / 2));
-                s.by_corner.iter_mut().for_each(Vec::clear);
-                for (co, (&at, &d)) in arg.iter().zip(gy).enumerate() {
-                    if at == DEAD {
-                        continue;
+
+    fn weights(&self) -> &[f32] {
+        let start = self.buf.as_ptr().align_offset(64);
+        &self.buf[start..][..self.len]
+    }
+
+    /// Gradients of a run of whole images: adds the input's to `grad_x` (when given) and returns
+    /// the weight and bias gradients. `argmax` and `grad` are the pool's choices (`DEAD` where
+    /// the ReLU zeroed the output) and the gradient of the block's output.
+    pub fn grads(
+        &self,
+        g: &Geometry,
+        x: &[f32],
+        argmax: &[u32],
+        grad: &[f32],
+        mut grad_x: Option<&mut [f32]>,
+    ) -> Partial {
+        let (isa, w) = (self.isa, self.weights());
+        let cw = g.out_hw().expect("geometry checked by the caller").1;
+        let (cin, cout, k) = (g.cin, g.cout, g.k);
+        let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+        let (plen, run, patch) = (hp * wp * cin, k * cin, k * k * cin);
+        let (images, pooled) = (x.len() / g.in_len(), pooled_len(g));
+        assert_eq!(x.len(), images * g.in_len());
+        assert_eq!(w.len(), cout * patch);
+        assert_eq!(
+            (argmax.len(), grad.len()),
+            (images * pooled, images * pooled)
+        );
+        assert!(u32::try_from(plen).is_ok() && u32::try_from(w.len()).is_ok());
+        if let Some(gx) = grad_x.as_deref() {
+            assert_eq!(gx.len(), x.len());
+        }
+        assert!(isa.fits(cin), "a kernel this CPU cannot run");
+        let mut gw = vec![0.0f32; w.len()];
+        let mut gb = vec![0.0f32; cout];
+        // Weights are read in slices of `part` values of each kernel row, for all channels at once,
+        // sized to stay in L1 (48 KB here) next to the input gradient.
+        let run_vectors = run / isa.lanes();
+        let part_vectors = run_vectors
+            .div_ceil(run_vectors.div_ceil((L1_BUDGET / (cout * 4 * isa.lanes())).max(1)));
+        let part = part_vectors * isa.lanes();
+        SCRATCH.with_borrow_mut(|s| {
+            s.by_channel.resize_with(cout, Vec::new);
+            let wants_x = grad_x.is_some();
+            for (i, img) in x.chunks_exact(g.in_len()).enumerate() {
+                let padded = &*pad_image(g, img, &mut s.padded);
+                let (arg, gy) = (
+                    &argmax[i * pooled..][..pooled],
+                    &grad[i * pooled..][..pooled],
+                );
+                s.by_channel.iter_mut().for_each(Vec::clear);
+                s.terms.clear();
+                s.groups.clear();
+                for (win, (arg, gy)) in arg
+                    .chunks_exact(cout)
+                    .zip(gy.chunks_exact(cout))
+                    .enumerate()
+                {
+                    let (py, px) = (win / (cw / 2), win % (cw / 2));
+                    s.by_corner.iter_mut().for_each(Vec::clear);
+                    for (co, (&at, &d)) in arg.iter().zip(gy).enumerate() {
+                        if at == DEAD {
+                            continue;
+                        }
+                        let pixel = at as usize / cout;
+                        let (oy, ox) = (pixel / cw, pixel % cw);
+                        let (dy, dx) = (oy.wrapping_sub(2 * py), ox.wrapping_sub(2 * px));
+                        assert!(
+                            dy < 2 && dx < 2 && at as usize % cout == co,
+                            "choice off its window"
+                        );
+                        s.by_channel[co].push((((oy * wp + ox) * cin) as u32, d));
+                        s.by_corner[2 * dy + dx].push(((co * patch) as u32, d));
+                        gb[co] += d;
                     }
-                    let pixel = at as usize / cout;
-                    let (oy, ox) = (pixel / cw, pixel % cw);
-                    let (dy, dx) = (oy.wrapping_sub(2 * py), ox.wrapping_sub(2 * px));
-                    assert!(
-                        dy < 2 && dx < 2 && at as usize % cout == co,
-                        "choice off its window"
-                    );
-                    s.by_channel[co].push((((oy * wp + ox) * cin) as u32, d));
-                    s.by_corner[2 * dy + dx].push(((co * patch) as u32, d));
-                    gb[co] += d;
-                }
-                if wants_x {
-                    for (corner, terms) in s.by_corner.iter().enumerate() {
-                        if !terms.is_empty() {
-                            let (oy, ox) = (2 * py + corner / 2, 2 * px + corner % 2);
-                            let first = s.terms.len();
-                            s.terms.extend_from_slice(terms);
-                            s.groups.push(((oy * wp + ox) * cin, first..s.terms.len()));
+                    if wants_x {
+                        for (corner, terms) in s.by_corner.iter().enumerate() {
+                            if !terms.is_empty() {
+                                let (oy, ox) = (2 * py + corner / 2, 2 * px + corner % 2);
+                                let first = s.terms.len();
+                                s.terms.extend_from_slice(terms);
+                                s.groups.push(((oy * wp + ox) * cin, first..s.terms.len()));
+                            }
                         }
                     }
                 }
-            }
-            // Each channel's weight gradient: its live windows' patches, row by kernel row.
-            for (co, terms) in s.by_channel.iter().enumerate() {
-                for ky in 0..k {
-                    let dst = &mut gw[co * patch + ky * run..][..run];
-                    accumulate(isa, dst, terms, &padded[ky * wp * cin..]);
-                }
-            }
-            let Some(gx) = grad_x.as_deref_mut() else {
-                continue;
-            };
-            // Each winning pixel's patch of the input gradient gets its channels' weights, one
-            // slice of the kernel rows at a time.
-            let grad_padded = aligned_zeros(&mut s.grad_padded, plen);
-            for ky in 0..k {
-                for p0 in (0..run).step_by(part) {
-                    let len = part.min(run - p0);
-                    let src = &w[ky * run + p0..];
-                    for (at, terms) in &s.groups {
-                        let dst = &mut grad_padded[at + ky * wp * cin + p0..][..len];
-                        accumulate(isa, dst, &s.terms[terms.clone()], src);
+                // Each channel's weight gradient: its live windows' patches, row by kernel row.
+                for (co, terms) in s.by_channel.iter().enumerate() {
+                    for ky in 0..k {
+                        let dst = &mut gw[co * patch + ky * run..][..run];
+                        accumulate(isa, dst, terms, &padded[ky * wp * cin..]);
                     }
                 }
+                let Some(gx) = grad_x.as_deref_mut() else {
+                    continue;
+                };
+                // Each winning pixel's patch of the input gradient gets its channels' weights, one
+                // slice of the kernel rows at a time.
+                let grad_padded = aligned_zeros(&mut s.grad_padded, plen);
+                for ky in 0..k {
+                    for p0 in (0..run).step_by(part) {
+                        let len = part.min(run - p0);
+                        let src = &w[ky * run + p0..];
+                        for (at, terms) in &s.groups {
+                            let dst = &mut grad_padded[at + ky * wp * cin + p0..][..len];
+                            accumulate(isa, dst, &s.terms[terms.clone()], src);
+                        }
+                    }
+                }
+                let gx = &mut gx[i * g.in_len()..][..g.in_len()];
+                for (y, row) in gx.chunks_exact_mut(g.w * cin).enumerate() {
+                    let src = &grad_padded[((y + g.pad) * wp + g.pad) * cin..][..row.len()];
+                    row.iter_mut().zip(src).for_each(|(a, b)| *a += b);
+                }
             }
-            let gx = &mut gx[i * g.in_len()..][..g.in_len()];
-            for (y, row) in gx.chunks_exact_mut(g.w * cin).enumerate() {
-                let src = &grad_padded[((y + g.pad) * wp + g.pad) * cin..][..row.len()];
-                row.iter_mut().zip(src).for_each(|(a, b)| *a += b);
-            }
-        }
-    });
-    (gw, gb)
+        });
+        (gw, gb)
+    }
 }
 
 /// `dst += sum of weight * src[offset..][..dst.len()]` over `terms`, in order, with fused
@@ -200,7 +195,7 @@ fn accumulate(isa: Isa, dst: &mut [f32], terms: &[Term], src: &[f32]) {
             .all(|&(at, _)| at as usize + dst.len() <= src.len()),
         "a term reads past its source"
     );
-    // SAFETY: `grads_with`, the only caller, asserted that the CPU has `isa`; the
+    // SAFETY: `Sparse::grads`, the only caller, asserted that the CPU has `isa`; the
     // asserts above keep every load inside `src` and every store inside `dst`.
     #[cfg(target_arch = "x86_64")]
     unsafe {
@@ -363,7 +358,11 @@ mod tests {
         let (want_x, want_w, want_b) = naive::backward(g, &x, &w, &routed);
         // `grad_x` is accumulated into: start from ones.
         let mut got_x = vec![1.0f32; x.len()];
-        let (got_w, got_b) = grads_with(isa, g, &x, &w, &arg, &grad, Some(&mut got_x));
+        let sparse = Sparse {
+            isa,
+            ..Sparse::new(g, &w).expect("this CPU has a kernel")
+        };
+        let (got_w, got_b) = sparse.grads(g, &x, &arg, &grad, Some(&mut got_x));
         let got_x: Vec<f32> = got_x.iter().map(|v| v - 1.0).collect();
         for (what, got, want) in [
             ("x", got_x, want_x),
@@ -381,8 +380,8 @@ mod tests {
             );
         }
         // Without the input gradient, the same parameter gradients, bit for bit.
-        let (w2, b2) = grads_with(isa, g, &x, &w, &arg, &grad, None);
-        let (got_w, got_b) = grads_with(isa, g, &x, &w, &arg, &grad, Some(&mut vec![0.0; x.len()]));
+        let (w2, b2) = sparse.grads(g, &x, &arg, &grad, None);
+        let (got_w, got_b) = sparse.grads(g, &x, &arg, &grad, Some(&mut vec![0.0; x.len()]));
         assert_eq!((w2, b2), (got_w, got_b));
     }
 }
