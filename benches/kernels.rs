@@ -99,6 +99,32 @@ fn block_layer(name: &str, g: Geometry) {
     );
 }
 
+/// The baseline's hidden dense layer through dfdx (its matmuls run on gemm 0.19 via the shim in
+/// `vendor/`): forward alone, and forward plus backward (input, weight and bias gradients).
+fn dense_layer() {
+    use dfdx::prelude::*;
+    let dev = Cpu::default();
+    let layer: dfdx::nn::modules::Linear<3136, 1024, f32, Cpu> = BuildModule::build(&dev);
+    let x = dev.tensor_from_vec(filled(50 * 3136, 0.6), (50, Const::<3136>));
+    let flops = 2.0 * 50.0 * 3136.0 * 1024.0;
+    report(
+        "dense 3136->1024 forward",
+        median_ms(20, || {
+            layer.forward(x.clone());
+        }),
+        flops,
+    );
+    let mut grads = layer.alloc_grads();
+    report(
+        "dense 3136->1024 forward+backward",
+        median_ms(20, || {
+            let y = layer.forward(x.trace(grads.clone()));
+            grads = y.sum().backward();
+        }),
+        3.0 * flops,
+    );
+}
+
 fn main() {
     // `cargo test --all-targets` runs bench targets too (without `--bench`): skip the work there.
     if !std::env::args().any(|a| a == "--bench") {
@@ -121,6 +147,7 @@ fn main() {
     conv_layer("conv2 14x14x32->64", geometry(14, 32, 64));
     block_layer("block1 28x28x1->32", geometry(28, 1, 32));
     block_layer("block2 14x14x32->64", geometry(14, 32, 64));
+    dense_layer();
     for (h, c) in [(28, 32), (14, 64)] {
         let x = filled(50 * h * h * c, 0.5);
         let mut out = vec![0.0; 50 * (h / 2) * (h / 2) * c];

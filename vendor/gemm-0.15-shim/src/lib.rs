@@ -1,11 +1,47 @@
 //! gemm 0.15's API (what dfdx 0.13 calls for its matmuls), served by gemm 0.19, whose
-//! runtime-dispatched AVX-512 kernels are faster. One change of strategy: gemm 0.19's own
-//! threading is slow for dfdx's dense-layer shapes (a batch of 50 rows against a 3136x1024
-//! weight: 65 GFLOP/s on 2 threads), so large products are split into column blocks, each a
-//! single-threaded gemm, run in parallel (210-270 GFLOP/s). Each output element is still
-//! computed by one kernel call over the whole inner dimension, and the blocks depend on the
-//! shape only, never on the thread count, so results do not depend on the number of threads.
-//! On the project's networks they are bit-identical to gemm 0.15's (checked by full-run digests).
+//! runtime-dispatched AVX-512 kernels are faster, and by kernels of its own for products with
+//! at most 64 rows on the left (a dense layer's forward pass and input gradient at a training
+//! batch): see `skinny` and `dot`. gemm 0.19 packs the whole weight on every such call.
+//!
+//! Larger products: gemm 0.19's own threading is slow for dfdx's dense-layer shapes (65
+//! GFLOP/s on 2 threads for a batch of 50 against a 3136x1024 weight), so they are split into
+//! column blocks, each a single-threaded gemm, run in parallel (210-270 GFLOP/s). Each output
+//! element is computed by one kernel call over the whole inner dimension, and the blocks depend
+//! on the shape only, never on the thread count, so results do not depend on the number of
+//! threads (nor do the skinny kernels').
+
+mod dot;
+mod skinny;
+mod vector;
+
+/// The batch-sized products' kernels on a chosen instruction set, for the tests of the crate
+/// that vendors this one (its test command does not build this crate's own tests).
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::skinny::Isa;
+
+    /// `dst = [dst +] lhs · rhs` through the skinny kernels on `isa`, as `gemm` (f32, alpha and
+    /// beta one); `false` if they do not serve the shape.
+    ///
+    /// # Safety
+    /// As `gemm`; the CPU has `isa` (see `Isa::available`).
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn skinny(
+        isa: Isa,
+        (m, n, k): (usize, usize, usize),
+        dst: *mut f32,
+        (dst_rs, dst_cs): (isize, isize),
+        accumulate: bool,
+        lhs: *const f32,
+        (lhs_rs, lhs_cs): (isize, isize),
+        rhs: *const f32,
+        (rhs_rs, rhs_cs): (isize, isize),
+    ) -> bool {
+        crate::skinny::gemm_on(
+            isa, m, n, k, dst, dst_cs, dst_rs, accumulate, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs,
+        )
+    }
+}
 
 pub use gemm19::Parallelism;
 
@@ -47,6 +83,36 @@ pub unsafe fn gemm<T: 'static + Copy + Send + Sync>(
     conj_rhs: bool,
     parallelism: Parallelism,
 ) {
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+        && m.saturating_mul(n).saturating_mul(k) >= SPLIT_MIN_WORK
+    {
+        // SAFETY: `T` is `f32`.
+        let (alpha, beta) = (
+            *(&alpha as *const T as *const f32),
+            *(&beta as *const T as *const f32),
+        );
+        if beta == 1.0
+            && (!read_dst || alpha == 1.0)
+            && !(conj_dst || conj_lhs || conj_rhs)
+            && skinny::gemm(
+                m,
+                n,
+                k,
+                dst as *mut f32,
+                dst_cs,
+                dst_rs,
+                read_dst,
+                lhs as *const f32,
+                lhs_cs,
+                lhs_rs,
+                rhs as *const f32,
+                rhs_cs,
+                rhs_rs,
+            )
+        {
+            return;
+        }
+    }
     let threads = match parallelism {
         Parallelism::None => 1,
         Parallelism::Rayon(0) => rayon::current_num_threads(),
@@ -55,16 +121,29 @@ pub unsafe fn gemm<T: 'static + Copy + Send + Sync>(
     let blocks = (n / MIN_BLOCK_COLS).min(MAX_BLOCKS);
     if threads <= 1 || blocks < 2 || m.saturating_mul(n).saturating_mul(k) < SPLIT_MIN_WORK {
         return gemm19::gemm(
-            m, n, k, dst, dst_cs, dst_rs, read_dst, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs,
-            alpha, beta, conj_dst, conj_lhs, conj_rhs, parallelism,
+            m,
+            n,
+            k,
+            dst,
+            dst_cs,
+            dst_rs,
+            read_dst,
+            lhs,
+            lhs_cs,
+            lhs_rs,
+            rhs,
+            rhs_cs,
+            rhs_rs,
+            alpha,
+            beta,
+            conj_dst,
+            conj_lhs,
+            conj_rhs,
+            parallelism,
         );
     }
     let width = n.div_ceil(blocks);
-    let (d, l, r) = (
-        SendPtr(dst),
-        SendPtr(lhs as *mut T),
-        SendPtr(rhs as *mut T),
-    );
+    let (d, l, r) = (SendPtr(dst), SendPtr(lhs as *mut T), SendPtr(rhs as *mut T));
     use rayon::prelude::*;
     (0..blocks).into_par_iter().for_each(move |b| {
         let (c0, c1) = (b * width, ((b + 1) * width).min(n));
