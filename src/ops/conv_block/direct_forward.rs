@@ -37,9 +37,13 @@ impl Direct {
         let isa = Isa::fitting(g.cout).next().filter(|_| g.cin > 1)?;
         let taps_per_channel = g.k * g.k * g.cin;
         assert_eq!(w.len(), g.cout * taps_per_channel);
-        let taps = (0..taps_per_channel)
-            .flat_map(|t| w.iter().skip(t).step_by(taps_per_channel).copied())
-            .collect();
+        // A transpose, `[cout][taps]` to `[taps][cout]`, one output channel's row at a time.
+        let mut taps = vec![0.0; w.len()];
+        for (c, row) in w.chunks_exact(taps_per_channel).enumerate() {
+            for (t, &v) in row.iter().enumerate() {
+                taps[t * g.cout + c] = v;
+            }
+        }
         Some(Direct { isa, taps })
     }
 
