@@ -28,21 +28,28 @@ fn data<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Vec<f32> {
     v
 }
 
-/// `vec![0.0; len]`, zeroed by the rayon workers in parallel. An evaluation batch's activations
-/// are tens of megabytes; zeroing them on the calling thread took about 14 % of an evaluation's
-/// wall time (perf, per thread), with the other core idle.
+/// `vec![0.0; len]`, zeroed by the rayon workers in parallel when it is large. An evaluation
+/// batch's activations are tens of megabytes; zeroing them on the calling thread took about
+/// 14 % of an evaluation's wall time (perf, per thread), with the other core idle. Below a
+/// megabyte, waking the workers costs more than it saves (a 3 KB weight took 35 us).
 pub fn zeroed(len: usize) -> Vec<f32> {
     use rayon::prelude::*;
+    if len < PARALLEL_ZEROING {
+        return vec![0.0; len];
+    }
     let mut v = Vec::with_capacity(len);
     v.par_extend(rayon::iter::repeat_n(0.0f32, len));
     v
 }
 
+/// Values (a megabyte) from which [`zeroed`] zeroes in parallel.
+const PARALLEL_ZEROING: usize = 1 << 18;
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn zeroed_is_all_zeros_at_any_length() {
-        for len in [0, 1, 17, 100_003] {
+        for len in [0, 1, 17, 100_003, super::PARALLEL_ZEROING, 300_007] {
             let v = super::zeroed(len);
             assert_eq!(v.len(), len);
             assert!(v.iter().all(|&x| x.to_bits() == 0));
