@@ -44,14 +44,21 @@ fn filled(n: usize, seed: f32) -> Vec<f32> {
         .collect()
 }
 
-fn conv_layer(name: &str, g: Geometry) {
+/// A layer's input, weights and bias, and the flops of its dense convolution.
+fn layer_inputs(g: &Geometry) -> (Vec<f32>, Vec<f32>, Vec<f32>, f64) {
     let (oh, ow) = g.out_hw().unwrap();
     let patch = g.k * g.k * g.cin;
-    let x = filled(g.batch * g.h * g.w * g.cin, 0.1);
-    let w = filled(g.cout * patch, 0.2);
-    let b = filled(g.cout, 0.3);
-    let mut out = vec![0.0; g.batch * oh * ow * g.cout];
-    let flops = 2.0 * (g.batch * oh * ow * g.cout * patch) as f64;
+    (
+        filled(g.batch * g.h * g.w * g.cin, 0.1),
+        filled(g.cout * patch, 0.2),
+        filled(g.cout, 0.3),
+        2.0 * (g.batch * oh * ow * g.cout * patch) as f64,
+    )
+}
+
+fn conv_layer(name: &str, g: Geometry) {
+    let (x, w, b, flops) = layer_inputs(&g);
+    let mut out = vec![0.0; g.batch * g.out_len()];
     report(
         &format!("{name} forward"),
         median_ms(20, || conv::forward(&g, &x, &w, &b, &mut out)),
@@ -72,14 +79,9 @@ fn conv_layer(name: &str, g: Geometry) {
 /// kernels where they apply. Its backward pass skips the pool's losers, so GFLOP/s there count
 /// the dense convolution's flops (what the im2col path computes).
 fn block_layer(name: &str, g: Geometry) {
-    let (oh, ow) = g.out_hw().unwrap();
-    let patch = g.k * g.k * g.cin;
-    let x = filled(g.batch * g.h * g.w * g.cin, 0.1);
-    let w = filled(g.cout * patch, 0.2);
-    let b = filled(g.cout, 0.3);
+    let (x, w, b, flops) = layer_inputs(&g);
     let mut out = vec![0.0; g.batch * conv_block::pooled_len(&g)];
     let mut arg = vec![0u32; out.len()];
-    let flops = 2.0 * (g.batch * oh * ow * g.cout * patch) as f64;
     report(
         &format!("{name} fused forward"),
         median_ms(20, || {

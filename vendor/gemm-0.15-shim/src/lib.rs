@@ -37,7 +37,7 @@ pub mod testing {
         rhs: *const f32,
         (rhs_rs, rhs_cs): (isize, isize),
     ) -> bool {
-        crate::skinny::gemm_on(
+        crate::skinny::gemm(
             isa, m, n, k, dst, dst_cs, dst_rs, accumulate, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs,
         )
     }
@@ -94,21 +94,24 @@ pub unsafe fn gemm<T: 'static + Copy + Send + Sync>(
         if beta == 1.0
             && (!read_dst || alpha == 1.0)
             && !(conj_dst || conj_lhs || conj_rhs)
-            && skinny::gemm(
-                m,
-                n,
-                k,
-                dst as *mut f32,
-                dst_cs,
-                dst_rs,
-                read_dst,
-                lhs as *const f32,
-                lhs_cs,
-                lhs_rs,
-                rhs as *const f32,
-                rhs_cs,
-                rhs_rs,
-            )
+            && skinny::Isa::detect().is_some_and(|isa| {
+                skinny::gemm(
+                    isa,
+                    m,
+                    n,
+                    k,
+                    dst as *mut f32,
+                    dst_cs,
+                    dst_rs,
+                    read_dst,
+                    lhs as *const f32,
+                    lhs_cs,
+                    lhs_rs,
+                    rhs as *const f32,
+                    rhs_cs,
+                    rhs_rs,
+                )
+            })
         {
             return;
         }

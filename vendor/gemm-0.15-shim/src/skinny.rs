@@ -75,38 +75,13 @@ impl Form {
     }
 }
 
-/// `dst (m x n) = [dst +] lhs (m x k) · rhs (k x n)` if this module serves the shape (`m` at
-/// most [`SMALL`], an AVX2 or AVX-512 CPU); `false` leaves `dst` untouched.
+/// `dst (m x n) = [dst +] lhs (m x k) · rhs (k x n)` on `isa` if this module serves the shape
+/// (`m` at most [`SMALL`]); `false` leaves `dst` untouched.
 ///
 /// # Safety
-/// As `gemm::gemm`: valid, non-overlapping matrices at the given strides.
+/// As `gemm::gemm`: valid, non-overlapping matrices at the given strides; the CPU has `isa`.
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn gemm(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_cs: isize,
-    dst_rs: isize,
-    accumulate: bool,
-    lhs: *const f32,
-    lhs_cs: isize,
-    lhs_rs: isize,
-    rhs: *const f32,
-    rhs_cs: isize,
-    rhs_rs: isize,
-) -> bool {
-    match Isa::detect() {
-        Some(isa) => gemm_on(
-            isa, m, n, k, dst, dst_cs, dst_rs, accumulate, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs,
-        ),
-        None => false,
-    }
-}
-
-/// [`gemm`] on a given instruction set, which the CPU must have.
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn gemm_on(
+pub(crate) unsafe fn gemm(
     isa: Isa,
     m: usize,
     n: usize,
@@ -313,7 +288,8 @@ impl Isa {
         sets
     }
 
-    fn detect() -> Option<Isa> {
+    /// The best instruction set this CPU has for these kernels, if any.
+    pub(crate) fn detect() -> Option<Isa> {
         Self::available().first().copied()
     }
 
