@@ -6,15 +6,16 @@
 //! never stored whole either: each parallel chunk of images is convolved and pooled (or, going
 //! back, has its gradient routed and convolved) while it is in cache. Where the CPU has AVX2 or
 //! AVX-512 and the channels fill whole registers, vector kernels replace the im2col GEMMs: on
-//! one-channel input (the images), [`single_channel`]; on several channels,
-//! [`direct_forward`] convolves and pools without unfolding, and [`sparse_backward`] sums the
-//! gradients over the pool's winners alone.
+//! one-channel input (the images), [`single_channel`]; on several channels, [`winograd`]
+//! (5x5 kernels) or [`direct_forward`] (other sizes) convolves and pools without unfolding, and
+//! [`sparse_backward`] sums the gradients over the pool's winners alone.
 
 mod direct_forward;
 mod isa;
 mod single_channel;
 mod sparse_backward;
 mod vector;
+mod winograd;
 
 use super::conv2d::cpu::{self as conv, Geometry};
 use super::conv2d::{accumulate_grads, geometry};
@@ -170,7 +171,11 @@ pub fn forward(
         Some(a) => a.chunks_mut(n * pooled).map(Some).collect(),
         None => out.chunks(n * pooled).map(|_| None).collect(),
     };
-    let direct = direct_forward::Direct::new(g, w);
+    let winograd = winograd::Winograd::new(g, w);
+    let direct = winograd
+        .is_none()
+        .then(|| direct_forward::Direct::new(g, w))
+        .flatten();
     out.par_chunks_mut(n * pooled)
         .zip(arg_chunks)
         .zip(x.par_chunks(n * g.in_len()))
@@ -182,6 +187,8 @@ pub fn forward(
             });
             if single_channel::applies(g) {
                 single_channel::forward_pooled(g, x, w, b, out, arg);
+            } else if let Some(winograd) = &winograd {
+                winograd.forward_pooled(g, x, b, out, arg);
             } else if let Some(direct) = &direct {
                 direct.forward_pooled(g, x, b, out, arg);
             } else {

@@ -14,6 +14,8 @@ pub trait Vector: Copy {
     /// `a * b + self`, rounded once.
     unsafe fn mul_add(self, a: Self, b: Self) -> Self;
     unsafe fn add(self, b: Self) -> Self;
+    unsafe fn sub(self, b: Self) -> Self;
+    unsafe fn mul(self, b: Self) -> Self;
     /// Lane indices `base, base + 1, ...`.
     unsafe fn indices(base: usize) -> Self::Indices;
     /// Per lane, `(v, vi)` where `v > best` (false for NaN), else `(best, best_i)`.
@@ -52,6 +54,14 @@ impl Vector for __m512 {
     #[inline(always)]
     unsafe fn add(self, b: Self) -> Self {
         _mm512_add_ps(self, b)
+    }
+    #[inline(always)]
+    unsafe fn sub(self, b: Self) -> Self {
+        _mm512_sub_ps(self, b)
+    }
+    #[inline(always)]
+    unsafe fn mul(self, b: Self) -> Self {
+        _mm512_mul_ps(self, b)
     }
     type Indices = __m512i;
     #[inline(always)]
@@ -98,6 +108,14 @@ impl Vector for __m256 {
     #[inline(always)]
     unsafe fn add(self, b: Self) -> Self {
         _mm256_add_ps(self, b)
+    }
+    #[inline(always)]
+    unsafe fn sub(self, b: Self) -> Self {
+        _mm256_sub_ps(self, b)
+    }
+    #[inline(always)]
+    unsafe fn mul(self, b: Self) -> Self {
+        _mm256_mul_ps(self, b)
     }
     type Indices = __m256i;
     #[inline(always)]

@@ -1,0 +1,568 @@
+//! Winograd forward kernels, F(2x2, 5x5), for a block with 5x5 kernels on several channels.
+//! Each 2x2 output tile is exactly one pool window, computed from a 6x6 input tile in 36
+//! multiplies per input and output channel where the direct kernels take 100: the input and
+//! kernel are taken to the transform domain (`Bᵀ d B`, `G g Gᵀ`), multiplied elementwise,
+//! summed over input channels (36 small GEMMs, where the time goes) and brought back (`Aᵀ m A`).
+//! Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks" (2016); the matrices
+//! below are the Toom-Cook ones for the points 0, 1, -1, 2, -2 and infinity.
+//!
+//! The transforms' extra roundings leave each output within about 1e-6 of its scale of the
+//! exact sum (the direct kernels: about 1e-7). Every image is computed alone, in a fixed order:
+//! the same bits at any thread count.
+
+use super::isa::Isa;
+use super::{pad_image, pooled_len};
+use crate::ops::conv2d::cpu::Geometry;
+use std::cell::RefCell;
+
+/// Kernel size these transforms are for.
+const K: usize = 5;
+/// Input tile side: 2 outputs and 5 taps overlap on 6 inputs.
+const ALPHA: usize = 6;
+/// Points of the transform domain per tile.
+const POINTS: usize = ALPHA * ALPHA;
+
+/// Kernel transform `G`: row `i` evaluates the kernel's polynomial at point `i`, scaled by the
+/// Lagrange denominator there (the last row is the point at infinity: the leading tap).
+#[cfg(test)]
+const G: [[f64; K]; ALPHA] = [
+    [1. / 4., 0., 0., 0., 0.],
+    [-1. / 6., -1. / 6., -1. / 6., -1. / 6., -1. / 6.],
+    [-1. / 6., 1. / 6., -1. / 6., 1. / 6., -1. / 6.],
+    [1. / 24., 1. / 12., 1. / 6., 1. / 3., 2. / 3.],
+    [1. / 24., -1. / 12., 1. / 6., -1. / 3., 2. / 3.],
+    [0., 0., 0., 0., 1.],
+];
+
+/// The block's weights in the transform domain, built once per forward pass.
+pub struct Winograd {
+    isa: Isa,
+    /// `[36][cin][cout]`, from `start` (a 64-byte boundary): per point, the GEMM's right side.
+    u: Vec<f32>,
+    start: usize,
+}
+
+impl Winograd {
+    /// `Some` where these kernels serve `g`: 5x5 kernels, several input channels, input and
+    /// output channels in whole vector registers. `w` is `[cout][k][k][cin]`.
+    pub fn new(g: &Geometry, w: &[f32]) -> Option<Self> {
+        let isa = Isa::fitting(g.cout)
+            .find(|isa| g.cin.is_multiple_of(isa.lanes()))
+            .filter(|_| g.k == K && g.cin > 1)?;
+        let (cin, cout) = (g.cin, g.cout);
+        assert_eq!(w.len(), cout * K * K * cin);
+        let mut u = vec![0.0; POINTS * cin * cout + 16];
+        let start = u.as_ptr().align_offset(64);
+        assert!(start < 16);
+        // `[k][k][cin][cout]`: a tap's weights for a run of output channels are contiguous.
+        // Transposed in blocks of 16 taps, so that the writes stay in L1.
+        let per_channel = K * K * cin;
+        let mut taps = vec![0.0; w.len()];
+        for t0 in (0..per_channel).step_by(16) {
+            let t1 = per_channel.min(t0 + 16);
+            for (co, kernel) in w.chunks_exact(per_channel).enumerate() {
+                for (t, &v) in kernel[t0..t1].iter().enumerate() {
+                    taps[(t0 + t) * cout + co] = v;
+                }
+            }
+        }
+        // SAFETY: `isa` suits this CPU; `taps` and `u` have the lengths asserted there.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            simd::transform_weights(
+                isa,
+                cin,
+                cout,
+                &taps,
+                &mut u[start..][..POINTS * cin * cout],
+            )
+        };
+        Some(Winograd { isa, u, start })
+    }
+
+    fn weights(&self) -> &[f32] {
+        &self.u[self.start..][..self.u.len() - 16]
+    }
+
+    /// Convolution, bias and 2x2 max-pool of a run of whole images, as
+    /// `direct_forward::Direct::forward_pooled`: `out` gets the pooled values (before the
+    /// ReLU), `arg` the index of each window's first maximum within its image's convolution
+    /// output.
+    pub fn forward_pooled(
+        &self,
+        g: &Geometry,
+        x: &[f32],
+        b: &[f32],
+        out: &mut [f32],
+        arg: &mut [u32],
+    ) {
+        let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
+        let tiles = (ch / 2) * (cw / 2);
+        let pooled = pooled_len(g);
+        let images = x.len() / g.in_len();
+        assert_eq!(x.len(), images * g.in_len());
+        assert_eq!((out.len(), arg.len()), (images * pooled, images * pooled));
+        assert_eq!(b.len(), g.cout);
+        assert_eq!(self.weights().len(), POINTS * g.cin * g.cout);
+        assert!(g.k == K && self.isa.fits(g.cout) && self.isa.fits(g.cin));
+        // Every tile's 6x6 inputs lie inside the padded image.
+        assert!(ch + K - 1 == g.h + 2 * g.pad && cw + K - 1 == g.w + 2 * g.pad);
+        SCRATCH.with_borrow_mut(|s| {
+            let v = scratch(&mut s.v, POINTS * tiles * g.cin);
+            let m = scratch(&mut s.m, POINTS * tiles * g.cout);
+            for ((img, out), arg) in x
+                .chunks_exact(g.in_len())
+                .zip(out.chunks_exact_mut(pooled))
+                .zip(arg.chunks_exact_mut(pooled))
+            {
+                let padded = pad_image(g, img, &mut s.padded);
+                // SAFETY: `isa` suits this CPU and both channel counts (asserted above); the
+                // asserts above and the scratch lengths fix every index the kernels form.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    simd::image(self.isa, g, padded, self.weights(), b, v, m, out, arg)
+                }
+            }
+        });
+    }
+}
+
+/// This thread's buffers, reused between calls: the padded image, and the image's transformed
+/// inputs (`[36][tiles][cin]`) and products (`[36][tiles][cout]`).
+#[derive(Default)]
+struct Scratch {
+    padded: Vec<f32>,
+    v: Vec<f32>,
+    m: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+/// `len` values of `buf` from a 64-byte boundary, stale: every one is written before it is read.
+fn scratch(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len + 16 {
+        buf.resize(len + 16, 0.0);
+    }
+    let start = buf.as_ptr().align_offset(64);
+    assert!(start < 16);
+    &mut buf[start..][..len]
+}
+
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use super::super::vector::Vector;
+    use super::{Geometry, Isa, ALPHA, K, POINTS};
+    use std::arch::x86_64::*;
+
+    /// The kernel transform: `u[p][ci][co]` from `taps[k][k][ci][co]`.
+    ///
+    /// # Safety
+    /// The CPU has `isa`, whose lanes divide `cout`.
+    pub unsafe fn transform_weights(
+        isa: Isa,
+        cin: usize,
+        cout: usize,
+        taps: &[f32],
+        u: &mut [f32],
+    ) {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512(cin: usize, cout: usize, taps: &[f32], u: &mut [f32]) {
+            weights::<__m512>(cin, cout, taps, u)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(cin: usize, cout: usize, taps: &[f32], u: &mut [f32]) {
+            weights::<__m256>(cin, cout, taps, u)
+        }
+        match isa {
+            Isa::Avx512 => avx512(cin, cout, taps, u),
+            Isa::Avx2 => avx2(cin, cout, taps, u),
+        }
+    }
+
+    /// `G g Gᵀ` for a vector of output channels at a time.
+    #[inline(always)]
+    unsafe fn weights<V: Vector>(cin: usize, cout: usize, taps: &[f32], u: &mut [f32]) {
+        assert!(cout.is_multiple_of(V::LANES));
+        assert_eq!(
+            (taps.len(), u.len()),
+            (K * K * cin * cout, POINTS * cin * cout)
+        );
+        let (src, dst) = (taps.as_ptr(), u.as_mut_ptr());
+        for ci in 0..cin {
+            for c in (0..cout).step_by(V::LANES) {
+                let tap =
+                    |a: usize, b: usize| V::load(src.add(((a * K + b) * cin + ci) * cout + c));
+                // `columns[i][b]`: column `b` of the kernel at point `i`.
+                let mut columns = [[V::zero(); K]; ALPHA];
+                for b in 0..K {
+                    let column = kernel_1d(std::array::from_fn(|a| tap(a, b)));
+                    for (row, value) in columns.iter_mut().zip(column) {
+                        row[b] = value;
+                    }
+                }
+                for (i, row) in columns.into_iter().enumerate() {
+                    for (j, value) in kernel_1d(row).into_iter().enumerate() {
+                        value.store(dst.add(((i * ALPHA + j) * cin + ci) * cout + c));
+                    }
+                }
+            }
+        }
+    }
+
+    /// `G g` for one column (or `g Gᵀ` for one row) of five taps: the rows of `G`, with the
+    /// even and odd taps summed once for each pair of opposite points.
+    #[inline(always)]
+    unsafe fn kernel_1d<V: Vector>(g: [V; K]) -> [V; ALPHA] {
+        let times = |v: V, c: f32| v.mul(V::splat(c));
+        let (even, odd) = (g[0].add(g[2]).add(g[4]), g[1].add(g[3]));
+        let even2 = times(g[0], 1. / 24.)
+            .add(times(g[2], 1. / 6.))
+            .add(times(g[4], 2. / 3.));
+        let odd2 = times(g[1], 1. / 12.).add(times(g[3], 1. / 3.));
+        [
+            times(g[0], 1. / 4.),
+            times(even.add(odd), -1. / 6.),
+            times(even.sub(odd), -1. / 6.),
+            even2.add(odd2),
+            even2.sub(odd2),
+            g[4],
+        ]
+    }
+
+    /// Tiles per register block of the products: `TILES` rows of `V` by `NV` vectors of
+    /// output channels in accumulators, within the register file with the `NV` weight vectors.
+    const TILES: usize = 6;
+
+    /// One padded image (`[hp][wp][cin]`): transform, products, and back to pooled outputs.
+    ///
+    /// # Safety
+    /// The CPU has `isa`, whose lanes divide `cin` and `cout`; `u` is `[36][cin][cout]`, `v`
+    /// and `m` hold `36 * tiles` rows of `cin` and `cout`; `out` and `arg` the pooled outputs.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn image(
+        isa: Isa,
+        g: &Geometry,
+        padded: &[f32],
+        u: &[f32],
+        b: &[f32],
+        v: &mut [f32],
+        m: &mut [f32],
+        out: &mut [f32],
+        arg: &mut [u32],
+    ) {
+        match isa {
+            Isa::Avx512 => avx512(g, padded, u, b, v, m, out, arg),
+            Isa::Avx2 => avx2(g, padded, u, b, v, m, out, arg),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512(
+        g: &Geometry,
+        padded: &[f32],
+        u: &[f32],
+        b: &[f32],
+        v: &mut [f32],
+        m: &mut [f32],
+        out: &mut [f32],
+        arg: &mut [u32],
+    ) {
+        transform_input::<__m512>(g, padded, v);
+        match g.cout % 64 {
+            0 => products::<__m512, 4>(g, v, u, m),
+            32 => products::<__m512, 2>(g, v, u, m),
+            _ => products::<__m512, 1>(g, v, u, m),
+        }
+        transform_output::<__m512>(g, m, b, out, arg);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2(
+        g: &Geometry,
+        padded: &[f32],
+        u: &[f32],
+        b: &[f32],
+        v: &mut [f32],
+        m: &mut [f32],
+        out: &mut [f32],
+        arg: &mut [u32],
+    ) {
+        transform_input::<__m256>(g, padded, v);
+        match g.cout % 16 {
+            0 => products::<__m256, 2>(g, v, u, m),
+            _ => products::<__m256, 1>(g, v, u, m),
+        }
+        transform_output::<__m256>(g, m, b, out, arg);
+    }
+
+    /// `Bᵀ d` for one column (or `d B` for one row) of six inputs.
+    #[inline(always)]
+    unsafe fn input_1d<V: Vector>(d: [V; ALPHA]) -> [V; ALPHA] {
+        let (four, minus_four, minus_five) = (V::splat(4.0), V::splat(-4.0), V::splat(-5.0));
+        let a = d[4].mul_add(d[2], minus_four); // d4 - 4 d2
+        let b = d[3].mul_add(d[1], minus_four); // d3 - 4 d1
+        let c = d[4].sub(d[2]);
+        let e = d[3].sub(d[1]);
+        let e = e.add(e); // 2 (d3 - d1)
+        [
+            d[4].mul_add(d[2], minus_five).mul_add(d[0], four),
+            a.add(b),
+            a.sub(b),
+            c.add(e),
+            c.sub(e),
+            d[5].mul_add(d[3], minus_five).mul_add(d[1], four),
+        ]
+    }
+
+    /// `Aᵀ m` for one column (or `m A` for one row) of six products.
+    #[inline(always)]
+    unsafe fn output_1d<V: Vector>(m: [V; ALPHA]) -> [V; 2] {
+        let d34 = m[3].sub(m[4]);
+        [
+            m[0].add(m[1].add(m[2])).add(m[3].add(m[4])),
+            m[1].sub(m[2]).add(d34.add(d34)).add(m[5]),
+        ]
+    }
+
+    /// Every tile's inputs to the transform domain: `v[p][tile][ci]`.
+    #[inline(always)]
+    unsafe fn transform_input<V: Vector>(g: &Geometry, padded: &[f32], v: &mut [f32]) {
+        let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
+        let (tiles_x, tiles) = (cw / 2, (ch / 2) * (cw / 2));
+        let (cin, wp) = (g.cin, g.w + 2 * g.pad);
+        let (src, dst) = (padded.as_ptr(), v.as_mut_ptr());
+        for tile in 0..tiles {
+            let (y0, x0) = (2 * (tile / tiles_x), 2 * (tile % tiles_x));
+            for c in (0..cin).step_by(V::LANES) {
+                let at = |y: usize, x: usize| src.add(((y0 + y) * wp + x0 + x) * cin + c);
+                let mut rows = [[V::zero(); ALPHA]; ALPHA];
+                for x in 0..ALPHA {
+                    let column = input_1d(std::array::from_fn(|y| V::load(at(y, x))));
+                    for (row, value) in rows.iter_mut().zip(column) {
+                        row[x] = value;
+                    }
+                }
+                for (i, row) in rows.into_iter().enumerate() {
+                    for (j, value) in input_1d(row).into_iter().enumerate() {
+                        value.store(dst.add(((i * ALPHA + j) * tiles + tile) * cin + c));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The 36 products `m[p] = v[p] u[p]` (`tiles x cin` by `cin x cout`), in register blocks
+    /// of `TILES` tiles by `NV` vectors of output channels.
+    #[inline(always)]
+    unsafe fn products<V: Vector, const NV: usize>(
+        g: &Geometry,
+        v: &[f32],
+        u: &[f32],
+        m: &mut [f32],
+    ) {
+        let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
+        let tiles = (ch / 2) * (cw / 2);
+        for p in 0..POINTS {
+            // Blocks as even as they come (49 tiles: 4 of 6 and 5 of 5, not 8 of 6 and 1 of 1).
+            let blocks = tiles.div_ceil(TILES);
+            let mut t0 = 0;
+            for b in 0..blocks {
+                let n = tiles / blocks + usize::from(b < tiles % blocks);
+                macro_rules! block {
+                    ($($n:literal)+) => {
+                        match n {
+                            $($n => block::<V, NV, $n>(g, tiles, v, u, m, p, t0),)+
+                            _ => unreachable!("at most {TILES} tiles per block"),
+                        }
+                    };
+                }
+                block!(1 2 3 4 5 6);
+                t0 += n;
+            }
+        }
+    }
+
+    /// Tiles `t0..t0 + NT` of point `p`, every output channel.
+    #[inline(always)]
+    unsafe fn block<V: Vector, const NV: usize, const NT: usize>(
+        g: &Geometry,
+        tiles: usize,
+        v: &[f32],
+        u: &[f32],
+        m: &mut [f32],
+        p: usize,
+        t0: usize,
+    ) {
+        let (cin, cout) = (g.cin, g.cout);
+        let rows = v.as_ptr().add((p * tiles + t0) * cin);
+        let u = u.as_ptr().add(p * cin * cout);
+        let m = m.as_mut_ptr().add((p * tiles + t0) * cout);
+        for c0 in (0..cout).step_by(NV * V::LANES) {
+            let mut acc = [[V::zero(); NV]; NT];
+            for ci in 0..cin {
+                let w: [V; NV] =
+                    std::array::from_fn(|k| V::load(u.add(ci * cout + c0 + k * V::LANES)));
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    let x = V::splat(*rows.add(t * cin + ci));
+                    for (a, &w) in acc.iter_mut().zip(&w) {
+                        *a = a.mul_add(x, w);
+                    }
+                }
+            }
+            for (t, acc) in acc.iter().enumerate() {
+                for (k, a) in acc.iter().enumerate() {
+                    a.store(m.add(t * cout + c0 + k * V::LANES));
+                }
+            }
+        }
+    }
+
+    /// Every tile's products back to its 2x2 outputs, plus bias, then the pool: strict `>` in
+    /// window order, so the first maximum wins (as `pool::forward_image`).
+    #[inline(always)]
+    unsafe fn transform_output<V: Vector>(
+        g: &Geometry,
+        m: &[f32],
+        b: &[f32],
+        out: &mut [f32],
+        arg: &mut [u32],
+    ) {
+        let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
+        let (tiles_x, tiles) = (cw / 2, (ch / 2) * (cw / 2));
+        let cout = g.cout;
+        let src = m.as_ptr();
+        for tile in 0..tiles {
+            let (oy, ox) = (2 * (tile / tiles_x), 2 * (tile % tiles_x));
+            for c in (0..cout).step_by(V::LANES) {
+                let at = |i: usize, j: usize| src.add(((i * ALPHA + j) * tiles + tile) * cout + c);
+                let columns: [[V; 2]; ALPHA] =
+                    std::array::from_fn(|j| output_1d(std::array::from_fn(|i| V::load(at(i, j)))));
+                let y = [0, 1].map(|r| output_1d(columns.map(|column| column[r])));
+                let bias = V::load(b.as_ptr().add(c));
+                let index =
+                    |dy: usize, dx: usize| V::indices(((oy + dy) * cw + ox + dx) * cout + c);
+                let (mut best, mut best_at) = (y[0][0].add(bias), index(0, 0));
+                for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
+                    (best, best_at) =
+                        best.keep_greater(best_at, y[dy][dx].add(bias), index(dy, dx));
+                }
+                let o = tile * cout + c;
+                best.store(out.as_mut_ptr().add(o));
+                V::store_indices(best_at, arg.as_mut_ptr().add(o));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::isa::test_values as val;
+    use super::*;
+
+    /// Against the im2col GEMM followed by the pool (an independent path): values within the
+    /// transforms' rounding, the same choices. Shapes: 'same' and 'valid' padding, odd sizes
+    /// (the pool drops the last row and column), channel counts that take 1, 2 and 4 output
+    /// vectors per block, tile counts with partial register blocks.
+    #[test]
+    fn matches_im2col_then_pool() {
+        let mut checked = 0;
+        for (h, w, cin, cout) in [
+            (14, 14, 32, 64),
+            (9, 19, 16, 16),
+            (6, 7, 8, 32),
+            (12, 30, 24, 8),
+        ] {
+            for pad in [2, 0] {
+                let g = Geometry {
+                    batch: 2,
+                    h,
+                    w,
+                    cin,
+                    cout,
+                    k: 5,
+                    pad,
+                };
+                let (x, wts, b) = (
+                    val(g.batch * g.in_len(), 1),
+                    val(g.cout * g.k * g.k * g.cin, 2),
+                    val(g.cout, 3),
+                );
+                let n = g.batch * pooled_len(&g);
+                let (want, want_arg) = super::super::im2col_then_pool(&g, &x, &wts, &b);
+                let Some(winograd) = Winograd::new(&g, &wts) else {
+                    continue;
+                };
+                for isa in Isa::fitting(cout).filter(|isa| isa.fits(cin)) {
+                    let winograd = Winograd {
+                        isa,
+                        ..Winograd::new(&g, &wts).unwrap()
+                    };
+                    let (mut got, mut got_arg) = (vec![0.0; n], vec![0u32; n]);
+                    winograd.forward_pooled(&g, &x, &b, &mut got, &mut got_arg);
+                    let err = got
+                        .iter()
+                        .zip(&want)
+                        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+                    let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                    assert!(err <= 1e-5 * scale, "{isa:?} {g:?}: error {err}");
+                    assert_eq!(got_arg, want_arg, "{isa:?} {g:?}: choices differ");
+                    checked += 1;
+                }
+                drop(winograd);
+            }
+        }
+        if Isa::fitting(64).next().is_none() {
+            eprintln!("no vector kernel on this CPU: nothing checked");
+        } else {
+            assert!(checked >= 8, "{checked} cases");
+        }
+    }
+
+    /// The kernel transform against `G g Gᵀ` in f64 from the matrix `G` (the transform's code
+    /// shares the even and odd sums instead), for every tap and both instruction sets.
+    #[test]
+    fn kernel_transform_is_g_g_gt() {
+        let g = Geometry {
+            batch: 1,
+            h: 6,
+            w: 6,
+            cin: 16,
+            cout: 16,
+            k: 5,
+            pad: 0,
+        };
+        let w = val(g.cout * K * K * g.cin, 5);
+        let tap = |co: usize, a: usize, b: usize, ci: usize| w[((co * K + a) * K + b) * g.cin + ci];
+        let mut checked = 0;
+        for isa in Isa::fitting(g.cout) {
+            let Some(winograd) = Winograd::new(&g, &w) else {
+                break;
+            };
+            let winograd = Winograd { isa, ..winograd };
+            let u = winograd.weights();
+            for (co, ci) in [(0, 0), (3, 7), (15, 15), (9, 2)] {
+                for i in 0..ALPHA {
+                    for j in 0..ALPHA {
+                        let want: f64 = (0..K)
+                            .flat_map(|a| (0..K).map(move |b| (a, b)))
+                            .map(|(a, b)| G[i][a] * tap(co, a, b, ci) as f64 * G[j][b])
+                            .sum();
+                        let got = u[((i * ALPHA + j) * g.cin + ci) * g.cout + co] as f64;
+                        assert!(
+                            (got - want).abs() <= 1e-6,
+                            "{isa:?} ({i}, {j}): {got} {want}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        if Isa::fitting(16).next().is_some() {
+            assert!(checked >= 4 * POINTS);
+        }
+    }
+}
