@@ -104,7 +104,7 @@ thread_local! {
 
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::super::vector::Vector;
+    use super::super::vector::{pool_window, Vector};
     use super::{max_windows, Geometry, Isa};
     use std::arch::x86_64::*;
 
@@ -202,20 +202,13 @@ mod simd {
                         }
                     }
                 }
-                // Bias, then the pool: strict `>`, so the first maximum in window order wins.
                 let bias = V::load(b.as_ptr().add(c0));
                 for q in 0..NC / 2 {
-                    let (oy, ox) = (2 * py, 2 * (px + q));
-                    let at =
-                        |dy: usize, dx: usize| V::indices(((oy + dy) * cw + ox + dx) * cout + c0);
-                    let (mut best, mut best_at) = (acc[0][2 * q].add(bias), at(0, 0));
-                    for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
-                        let v = acc[dy][2 * q + dx].add(bias);
-                        (best, best_at) = best.keep_greater(best_at, v, at(dy, dx));
-                    }
+                    let window = [0, 1].map(|dy| [0, 1].map(|dx| acc[dy][2 * q + dx]));
+                    let first = (2 * py * cw + 2 * (px + q)) * cout + c0;
                     let o = (py * (cw / 2) + px + q) * cout + c0;
-                    best.store(out.as_mut_ptr().add(o));
-                    V::store_indices(best_at, arg.as_mut_ptr().add(o));
+                    let (out, arg) = (out.as_mut_ptr().add(o), arg.as_mut_ptr().add(o));
+                    pool_window(window, bias, (first, cw * cout, cout), out, arg);
                 }
             }
         }

@@ -29,6 +29,27 @@ pub trait Vector: Copy {
     type Indices: Copy;
 }
 
+/// Bias and 2x2 max-pool of one window for a vector of channels: `y[dy][dx]` are its outputs,
+/// `first` is the index of its top-left output (and first channel) in the image's convolution
+/// output, `row` the index step of one output row. Stores the maximum at `out` and its index at
+/// `arg`; strict `>` in window order, so the first maximum wins (as `pool::forward_image`).
+#[inline(always)]
+pub unsafe fn pool_window<V: Vector>(
+    y: [[V; 2]; 2],
+    bias: V,
+    (first, row, cout): (usize, usize, usize),
+    out: *mut f32,
+    arg: *mut u32,
+) {
+    let at = |dy: usize, dx: usize| V::indices(first + dy * row + dx * cout);
+    let (mut best, mut best_at) = (y[0][0].add(bias), at(0, 0));
+    for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
+        (best, best_at) = best.keep_greater(best_at, y[dy][dx].add(bias), at(dy, dx));
+    }
+    best.store(out);
+    V::store_indices(best_at, arg);
+}
+
 impl Vector for __m512 {
     const LANES: usize = 16;
     #[inline(always)]

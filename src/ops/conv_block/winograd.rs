@@ -152,7 +152,7 @@ fn scratch(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
 
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::super::vector::Vector;
+    use super::super::vector::{pool_window, Vector};
     use super::{Geometry, Isa, ALPHA, K, POINTS};
     use std::arch::x86_64::*;
 
@@ -194,19 +194,26 @@ mod simd {
             for c in (0..cout).step_by(V::LANES) {
                 let tap =
                     |a: usize, b: usize| V::load(src.add(((a * K + b) * cin + ci) * cout + c));
-                // `columns[i][b]`: column `b` of the kernel at point `i`.
-                let mut columns = [[V::zero(); K]; ALPHA];
-                for b in 0..K {
-                    let column = kernel_1d(std::array::from_fn(|a| tap(a, b)));
-                    for (row, value) in columns.iter_mut().zip(column) {
-                        row[b] = value;
-                    }
-                }
-                for (i, row) in columns.into_iter().enumerate() {
-                    for (j, value) in kernel_1d(row).into_iter().enumerate() {
-                        value.store(dst.add(((i * ALPHA + j) * cin + ci) * cout + c));
-                    }
-                }
+                let at = |i: usize, j: usize| dst.add(((i * ALPHA + j) * cin + ci) * cout + c);
+                separable(tap, |g| kernel_1d(g), |i, j, u: V| u.store(at(i, j)));
+            }
+        }
+    }
+
+    /// A separable 2-D transform, `T x Tᵀ`: the 1-D transform `t` on every column of the tile
+    /// that `load(row, column)` reads, then on every row of the result; `store(i, j, value)`.
+    #[inline(always)]
+    unsafe fn separable<V: Vector, const N: usize, const M: usize>(
+        load: impl Fn(usize, usize) -> V,
+        t: impl Fn([V; N]) -> [V; M],
+        mut store: impl FnMut(usize, usize, V),
+    ) {
+        // `columns[x][i]`: column `x` transformed; `rows[i][x]` the same values by rows.
+        let columns: [[V; M]; N] = std::array::from_fn(|x| t(std::array::from_fn(|y| load(y, x))));
+        let rows: [[V; N]; M] = std::array::from_fn(|i| columns.map(|column| column[i]));
+        for (i, row) in rows.into_iter().enumerate() {
+            for (j, value) in t(row).into_iter().enumerate() {
+                store(i, j, value);
             }
         }
     }
@@ -338,19 +345,10 @@ mod simd {
         for tile in 0..tiles {
             let (y0, x0) = (2 * (tile / tiles_x), 2 * (tile % tiles_x));
             for c in (0..cin).step_by(V::LANES) {
-                let at = |y: usize, x: usize| src.add(((y0 + y) * wp + x0 + x) * cin + c);
-                let mut rows = [[V::zero(); ALPHA]; ALPHA];
-                for x in 0..ALPHA {
-                    let column = input_1d(std::array::from_fn(|y| V::load(at(y, x))));
-                    for (row, value) in rows.iter_mut().zip(column) {
-                        row[x] = value;
-                    }
-                }
-                for (i, row) in rows.into_iter().enumerate() {
-                    for (j, value) in input_1d(row).into_iter().enumerate() {
-                        value.store(dst.add(((i * ALPHA + j) * tiles + tile) * cin + c));
-                    }
-                }
+                let from = |y: usize, x: usize| src.add(((y0 + y) * wp + x0 + x) * cin + c);
+                let to = |i: usize, j: usize| dst.add(((i * ALPHA + j) * tiles + tile) * cin + c);
+                let load = |y: usize, x: usize| V::load(from(y, x));
+                separable(load, |d| input_1d(d), |i, j, v: V| v.store(to(i, j)));
             }
         }
     }
@@ -438,21 +436,21 @@ mod simd {
         for tile in 0..tiles {
             let (oy, ox) = (2 * (tile / tiles_x), 2 * (tile % tiles_x));
             for c in (0..cout).step_by(V::LANES) {
-                let at = |i: usize, j: usize| src.add(((i * ALPHA + j) * tiles + tile) * cout + c);
-                let columns: [[V; 2]; ALPHA] =
-                    std::array::from_fn(|j| output_1d(std::array::from_fn(|i| V::load(at(i, j)))));
-                let y = [0, 1].map(|r| output_1d(columns.map(|column| column[r])));
-                let bias = V::load(b.as_ptr().add(c));
-                let index =
-                    |dy: usize, dx: usize| V::indices(((oy + dy) * cw + ox + dx) * cout + c);
-                let (mut best, mut best_at) = (y[0][0].add(bias), index(0, 0));
-                for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
-                    (best, best_at) =
-                        best.keep_greater(best_at, y[dy][dx].add(bias), index(dy, dx));
-                }
+                let at = |i: usize, j: usize| {
+                    V::load(src.add(((i * ALPHA + j) * tiles + tile) * cout + c))
+                };
+                let mut y = [[V::zero(); 2]; 2];
+                separable(at, |m| output_1d(m), |i, j, v| y[i][j] = v);
                 let o = tile * cout + c;
-                best.store(out.as_mut_ptr().add(o));
-                V::store_indices(best_at, arg.as_mut_ptr().add(o));
+                let (out, arg) = (out.as_mut_ptr().add(o), arg.as_mut_ptr().add(o));
+                let first = (oy * cw + ox) * cout + c;
+                pool_window(
+                    y,
+                    V::load(b.as_ptr().add(c)),
+                    (first, cw * cout, cout),
+                    out,
+                    arg,
+                );
             }
         }
     }
