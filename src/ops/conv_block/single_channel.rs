@@ -2,9 +2,8 @@
 //! images). There the im2col GEMM is a poor fit: its inner dimension is only `k*k` (25), so the
 //! product runs at a third of the second block's speed, and the pool then reads the whole
 //! convolution output back. Here each 2x2 pool window's four convolution outputs are computed
-//! together in registers and pooled at once; going back, only the pixel that won a window gets a
-//! gradient (a quarter of them, fewer after the ReLU), so the weight gradient is a sum over the
-//! live windows alone rather than a GEMM over mostly zero rows.
+//! together in registers and pooled at once. Going back, the weight gradient sums each tap's
+//! input times the routed gradient with the channels in registers, without unfolding the image.
 
 use super::isa::Isa;
 use super::{pad_image, pooled_len, DEAD};
@@ -110,9 +109,9 @@ fn forward_with(
 /// and the choices (`DEAD` where the ReLU zeroed the output) that [`forward_pooled`] made. Each
 /// live window's gradient goes to the input that won it (a zeroed convolution-sized buffer),
 /// then every tap sums that routed gradient times the input under it, over all pixels, with the
-/// channels in registers: three quarters of the terms are zero, but this dense pass ran three
-/// times as fast as one over the live windows alone, whose branches and scattered updates cost
-/// more than the arithmetic.
+/// channels in registers. Three quarters of the terms are zero, yet this dense pass ran faster
+/// (15.7 against 17.9 us per MNIST image on one thread) than one over the live windows alone,
+/// whose branches follow the ReLU's pattern and mispredict.
 pub fn weight_grads(g: &Geometry, x: &[f32], argmax: &[u32], grad: &[f32]) -> Partial {
     assert!(
         applies(g),
@@ -178,7 +177,7 @@ fn weight_grads_with(
     (gw, gb)
 }
 
-/// The forward kernel, generic over the vector type and compiled once per instruction set.
+/// The kernels, generic over the vector type and compiled once per instruction set.
 #[cfg(target_arch = "x86_64")]
 mod simd {
     use super::super::vector::{pool_window, Vector};
