@@ -217,57 +217,25 @@ mod simd {
 
 #[cfg(test)]
 mod tests {
-    use super::super::isa::test_values as val;
+    use super::super::{check_forward, forward_cases};
     use super::*;
 
-    /// Against the im2col GEMM followed by the pool: values within rounding, the same choices
-    /// (the inputs are spread enough that no window has two values within rounding of each
-    /// other). Shapes: both kernel sizes and paddings, odd sizes (the pool drops the last row
-    /// and column), tiles of 1 to 7 windows and a remainder.
+    /// Against the im2col GEMM followed by the pool, on both kernel sizes and tiles of 1 to 7
+    /// windows and a remainder (`forward_cases`), on every instruction set the CPU has.
     #[test]
     fn matches_im2col_then_pool() {
         let mut checked = 0;
-        for (h, w, cin, cout) in [
-            (14, 14, 32, 64),
-            (9, 19, 16, 16),
-            (6, 7, 8, 32),
-            (12, 30, 24, 8),
-        ] {
-            for k in [3, 5] {
-                for pad in [k / 2, 0] {
-                    let g = Geometry {
-                        batch: 2,
-                        h,
-                        w,
-                        cin,
-                        cout,
-                        k,
-                        pad,
-                    };
-                    let (x, wts, b) = (
-                        val(g.batch * g.in_len(), 1),
-                        val(g.cout * g.k * g.k * g.cin, 2),
-                        val(g.cout, 3),
-                    );
-                    let n = g.batch * pooled_len(&g);
-                    let (want, want_arg) = super::super::im2col_then_pool(&g, &x, &wts, &b);
-                    for isa in Isa::fitting(cout) {
-                        let direct = Direct {
-                            isa,
-                            ..Direct::new(&g, &wts).expect("this CPU has a kernel")
-                        };
-                        let (mut got, mut got_arg) = (vec![0.0; n], vec![0u32; n]);
-                        direct.forward_pooled(&g, &x, &b, &mut got, &mut got_arg);
-                        let err = got
-                            .iter()
-                            .zip(&want)
-                            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-                        let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-                        assert!(err <= 1e-5 * scale, "{isa:?} {g:?}: error {err}");
-                        assert_eq!(got_arg, want_arg, "{isa:?} {g:?}: choices differ");
-                        checked += 1;
-                    }
-                }
+        for case in [3, 5].into_iter().flat_map(forward_cases) {
+            let (g, _, wts, ..) = &case;
+            for isa in Isa::fitting(g.cout) {
+                let direct = Direct {
+                    isa,
+                    ..Direct::new(g, wts).expect("this CPU has a kernel")
+                };
+                check_forward(isa, &case, |g, x, b, out, arg| {
+                    direct.forward_pooled(g, x, b, out, arg)
+                });
+                checked += 1;
             }
         }
         if Isa::fitting(64).next().is_none() {

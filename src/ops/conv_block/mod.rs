@@ -285,6 +285,63 @@ fn im2col_then_pool(g: &Geometry, x: &[f32], w: &[f32], b: &[f32]) -> (Vec<f32>,
     (out, arg)
 }
 
+/// A multi-channel forward kernel's test case: shape, input, weights, bias, and what the
+/// im2col path gives (pooled values and choices).
+#[cfg(test)]
+type ForwardCase = (Geometry, Vec<f32>, Vec<f32>, Vec<f32>, (Vec<f32>, Vec<u32>));
+
+/// The multi-channel forward kernels' test cases for kernel size `k`: odd sizes (the pool drops
+/// the last row and column), 1 to 4 vectors of output channels, 'same' and 'valid' padding.
+/// The inputs are spread enough that no window has two values within rounding of each other.
+#[cfg(test)]
+fn forward_cases(k: usize) -> Vec<ForwardCase> {
+    use isa::test_values as val;
+    let shapes = [
+        (14, 14, 32, 64),
+        (9, 19, 16, 16),
+        (6, 7, 8, 32),
+        (12, 30, 24, 8),
+    ];
+    let mut cases = Vec::new();
+    for (h, w, cin, cout) in shapes {
+        for pad in [k / 2, 0] {
+            let g = Geometry {
+                batch: 2,
+                h,
+                w,
+                cin,
+                cout,
+                k,
+                pad,
+            };
+            let x = val(g.batch * g.in_len(), 1);
+            let (wts, b) = (val(g.cout * g.k * g.k * g.cin, 2), val(g.cout, 3));
+            let want = im2col_then_pool(&g, &x, &wts, &b);
+            cases.push((g, x, wts, b, want));
+        }
+    }
+    cases
+}
+
+/// Runs `forward` (a kernel's `forward_pooled`) on a case and checks it against the im2col
+/// path: values within 1e-5 of their scale, the same choices.
+#[cfg(test)]
+fn check_forward(
+    what: impl std::fmt::Debug,
+    (g, x, _, b, (want, want_arg)): &ForwardCase,
+    forward: impl FnOnce(&Geometry, &[f32], &[f32], &mut [f32], &mut [u32]),
+) {
+    let (mut got, mut got_arg) = (vec![0.0; want.len()], vec![0u32; want.len()]);
+    forward(g, x, b, &mut got, &mut got_arg);
+    let err = got
+        .iter()
+        .zip(want)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    assert!(err <= 1e-5 * scale, "{what:?} {g:?}: error {err}");
+    assert_eq!(&got_arg, want_arg, "{what:?} {g:?}: choices differ");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

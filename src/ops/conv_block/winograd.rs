@@ -459,58 +459,26 @@ mod simd {
 #[cfg(test)]
 mod tests {
     use super::super::isa::test_values as val;
+    use super::super::{check_forward, forward_cases};
     use super::*;
 
-    /// Against the im2col GEMM followed by the pool (an independent path): values within the
-    /// transforms' rounding, the same choices. Shapes: 'same' and 'valid' padding, odd sizes
-    /// (the pool drops the last row and column), channel counts that take 1, 2 and 4 output
-    /// vectors per block, tile counts with partial register blocks.
+    /// Against the im2col GEMM followed by the pool (an independent path), on `forward_cases`
+    /// (1, 2 and 4 output vectors per register block, partial blocks of tiles), on every
+    /// instruction set the CPU has: values within the transforms' rounding, the same choices.
     #[test]
     fn matches_im2col_then_pool() {
         let mut checked = 0;
-        for (h, w, cin, cout) in [
-            (14, 14, 32, 64),
-            (9, 19, 16, 16),
-            (6, 7, 8, 32),
-            (12, 30, 24, 8),
-        ] {
-            for pad in [2, 0] {
-                let g = Geometry {
-                    batch: 2,
-                    h,
-                    w,
-                    cin,
-                    cout,
-                    k: 5,
-                    pad,
+        for case in forward_cases(5) {
+            let (g, _, wts, ..) = &case;
+            for isa in Isa::fitting(g.cout).filter(|isa| isa.fits(g.cin)) {
+                let winograd = Winograd {
+                    isa,
+                    ..Winograd::new(g, wts).expect("this CPU has a kernel")
                 };
-                let (x, wts, b) = (
-                    val(g.batch * g.in_len(), 1),
-                    val(g.cout * g.k * g.k * g.cin, 2),
-                    val(g.cout, 3),
-                );
-                let n = g.batch * pooled_len(&g);
-                let (want, want_arg) = super::super::im2col_then_pool(&g, &x, &wts, &b);
-                let Some(winograd) = Winograd::new(&g, &wts) else {
-                    continue;
-                };
-                for isa in Isa::fitting(cout).filter(|isa| isa.fits(cin)) {
-                    let winograd = Winograd {
-                        isa,
-                        ..Winograd::new(&g, &wts).unwrap()
-                    };
-                    let (mut got, mut got_arg) = (vec![0.0; n], vec![0u32; n]);
-                    winograd.forward_pooled(&g, &x, &b, &mut got, &mut got_arg);
-                    let err = got
-                        .iter()
-                        .zip(&want)
-                        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-                    let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-                    assert!(err <= 1e-5 * scale, "{isa:?} {g:?}: error {err}");
-                    assert_eq!(got_arg, want_arg, "{isa:?} {g:?}: choices differ");
-                    checked += 1;
-                }
-                drop(winograd);
+                check_forward(isa, &case, |g, x, b, out, arg| {
+                    winograd.forward_pooled(g, x, b, out, arg)
+                });
+                checked += 1;
             }
         }
         if Isa::fitting(64).next().is_none() {
