@@ -10,7 +10,7 @@
 //! different order from the GEMM's.
 
 use super::isa::Isa;
-use super::{aligned_zeros, pooled_len};
+use super::{aligned_zeros, pooled_len, tap_major};
 use crate::ops::conv2d::cpu::Geometry;
 use std::cell::RefCell;
 
@@ -37,14 +37,10 @@ impl Direct {
         let isa = Isa::fitting(g.cout).next().filter(|_| g.cin > 1)?;
         let taps_per_channel = g.k * g.k * g.cin;
         assert_eq!(w.len(), g.cout * taps_per_channel);
-        // A transpose, `[cout][taps]` to `[taps][cout]`, one output channel's row at a time.
-        let mut taps = vec![0.0; w.len()];
-        for (c, row) in w.chunks_exact(taps_per_channel).enumerate() {
-            for (t, &v) in row.iter().enumerate() {
-                taps[t * g.cout + c] = v;
-            }
-        }
-        Some(Direct { isa, taps })
+        Some(Direct {
+            isa,
+            taps: tap_major(w, g.cout),
+        })
     }
 
     /// Convolution, bias and 2x2 max-pool of a run of whole images: `out` gets the pooled

@@ -11,7 +11,7 @@
 //! the same bits at any thread count.
 
 use super::isa::Isa;
-use super::{pad_image, pooled_len};
+use super::{aligned_zeros, pad_image, pooled_len, tap_major};
 use crate::ops::conv2d::cpu::Geometry;
 use std::cell::RefCell;
 
@@ -37,9 +37,10 @@ const G: [[f64; K]; ALPHA] = [
 /// The block's weights in the transform domain, built once per forward pass.
 pub struct Winograd {
     isa: Isa,
-    /// `[36][cin][cout]`, from `start` (a 64-byte boundary): per point, the GEMM's right side.
+    /// `[36][cin][cout]`, `len` values from the first 64-byte boundary of `u`: per point, the
+    /// GEMM's right side.
     u: Vec<f32>,
-    start: usize,
+    len: usize,
 }
 
 impl Winograd {
@@ -51,37 +52,19 @@ impl Winograd {
             .filter(|_| g.k == K && g.cin > 1)?;
         let (cin, cout) = (g.cin, g.cout);
         assert_eq!(w.len(), cout * K * K * cin);
-        let mut u = vec![0.0; POINTS * cin * cout + 16];
-        let start = u.as_ptr().align_offset(64);
-        assert!(start < 16);
-        // `[k][k][cin][cout]`: a tap's weights for a run of output channels are contiguous.
-        // Transposed in blocks of 16 taps, so that the writes stay in L1.
-        let per_channel = K * K * cin;
-        let mut taps = vec![0.0; w.len()];
-        for t0 in (0..per_channel).step_by(16) {
-            let t1 = per_channel.min(t0 + 16);
-            for (co, kernel) in w.chunks_exact(per_channel).enumerate() {
-                for (t, &v) in kernel[t0..t1].iter().enumerate() {
-                    taps[(t0 + t) * cout + co] = v;
-                }
-            }
-        }
+        let mut u = Vec::new();
+        let len = POINTS * cin * cout;
+        let taps = tap_major(w, cout);
         // SAFETY: `isa` suits this CPU; `taps` and `u` have the lengths asserted there.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            simd::transform_weights(
-                isa,
-                cin,
-                cout,
-                &taps,
-                &mut u[start..][..POINTS * cin * cout],
-            )
+            simd::transform_weights(isa, cin, cout, &taps, aligned_zeros(&mut u, len))
         };
-        Some(Winograd { isa, u, start })
+        Some(Winograd { isa, u, len })
     }
 
     fn weights(&self) -> &[f32] {
-        &self.u[self.start..][..self.u.len() - 16]
+        &self.u[self.u.as_ptr().align_offset(64)..][..self.len]
     }
 
     /// Convolution, bias and 2x2 max-pool of a run of whole images, as
