@@ -376,10 +376,9 @@ fn execute(cli: Cli) -> Result<()> {
                 force: args.force,
                 wait: args.wait,
                 quiet,
-                prune: args
-                    .early_stop_manifest
-                    .zip(args.early_stop)
-                    .map(|(manifest, rule)| crate::sweep::prune::EarlyStop { manifest, rule }),
+                early_stop: args.early_stop_manifest.zip(args.early_stop).map(
+                    |(manifest, rule)| crate::sweep::prune::EarlyStop { manifest, rule }.shared(),
+                ),
             };
             crate::fpmode::install();
             let interrupted = install_interrupt_handler()?;

@@ -1,19 +1,24 @@
 //! `runner run`: experiment file to trained network and a complete run directory.
+//!
+//! [`Run`] owns a run's life: [`Run::prepare`] (data, lock), [`Run::start`] (fresh or resumed
+//! from its checkpoint), [`Run::train`] and [`Run::finish`], which records the loop's totals into
+//! the summary once.
 
 use crate::config::{self, Experiment, Override};
 use crate::data::mnist::Source;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::models;
+use crate::models::{self, Trainable};
 use crate::progress::Progress;
 use crate::rundir::checkpoint::{self, Checkpoint};
 use crate::rundir::meta::{self, Meta};
-use crate::rundir::{self, CsvLog, RunDir, Status, Summary};
-use crate::train::{self, Checkpointing, Sinks, Start};
+use crate::rundir::{self, CsvLog, RunDir, RunLock, Status, Summary};
+use crate::train::{self, Checkpointing, EarlyStopping, Outcome, Sinks, Start};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What `runner run` was asked to do.
@@ -27,8 +32,8 @@ pub struct RunRequest {
     pub wait: bool,
     /// No progress output.
     pub quiet: bool,
-    /// Median early stopping against the runs of a sweep manifest (set by `runner sweep`).
-    pub prune: Option<crate::sweep::prune::EarlyStop>,
+    /// Early stopping (a sweep's rule against its sibling trials).
+    pub early_stop: Option<Arc<dyn EarlyStopping>>,
 }
 
 /// How a `run` ended without error.
@@ -126,10 +131,10 @@ fn resumable(dir: &RunDir, hash: &str, steps: u64) -> std::result::Result<Resump
     if ckpt.state.hash != hash {
         return Err("the checkpoint belongs to another configuration".into());
     }
-    if ckpt.state.step >= steps {
-        return Err(format!("the checkpoint is at step {}", ckpt.state.step));
+    let step = ckpt.state.totals.steps_done;
+    if step >= steps {
+        return Err(format!("the checkpoint is at step {step}"));
     }
-    let step = ckpt.state.step;
     let metrics = CsvLog::resume(
         &dir.file(rundir::METRICS),
         &rundir::METRICS_HEADER,
@@ -199,144 +204,200 @@ fn run_resolved(
     wall: Instant,
     interrupted: &AtomicBool,
 ) -> Result<RunResult> {
-    let Resolved {
-        exp,
-        source,
-        data,
-        digest,
-        dir,
-    } = resolved;
-    let already = |dir: &RunDir| {
-        (!req.force && dir.is_complete()).then(|| {
-            let summary = dir.read_summary().expect("complete runs have a summary");
-            RunResult::AlreadyComplete(dir.clone(), summary)
-        })
-    };
-    if let Some(done) = already(&dir) {
-        return Ok(done);
+    match Run::prepare(req, resolved, wall)? {
+        Prepared::Complete(done) => Ok(*done),
+        Prepared::Ready(run) => run.start()?.train(interrupted)?.finish(),
     }
-    let data = match data {
-        Some(d) => d,
-        None => {
-            let t0 = Instant::now();
-            let data = Dataset::load(&source)?;
-            crate::verbose::say(|| {
-                format!(
-                    "loaded and checked {} training and {} test images in {:.2} s",
-                    data.train.len(),
-                    data.test.len(),
-                    t0.elapsed().as_secs_f64()
-                )
-            });
-            data
+}
+
+/// What [`Run::prepare`] found.
+enum Prepared<'a> {
+    /// The run directory was complete already.
+    Complete(Box<RunResult>),
+    Ready(Box<Run<'a>>),
+}
+
+/// One run from its resolved experiment to its finished run directory, holding the directory's
+/// lock throughout.
+struct Run<'a> {
+    req: &'a RunRequest,
+    exp: Experiment,
+    source: Source,
+    data: Dataset,
+    digest: String,
+    hash: String,
+    dir: RunDir,
+    /// When the command started, and the wall time of the run's earlier sessions.
+    wall: Instant,
+    wall_before: f64,
+    _lock: RunLock,
+    summary: Summary,
+    meta: Option<Meta>,
+}
+
+/// A run that has started (fresh or resumed): its directory holds its config and summary.
+struct Started<'a> {
+    run: Box<Run<'a>>,
+    model: Box<dyn Trainable>,
+    logs: (CsvLog, CsvLog),
+    from: Start,
+}
+
+/// A run whose training loop has ended (complete, pruned, diverged or interrupted).
+struct Trained<'a> {
+    run: Box<Run<'a>>,
+    model: Box<dyn Trainable>,
+    outcome: Outcome,
+}
+
+/// The run's result when its directory is complete and `--force` was not given.
+fn already_complete(req: &RunRequest, dir: &RunDir) -> Option<RunResult> {
+    (!req.force && dir.is_complete()).then(|| {
+        let summary = dir.read_summary().expect("complete runs have a summary");
+        RunResult::AlreadyComplete(dir.clone(), summary)
+    })
+}
+
+impl<'a> Run<'a> {
+    /// Loads the data, checks what depends on it, and takes the run directory's lock, unless
+    /// the run is complete already (checked again once the lock is held).
+    fn prepare(req: &'a RunRequest, resolved: Resolved, wall: Instant) -> Result<Prepared<'a>> {
+        let Resolved {
+            exp,
+            source,
+            data,
+            digest,
+            dir,
+        } = resolved;
+        if let Some(done) = already_complete(req, &dir) {
+            return Ok(Prepared::Complete(Box::new(done)));
         }
-    };
-    if exp.train.batch_size > data.train.len() {
-        return Err(Error::Input(format!(
-            "{}: key 'train.batch_size': {} is larger than the training set ({} examples); use 1..={}",
-            req.experiment.display(),
-            exp.train.batch_size,
-            data.train.len(),
-            data.train.len()
-        )));
-    }
-    if req.runs_dir.exists() && !req.runs_dir.is_dir() {
-        return Err(Error::Io {
-            context: format!(
-                "runs directory {} exists but is not a directory (choose another with --runs-dir \
-                 or RUNNER_RUNS_DIR)",
-                req.runs_dir.display()
-            ),
-            source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
+        let data = match data {
+            Some(d) => d,
+            None => load_data(&source)?,
+        };
+        if exp.train.batch_size > data.train.len() {
+            return Err(Error::Input(format!(
+                "{}: key 'train.batch_size': {} is larger than the training set ({} examples); use 1..={}",
+                req.experiment.display(),
+                exp.train.batch_size,
+                data.train.len(),
+                data.train.len()
+            )));
+        }
+        create_runs_dir(&req.runs_dir)?;
+        let lock = dir.lock(req.wait)?;
+        if let Some(done) = already_complete(req, &dir) {
+            return Ok(Prepared::Complete(Box::new(done)));
+        }
+        crate::verbose::say(|| {
+            format!(
+                "{} threads, CPU {}",
+                rayon::current_num_threads(),
+                meta::cpu_model()
+            )
         });
-    }
-    std::fs::create_dir_all(&req.runs_dir)
-        .map_err(|e| Error::io("create runs directory", &req.runs_dir, e))?;
-    let _lock = dir.lock(req.wait)?;
-    if let Some(done) = already(&dir) {
-        return Ok(done);
+        let hash = exp.hash(&digest);
+        let summary = Summary::started(&exp.name, &hash, exp.train.steps);
+        Ok(Prepared::Ready(Box::new(Run {
+            req,
+            exp,
+            source,
+            data,
+            digest,
+            hash,
+            dir,
+            wall,
+            wall_before: 0.0,
+            _lock: lock,
+            summary,
+            meta: None,
+        })))
     }
 
-    let hash = exp.hash(&digest);
-    crate::verbose::say(|| {
-        format!(
-            "{} threads, CPU {}",
-            rayon::current_num_threads(),
-            meta::cpu_model()
-        )
-    });
-    let mut rng = ChaCha8Rng::seed_from_u64(exp.seed);
-    let mut data_rng = rng.clone();
-    data_rng.set_stream(1);
-    let resumption = match req.force {
-        true => None,
-        false => match resumable(&dir, &hash, exp.train.steps) {
+    /// Continues the run from its checkpoint when it can, else starts it over in a cleared
+    /// directory; writes the config, summary and metadata and builds the network.
+    fn start(mut self: Box<Self>) -> Result<Started<'a>> {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.exp.seed);
+        let mut data_rng = rng.clone();
+        data_rng.set_stream(1);
+        let (logs, from) = match self.resumption() {
+            Some(r) => self.resume_from(r),
+            None => {
+                self.dir.clear()?;
+                (None, Start::Fresh(data_rng))
+            }
+        };
+        // Config first: a directory with a summary always has its config, so it reads as a run.
+        self.dir
+            .write_text(rundir::CONFIG, &self.exp.canonical_toml())?;
+        self.dir.write_json(rundir::SUMMARY, &self.summary)?;
+        let model = models::build(&self.exp, &mut rng).map_err(|e| self.mark_failed(e))?;
+        let meta = match self.meta.take() {
+            Some(m) => m,
+            None => new_meta(
+                &self.data,
+                &self.source,
+                self.digest.clone(),
+                model.parameters(),
+                self.summary.started_at.clone(),
+            ),
+        };
+        self.dir.write_json(rundir::META, &meta)?;
+        self.meta = Some(meta);
+        let logs = match logs {
+            Some(l) => l,
+            None => {
+                let create = |name, header: &[&str]| CsvLog::create(&self.dir.file(name), header);
+                let logs = (|| {
+                    Ok((
+                        create(rundir::METRICS, &rundir::METRICS_HEADER)?,
+                        create(rundir::EVAL, &rundir::EVAL_HEADER)?,
+                    ))
+                })();
+                logs.map_err(|e| self.mark_failed(e))?
+            }
+        };
+        Ok(Started {
+            run: self,
+            model,
+            logs,
+            from,
+        })
+    }
+
+    /// The run's checkpoint, if it can continue from it (never with `--force`).
+    fn resumption(&self) -> Option<Resumption> {
+        if self.req.force {
+            return None;
+        }
+        match resumable(&self.dir, &self.hash, self.exp.train.steps) {
             Ok(r) => Some(r),
             Err(why) => {
-                if dir.file(rundir::SUMMARY).exists() {
-                    eprintln!("runner: starting {} over: {why}", dir.path.display());
+                if self.dir.file(rundir::SUMMARY).exists() {
+                    eprintln!("runner: starting {} over: {why}", self.dir.path.display());
                 }
                 None
             }
-        },
-    };
-    let (mut summary, mut meta_resumed, logs, start) = match resumption {
-        Some(r) => {
-            let step = r.ckpt.state.step;
-            if !req.quiet {
-                eprintln!("runner: resuming {} after step {step}", dir.path.display());
-            }
-            let mut summary = r.summary;
-            summary.status = Status::Running;
-            summary.error = None;
-            summary.finished_at = None;
-            (
-                summary,
-                r.meta.map(|m| (m, step)),
-                Some((r.metrics, r.evals)),
-                Start::Resume(r.ckpt),
-            )
         }
-        None => {
-            dir.clear()?;
-            let summary = Summary {
-                status: Status::Running,
-                name: exp.name.clone(),
-                hash: hash.clone(),
-                steps: exp.train.steps,
-                steps_done: 0,
-                final_test_accuracy: None,
-                final_test_loss: None,
-                best_test_accuracy: None,
-                best_test_step: None,
-                wall_time_s: 0.0,
-                train_time_s: 0.0,
-                ms_per_step: None,
-                startup_s: 0.0,
-                checkpoints: 0,
-                checkpoint_time_s: 0.0,
-                started_at: meta::now(),
-                finished_at: None,
-                error: None,
-                digests: None,
-            };
-            (summary, None, None, Start::Fresh(data_rng))
-        }
-    };
-    let wall_before = match &start {
-        Start::Resume(c) => c.state.wall_time_s,
-        Start::Fresh(_) => 0.0,
-    };
-    // Config first: a directory with a summary always has its config, so it reads as a run.
-    dir.write_text(rundir::CONFIG, &exp.canonical_toml())?;
-    dir.write_json(rundir::SUMMARY, &summary)?;
+    }
 
-    let mut model = match models::build(&exp, &mut rng) {
-        Ok(m) => m,
-        Err(e) => return Err(mark_failed(&dir, &mut summary, wall, e)),
-    };
-    let mut meta = match meta_resumed.take() {
-        Some((mut m, step)) => {
+    /// Takes over a resumable run's summary and metadata (recording this session in it).
+    fn resume_from(&mut self, r: Resumption) -> (Option<(CsvLog, CsvLog)>, Start) {
+        let step = r.ckpt.state.totals.steps_done;
+        if !self.req.quiet {
+            eprintln!(
+                "runner: resuming {} after step {step}",
+                self.dir.path.display()
+            );
+        }
+        self.summary = Summary {
+            status: Status::Running,
+            error: None,
+            finished_at: None,
+            ..r.summary
+        };
+        self.meta = r.meta.map(|mut m| {
             m.resumed.push(meta::Resumed {
                 at: meta::now(),
                 after_step: step,
@@ -345,122 +406,171 @@ fn run_resolved(
             });
             m.finished_at = None;
             m
-        }
-        None => new_meta(
-            &data,
-            &source,
-            digest,
-            model.parameters(),
-            summary.started_at.clone(),
-        ),
-    };
-    dir.write_json(rundir::META, &meta)?;
-
-    let mut startup_s = 0.0;
-    let outcome = (|| {
-        let (mut metrics, mut evals) = match logs {
-            Some(l) => l,
-            None => (
-                CsvLog::create(&dir.file(rundir::METRICS), &rundir::METRICS_HEADER)?,
-                CsvLog::create(&dir.file(rundir::EVAL), &rundir::EVAL_HEADER)?,
-            ),
-        };
-        let mut progress = Progress::new(exp.train.steps, &exp.name, req.quiet);
-        let rule = req.prune.as_ref().map(|r| {
-            let own = dir.path.clone();
-            move |step: u64, acc: f64| r.should_prune(&own, step, acc)
         });
-        let ckpt_path = dir.file(rundir::CHECKPOINT);
-        let sinks = Sinks {
-            metrics: &mut metrics,
-            evals: &mut evals,
-            progress: &mut progress,
-            interrupted,
-            prune: rule.as_ref().map(|f| f as &dyn Fn(u64, f64) -> bool),
-            checkpoints: Some(Checkpointing {
-                path: &ckpt_path,
-                hash: &hash,
-                wall_before,
-                wall_start: wall,
-            }),
-        };
-        startup_s = wall.elapsed().as_secs_f64();
-        let outcome = train::train(&exp, &data, model.as_mut(), start, sinks)?;
-        progress.finish();
-        if outcome.status == Status::Complete {
-            rundir::atomic::write_with(&dir.file(rundir::WEIGHTS), |tmp| {
-                model
-                    .save(tmp)
-                    .map_err(|e| std::io::Error::other(e.to_string()))
-            })?;
-        }
-        Ok(outcome)
-    })();
-    let outcome = match outcome {
-        Ok(o) => o,
-        Err(e) => return Err(mark_failed(&dir, &mut summary, wall, e)),
-    };
+        self.wall_before = r.ckpt.state.totals.wall_time_s;
+        (Some((r.metrics, r.evals)), Start::Resume(r.ckpt))
+    }
 
-    let finished = !matches!(outcome.status, Status::Interrupted);
-    if finished {
-        summary.digests = Some(rundir::digest::Digests::of_run(
-            &dir,
-            (outcome.status == Status::Complete)
-                .then(|| model.weights())
-                .as_deref(),
-        )?);
+    /// Records a failure in the summary (best effort: the original error is what matters).
+    fn mark_failed(&mut self, e: Error) -> Error {
+        self.summary.status = match e {
+            Error::Interrupted(_) => Status::Interrupted,
+            _ => Status::Failed,
+        };
+        self.summary.error = Some(e.to_string());
+        self.summary.wall_time_s = self.wall.elapsed().as_secs_f64();
+        self.summary.finished_at = Some(meta::now());
+        let _ = self.dir.write_json(rundir::SUMMARY, &self.summary);
+        e
     }
-    summary.status = outcome.status;
-    summary.steps_done = outcome.steps_done;
-    summary.final_test_loss = outcome.final_eval.map(|(l, _)| l);
-    summary.final_test_accuracy = outcome.final_eval.map(|(_, a)| a);
-    summary.best_test_step = outcome.best_eval.map(|(s, _)| s);
-    summary.best_test_accuracy = outcome.best_eval.map(|(_, a)| a);
-    summary.train_time_s = outcome.train_time.as_secs_f64();
-    summary.ms_per_step =
-        (outcome.steps_done > 0).then(|| 1000.0 * summary.train_time_s / outcome.steps_done as f64);
-    summary.startup_s = startup_s;
-    summary.checkpoints = outcome.checkpoints;
-    summary.checkpoint_time_s = outcome.checkpoint_time.as_secs_f64();
-    summary.wall_time_s = wall_before + wall.elapsed().as_secs_f64();
-    summary.finished_at = Some(meta::now());
-    summary.error = outcome.error.clone();
-    meta.finished_at = summary.finished_at.clone();
-    dir.write_json(rundir::META, &meta)?;
-    dir.write_json(rundir::SUMMARY, &summary)?;
-    crate::verbose::say(|| {
-        format!(
-            "wrote {} in {} ({} checkpoints, {:.2} s writing them; start-up {:.2} s)",
-            summary.status,
-            dir.path.display(),
-            summary.checkpoints,
-            summary.checkpoint_time_s,
-            summary.startup_s
-        )
-    });
-    if finished {
-        // The final state is in the weights and logs; the checkpoint would only take space.
-        let _ = std::fs::remove_file(dir.file(rundir::CHECKPOINT));
+}
+
+impl<'a> Started<'a> {
+    /// Runs the training loop and, when it completes, writes the weights.
+    fn train(self, interrupted: &AtomicBool) -> Result<Trained<'a>> {
+        let Started {
+            mut run,
+            mut model,
+            logs: (mut metrics, mut evals),
+            from,
+        } = self;
+        let outcome = (|| {
+            let (exp, dir) = (&run.exp, &run.dir);
+            let mut progress = Progress::new(exp.train.steps, &exp.name, run.req.quiet);
+            let rule = run
+                .req
+                .early_stop
+                .as_ref()
+                .map(|rule| move |step: u64, acc: f64| rule.should_stop(&dir.path, step, acc));
+            let ckpt_path = dir.file(rundir::CHECKPOINT);
+            let sinks = Sinks {
+                metrics: &mut metrics,
+                evals: &mut evals,
+                progress: &mut progress,
+                interrupted,
+                prune: rule.as_ref().map(|f| f as &dyn Fn(u64, f64) -> bool),
+                checkpoints: Some(Checkpointing {
+                    path: &ckpt_path,
+                    hash: &run.hash,
+                    wall_before: run.wall_before,
+                    wall_start: run.wall,
+                }),
+            };
+            run.summary.startup_s = run.wall.elapsed().as_secs_f64();
+            let outcome = train::train(exp, &run.data, model.as_mut(), from, sinks)?;
+            progress.finish();
+            if outcome.status == Status::Complete {
+                rundir::atomic::write_with(&dir.file(rundir::WEIGHTS), |tmp| {
+                    model
+                        .save(tmp)
+                        .map_err(|e| std::io::Error::other(e.to_string()))
+                })?;
+            }
+            Ok(outcome)
+        })();
+        let outcome = outcome.map_err(|e| run.mark_failed(e))?;
+        Ok(Trained {
+            run,
+            model,
+            outcome,
+        })
     }
+}
+
+impl Trained<'_> {
+    /// Records the outcome in the summary and metadata, drops the checkpoint of a finished run,
+    /// and says how the run ended.
+    fn finish(self) -> Result<RunResult> {
+        let Trained {
+            mut run,
+            model,
+            mut outcome,
+        } = self;
+        let finished = !matches!(outcome.status, Status::Interrupted);
+        let summary = &mut run.summary;
+        if finished {
+            let weights = (outcome.status == Status::Complete).then(|| model.weights());
+            summary.digests = Some(rundir::digest::Digests::of_run(
+                &run.dir,
+                weights.as_deref(),
+            )?);
+        }
+        outcome.totals.wall_time_s = run.wall_before + run.wall.elapsed().as_secs_f64();
+        summary.record(&outcome.totals);
+        summary.status = outcome.status;
+        summary.finished_at = Some(meta::now());
+        summary.error = outcome.error.clone();
+        let mut meta = run.meta.take().expect("started runs have their metadata");
+        meta.finished_at = summary.finished_at.clone();
+        run.dir.write_json(rundir::META, &meta)?;
+        run.dir.write_json(rundir::SUMMARY, summary)?;
+        crate::verbose::say(|| {
+            format!(
+                "wrote {} in {} ({} checkpoints, {:.2} s writing them; start-up {:.2} s)",
+                summary.status,
+                run.dir.path.display(),
+                summary.checkpoints,
+                summary.checkpoint_time_s,
+                summary.startup_s
+            )
+        });
+        if finished {
+            // The final state is in the weights and logs; the checkpoint would only take space.
+            let _ = std::fs::remove_file(run.dir.file(rundir::CHECKPOINT));
+        }
+        let Run { dir, summary, .. } = *run;
+        ended(dir, summary, outcome)
+    }
+}
+
+/// The result of a run whose loop ended with `outcome`: an error for every status but
+/// complete and pruned.
+fn ended(dir: RunDir, summary: Summary, outcome: Outcome) -> Result<RunResult> {
+    let at = dir.path.display();
     match outcome.status {
         Status::Complete | Status::Pruned => Ok(RunResult::Trained(dir, summary)),
         Status::Interrupted => Err(Error::Interrupted(format!(
-            "run {} stopped after step {}; it is marked interrupted and `runner run` (or \
+            "run {at} stopped after step {}; it is marked interrupted and `runner run` (or \
              `runner resume`) continues it from there",
-            dir.path.display(),
-            outcome.steps_done
+            outcome.totals.steps_done
         ))),
         Status::Diverged => Err(Error::Diverged(format!(
-            "run {}: {}",
-            dir.path.display(),
+            "run {at}: {}",
             outcome.error.unwrap_or_default()
         ))),
         _ => Err(Error::Failed(format!(
-            "run {}: {}",
-            dir.path.display(),
+            "run {at}: {}",
             outcome.error.unwrap_or_else(|| "failed".into())
         ))),
     }
+}
+
+fn load_data(source: &Source) -> Result<Dataset> {
+    let t0 = Instant::now();
+    let data = Dataset::load(source)?;
+    crate::verbose::say(|| {
+        format!(
+            "loaded and checked {} training and {} test images in {:.2} s",
+            data.train.len(),
+            data.test.len(),
+            t0.elapsed().as_secs_f64()
+        )
+    });
+    Ok(data)
+}
+
+fn create_runs_dir(runs_dir: &Path) -> Result<()> {
+    if runs_dir.exists() && !runs_dir.is_dir() {
+        return Err(Error::Io {
+            context: format!(
+                "runs directory {} exists but is not a directory (choose another with --runs-dir \
+                 or RUNNER_RUNS_DIR)",
+                runs_dir.display()
+            ),
+            source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
+        });
+    }
+    std::fs::create_dir_all(runs_dir).map_err(|e| Error::io("create runs directory", runs_dir, e))
 }
 
 /// `runner resume RUN`: runs the directory's own config into the directory's parent, which
@@ -494,22 +604,9 @@ pub fn resume(dir: &Path, wait: bool, quiet: bool, interrupted: &AtomicBool) -> 
         force: false,
         wait,
         quiet,
-        prune: None,
+        early_stop: None,
     };
     run_resolved(&req, resolved, wall, interrupted)
-}
-
-/// Records a failure in the summary (best effort: the original error is what matters).
-fn mark_failed(dir: &RunDir, summary: &mut Summary, wall: Instant, e: Error) -> Error {
-    summary.status = match e {
-        Error::Interrupted(_) => Status::Interrupted,
-        _ => Status::Failed,
-    };
-    summary.error = Some(e.to_string());
-    summary.wall_time_s = wall.elapsed().as_secs_f64();
-    summary.finished_at = Some(meta::now());
-    let _ = dir.write_json(rundir::SUMMARY, summary);
-    e
 }
 
 /// The human summary printed at the end of `runner run` (stdout; scripts can grep `dir:`).

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::models::Trainable;
 use crate::progress::Progress;
 use crate::rundir::checkpoint::{self, Checkpoint, LoopState};
-use crate::rundir::{CsvLog, Status};
+use crate::rundir::{CsvLog, Status, Totals};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -149,20 +149,12 @@ fn hex_bytes(s: &str) -> Option<Vec<u8>> {
         .flatten()
 }
 
-/// What the loop achieved, for the summary.
+/// How the loop ended, and the run's totals (over every session, this one included).
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub status: Status,
-    pub steps_done: u64,
-    pub final_eval: Option<(f64, f64)>,
-    pub best_eval: Option<(u64, f64)>,
-    /// Time in training steps, over every session of the run.
-    pub train_time: Duration,
     pub error: Option<String>,
-    /// Checkpoints written over every session, and the time they took (after a resume, the file
-    /// write of the checkpoint resumed from is not counted: its record was made before it).
-    pub checkpoints: u64,
-    pub checkpoint_time: Duration,
+    pub totals: Totals,
 }
 
 /// Where the loop starts.
@@ -171,6 +163,12 @@ pub enum Start {
     Fresh(ChaCha8Rng),
     /// Right after a checkpoint's step (the model is restored from it).
     Resume(Checkpoint),
+}
+
+/// An early-stopping rule (a sweep's, for instance), asked after each evaluation but the last.
+pub trait EarlyStopping: std::fmt::Debug + Send + Sync {
+    /// Whether the run in `run_dir` should stop after `test_accuracy` at evaluation `step`.
+    fn should_stop(&self, run_dir: &Path, step: u64, test_accuracy: f64) -> bool;
 }
 
 /// Periodic checkpoints of a run.
@@ -194,12 +192,24 @@ pub struct Sinks<'a> {
     pub checkpoints: Option<Checkpointing<'a>>,
 }
 
-/// The loop's own variables, which a checkpoint must carry.
+/// The loop's own variables beside the totals, which a checkpoint must carry.
 struct Position {
-    step: u64,
     elapsed_before: f64,
     loss_ema: Option<f64>,
     acc_ema: f64,
+}
+
+/// The loop in progress: the model, its data, where it is and what it has done.
+struct Loop<'a, 's> {
+    exp: &'a Experiment,
+    data: &'a Dataset,
+    model: &'a mut dyn Trainable,
+    sinks: Sinks<'s>,
+    batcher: Batcher<'a>,
+    pos: Position,
+    outcome: Outcome,
+    /// When this session's loop started (for `elapsed_s`).
+    start: Instant,
 }
 
 /// Runs the experiment's steps from `start`. Stops early (with the status saying why) on
@@ -210,201 +220,223 @@ pub fn train(
     data: &Dataset,
     model: &mut dyn Trainable,
     start: Start,
-    mut sinks: Sinks,
+    sinks: Sinks,
 ) -> Result<Outcome> {
-    let t = &exp.train;
-    let lr = exp.optimizer.lr();
-    let mut outcome = Outcome {
-        status: Status::Running,
-        steps_done: 0,
-        final_eval: None,
-        best_eval: None,
-        train_time: Duration::ZERO,
-        error: None,
-        checkpoints: 0,
-        checkpoint_time: Duration::ZERO,
-    };
+    let batch = exp.train.batch_size;
     let mut pos = Position {
-        step: 0,
         elapsed_before: 0.0,
         loss_ema: None,
         acc_ema: 0.0,
     };
-    let mut batcher = match start {
-        Start::Fresh(rng) => Batcher::new(&data.train, t.batch_size, rng),
+    let mut totals = Totals::default();
+    let batcher = match start {
+        Start::Fresh(rng) => Batcher::new(&data.train, batch, rng),
         Start::Resume(mut ckpt) => {
             let s = ckpt.state.clone();
-            model.import_state(s.step, &mut |name, len| ckpt.take(name, len))?;
-            outcome.steps_done = s.step;
-            outcome.final_eval = s.final_eval;
-            outcome.best_eval = s.best_eval;
-            outcome.train_time = Duration::from_secs_f64(s.train_time_s);
-            outcome.checkpoints = s.checkpoints;
-            outcome.checkpoint_time = Duration::from_secs_f64(s.checkpoint_time_s);
+            model.import_state(s.totals.steps_done, &mut |name, len| ckpt.take(name, len))?;
+            totals = s.totals;
             pos = Position {
-                step: s.step,
                 elapsed_before: s.elapsed_s,
                 loss_ema: s.loss_ema,
                 acc_ema: s.acc_ema,
             };
-            Batcher::restore(&data.train, t.batch_size, &ckpt)?
+            Batcher::restore(&data.train, batch, &ckpt)?
         }
     };
-    let (mut images, mut labels) = (Vec::new(), Vec::new());
-    let start = Instant::now();
-    let elapsed = |pos: &Position| pos.elapsed_before + start.elapsed().as_secs_f64();
-    let mut last_flush = Instant::now();
-    let mut last_checkpoint = pos.step;
-    for step in pos.step + 1..=t.steps {
-        if sinks.interrupted.load(Ordering::SeqCst) {
-            outcome.status = Status::Interrupted;
-            outcome.error = Some(format!("interrupted after step {}", step - 1));
-            break;
-        }
-        batcher.next_batch(&mut images, &mut labels);
-        let t0 = Instant::now();
-        let stats = model.train_step(std::mem::take(&mut images), &labels)?;
-        outcome.train_time += t0.elapsed();
-        let loss = stats.loss as f32;
-        let accuracy = stats.correct as f64 / labels.len() as f64;
-        sinks.metrics.row([
-            step.to_string(),
-            batcher.epoch.to_string(),
-            loss.to_string(),
-            accuracy.to_string(),
-            lr.to_string(),
-            (step * t.batch_size as u64).to_string(),
-            format!("{:.3}", elapsed(&pos)),
-        ])?;
-        outcome.steps_done = step;
-        pos.step = step;
-        if !loss.is_finite() {
-            sinks.metrics.flush()?;
-            outcome.status = Status::Diverged;
-            outcome.error = Some(format!(
-                "training loss became {loss} at step {step}; the run diverged (try a lower optimizer.lr, \
-                 currently {lr})"
-            ));
-            return Ok(outcome);
-        }
-        if last_flush.elapsed() > Duration::from_secs(1) {
-            sinks.metrics.flush()?;
-            last_flush = Instant::now();
-        }
-        let smooth = |ema: f64, x: f64| 0.95 * ema + 0.05 * x;
-        let ema = pos.loss_ema.map_or(loss as f64, |e| smooth(e, loss as f64));
-        pos.acc_ema = if step == 1 {
-            accuracy
-        } else {
-            smooth(pos.acc_ema, accuracy)
-        };
-        pos.loss_ema = Some(ema);
-        sinks.progress.step(step, ema, pos.acc_ema);
-        if step % t.eval_every == 0 || step == t.steps {
-            let (test_loss, test_acc) = evaluate(model, &data.test)?;
-            let test_loss = test_loss as f32;
-            sinks.evals.row([
-                step.to_string(),
-                test_loss.to_string(),
-                test_acc.to_string(),
-                format!("{:.3}", elapsed(&pos)),
-            ])?;
-            sinks.evals.flush()?;
-            sinks.metrics.flush()?;
-            sinks.progress.eval(step, test_loss as f64, test_acc);
-            outcome.final_eval = Some((shortest_f64(test_loss), test_acc));
-            if outcome.best_eval.is_none_or(|(_, best)| test_acc > best) {
-                outcome.best_eval = Some((step, test_acc));
-            }
-            if step < t.steps && sinks.prune.is_some_and(|prune| prune(step, test_acc)) {
-                outcome.status = Status::Pruned;
-                outcome.error = Some(format!(
-                    "pruned at step {step}: test accuracy below the median of finished trials"
-                ));
-                break;
-            }
-        }
-        if step % t.checkpoint_interval() == 0 && step < t.steps {
-            checkpoint(
-                model,
-                &batcher,
-                &pos,
-                &mut outcome,
-                &mut sinks,
-                elapsed(&pos),
-            )?;
-            last_checkpoint = step;
-        }
-    }
-    if outcome.status == Status::Interrupted && pos.step > last_checkpoint {
-        checkpoint(
-            model,
-            &batcher,
-            &pos,
-            &mut outcome,
-            &mut sinks,
-            elapsed(&pos),
-        )?;
-    }
-    sinks.metrics.flush()?;
-    if outcome.status == Status::Running {
-        outcome.status = Status::Complete;
-    }
-    Ok(outcome)
+    let mut run = Loop {
+        exp,
+        data,
+        model,
+        sinks,
+        batcher,
+        pos,
+        outcome: Outcome {
+            status: Status::Running,
+            error: None,
+            totals,
+        },
+        start: Instant::now(),
+    };
+    run.run()?;
+    Ok(run.outcome)
 }
 
-/// Makes the logs durable up to `pos.step`, then writes a checkpoint that points at them.
-fn checkpoint(
-    model: &mut dyn Trainable,
-    batcher: &Batcher,
-    pos: &Position,
-    outcome: &mut Outcome,
-    sinks: &mut Sinks,
-    elapsed_s: f64,
-) -> Result<()> {
-    let Some(c) = &sinks.checkpoints else {
-        return Ok(());
-    };
-    let t0 = Instant::now();
-    outcome.checkpoints += 1;
-    sinks.metrics.sync()?;
-    sinks.evals.sync()?;
-    let (rng_seed, rng_stream, rng_word_pos) = (
-        crate::config::hex(&batcher.rng.get_seed()),
-        batcher.rng.get_stream(),
-        batcher.rng.get_word_pos().to_string(),
-    );
-    let ckpt = Checkpoint {
-        state: LoopState {
-            format: checkpoint::FORMAT,
-            hash: c.hash.to_string(),
-            step: pos.step,
-            epoch: batcher.epoch,
-            batch_pos: batcher.pos,
-            rng_seed,
-            rng_stream,
-            rng_word_pos,
-            elapsed_s,
-            train_time_s: outcome.train_time.as_secs_f64(),
-            wall_time_s: c.wall_before + c.wall_start.elapsed().as_secs_f64(),
-            checkpoints: outcome.checkpoints,
-            checkpoint_time_s: (outcome.checkpoint_time + t0.elapsed()).as_secs_f64(),
-            loss_ema: pos.loss_ema,
-            acc_ema: pos.acc_ema,
-            final_eval: outcome.final_eval,
-            best_eval: outcome.best_eval,
-        },
-        order: batcher.order.clone(),
-        tensors: model.export_state()?,
-    };
-    checkpoint::save(c.path, &ckpt)?;
-    outcome.checkpoint_time += t0.elapsed();
-    crate::verbose::say(|| {
-        format!(
-            "checkpoint at step {} in {:.0} ms",
-            pos.step,
-            t0.elapsed().as_secs_f64() * 1e3
-        )
-    });
-    Ok(())
+impl Loop<'_, '_> {
+    fn elapsed(&self) -> f64 {
+        self.pos.elapsed_before + self.start.elapsed().as_secs_f64()
+    }
+
+    fn stop(&mut self, status: Status, why: String) {
+        self.outcome.status = status;
+        self.outcome.error = Some(why);
+    }
+
+    /// Steps until the last one or an early stop; the status then says which.
+    fn run(&mut self) -> Result<()> {
+        let t = &self.exp.train;
+        let (mut images, mut labels) = (Vec::new(), Vec::new());
+        let mut last_flush = Instant::now();
+        let mut last_checkpoint = self.outcome.totals.steps_done;
+        for step in self.outcome.totals.steps_done + 1..=t.steps {
+            if self.sinks.interrupted.load(Ordering::SeqCst) {
+                self.stop(
+                    Status::Interrupted,
+                    format!("interrupted after step {}", step - 1),
+                );
+                break;
+            }
+            let loss = self.train_step(step, &mut images, &mut labels)?;
+            if !loss.is_finite() {
+                self.sinks.metrics.flush()?;
+                let lr = self.exp.optimizer.lr();
+                self.stop(
+                    Status::Diverged,
+                    format!(
+                        "training loss became {loss} at step {step}; the run diverged (try a \
+                         lower optimizer.lr, currently {lr})"
+                    ),
+                );
+                return Ok(());
+            }
+            if last_flush.elapsed() > Duration::from_secs(1) {
+                self.sinks.metrics.flush()?;
+                last_flush = Instant::now();
+            }
+            if step % t.eval_every == 0 || step == t.steps {
+                let test_acc = self.evaluate(step)?;
+                let prune = self.sinks.prune;
+                if step < t.steps && prune.is_some_and(|prune| prune(step, test_acc)) {
+                    self.stop(
+                        Status::Pruned,
+                        format!(
+                            "pruned at step {step}: test accuracy below the median of finished \
+                             trials"
+                        ),
+                    );
+                    break;
+                }
+            }
+            if step % t.checkpoint_interval() == 0 && step < t.steps {
+                self.checkpoint()?;
+                last_checkpoint = step;
+            }
+        }
+        if self.outcome.status == Status::Interrupted
+            && self.outcome.totals.steps_done > last_checkpoint
+        {
+            self.checkpoint()?;
+        }
+        self.sinks.metrics.flush()?;
+        if self.outcome.status == Status::Running {
+            self.outcome.status = Status::Complete;
+        }
+        Ok(())
+    }
+
+    /// One optimizer step on the next batch, logged; returns the batch loss.
+    fn train_step(
+        &mut self,
+        step: u64,
+        images: &mut Vec<f32>,
+        labels: &mut Vec<u8>,
+    ) -> Result<f32> {
+        let batch = self.exp.train.batch_size;
+        self.batcher.next_batch(images, labels);
+        let t0 = Instant::now();
+        let stats = self.model.train_step(std::mem::take(images), labels)?;
+        self.outcome.totals.train_time_s += t0.elapsed().as_secs_f64();
+        let loss = stats.loss as f32;
+        let accuracy = stats.correct as f64 / labels.len() as f64;
+        let elapsed = self.elapsed();
+        self.sinks.metrics.row([
+            step.to_string(),
+            self.batcher.epoch.to_string(),
+            loss.to_string(),
+            accuracy.to_string(),
+            self.exp.optimizer.lr().to_string(),
+            (step * batch as u64).to_string(),
+            format!("{elapsed:.3}"),
+        ])?;
+        self.outcome.totals.steps_done = step;
+        if loss.is_finite() {
+            let pos = &mut self.pos;
+            let smooth = |ema: f64, x: f64| 0.95 * ema + 0.05 * x;
+            let ema = pos.loss_ema.map_or(loss as f64, |e| smooth(e, loss as f64));
+            pos.acc_ema = if step == 1 {
+                accuracy
+            } else {
+                smooth(pos.acc_ema, accuracy)
+            };
+            pos.loss_ema = Some(ema);
+            self.sinks.progress.step(step, ema, pos.acc_ema);
+        }
+        Ok(loss)
+    }
+
+    /// Evaluates on the test set, logs it and updates the totals; returns the test accuracy.
+    fn evaluate(&mut self, step: u64) -> Result<f64> {
+        let (test_loss, test_acc) = evaluate(self.model, &self.data.test)?;
+        let test_loss = test_loss as f32;
+        let elapsed = self.elapsed();
+        self.sinks.evals.row([
+            step.to_string(),
+            test_loss.to_string(),
+            test_acc.to_string(),
+            format!("{elapsed:.3}"),
+        ])?;
+        self.sinks.evals.flush()?;
+        self.sinks.metrics.flush()?;
+        self.sinks.progress.eval(step, test_loss as f64, test_acc);
+        let totals = &mut self.outcome.totals;
+        totals.final_eval = Some((shortest_f64(test_loss), test_acc));
+        if totals.best_eval.is_none_or(|(_, best)| test_acc > best) {
+            totals.best_eval = Some((step, test_acc));
+        }
+        Ok(test_acc)
+    }
+
+    /// Makes the logs durable up to the current step, then writes a checkpoint that points at
+    /// them.
+    fn checkpoint(&mut self) -> Result<()> {
+        let Some(c) = &self.sinks.checkpoints else {
+            return Ok(());
+        };
+        let t0 = Instant::now();
+        let elapsed_s = self.elapsed();
+        self.sinks.metrics.sync()?;
+        self.sinks.evals.sync()?;
+        let totals = &mut self.outcome.totals;
+        totals.checkpoints += 1;
+        let batcher = &self.batcher;
+        let mut recorded = totals.clone();
+        recorded.wall_time_s = c.wall_before + c.wall_start.elapsed().as_secs_f64();
+        recorded.checkpoint_time_s += t0.elapsed().as_secs_f64();
+        let ckpt = Checkpoint {
+            state: LoopState {
+                format: checkpoint::FORMAT,
+                hash: c.hash.to_string(),
+                totals: recorded,
+                epoch: batcher.epoch,
+                batch_pos: batcher.pos,
+                rng_seed: crate::config::hex(&batcher.rng.get_seed()),
+                rng_stream: batcher.rng.get_stream(),
+                rng_word_pos: batcher.rng.get_word_pos().to_string(),
+                elapsed_s,
+                loss_ema: self.pos.loss_ema,
+                acc_ema: self.pos.acc_ema,
+            },
+            order: batcher.order.clone(),
+            tensors: self.model.export_state()?,
+        };
+        checkpoint::save(c.path, &ckpt)?;
+        totals.checkpoint_time_s += t0.elapsed().as_secs_f64();
+        let step = totals.steps_done;
+        crate::verbose::say(|| {
+            format!(
+                "checkpoint at step {step} in {:.0} ms",
+                t0.elapsed().as_secs_f64() * 1e3
+            )
+        });
+        Ok(())
+    }
 }

@@ -119,7 +119,7 @@ pub fn verify(
         force: false,
         wait: false,
         quiet,
-        prune: None,
+        early_stop: None,
     };
     let t0 = Instant::now();
     let rerun = match run::run(&req, interrupted) {
@@ -308,7 +308,7 @@ fn compare_weights(
     } else {
         checkpoint::load(&run.file(rundir::CHECKPOINT))
             .ok()
-            .filter(|c| c.state.step == n)
+            .filter(|c| c.state.totals.steps_done == n)
             .map(|c| {
                 let prefix = crate::models::network::MODEL_PREFIX;
                 let tensors = c

@@ -3,7 +3,7 @@
 //! `optim.*`) and the data order (`data.order`); the safetensors metadata holds the loop state
 //! as JSON under `runner.state`.
 
-use super::atomic;
+use super::{atomic, Totals};
 use crate::error::{Error, Result};
 use crate::models::params::NamedTensor;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -22,8 +22,9 @@ pub struct LoopState {
     pub format: u32,
     /// Hash of the run the checkpoint belongs to.
     pub hash: String,
-    /// Steps completed (and optimizer updates applied).
-    pub step: u64,
+    /// The run's totals up to the checkpoint (its `steps_done` is the JSON's `step`).
+    #[serde(flatten)]
+    pub totals: Totals,
     pub epoch: u64,
     /// Position in `data.order` of the next batch.
     pub batch_pos: usize,
@@ -32,15 +33,8 @@ pub struct LoopState {
     pub rng_stream: u64,
     pub rng_word_pos: String,
     pub elapsed_s: f64,
-    pub train_time_s: f64,
-    pub wall_time_s: f64,
-    /// Checkpoints written before this one, and the time they took.
-    pub checkpoints: u64,
-    pub checkpoint_time_s: f64,
     pub loss_ema: Option<f64>,
     pub acc_ema: f64,
-    pub final_eval: Option<(f64, f64)>,
-    pub best_eval: Option<(u64, f64)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -169,21 +163,23 @@ mod tests {
             state: LoopState {
                 format: FORMAT,
                 hash: "abc".into(),
-                step: 7,
+                totals: Totals {
+                    steps_done: 7,
+                    train_time_s: 1.25,
+                    wall_time_s: 2.0,
+                    checkpoints: 3,
+                    checkpoint_time_s: 0.5,
+                    final_eval: Some((0.2, 0.95)),
+                    best_eval: Some((5, 0.96)),
+                },
                 epoch: 1,
                 batch_pos: 20,
                 rng_seed: "00".repeat(32),
                 rng_stream: 1,
                 rng_word_pos: u128::MAX.to_string(),
                 elapsed_s: 1.5,
-                train_time_s: 1.25,
-                wall_time_s: 2.0,
-                checkpoints: 3,
-                checkpoint_time_s: 0.5,
                 loss_ema: Some(0.1),
                 acc_ema: 0.9,
-                final_eval: Some((0.2, 0.95)),
-                best_eval: Some((5, 0.96)),
             },
             order: vec![3, 1, 2, 0, u32::MAX],
             tensors: vec![

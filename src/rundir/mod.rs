@@ -100,6 +100,70 @@ pub struct Summary {
     pub digests: Option<digest::Digests>,
 }
 
+/// What a run has done so far, carried across sessions: kept by the training loop, saved in
+/// each checkpoint and recorded into the summary (see [`Summary::record`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Steps completed (and optimizer updates applied).
+    #[serde(rename = "step")]
+    pub steps_done: u64,
+    /// Test loss and accuracy of the last evaluation.
+    pub final_eval: Option<(f64, f64)>,
+    /// Step and test accuracy of the best evaluation.
+    pub best_eval: Option<(u64, f64)>,
+    /// Time in training steps only.
+    pub train_time_s: f64,
+    /// Wall time of every session, up to the checkpoint or the end. After a resume, the file
+    /// write of the checkpoint resumed from is not counted in the checkpoint time: its record
+    /// was made before it.
+    pub wall_time_s: f64,
+    /// Checkpoints written, and the time they took.
+    pub checkpoints: u64,
+    pub checkpoint_time_s: f64,
+}
+
+impl Summary {
+    /// The summary of a run starting now, at step 0.
+    pub fn started(name: &str, hash: &str, steps: u64) -> Summary {
+        Summary {
+            status: Status::Running,
+            name: name.to_string(),
+            hash: hash.to_string(),
+            steps,
+            steps_done: 0,
+            final_test_accuracy: None,
+            final_test_loss: None,
+            best_test_accuracy: None,
+            best_test_step: None,
+            wall_time_s: 0.0,
+            train_time_s: 0.0,
+            ms_per_step: None,
+            startup_s: 0.0,
+            checkpoints: 0,
+            checkpoint_time_s: 0.0,
+            started_at: meta::now(),
+            finished_at: None,
+            error: None,
+            digests: None,
+        }
+    }
+
+    /// Copies the run's totals into their summary fields (the one place that does).
+    pub fn record(&mut self, t: &Totals) {
+        self.steps_done = t.steps_done;
+        self.final_test_loss = t.final_eval.map(|(l, _)| l);
+        self.final_test_accuracy = t.final_eval.map(|(_, a)| a);
+        self.best_test_step = t.best_eval.map(|(s, _)| s);
+        self.best_test_accuracy = t.best_eval.map(|(_, a)| a);
+        self.train_time_s = t.train_time_s;
+        self.ms_per_step =
+            (t.steps_done > 0).then(|| 1000.0 * t.train_time_s / t.steps_done as f64);
+        self.checkpoints = t.checkpoints;
+        self.checkpoint_time_s = t.checkpoint_time_s;
+        self.wall_time_s = t.wall_time_s;
+    }
+}
+
 /// The object that `--json` prints for a run: one per line, for `jq` and shell scripts.
 pub fn run_json(dir: &Path, summary: Option<&Summary>) -> serde_json::Value {
     let id = dir

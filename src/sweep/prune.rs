@@ -7,6 +7,7 @@
 
 use crate::report::runs::Run;
 use crate::rundir::Status;
+use crate::train::EarlyStopping;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -67,8 +68,15 @@ pub struct EarlyStop {
 }
 
 impl EarlyStop {
+    /// The rule as the training loop asks it.
+    pub fn shared(self) -> std::sync::Arc<dyn EarlyStopping> {
+        std::sync::Arc::new(self)
+    }
+}
+
+impl EarlyStopping for EarlyStop {
     /// Whether the run in `own` should stop after evaluating `accuracy` at `step`.
-    pub fn should_prune(&self, own: &Path, step: u64, accuracy: f64) -> bool {
+    fn should_stop(&self, own: &Path, step: u64, accuracy: f64) -> bool {
         if !self.rule.decides_at(step) {
             return false;
         }

@@ -417,11 +417,14 @@ pub fn run_task(
             .iter()
             .map(|s| crate::config::overrides::parse(s))
             .collect::<Result<Vec<_>>>()?;
-        let prune = match &t.early_stop {
-            Some(rule) => Some(super::prune::EarlyStop {
-                manifest: manifest.to_path_buf(),
-                rule: super::prune::Rule::from_arg(rule).map_err(Error::Input)?,
-            }),
+        let early_stop = match &t.early_stop {
+            Some(rule) => Some(
+                super::prune::EarlyStop {
+                    manifest: manifest.to_path_buf(),
+                    rule: super::prune::Rule::from_arg(rule).map_err(Error::Input)?,
+                }
+                .shared(),
+            ),
             None => None,
         };
         let req = RunRequest {
@@ -431,7 +434,7 @@ pub fn run_task(
             force: false,
             wait: false,
             quiet,
-            prune,
+            early_stop,
         };
         match run::run(&req, interrupted) {
             Ok(_) => eprintln!("[slurm-task] trial {} done", t.index),
