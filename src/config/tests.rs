@@ -232,3 +232,96 @@ fn an_override_that_cannot_apply_to_the_kind_is_an_error() {
         "{msg}"
     );
 }
+
+/// A valid value of `spec`'s type, as TOML text (`kind` for the table's `kind` key).
+fn sample_value(spec: &schema::KeySpec, kind: &str) -> String {
+    use schema::{FloatRange, ValueType};
+    match spec.ty {
+        _ if spec.path.ends_with(".kind") => format!("\"{kind}\""),
+        ValueType::Int { min, .. } => (min.max(1) + 2).to_string(),
+        ValueType::Float(FloatRange::UnitHalfOpen) => "0.5".into(),
+        ValueType::Float(_) => "0.25".into(),
+        ValueType::Bool => "false".into(),
+        ValueType::Str => "\"somewhere\"".into(),
+        ValueType::Enum(allowed) => format!("\"{}\"", allowed[0]),
+        ValueType::IntList { min, .. } => format!("[{}]", min.max(8)),
+    }
+}
+
+/// The schema table and the serde structs are one vocabulary: for every model and optimizer
+/// kind, an experiment setting every key that kind accepts resolves to a canonical config with
+/// exactly those keys (none dropped by the structs, none they add that the schema lacks).
+#[test]
+fn schema_keys_and_config_structs_agree() {
+    for model in schema::MODEL_KINDS {
+        for opt in schema::OPTIMIZER_KINDS {
+            let kind_of = |table: &str| match table {
+                "model" => *model,
+                "optimizer" => *opt,
+                _ => "",
+            };
+            let accepted: Vec<&schema::KeySpec> = schema::KEYS
+                .iter()
+                .filter(|k| {
+                    let table = k.path.split_once('.').map_or("", |(t, _)| t);
+                    k.kinds.is_none_or(|kinds| kinds.contains(&kind_of(table)))
+                })
+                .collect();
+            let mut text = String::new();
+            let mut table = "";
+            for k in &accepted {
+                let (t, leaf) = k.path.split_once('.').unwrap_or(("", k.path));
+                if t != table {
+                    text += &format!("[{t}]\n");
+                    table = t;
+                }
+                text += &format!("{leaf} = {}\n", sample_value(k, kind_of(t)));
+            }
+            let exp = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let canonical: toml::Table = toml::from_str(&exp.canonical_toml()).unwrap();
+            let mut leaves = Vec::new();
+            for (key, value) in &canonical {
+                match value.as_table() {
+                    Some(t) => leaves.extend(t.keys().map(|k| format!("{key}.{k}"))),
+                    None => leaves.push(key.clone()),
+                }
+            }
+            leaves.sort();
+            let mut want: Vec<String> = accepted.iter().map(|k| k.path.to_string()).collect();
+            want.sort();
+            assert_eq!(leaves, want, "{model} + {opt}");
+        }
+    }
+}
+
+/// Every schema key is documented in the README's key table, and the table documents nothing
+/// else.
+#[test]
+fn readme_key_table_lists_exactly_the_schema_keys() {
+    let readme = include_str!("../../README.md");
+    let table_rows = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| key | type"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'));
+    let mut documented = Vec::new();
+    for line in table_rows {
+        let cell = line.split('|').nth(1).unwrap_or("");
+        let mut table = "";
+        for key in cell.split(',').map(|k| k.trim().trim_matches('`')) {
+            let full = match key.split_once('.') {
+                Some((t, _)) => {
+                    table = t;
+                    key.to_string()
+                }
+                None if table.is_empty() => key.to_string(),
+                None => format!("{table}.{key}"),
+            };
+            documented.push(full);
+        }
+    }
+    documented.sort();
+    let mut keys: Vec<String> = schema::KEYS.iter().map(|k| k.path.to_string()).collect();
+    keys.sort();
+    assert_eq!(documented, keys);
+}
