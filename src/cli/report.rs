@@ -1,0 +1,155 @@
+//! `runner ls`, `compare`, `diff` and `plot`: reading run directories back.
+
+use super::args::{Output, ReportArgs, RunsDirArg};
+use crate::error::{Error, Result};
+use crate::report::runs::{self, Run};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Globs over run directory names or experiment names (default: all runs).
+    pub patterns: Vec<String>,
+    #[command(flatten)]
+    pub common: ReportArgs,
+    /// Keep runs whose config key has this value (numbers compare by value: 1e-4 = 0.0001).
+    /// Repeatable.
+    #[arg(long = "where", value_name = "KEY=VALUE")]
+    pub filters: Vec<crate::report::ls::Filter>,
+    /// Sort by a config key or one of test_acc, best_acc, test_loss, ms_per_step, steps, started.
+    #[arg(long, value_name = "KEY")]
+    pub sort: Option<String>,
+    /// Sort in descending order.
+    #[arg(long)]
+    pub desc: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    #[arg(required = true)]
+    pub runs: Vec<String>,
+    #[command(flatten)]
+    pub common: ReportArgs,
+    /// Compare at this step (last evaluation at or before it) instead of the end.
+    #[arg(long, value_name = "STEP")]
+    pub at: Option<u64>,
+    /// Add Welch's t-test p-value between the two best groups of seed replicates.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    #[arg(required = true)]
+    pub runs: Vec<String>,
+    /// Output file: .svg or .png.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// EMA weight of the newest step for the loss curves (1 = no smoothing).
+    #[arg(long, value_name = "ALPHA", default_value_t = 0.05)]
+    pub smooth: f64,
+    /// Logarithmic loss axis.
+    #[arg(long)]
+    pub log_loss: bool,
+    #[command(flatten)]
+    pub store: RunsDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    pub run_a: String,
+    pub run_b: String,
+    #[command(flatten)]
+    pub common: ReportArgs,
+}
+
+pub fn ls(args: LsArgs, out: Output) -> Result<()> {
+    let (runs, warnings) = runs::discover(&args.common.store.runs_dir);
+    warn(&warnings);
+    let table = crate::report::ls::list(
+        &runs,
+        &args.patterns,
+        &args.filters,
+        args.sort.as_deref(),
+        args.desc,
+    )
+    .map_err(Error::Input)?;
+    if out.json {
+        // The table's order, one object per listed run.
+        for row in &table.rows {
+            if let Some(r) = runs.iter().find(|r| r.id == row[0].text) {
+                println!("{}", crate::rundir::run_json(&r.dir, r.summary.as_ref()));
+            }
+        }
+    } else {
+        print!("{}", table.render(args.common.format));
+    }
+    Ok(())
+}
+
+pub fn compare(args: CompareArgs, out: Output) -> Result<()> {
+    let runs = select(&args.runs, &args.common.store)?;
+    if runs.is_empty() {
+        return Err(Error::Input("no runs to compare".into()));
+    }
+    if out.json {
+        print_runs(&runs);
+        return Ok(());
+    }
+    let (table, stats_line) = crate::report::compare::compare(&runs, args.at, args.stats);
+    print!("{}", table.render(args.common.format));
+    if let Some(line) = stats_line {
+        eprintln!("{line}");
+    }
+    Ok(())
+}
+
+pub fn diff(args: DiffArgs) -> Result<()> {
+    let pick = |spec: &String| -> Result<Run> {
+        let runs = select(std::slice::from_ref(spec), &args.common.store)?;
+        match runs.len() {
+            1 => Ok(runs.into_iter().next().expect("one run")),
+            0 => Err(Error::Input(format!("'{spec}' is not a run directory"))),
+            n => Err(Error::Input(format!(
+                "'{spec}' matches {n} runs; diff needs exactly one each"
+            ))),
+        }
+    };
+    let (a, b) = (pick(&args.run_a)?, pick(&args.run_b)?);
+    print!(
+        "{}",
+        crate::report::diff::diff(&a, &b).render(args.common.format)
+    );
+    Ok(())
+}
+
+pub fn plot(args: PlotArgs) -> Result<()> {
+    let runs = select(&args.runs, &args.store)?;
+    let opts = crate::report::plot::PlotOptions {
+        smoothing: args.smooth,
+        log_loss: args.log_loss,
+    };
+    crate::report::plot::plot(&runs, &args.output, opts).map_err(Error::Input)?;
+    eprintln!("wrote {}", args.output.display());
+    Ok(())
+}
+
+/// The runs that `specs` name, warning about directories that are not runs.
+fn select(specs: &[String], store: &RunsDirArg) -> Result<Vec<Run>> {
+    let (runs, warnings) = runs::select(specs, &store.runs_dir).map_err(Error::Input)?;
+    warn(&warnings);
+    Ok(runs)
+}
+
+/// One `--json` object per run.
+pub fn print_runs(runs: &[Run]) {
+    for r in runs {
+        println!("{}", crate::rundir::run_json(&r.dir, r.summary.as_ref()));
+    }
+}
+
+fn warn(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+}

@@ -1,0 +1,133 @@
+//! `runner run`, `resume`, `verify`, `resolve` and `models`.
+
+use super::args::{ExperimentArgs, Output};
+use crate::error::{Error, Result};
+use crate::run::{self, RunRequest, RunResult};
+use crate::sweep::prune::{EarlyStop, Rule};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub exp: ExperimentArgs,
+    /// Start over even if the run directory is complete or resumable (its contents are replaced).
+    #[arg(long)]
+    pub force: bool,
+    /// If another runner is working on this run, wait for it to finish instead of exiting with
+    /// code 6.
+    #[arg(long)]
+    pub wait: bool,
+    /// Early stopping against the trials of a sweep manifest (`runner sweep` sets these).
+    #[arg(long, value_name = "MANIFEST", hide = true, requires = "early_stop")]
+    pub early_stop_manifest: Option<PathBuf>,
+    /// The early-stopping rule: median:MIN_TRIALS or asha:MIN_STEPS:ETA.
+    #[arg(long, value_name = "RULE", hide = true, value_parser = Rule::from_arg)]
+    pub early_stop: Option<Rule>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The run directory.
+    pub run: PathBuf,
+    /// Wait for another runner holding the run instead of exiting with code 6.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The run directory.
+    pub run: PathBuf,
+    /// Re-run only the first N steps.
+    #[arg(long, value_name = "N")]
+    pub steps: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    #[command(flatten)]
+    pub exp: ExperimentArgs,
+    /// Print only the run directory path.
+    #[arg(long)]
+    pub dir: bool,
+}
+
+pub fn run(args: RunArgs, out: Output) -> Result<()> {
+    let req = RunRequest {
+        overrides: args.exp.overrides()?,
+        experiment: args.exp.experiment,
+        runs_dir: args.exp.store.runs_dir,
+        force: args.force,
+        wait: args.wait,
+        quiet: out.quiet,
+        early_stop: args
+            .early_stop_manifest
+            .zip(args.early_stop)
+            .map(|(manifest, rule)| EarlyStop { manifest, rule }.shared()),
+    };
+    let interrupted = super::start_training()?;
+    print_run_result(run::run(&req, &interrupted)?, out);
+    Ok(())
+}
+
+pub fn resume(args: ResumeArgs, out: Output) -> Result<()> {
+    let interrupted = super::start_training()?;
+    let result = run::resume(&args.run, args.wait, out.quiet, &interrupted)?;
+    print_run_result(result, out);
+    Ok(())
+}
+
+pub fn verify(args: VerifyArgs, out: Output) -> Result<()> {
+    let interrupted = super::start_training()?;
+    let report = crate::verify::verify(&args.run, args.steps, out.quiet, &interrupted)?;
+    if out.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("report serialises")
+        );
+    } else {
+        println!("{report}");
+    }
+    if report.identical {
+        Ok(())
+    } else {
+        Err(Error::Failed(format!(
+            "{} is not reproduced bit for bit",
+            args.run.display()
+        )))
+    }
+}
+
+pub fn resolve(args: ResolveArgs) -> Result<()> {
+    let overrides = args.exp.overrides()?;
+    let resolved = run::resolve(&args.exp.experiment, &overrides, &args.exp.store.runs_dir)?;
+    if args.dir {
+        println!("{}", resolved.dir.path.display());
+    } else {
+        print!("{}", resolved.exp.canonical_toml());
+    }
+    Ok(())
+}
+
+pub fn models() -> Result<()> {
+    print!("{}", crate::models::describe_registry());
+    Ok(())
+}
+
+fn print_run_result(result: RunResult, out: Output) {
+    let (dir, summary) = match result {
+        RunResult::Trained(dir, summary) => (dir, summary),
+        RunResult::AlreadyComplete(dir, summary) => {
+            if !out.quiet {
+                eprintln!("already complete; not retraining (use --force to retrain)");
+            }
+            (dir, summary)
+        }
+    };
+    if out.json {
+        println!("{}", crate::rundir::run_json(&dir.path, Some(&summary)));
+    } else {
+        println!("{}", run::describe(&summary, &dir));
+    }
+}

@@ -1,0 +1,239 @@
+//! `runner sweep` (run, dry run, status, Slurm submission) and `runner slurm-task`.
+
+use super::args::{Output, RunsDirArg, SlurmArgs};
+use crate::error::{Error, Result};
+use crate::sweep::{self as sw, slurm, spec, Planned};
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct SweepArgs {
+    #[command(subcommand)]
+    pub action: Option<SweepAction>,
+    /// The sweep file (TOML).
+    #[arg(required = true, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Trials to run at once; the cores are split between them.
+    #[arg(short = 'j', long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
+    /// Print the trials, their run directories and which are done; run nothing (with
+    /// --slurm: also write the sbatch script, without submitting it).
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub store: RunsDirArg,
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SweepAction {
+    /// Each trial's state (done, pruned, running, failed, missing), and what Slurm says of it.
+    Status {
+        /// The sweep file (TOML).
+        file: PathBuf,
+        #[command(flatten)]
+        store: RunsDirArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SlurmTaskArgs {
+    /// The sweep's manifest.jsonl.
+    pub manifest: PathBuf,
+    /// The array task: runs trials TASK*PACK .. TASK*PACK+PACK-1.
+    #[arg(long)]
+    pub task: usize,
+    /// Trials per array task.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub pack: u32,
+    #[command(flatten)]
+    pub store: RunsDirArg,
+}
+
+/// A sweep file's trials, planned against the runs directory, and the sweep's own directory.
+struct Loaded {
+    sweep: spec::Sweep,
+    planned: Vec<Planned>,
+    dir: PathBuf,
+}
+
+fn load(file: &Path, runs_dir: &Path) -> Result<Loaded> {
+    let sweep = spec::load(file).map_err(Error::Input)?;
+    let planned = sw::plan(&sweep, runs_dir)?;
+    let dir = sw::sweep_dir(&sweep, &planned, runs_dir);
+    Ok(Loaded {
+        sweep,
+        planned,
+        dir,
+    })
+}
+
+pub fn sweep(args: SweepArgs, out: Output) -> Result<()> {
+    if let Some(SweepAction::Status { file, store }) = args.action {
+        let s = load(&file, &store.runs_dir)?;
+        println!("{}", sw::status_line(&s.planned));
+        print!("{}", slurm::status(&s.planned, &s.dir));
+        return Ok(());
+    }
+    let file = args.file.expect("clap requires FILE without a subcommand");
+    let runs_dir = &args.store.runs_dir;
+    let s = load(&file, runs_dir)?;
+    if args.slurm.slurm {
+        return submit_to_slurm(&s, runs_dir, args.slurm, args.dry_run, out);
+    }
+    if args.dry_run {
+        print_plan(&s);
+        return Ok(());
+    }
+    run_locally(&s, runs_dir, args.jobs as usize, out)
+}
+
+fn print_plan(s: &Loaded) {
+    for p in &s.planned {
+        println!(
+            "{:>3}  {:<8}  {}  {}",
+            p.index,
+            format!("{:?}", p.state()).to_lowercase(),
+            p.id(),
+            spec::set_args(&p.overrides).join(" ")
+        );
+    }
+    println!("{}", sw::status_line(&s.planned));
+    println!("manifest: {}", s.dir.join("manifest.jsonl").display());
+}
+
+/// Runs the trials here, then prints the sweep's runs best first (or one JSON object each).
+fn run_locally(s: &Loaded, runs_dir: &Path, jobs: usize, out: Output) -> Result<()> {
+    sw::write_manifest(&s.dir, &s.sweep, &s.planned)?;
+    let interrupted = super::start_training()?;
+    let results = sw::execute(
+        &s.sweep,
+        &s.planned,
+        runs_dir,
+        &s.dir,
+        jobs,
+        &interrupted,
+        out.quiet,
+    )?;
+    let runs: Vec<crate::report::runs::Run> = s
+        .planned
+        .iter()
+        .filter_map(|p| crate::report::runs::Run::load(&p.dir.path).ok())
+        .collect();
+    if out.json {
+        super::report::print_runs(&runs);
+    } else if !runs.is_empty() {
+        let column = match s.sweep.metric.as_str() {
+            "test_loss" => "test_loss",
+            "best_test_accuracy" => "best_acc",
+            "ms_per_step" => "ms/step",
+            _ => "test_acc",
+        };
+        let (table, _) =
+            crate::report::compare::compare_sorted(&runs, None, false, (column, s.sweep.maximize));
+        print!("{}", table.render(crate::report::table::Format::Table));
+    }
+    if !out.quiet {
+        eprintln!("{}", sw::status_line(&s.planned));
+    }
+    let failed = results.iter().filter(|r| r.exit_code != Some(0)).count();
+    if interrupted.load(Ordering::SeqCst) {
+        return Err(Error::Interrupted(
+            "sweep stopped; run it again to resume".into(),
+        ));
+    }
+    if failed > 0 {
+        return Err(Error::Failed(format!(
+            "{failed} trial(s) failed; logs in {}",
+            s.dir.display()
+        )));
+    }
+    Ok(())
+}
+
+fn submit_to_slurm(
+    s: &Loaded,
+    runs_dir: &Path,
+    args: SlurmArgs,
+    dry_run: bool,
+    out: Output,
+) -> Result<()> {
+    sw::write_manifest(&s.dir, &s.sweep, &s.planned)?;
+    let opts = args.options();
+    let sub = slurm::submit(&s.planned, &s.dir, runs_dir, &opts, dry_run)?;
+    let array = format!(
+        "{}{}",
+        slurm::array_ranges(&sub.array),
+        opts.max_parallel.map_or(String::new(), |k| format!("%{k}"))
+    );
+    if out.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "job_id": sub.job.as_ref().map(|j| j.job_id.clone()),
+                "array": array,
+                "tasks": sub.array.len(),
+                "trials": sub.trials,
+                "in_slurm": sub.in_slurm,
+                "script": (!sub.array.is_empty()).then(|| sub.script.display().to_string()),
+            })
+        );
+    }
+    let say = |line: String| {
+        if !out.quiet {
+            eprintln!("{line}")
+        }
+    };
+    if sub.array.is_empty() {
+        say(format!(
+            "nothing to submit: {} ({} queued or running in Slurm)",
+            sw::status_line(&s.planned),
+            sub.in_slurm
+        ));
+        return Ok(());
+    }
+    let what = format!(
+        "array {array}: {} task(s) for {} trial(s){}",
+        sub.array.len(),
+        sub.trials,
+        if sub.in_slurm > 0 {
+            format!(", {} already in Slurm left out", sub.in_slurm)
+        } else {
+            String::new()
+        }
+    );
+    match &sub.job {
+        None => say(format!(
+            "wrote {} ({what}); not submitted (--dry-run)",
+            sub.script.display()
+        )),
+        Some(job) => {
+            if !out.json {
+                println!("{}", job.job_id);
+            }
+            say(format!(
+                "submitted Slurm job {} ({what})\nscript: {}\nlogs:   {}/slurm/task-{}_<task>.log\nstatus: runner sweep status <file>",
+                job.job_id,
+                sub.script.display(),
+                s.dir.display(),
+                job.job_id
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn slurm_task(args: SlurmTaskArgs, out: Output) -> Result<()> {
+    let interrupted = super::start_training()?;
+    slurm::run_task(
+        &args.manifest,
+        args.task,
+        args.pack as usize,
+        &args.store.runs_dir,
+        &interrupted,
+        out.quiet,
+    )
+}
