@@ -9,8 +9,8 @@
 //! multiply-adds from zero, then adds the bias: the same operations at any thread count, in a
 //! different order from the GEMM's.
 
+use super::buffers::{aligned_zeros, pooled_len, tap_major};
 use super::isa::Isa;
-use super::{aligned_zeros, pooled_len, tap_major};
 use crate::ops::conv2d::cpu::Geometry;
 use std::cell::RefCell;
 
@@ -213,7 +213,7 @@ mod simd {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{check_forward, forward_cases};
+    use super::super::testing::{check_forward, forward_cases};
     use super::*;
 
     /// Against the im2col GEMM followed by the pool, on both kernel sizes and tiles of 1 to 7

@@ -10,10 +10,13 @@
 //! (5x5 kernels) or [`direct_forward`] (other sizes) convolves and pools without unfolding, and
 //! [`sparse_backward`] sums the gradients over the pool's winners alone.
 
+mod buffers;
 mod direct_forward;
 mod isa;
 mod single_channel;
 mod sparse_backward;
+#[cfg(test)]
+mod testing;
 mod vector;
 mod winograd;
 
@@ -21,6 +24,8 @@ use super::conv2d::cpu::{self as conv, Geometry};
 use super::conv2d::{accumulate_grads, geometry};
 use super::pool2d::cpu as pool;
 use super::{Conv2D, Maps};
+pub use buffers::pooled_len;
+use buffers::DEAD;
 use dfdx::nn::tensor_collection::{ModuleVisitor, TensorCollection};
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -56,9 +61,6 @@ impl<const I: usize, const O: usize, const K: usize, const P: usize, const G: bo
         })
     }
 }
-
-/// Marks an output that the ReLU zeroed: its gradient goes nowhere.
-pub const DEAD: u32 = u32::MAX;
 
 impl<
         const I: usize,
@@ -108,53 +110,6 @@ impl<
     }
 }
 
-/// Output values per image: the convolution's output pooled 2x2.
-pub fn pooled_len(g: &Geometry) -> usize {
-    let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
-    (ch / 2) * (cw / 2) * g.cout
-}
-
-/// `len` zeros from a 64-byte boundary within `buf`: the kernels' loads are whole cache lines
-/// then (every offset is a multiple of 16 values), which ran them twice as fast as misaligned.
-fn aligned_zeros(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    buf.clear();
-    buf.resize(len + 16, 0.0);
-    let start = buf.as_ptr().align_offset(64);
-    assert!(
-        start < 16,
-        "f32 pointers reach a 64-byte boundary within 16 values"
-    );
-    &mut buf[start..][..len]
-}
-
-/// Weights `[cout][k][k][cin]` rearranged tap-major (`[k][k][cin][cout]`), so that one tap's
-/// weights for a run of output channels are a vector. Transposed in blocks of 16 taps, so that
-/// the writes stay in L1 (a row at a time missed L1 on every write: 4x slower here).
-fn tap_major(w: &[f32], cout: usize) -> Vec<f32> {
-    let per_channel = w.len() / cout;
-    assert_eq!(per_channel * cout, w.len());
-    let mut taps = vec![0.0; w.len()];
-    for t0 in (0..per_channel).step_by(16) {
-        let t1 = per_channel.min(t0 + 16);
-        for (co, kernel) in w.chunks_exact(per_channel).enumerate() {
-            for (t, &v) in kernel[t0..t1].iter().enumerate() {
-                taps[(t0 + t) * cout + co] = v;
-            }
-        }
-    }
-    taps
-}
-
-/// One NHWC image with its zero border (`g.pad` on each side), in `buf` from a 64-byte boundary.
-fn pad_image<'a>(g: &Geometry, img: &[f32], buf: &'a mut Vec<f32>) -> &'a mut [f32] {
-    let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
-    let padded = aligned_zeros(buf, hp * wp * g.cin);
-    for (y, row) in img.chunks_exact(g.w * g.cin).enumerate() {
-        padded[((y + g.pad) * wp + g.pad) * g.cin..][..row.len()].copy_from_slice(row);
-    }
-    padded
-}
-
 thread_local! {
     /// A chunk's convolution output (forward) or its gradient (backward), reused between
     /// calls: small enough to stay in cache between the convolution and the pool.
@@ -172,6 +127,105 @@ fn with_conv_buf<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
+/// The forward kernel of a block, chosen once per pass from its shape and this CPU.
+enum ForwardKernel {
+    /// One input channel: [`single_channel`].
+    SingleChannel,
+    Winograd(winograd::Winograd),
+    Direct(direct_forward::Direct),
+    /// im2col + GEMM, then the pool: every shape, every CPU.
+    Im2col,
+}
+
+impl ForwardKernel {
+    fn choose(g: &Geometry, w: &[f32]) -> ForwardKernel {
+        if single_channel::applies(g) {
+            ForwardKernel::SingleChannel
+        } else if let Some(k) = winograd::Winograd::new(g, w) {
+            ForwardKernel::Winograd(k)
+        } else if let Some(k) = direct_forward::Direct::new(g, w) {
+            ForwardKernel::Direct(k)
+        } else {
+            ForwardKernel::Im2col
+        }
+    }
+
+    /// Convolution and pool of a chunk of images: pooled values (before the ReLU) and choices.
+    fn pooled(
+        &self,
+        g: &Geometry,
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        out: &mut [f32],
+        arg: &mut [u32],
+    ) {
+        match self {
+            ForwardKernel::SingleChannel => single_channel::forward_pooled(g, x, w, b, out, arg),
+            ForwardKernel::Winograd(k) => k.forward_pooled(g, x, b, out, arg),
+            ForwardKernel::Direct(k) => k.forward_pooled(g, x, b, out, arg),
+            ForwardKernel::Im2col => {
+                let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
+                let pooled = pooled_len(g);
+                with_conv_buf(x.len() / g.in_len() * g.out_len(), |conv_out| {
+                    conv::forward_chunk(g, x, w, b, conv_out);
+                    for ((c, o), a) in conv_out
+                        .chunks_exact(g.out_len())
+                        .zip(out.chunks_exact_mut(pooled))
+                        .zip(arg.chunks_exact_mut(pooled))
+                    {
+                        pool::forward_image(c, (ch, cw, g.cout), o, a);
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// The backward kernel of a block, chosen once per pass.
+enum BackwardKernel {
+    /// A first block (no input gradient) on one channel: [`single_channel::weight_grads`].
+    SingleChannelWeights,
+    Sparse(sparse_backward::Sparse),
+    /// The pooled gradient routed into a full-size one, then the im2col GEMMs.
+    Im2col,
+}
+
+impl BackwardKernel {
+    fn choose(g: &Geometry, w: &[f32], input_grad: bool) -> BackwardKernel {
+        if !input_grad && single_channel::applies(g) {
+            BackwardKernel::SingleChannelWeights
+        } else if let Some(k) = sparse_backward::Sparse::new(g, w) {
+            BackwardKernel::Sparse(k)
+        } else {
+            BackwardKernel::Im2col
+        }
+    }
+
+    /// A chunk's weight and bias gradients (and its input gradient, into `gx`).
+    fn grads(
+        &self,
+        g: &Geometry,
+        x: &[f32],
+        w: &[f32],
+        arg: &[u32],
+        gy: &[f32],
+        gx: Option<&mut [f32]>,
+    ) -> conv::Partial {
+        match self {
+            BackwardKernel::SingleChannelWeights => single_channel::weight_grads(g, x, arg, gy),
+            BackwardKernel::Sparse(k) => k.grads(g, x, arg, gy, gx),
+            BackwardKernel::Im2col => {
+                with_conv_buf(x.len() / g.in_len() * g.out_len(), |grad_conv| {
+                    grad_conv.fill(0.0);
+                    route_gradients(arg, gy, g.out_len(), grad_conv);
+                    conv::backward_chunk(g, x, w, grad_conv, gx)
+                })
+            }
+        }
+    }
+}
+
 /// Convolution, pool and ReLU chunk by chunk (the convolution's own chunks): each chunk's
 /// full-size convolution output is pooled straight out of cache and never stored whole. Without
 /// `argmax` (no backward pass to come), the pool's choices go to a chunk-sized scratch buffer.
@@ -184,16 +238,11 @@ pub fn forward(
     argmax: Option<&mut [u32]>,
 ) {
     let (n, pooled) = (g.images_per_chunk(), pooled_len(g));
-    let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
     let arg_chunks: Vec<Option<&mut [u32]>> = match argmax {
         Some(a) => a.chunks_mut(n * pooled).map(Some).collect(),
         None => out.chunks(n * pooled).map(|_| None).collect(),
     };
-    let winograd = winograd::Winograd::new(g, w);
-    let direct = winograd
-        .is_none()
-        .then(|| direct_forward::Direct::new(g, w))
-        .flatten();
+    let kernel = ForwardKernel::choose(g, w);
     out.par_chunks_mut(n * pooled)
         .zip(arg_chunks)
         .zip(x.par_chunks(n * g.in_len()))
@@ -203,24 +252,7 @@ pub fn forward(
                 scratch.resize(out.len(), 0);
                 &mut scratch
             });
-            if single_channel::applies(g) {
-                single_channel::forward_pooled(g, x, w, b, out, arg);
-            } else if let Some(winograd) = &winograd {
-                winograd.forward_pooled(g, x, b, out, arg);
-            } else if let Some(direct) = &direct {
-                direct.forward_pooled(g, x, b, out, arg);
-            } else {
-                with_conv_buf(x.len() / g.in_len() * g.out_len(), |conv_out| {
-                    conv::forward_chunk(g, x, w, b, conv_out);
-                    for ((c, o), a) in conv_out
-                        .chunks_exact(g.out_len())
-                        .zip(out.chunks_exact_mut(pooled))
-                        .zip(arg.chunks_exact_mut(pooled))
-                    {
-                        pool::forward_image(c, (ch, cw, g.cout), o, a);
-                    }
-                });
-            }
+            kernel.pooled(g, x, w, b, out, arg);
             for (v, a) in out.iter_mut().zip(arg.iter_mut()) {
                 // dfdx's ReLU: f = max(x, 0), df = 1 where x > 0, else 0.
                 if *v <= 0.0 {
@@ -245,24 +277,12 @@ pub fn backward(
     grad_b: &mut [f32],
 ) {
     let (n, pooled) = (g.images_per_chunk(), pooled_len(g));
-    let sparse = sparse_backward::Sparse::new(g, w);
+    let kernel = BackwardKernel::choose(g, w, grad_x.is_some());
     let partials: Vec<conv::Partial> = conv::input_chunks(g, x, grad_x)
         .into_par_iter()
         .zip(grad_pooled.par_chunks(n * pooled))
         .zip(argmax.par_chunks(n * pooled))
-        .map(|(((x, gx), gy), arg)| {
-            if gx.is_none() && single_channel::applies(g) {
-                return single_channel::weight_grads(g, x, arg, gy);
-            }
-            if let Some(sparse) = &sparse {
-                return sparse.grads(g, x, arg, gy, gx);
-            }
-            with_conv_buf(x.len() / g.in_len() * g.out_len(), |grad_conv| {
-                grad_conv.fill(0.0);
-                route_gradients(arg, gy, g.out_len(), grad_conv);
-                conv::backward_chunk(g, x, w, grad_conv, gx)
-            })
-        })
+        .map(|(((x, gx), gy), arg)| kernel.grads(g, x, w, arg, gy, gx))
         .collect();
     conv::add_partials(partials, grad_w, grad_b);
 }
@@ -282,82 +302,6 @@ fn route_gradients(argmax: &[u32], grad: &[f32], conv_per_image: usize, grad_con
             }
         }
     }
-}
-
-/// Reference for the vector kernels' tests: the im2col convolution, then the pool, image by
-/// image; returns the pooled values (before the ReLU) and the pool's choices.
-#[cfg(test)]
-fn im2col_then_pool(g: &Geometry, x: &[f32], w: &[f32], b: &[f32]) -> (Vec<f32>, Vec<u32>) {
-    let (ch, cw) = g.out_hw().expect("a valid geometry");
-    let mut conv_out = vec![0.0; g.batch * g.out_len()];
-    conv::forward(g, x, w, b, &mut conv_out);
-    let pooled = pooled_len(g);
-    let (mut out, mut arg) = (vec![0.0; g.batch * pooled], vec![0u32; g.batch * pooled]);
-    for ((c, o), a) in conv_out
-        .chunks_exact(g.out_len())
-        .zip(out.chunks_exact_mut(pooled))
-        .zip(arg.chunks_exact_mut(pooled))
-    {
-        pool::forward_image(c, (ch, cw, g.cout), o, a);
-    }
-    (out, arg)
-}
-
-/// A multi-channel forward kernel's test case: shape, input, weights, bias, and what the
-/// im2col path gives (pooled values and choices).
-#[cfg(test)]
-type ForwardCase = (Geometry, Vec<f32>, Vec<f32>, Vec<f32>, (Vec<f32>, Vec<u32>));
-
-/// The multi-channel forward kernels' test cases for kernel size `k`: odd sizes (the pool drops
-/// the last row and column), 1 to 4 vectors of output channels, 'same' and 'valid' padding.
-/// The inputs are spread enough that no window has two values within rounding of each other.
-#[cfg(test)]
-fn forward_cases(k: usize) -> Vec<ForwardCase> {
-    use isa::test_values as val;
-    let shapes = [
-        (14, 14, 32, 64),
-        (9, 19, 16, 16),
-        (6, 7, 8, 32),
-        (12, 30, 24, 8),
-    ];
-    let mut cases = Vec::new();
-    for (h, w, cin, cout) in shapes {
-        for pad in [k / 2, 0] {
-            let g = Geometry {
-                batch: 2,
-                h,
-                w,
-                cin,
-                cout,
-                k,
-                pad,
-            };
-            let x = val(g.batch * g.in_len(), 1);
-            let (wts, b) = (val(g.cout * g.k * g.k * g.cin, 2), val(g.cout, 3));
-            let want = im2col_then_pool(&g, &x, &wts, &b);
-            cases.push((g, x, wts, b, want));
-        }
-    }
-    cases
-}
-
-/// Runs `forward` (a kernel's `forward_pooled`) on a case and checks it against the im2col
-/// path: values within 1e-5 of their scale, the same choices.
-#[cfg(test)]
-fn check_forward(
-    what: impl std::fmt::Debug,
-    (g, x, _, b, (want, want_arg)): &ForwardCase,
-    forward: impl FnOnce(&Geometry, &[f32], &[f32], &mut [f32], &mut [u32]),
-) {
-    let (mut got, mut got_arg) = (vec![0.0; want.len()], vec![0u32; want.len()]);
-    forward(g, x, b, &mut got, &mut got_arg);
-    let err = got
-        .iter()
-        .zip(want)
-        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-    let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    assert!(err <= 1e-5 * scale, "{what:?} {g:?}: error {err}");
-    assert_eq!(&got_arg, want_arg, "{what:?} {g:?}: choices differ");
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 //! together in registers and pooled at once. Going back, the weight gradient sums each tap's
 //! input times the routed gradient with the channels in registers, without unfolding the image.
 
+use super::buffers::{pad_image, pooled_len, DEAD};
 use super::isa::Isa;
-use super::{pad_image, pooled_len, DEAD};
 use crate::ops::conv2d::cpu::{Geometry, Partial};
 use std::cell::RefCell;
 
@@ -485,7 +485,7 @@ mod tests {
                 val(g.cout, 3),
             );
             let n = g.batch * pooled_len(&g);
-            let (want, want_arg) = super::super::im2col_then_pool(&g, &x, &w, &b);
+            let (want, want_arg) = super::super::testing::im2col_then_pool(&g, &x, &w, &b);
             for kernel in kernels_for(&g) {
                 let (mut got, mut got_arg) = (vec![0.0; n], vec![0u32; n]);
                 forward_with(kernel, &g, &x, &w, &b, &mut got, &mut got_arg);

@@ -9,8 +9,8 @@
 //! Sums run in an order fixed by the data layout (windows, then channels, then kernel rows), so
 //! results do not depend on the thread count; they differ in rounding from the GEMM path's.
 
+use super::buffers::{aligned_zeros, pad_image, pooled_len, DEAD};
 use super::isa::Isa;
-use super::{aligned_zeros, pad_image, pooled_len, DEAD};
 use crate::ops::conv2d::cpu::{Geometry, Partial};
 use std::cell::RefCell;
 
@@ -331,7 +331,7 @@ mod tests {
         );
         let pooled = pooled_len(g);
         let n = g.batch * pooled;
-        let (out, mut arg) = super::super::im2col_then_pool(g, &x, &w, &b);
+        let (out, mut arg) = super::super::testing::im2col_then_pool(g, &x, &w, &b);
         // The ReLU: about half the windows are dead.
         for (v, a) in out.iter().zip(arg.iter_mut()) {
             if *v <= 0.0 {

@@ -10,8 +10,8 @@
 //! exact sum (the direct kernels: about 1e-7). Every image is computed alone, in a fixed order:
 //! the same bits at any thread count.
 
+use super::buffers::{aligned_zeros, pad_image, pooled_len, tap_major};
 use super::isa::Isa;
-use super::{aligned_zeros, pad_image, pooled_len, tap_major};
 use crate::ops::conv2d::cpu::Geometry;
 use std::cell::RefCell;
 
@@ -442,7 +442,7 @@ mod simd {
 #[cfg(test)]
 mod tests {
     use super::super::isa::test_values as val;
-    use super::super::{check_forward, forward_cases};
+    use super::super::testing::{check_forward, forward_cases};
     use super::*;
 
     /// Against the im2col GEMM followed by the pool (an independent path), on `forward_cases`
