@@ -271,7 +271,7 @@ fn compare_csv(original: &Path, rerun: &Path, n: u64, all_steps: bool) -> Result
 }
 
 /// F32 tensors of a safetensors file, by name.
-fn read_weights(path: &Path) -> Result<Vec<crate::models::params::NamedTensor>> {
+fn read_weights(path: &Path) -> Result<Vec<crate::ops::params::NamedTensor>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::Data(format!("{}: {e:?}", path.display())))?;
@@ -279,7 +279,7 @@ fn read_weights(path: &Path) -> Result<Vec<crate::models::params::NamedTensor>> 
         .tensors()
         .into_iter()
         .filter(|(_, v)| v.dtype() == Dtype::F32)
-        .map(|(name, v)| crate::models::params::NamedTensor {
+        .map(|(name, v)| crate::ops::params::NamedTensor {
             shape: v.shape().to_vec(),
             data: checkpoint::f32_values(v.data()),
             name,
@@ -316,7 +316,7 @@ fn compare_weights(
                     .into_iter()
                     .filter_map(|t| {
                         let name = t.name.strip_prefix(prefix)?.to_string();
-                        Some(crate::models::params::NamedTensor { name, ..t })
+                        Some(crate::ops::params::NamedTensor { name, ..t })
                     })
                     .collect();
                 ("checkpoint", tensors)

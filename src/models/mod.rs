@@ -5,7 +5,6 @@ pub mod cnn;
 pub mod init;
 pub mod mlp;
 pub mod network;
-pub mod params;
 
 use crate::config::{Experiment, ModelConfig};
 use crate::error::{Error, Result};

@@ -2,20 +2,16 @@
 //! object safe, so everything outside the registry is compiled once, not per architecture.
 
 use super::init;
-use super::params::{self, NamedTensor, Take};
 use crate::config::{Init, OptimizerConfig};
 use crate::data::mnist::{CLASSES, IMAGE_PIXELS};
 use crate::error::{Error, Result};
+use crate::ops::params::{self, NamedTensor, Take};
 use crate::optim::Optimizer;
 use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 
-/// A batch of flattened images, batch size chosen at run time.
-pub type Images<T = NoneTape> = Tensor<(usize, Const<IMAGE_PIXELS>), f32, Cpu, T>;
-/// Class logits for a batch.
-pub type Logits<T = NoneTape> = Tensor<(usize, Const<CLASSES>), f32, Cpu, T>;
-pub type Taped = OwnedTape<f32, Cpu>;
+pub use crate::ops::tensors::{Images, Logits, Taped};
 
 /// What a network type must provide to be trained here: parameters visible to dfdx, and a
 /// forward pass from flat images to logits with and without a gradient tape.

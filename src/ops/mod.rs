@@ -5,8 +5,10 @@
 pub mod conv2d;
 pub mod conv_block;
 pub mod gemm;
+pub mod params;
 pub mod pool2d;
 pub mod reshape;
+pub mod tensors;
 
 pub use conv2d::Conv2D;
 pub use conv_block::ConvPoolRelu;

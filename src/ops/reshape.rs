@@ -1,9 +1,9 @@
 //! Reshapes between flat vectors and NHWC maps. Both are free for contiguous tensors (dfdx
 //! keeps the data and the gradient identity).
 
+use super::tensors::Images;
 use super::Maps;
 use crate::data::mnist::{IMAGE_PIXELS, IMAGE_SIDE};
-use crate::models::network::Images;
 use dfdx::prelude::*;
 
 /// Flat 784-pixel images to `N x 28 x 28 x 1` maps.

@@ -7,7 +7,7 @@ pub mod kernels;
 mod tests;
 
 use crate::config::OptimizerConfig;
-use crate::models::params::{NamedTensor, Take};
+use crate::ops::params::{NamedTensor, Take};
 use dfdx::nn::tensor_collection::{
     RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut, ViewTensorName,
     ViewTensorRef,

@@ -1,7 +1,7 @@
 //! The project's optimizers against dfdx's own, update for update, bit for bit.
 
 use super::*;
-use crate::models::params;
+use crate::ops::params;
 use dfdx::optim::{Adam, Momentum as DfdxMomentum, Optimizer as _, RMSprop, Sgd, WeightDecay};
 
 type Arch = (Linear<6, 5>, ReLU, Linear<5, 3>);

@@ -5,7 +5,7 @@
 
 use super::{atomic, Totals};
 use crate::error::{Error, Result};
-use crate::models::params::NamedTensor;
+use crate::ops::params::NamedTensor;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

@@ -4,7 +4,7 @@
 use super::{RunDir, EVAL, METRICS};
 use crate::config::hex;
 use crate::error::{Error, Result};
-use crate::models::params::NamedTensor;
+use crate::ops::params::NamedTensor;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
