@@ -5,6 +5,15 @@
 
 use std::arch::x86_64::*;
 
+/// One vector register of f32 lanes.
+///
+/// # Safety
+///
+/// Every method is an instruction of the implementing register's instruction set (AVX-512F for
+/// `__m512`; AVX2 and FMA for `__m256`): callers must have checked that the CPU has it (the
+/// kernels do once, through `Isa`, before they enter their `#[target_feature]` functions).
+/// `load` and `store` read or write `LANES` consecutive f32 at `p` and `store_indices` `LANES`
+/// u32, all in bounds of one allocation; no alignment is required (unaligned moves).
 pub trait Vector: Copy {
     const LANES: usize;
     unsafe fn zero() -> Self;
@@ -33,6 +42,11 @@ pub trait Vector: Copy {
 /// `first` is the index of its top-left output (and first channel) in the image's convolution
 /// output, `row` the index step of one output row. Stores the maximum at `out` and its index at
 /// `arg`; strict `>` in window order, so the first maximum wins (as `pool::forward_image`).
+///
+/// # Safety
+///
+/// As [`Vector`]'s methods: the CPU has `V`'s instruction set, and `out` and `arg` have
+/// `V::LANES` writable values each.
 #[inline(always)]
 pub unsafe fn pool_window<V: Vector>(
     y: [[V; 2]; 2],
