@@ -2,7 +2,8 @@
 
 use super::args::{Output, RunsDirArg, SlurmArgs};
 use crate::error::{Error, Result};
-use crate::sweep::{self as sw, slurm, spec, Planned};
+use crate::sweep::launch::{Launcher, Local, SlurmArray};
+use crate::sweep::{self as sw, manifest, slurm, spec, Planned};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -102,22 +103,19 @@ fn print_plan(s: &Loaded) {
         );
     }
     println!("{}", sw::status_line(&s.planned));
-    println!("manifest: {}", s.dir.join("manifest.jsonl").display());
+    println!("manifest: {}", s.dir.join(manifest::FILE).display());
 }
 
 /// Runs the trials here, then prints the sweep's runs best first (or one JSON object each).
 fn run_locally(s: &Loaded, runs_dir: &Path, jobs: usize, out: Output) -> Result<()> {
-    sw::write_manifest(&s.dir, &s.sweep, &s.planned)?;
     let interrupted = super::start_training()?;
-    let results = sw::execute(
-        &s.sweep,
-        &s.planned,
+    let local = Local {
         runs_dir,
-        &s.dir,
         jobs,
-        &interrupted,
-        out.quiet,
-    )?;
+        interrupted: &interrupted,
+        quiet: out.quiet,
+    };
+    let results = local.launch(&s.sweep, &s.planned, &s.dir)?;
     let runs: Vec<crate::report::runs::Run> = s
         .planned
         .iter()
@@ -161,13 +159,19 @@ fn submit_to_slurm(
     dry_run: bool,
     out: Output,
 ) -> Result<()> {
-    sw::write_manifest(&s.dir, &s.sweep, &s.planned)?;
-    let opts = args.options();
-    let sub = slurm::submit(&s.planned, &s.dir, runs_dir, &opts, dry_run)?;
+    let array_job = SlurmArray {
+        runs_dir,
+        options: args.options(),
+        dry_run,
+    };
+    let sub = array_job.launch(&s.sweep, &s.planned, &s.dir)?;
     let array = format!(
         "{}{}",
         slurm::array_ranges(&sub.array),
-        opts.max_parallel.map_or(String::new(), |k| format!("%{k}"))
+        array_job
+            .options
+            .max_parallel
+            .map_or(String::new(), |k| format!("%{k}"))
     );
     if out.json {
         println!(

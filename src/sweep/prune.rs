@@ -80,14 +80,9 @@ impl EarlyStopping for EarlyStop {
         if !self.rule.decides_at(step) {
             return false;
         }
-        let Ok(text) = std::fs::read_to_string(&self.manifest) else {
-            return false;
-        };
         let finished_only = matches!(self.rule, Rule::Median { .. });
-        let mut peers: Vec<f64> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter_map(|e| e["run_dir"].as_str().map(PathBuf::from))
+        let mut peers: Vec<f64> = super::manifest::run_dirs(&self.manifest)
+            .into_iter()
             .filter(|dir| dir != own)
             .filter_map(|dir| Run::load(&dir).ok())
             .filter(|r| {

@@ -49,16 +49,6 @@ pub struct Submission {
     pub in_slurm: usize,
 }
 
-/// One manifest line as `slurm-task` needs it.
-#[derive(Debug, Deserialize)]
-struct ManifestTrial {
-    index: usize,
-    base: PathBuf,
-    set: Vec<String>,
-    #[serde(default)]
-    early_stop: Option<String>,
-}
-
 /// `0-3,5,7-8`: sorted indices as sbatch's `--array` ranges.
 pub fn array_ranges(indices: &[usize]) -> String {
     let mut out: Vec<String> = Vec::new();
@@ -128,7 +118,7 @@ pub fn script(
          --task \"$SLURM_ARRAY_TASK_ID\" --pack {} --runs-dir {}\n",
         quote(&workdir.display().to_string()),
         quote(&exe.display().to_string()),
-        quote(&sweep_dir.join("manifest.jsonl").display().to_string()),
+        quote(&sweep_dir.join(super::manifest::FILE).display().to_string()),
         opts.pack,
         quote(&runs_dir.display().to_string()),
     );
@@ -385,21 +375,10 @@ pub fn run_task(
     interrupted: &AtomicBool,
     quiet: bool,
 ) -> Result<()> {
-    let text = std::fs::read_to_string(manifest).map_err(|e| Error::io("read", manifest, e))?;
-    let mut trials = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let t: ManifestTrial = serde_json::from_str(line).map_err(|e| {
-            Error::Input(format!(
-                "{} line {}: not a manifest entry runner slurm-task can run ({e}); write the \
-                 manifest again with `runner sweep FILE --slurm`",
-                manifest.display(),
-                n + 1
-            ))
-        })?;
-        if (task * pack..(task + 1) * pack).contains(&t.index) {
-            trials.push(t);
-        }
-    }
+    let trials: Vec<super::manifest::Entry> = super::manifest::read(manifest)?
+        .into_iter()
+        .filter(|t| (task * pack..(task + 1) * pack).contains(&t.index))
+        .collect();
     if trials.is_empty() {
         return Err(Error::Input(format!(
             "{}: no trials for task {task} with pack {pack}",

@@ -1,0 +1,191 @@
+//! Where a sweep's trials run. The sweep decides what to run (its plan and its pending
+//! trials); a [`Launcher`] decides where: here as child processes ([`Local`]) or on Slurm as a
+//! job array ([`SlurmArray`]). Both go through the manifest, which every trial process reads.
+
+use super::spec::{self, Sweep};
+use super::{manifest, pending, slurm, Planned};
+use crate::error::{Error, Result};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Runs (or submits) a planned sweep's pending trials.
+pub trait Launcher {
+    /// What the launch reports back.
+    type Report;
+    /// Writes the manifest in `sweep_dir`, then runs or submits the trials not yet decided.
+    fn launch(&self, sweep: &Sweep, planned: &[Planned], sweep_dir: &Path) -> Result<Self::Report>;
+}
+
+/// Trials as `runner run` child processes on this machine, `jobs` at a time, each with its
+/// share of the cores. A failing trial does not stop the others.
+pub struct Local<'a> {
+    pub runs_dir: &'a Path,
+    pub jobs: usize,
+    pub interrupted: &'a AtomicBool,
+    pub quiet: bool,
+}
+
+/// Outcome of one `runner run` child.
+#[derive(Debug, Clone)]
+pub struct TrialResult {
+    pub index: usize,
+    pub exit_code: Option<i32>,
+}
+
+/// A trial process in flight.
+struct Running {
+    index: usize,
+    child: Child,
+    started: Instant,
+}
+
+impl Launcher for Local<'_> {
+    type Report = Vec<TrialResult>;
+
+    fn launch(&self, sweep: &Sweep, planned: &[Planned], sweep_dir: &Path) -> Result<Self::Report> {
+        manifest::write(sweep_dir, sweep, planned)?;
+        let jobs = self.jobs.max(1);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = (cores / jobs).max(1);
+        let exe = std::env::current_exe()
+            .map_err(|e| Error::Failed(format!("cannot find the runner executable: {e}")))?;
+        let todo = pending(planned);
+        let total = todo.len();
+        let mut queue = todo.into_iter();
+        let mut running: Vec<Running> = Vec::new();
+        let mut results = Vec::new();
+        loop {
+            while running.len() < jobs && !self.interrupted.load(Ordering::SeqCst) {
+                let Some(p) = queue.next() else { break };
+                let cmd = self.command(&exe, sweep, p, sweep_dir, threads);
+                running.push(self.spawn(cmd, p, sweep_dir)?);
+            }
+            if running.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            running = self.reap(running, &mut results, total)?;
+        }
+        Ok(results)
+    }
+}
+
+impl Local<'_> {
+    fn say(&self, line: String) {
+        if !self.quiet {
+            eprintln!("{line}");
+        }
+    }
+
+    /// The `runner run` command line of a trial.
+    fn command(
+        &self,
+        exe: &PathBuf,
+        sweep: &Sweep,
+        p: &Planned,
+        sweep_dir: &Path,
+        threads: usize,
+    ) -> Command {
+        let mut cmd = Command::new(exe);
+        cmd.arg("run")
+            .arg(&sweep.base)
+            .arg("--runs-dir")
+            .arg(self.runs_dir);
+        for s in spec::set_args(&p.overrides) {
+            cmd.arg("--set").arg(s);
+        }
+        if let Some(rule) = sweep.early_stop {
+            cmd.arg("--early-stop-manifest")
+                .arg(sweep_dir.join(manifest::FILE));
+            cmd.arg("--early-stop").arg(rule.to_arg());
+        }
+        cmd.env("RAYON_NUM_THREADS", threads.to_string());
+        cmd
+    }
+
+    /// Starts a trial with its output in `trial-<index>.log`.
+    fn spawn(&self, mut cmd: Command, p: &Planned, sweep_dir: &Path) -> Result<Running> {
+        let log_path = sweep_dir.join(format!("trial-{}.log", p.index));
+        let log = File::create(&log_path).map_err(|e| Error::io("create", &log_path, e))?;
+        let out = log
+            .try_clone()
+            .map_err(|e| Error::io("open", &log_path, e))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| Error::Failed(format!("cannot start trial {}: {e}", p.index)))?;
+        self.say(format!(
+            "[sweep] started trial {} ({}): {}",
+            p.index,
+            p.id(),
+            spec::set_args(&p.overrides).join(" ")
+        ));
+        Ok(Running {
+            index: p.index,
+            child,
+            started: Instant::now(),
+        })
+    }
+
+    /// Records the trials that have ended; returns those still running.
+    fn reap(
+        &self,
+        running: Vec<Running>,
+        results: &mut Vec<TrialResult>,
+        total: usize,
+    ) -> Result<Vec<Running>> {
+        let mut still = Vec::new();
+        for mut r in running {
+            let index = r.index;
+            match r.child.try_wait() {
+                Ok(Some(status)) => {
+                    results.push(TrialResult {
+                        index,
+                        exit_code: status.code(),
+                    });
+                    let verdict = if status.success() {
+                        "done".to_string()
+                    } else {
+                        format!("FAILED (exit {:?}, see trial-{index}.log)", status.code())
+                    };
+                    self.say(format!(
+                        "[sweep] trial {index} {verdict} in {:.1}s ({}/{total})",
+                        r.started.elapsed().as_secs_f64(),
+                        results.len()
+                    ));
+                }
+                Ok(None) => still.push(r),
+                Err(e) => return Err(Error::Failed(format!("lost track of trial {index}: {e}"))),
+            }
+        }
+        Ok(still)
+    }
+}
+
+/// Trials as one Slurm job array, submitted with `sbatch` (see [`slurm`]); returns at once.
+pub struct SlurmArray<'a> {
+    pub runs_dir: &'a Path,
+    pub options: slurm::Options,
+    /// Write the script without submitting it.
+    pub dry_run: bool,
+}
+
+impl Launcher for SlurmArray<'_> {
+    type Report = slurm::Submission;
+
+    fn launch(&self, sweep: &Sweep, planned: &[Planned], sweep_dir: &Path) -> Result<Self::Report> {
+        manifest::write(sweep_dir, sweep, planned)?;
+        slurm::submit(
+            planned,
+            sweep_dir,
+            self.runs_dir,
+            &self.options,
+            self.dry_run,
+        )
+    }
+}
