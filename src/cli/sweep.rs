@@ -124,14 +124,12 @@ fn run_locally(s: &Loaded, runs_dir: &Path, jobs: usize, out: Output) -> Result<
     if out.json {
         super::report::print_runs(&runs);
     } else if !runs.is_empty() {
-        let column = match s.sweep.metric.as_str() {
-            "test_loss" => "test_loss",
-            "best_test_accuracy" => "best_acc",
-            "ms_per_step" => "ms/step",
-            _ => "test_acc",
-        };
-        let (table, _) =
-            crate::report::compare::compare_sorted(&runs, None, false, (column, s.sweep.maximize));
+        let (table, _) = crate::report::compare::compare_sorted(
+            &runs,
+            None,
+            false,
+            (s.sweep.metric, s.sweep.maximize),
+        );
         print!("{}", table.render(crate::report::table::Format::Table));
     }
     if !out.quiet {

@@ -1,6 +1,6 @@
 //! `runner compare`: differing config keys, then metrics; seed replicates grouped.
 
-use super::metrics::{self, Metrics};
+use super::metrics::{self, Metric, Metrics};
 use super::runs::Run;
 use super::stats;
 use super::table::{Cell, Table};
@@ -10,30 +10,6 @@ use std::collections::{BTreeMap, BTreeSet};
 struct Group<'a> {
     runs: Vec<&'a Run>,
     metrics: Vec<Metrics>,
-}
-
-/// Whether bigger is better for a metric column (else smaller is).
-const METRIC_COLUMNS: [(&str, bool); 7] = [
-    ("test_acc", true),
-    ("best_acc", true),
-    ("best_step", true),
-    ("test_loss", false),
-    ("train_loss", false),
-    ("ms/step", false),
-    ("wall_s", false),
-];
-
-fn pick(m: &Metrics, column: &str) -> Option<f64> {
-    match column {
-        "test_acc" => m.test_acc,
-        "best_acc" => m.best_acc,
-        "best_step" => m.best_step.map(|s| s as f64),
-        "test_loss" => m.test_loss,
-        "train_loss" => m.train_loss,
-        "ms/step" => m.ms_per_step,
-        "wall_s" => m.wall_s,
-        _ => None,
-    }
 }
 
 /// Keys whose values are not the same in every run (a missing key counts as a value).
@@ -51,16 +27,16 @@ pub fn differing_keys(runs: &[&Run]) -> Vec<String> {
 /// The comparison table and, with `with_stats`, a line with Welch's t-test between the two
 /// groups with the best mean test accuracy.
 pub fn compare(runs: &[Run], at: Option<u64>, with_stats: bool) -> (Table, Option<String>) {
-    compare_sorted(runs, at, with_stats, ("test_acc", true))
+    compare_sorted(runs, at, with_stats, (Metric::TestAccuracy, true))
 }
 
-/// Like [`compare`], with rows sorted by the metric column `sort.0` (best first: largest when
-/// `sort.1`, else smallest).
+/// Like [`compare`], with rows sorted by the metric `sort.0` (best first: largest when `sort.1`,
+/// else smallest).
 pub fn compare_sorted(
     runs: &[Run],
     at: Option<u64>,
     with_stats: bool,
-    sort: (&str, bool),
+    sort: (Metric, bool),
 ) -> (Table, Option<String>) {
     let mut by_config: BTreeMap<Vec<(String, String)>, Group> = BTreeMap::new();
     for run in runs {
@@ -78,11 +54,11 @@ pub fn compare_sorted(
         g.metrics.push(metrics::of(run, at));
     }
     let mut groups: Vec<Group> = by_config.into_values().collect();
-    let mean_of = |g: &Group, col: &str| {
+    let mean_of = |g: &Group, col: Metric| {
         stats::mean_std(
             &g.metrics
                 .iter()
-                .filter_map(|m| pick(m, col))
+                .filter_map(|m| col.read(m))
                 .collect::<Vec<_>>(),
         )
     };
@@ -115,7 +91,7 @@ pub fn compare_sorted(
     table.headers.push("n".into());
     table
         .headers
-        .extend(METRIC_COLUMNS.iter().map(|(c, _)| c.to_string()));
+        .extend(Metric::ALL.iter().map(|m| m.column().to_string()));
     for g in &groups {
         let first = g.runs[0];
         let label = if g.runs.len() == 1 {
@@ -146,17 +122,21 @@ pub fn compare_sorted(
                 .collect::<Vec<_>>()
                 .into(),
         );
-        for (col, _) in METRIC_COLUMNS {
+        for col in Metric::ALL {
             let value = mean_of(g, col);
-            extras.insert(format!("{col}_std"), value.and_then(|v| v.1).into());
+            extras.insert(
+                format!("{}_std", col.column()),
+                value.and_then(|v| v.1).into(),
+            );
             row.push(metric_cell(col, value));
         }
         table.rows.push(row);
         table.extras.push(extras);
     }
-    let first_metric = table.headers.len() - METRIC_COLUMNS.len();
-    for (i, (col, higher_better)) in METRIC_COLUMNS.iter().enumerate() {
-        if *col == "best_step" || table.rows.len() < 2 {
+    let first_metric = table.headers.len() - Metric::ALL.len();
+    for (i, col) in Metric::ALL.into_iter().enumerate() {
+        let higher_better = col.higher_is_better();
+        if col == Metric::BestTestStep || table.rows.len() < 2 {
             continue;
         }
         let c = first_metric + i;
@@ -166,7 +146,7 @@ pub fn compare_sorted(
                 .iter()
                 .flatten()
                 .copied()
-                .reduce(|a, b| if (b > a) == *higher_better { b } else { a });
+                .reduce(|a, b| if (b > a) == higher_better { b } else { a });
         for (row, v) in table.rows.iter_mut().zip(&values) {
             row[c].best = v.is_some() && *v == best;
         }
@@ -175,20 +155,14 @@ pub fn compare_sorted(
     (table, stats_line)
 }
 
-fn metric_cell(col: &str, value: Option<(f64, Option<f64>)>) -> Cell {
+fn metric_cell(col: Metric, value: Option<(f64, Option<f64>)>) -> Cell {
     let Some((mean, std)) = value else {
         return Cell::empty();
     };
-    let (scale, decimals, suffix) = match col {
-        "test_acc" | "best_acc" => (100.0, 2, "%"),
-        "best_step" => (1.0, 0, ""),
-        "test_loss" | "train_loss" => (1.0, 4, ""),
-        "ms/step" => (1.0, 2, ""),
-        _ => (1.0, 1, ""),
-    };
+    let (scale, decimals, suffix) = col.format();
     let mut cell = Cell::number(Some(mean), decimals);
     cell.text = match std {
-        Some(s) if col != "best_step" => format!(
+        Some(s) if col != Metric::BestTestStep => format!(
             "{:.decimals$}{suffix} ± {:.decimals$}",
             mean * scale,
             s * scale

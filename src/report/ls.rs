@@ -1,6 +1,6 @@
 //! `runner ls`: one line per run, filtered and sorted.
 
-use super::metrics;
+use super::metrics::{self, Metric};
 use super::runs::{glob_match, Run};
 use super::table::{Cell, Table};
 
@@ -33,7 +33,8 @@ pub fn values_equal(a: &str, b: &str) -> bool {
     }
 }
 
-/// Summary fields `--sort` accepts besides config keys.
+/// What `--sort` accepts besides config keys: metrics (read from the summary), steps done and
+/// the start time.
 pub const SORT_METRICS: &[&str] = &[
     "test_acc",
     "best_acc",
@@ -83,13 +84,10 @@ pub fn list(
         }
         let sort_value = |r: &Run| -> (Option<f64>, String) {
             let s = r.summary.as_ref();
-            let num = match key {
-                "test_acc" => s.and_then(|s| s.final_test_accuracy),
-                "best_acc" => s.and_then(|s| s.best_test_accuracy),
-                "test_loss" => s.and_then(|s| s.final_test_loss),
-                "ms_per_step" => s.and_then(|s| s.ms_per_step),
-                "steps" => s.map(|s| s.steps_done as f64),
-                "started" => None,
+            let num = match (key, Metric::parse(key)) {
+                ("steps", _) => s.map(|s| s.steps_done as f64),
+                ("started", _) => None,
+                (_, Some(m)) => s.and_then(|s| m.read(&metrics::recorded(s))),
                 _ => r.config.get(key).and_then(|v| v.parse().ok()),
             };
             let text = match key {

@@ -1,18 +1,12 @@
 //! Sweep files: parsing, validation against the experiment schema, and expansion into trials.
 
 use crate::config::{self, schema, Override};
+use crate::report::metrics::Metric;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
-/// Metrics a sweep can rank by, with whether bigger is better by default.
-pub const METRICS: &[&str] = &[
-    "test_accuracy",
-    "test_loss",
-    "best_test_accuracy",
-    "ms_per_step",
-];
 const TOP_KEYS: &[&str] = &[
     "name",
     "base",
@@ -31,7 +25,7 @@ pub struct Sweep {
     pub name: String,
     /// The base experiment, resolved against the sweep file's directory.
     pub base: PathBuf,
-    pub metric: String,
+    pub metric: Metric,
     /// `true` to maximise the metric.
     pub maximize: bool,
     pub seeds: Option<Vec<i64>>,
@@ -114,15 +108,19 @@ pub fn parse(text: &str, path: &Path) -> Result<Sweep, String> {
         err("key 'base' is missing: the experiment file the trials start from".into())
     })?;
     let base = path.parent().unwrap_or(Path::new(".")).join(base_rel);
-    let metric = string("metric")?.unwrap_or_else(|| "test_accuracy".into());
-    if !METRICS.contains(&metric.as_str()) {
-        return Err(err(format!(
-            "key 'metric': \"{metric}\" is not one of {}",
-            schema::quoted_list(METRICS)
-        )));
-    }
+    let metric_name = string("metric")?.unwrap_or_else(|| Metric::TestAccuracy.name().into());
+    let metric = Metric::RANKABLE
+        .into_iter()
+        .find(|m| m.name() == metric_name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = Metric::RANKABLE.iter().map(|m| m.name()).collect();
+            err(format!(
+                "key 'metric': \"{metric_name}\" is not one of {}",
+                schema::quoted_list(&names)
+            ))
+        })?;
     let maximize = match string("goal")?.as_deref() {
-        None => metric != "test_loss" && metric != "ms_per_step",
+        None => metric.higher_is_better(),
         Some("max") => true,
         Some("min") => false,
         Some(other) => {
