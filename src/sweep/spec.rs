@@ -69,6 +69,7 @@ pub fn load(path: &Path) -> Result<Sweep, String> {
     Ok(sweep)
 }
 
+/// The text of a sweep file, checked: `path` names it in errors and anchors `base`.
 pub fn parse(text: &str, path: &Path) -> Result<Sweep, String> {
     let origin = path.display().to_string();
     let err = |msg: String| format!("{origin}: {msg}");
@@ -85,64 +86,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Sweep, String> {
             )));
         }
     }
-    let string = |key: &str| -> Result<Option<String>, String> {
-        match table.get(key) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(v) => Err(err(format!("key '{key}': expected a string, found {v}"))),
-        }
-    };
-    let name = string("name")?
-        .ok_or_else(|| err("key 'name' is missing; it names the sweep directory".into()))?;
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        || name.starts_with('.')
-    {
-        return Err(err(format!(
-            "key 'name': {name:?} cannot name a directory; use A-Z a-z 0-9 - _ ."
-        )));
-    }
-    let base_rel = string("base")?.ok_or_else(|| {
-        err("key 'base' is missing: the experiment file the trials start from".into())
-    })?;
-    let base = path.parent().unwrap_or(Path::new(".")).join(base_rel);
-    let metric_name = string("metric")?.unwrap_or_else(|| Metric::TestAccuracy.name().into());
-    let metric = Metric::RANKABLE
-        .into_iter()
-        .find(|m| m.name() == metric_name)
-        .ok_or_else(|| {
-            let names: Vec<&str> = Metric::RANKABLE.iter().map(|m| m.name()).collect();
-            err(format!(
-                "key 'metric': \"{metric_name}\" is not one of {}",
-                schema::quoted_list(&names)
-            ))
-        })?;
-    let maximize = match string("goal")?.as_deref() {
-        None => metric.higher_is_better(),
-        Some("max") => true,
-        Some("min") => false,
-        Some(other) => {
-            return Err(err(format!(
-                "key 'goal': \"{other}\" is not one of \"max\", \"min\""
-            )))
-        }
-    };
-    let seeds = match table.get("seeds") {
-        None => None,
-        Some(Value::Array(items))
-            if !items.is_empty()
-                && items.iter().all(|v| v.as_integer().is_some_and(|i| i >= 0)) =>
-        {
-            Some(items.iter().filter_map(Value::as_integer).collect())
-        }
-        Some(v) => {
-            return Err(err(format!(
-                "key 'seeds': expected a non-empty list of integers >= 0, found {v}"
-            )))
-        }
-    };
+    let head = Header::parse(&table, &err)?;
     let sub = |key: &str| -> Result<Table, String> {
         match table.get(key) {
             None => Ok(Table::new()),
@@ -152,34 +96,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Sweep, String> {
             ))),
         }
     };
-    let check = |section: &str, key: &str, v: &mut Value| -> Result<(), String> {
-        config::check_key_value(key, v).map_err(|m| err(format!("[{section}] {m}")))
-    };
     let mut set = Vec::new();
     for (k, mut v) in sub("set")? {
-        check("set", &k, &mut v)?;
+        config::check_key_value(&k, &mut v).map_err(|m| err(format!("[set] {m}")))?;
         set.push((k, v));
     }
-    let axes = |section: &str| -> Result<Vec<(String, Vec<Value>)>, String> {
-        let mut out = Vec::new();
-        for (k, v) in sub(section)? {
-            let Value::Array(mut items) = v else {
-                return Err(err(format!(
-                    "[{section}] key '{k}': expected a list of values, found {v}"
-                )));
-            };
-            if items.is_empty() {
-                return Err(err(format!("[{section}] key '{k}': the list is empty")));
-            }
-            for item in &mut items {
-                check(section, &k, item)?;
-            }
-            out.push((k, items));
-        }
-        Ok(out)
-    };
-    let grid = axes("grid")?;
-    let zip = axes("zip")?;
+    let grid = parse_axes("grid", sub("grid")?, &err)?;
+    let zip = parse_axes("zip", sub("zip")?, &err)?;
     if let Some((k, first)) = zip.first() {
         if let Some((k2, other)) = zip.iter().find(|(_, v)| v.len() != first.len()) {
             return Err(err(format!(
@@ -193,11 +116,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Sweep, String> {
     let early_stop = parse_early_stop(sub("early_stop")?, &err)?;
     let sweep = Sweep {
         early_stop,
-        name,
-        base,
-        metric,
-        maximize,
-        seeds,
+        name: head.name,
+        base: path.parent().unwrap_or(Path::new(".")).join(head.base),
+        metric: head.metric,
+        maximize: head.maximize,
+        seeds: head.seeds,
         set,
         grid,
         zip,
@@ -213,6 +136,109 @@ pub fn parse(text: &str, path: &Path) -> Result<Sweep, String> {
         ));
     }
     Ok(sweep)
+}
+
+/// A sweep file's top-level values.
+struct Header {
+    name: String,
+    /// As written: relative to the sweep file's directory.
+    base: String,
+    metric: Metric,
+    maximize: bool,
+    seeds: Option<Vec<i64>>,
+}
+
+impl Header {
+    fn parse(table: &Table, err: &dyn Fn(String) -> String) -> Result<Header, String> {
+        let string = |key: &str| -> Result<Option<String>, String> {
+            match table.get(key) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(v) => Err(err(format!("key '{key}': expected a string, found {v}"))),
+            }
+        };
+        let name = string("name")?
+            .ok_or_else(|| err("key 'name' is missing; it names the sweep directory".into()))?;
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            || name.starts_with('.')
+        {
+            return Err(err(format!(
+                "key 'name': {name:?} cannot name a directory; use A-Z a-z 0-9 - _ ."
+            )));
+        }
+        let base = string("base")?.ok_or_else(|| {
+            err("key 'base' is missing: the experiment file the trials start from".into())
+        })?;
+        let metric_name = string("metric")?.unwrap_or_else(|| Metric::TestAccuracy.name().into());
+        let metric = Metric::RANKABLE
+            .into_iter()
+            .find(|m| m.name() == metric_name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Metric::RANKABLE.iter().map(|m| m.name()).collect();
+                err(format!(
+                    "key 'metric': \"{metric_name}\" is not one of {}",
+                    schema::quoted_list(&names)
+                ))
+            })?;
+        let maximize = match string("goal")?.as_deref() {
+            None => metric.higher_is_better(),
+            Some("max") => true,
+            Some("min") => false,
+            Some(other) => {
+                return Err(err(format!(
+                    "key 'goal': \"{other}\" is not one of \"max\", \"min\""
+                )))
+            }
+        };
+        let seeds = match table.get("seeds") {
+            None => None,
+            Some(Value::Array(items))
+                if !items.is_empty()
+                    && items.iter().all(|v| v.as_integer().is_some_and(|i| i >= 0)) =>
+            {
+                Some(items.iter().filter_map(Value::as_integer).collect())
+            }
+            Some(v) => {
+                return Err(err(format!(
+                    "key 'seeds': expected a non-empty list of integers >= 0, found {v}"
+                )))
+            }
+        };
+        Ok(Header {
+            name,
+            base,
+            metric,
+            maximize,
+            seeds,
+        })
+    }
+}
+
+/// `[grid]` or `[zip]`: non-empty lists of values, each checked against the schema.
+fn parse_axes(
+    section: &str,
+    t: Table,
+    err: &dyn Fn(String) -> String,
+) -> Result<Vec<(String, Vec<Value>)>, String> {
+    let mut out = Vec::new();
+    for (k, v) in t {
+        let Value::Array(mut items) = v else {
+            return Err(err(format!(
+                "[{section}] key '{k}': expected a list of values, found {v}"
+            )));
+        };
+        if items.is_empty() {
+            return Err(err(format!("[{section}] key '{k}': the list is empty")));
+        }
+        for item in &mut items {
+            config::check_key_value(&k, item).map_err(|m| err(format!("[{section}] {m}")))?;
+        }
+        out.push((k, items));
+    }
+    Ok(out)
 }
 
 fn parse_early_stop(
