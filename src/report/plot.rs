@@ -158,8 +158,19 @@ fn draw<DB: DrawingBackend>(
         .flat_map(|s| s.loss.iter().chain(&s.accuracy))
         .map(|p| p.0)
         .fold(1.0f64, f64::max);
+    draw_loss(&top, series, opts, max_step)?;
+    draw_accuracy(&bottom, series, max_step)?;
+    draw_legend(&legend, series)?;
+    root.present().map_err(err)
+}
 
-    // Loss panel; a log scale is drawn as log10 values with 10^y tick labels.
+/// The loss panel; a log scale is drawn as log10 values with 10^y tick labels.
+fn draw_loss<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    series: &[Series],
+    opts: PlotOptions,
+    max_step: f64,
+) -> Result<(), String> {
     let tf = |y: f64| {
         if opts.log_loss {
             y.max(1e-12).log10()
@@ -178,7 +189,7 @@ fn draw<DB: DrawingBackend>(
         format!("EMA alpha {}", opts.smoothing)
     };
     let mut chart = panel(
-        &top,
+        area,
         &format!("Training loss ({smoothing})"),
         max_step,
         lo..hi,
@@ -191,7 +202,6 @@ fn draw<DB: DrawingBackend>(
             format!("{y:.2}")
         }
     };
-    let x_fmt = |x: &f64| format!("{x:.0}");
     chart
         .configure_mesh()
         .x_desc("step")
@@ -201,7 +211,7 @@ fn draw<DB: DrawingBackend>(
             "cross-entropy (nats)"
         })
         .y_label_formatter(&y_fmt)
-        .x_label_formatter(&x_fmt)
+        .x_label_formatter(&step_label)
         .label_style((FONT, 15))
         .axis_desc_style((FONT, 17))
         .draw()
@@ -215,15 +225,26 @@ fn draw<DB: DrawingBackend>(
             ))
             .map_err(err)?;
     }
+    Ok(())
+}
 
-    // Test accuracy panel.
+fn step_label(x: &f64) -> String {
+    format!("{x:.0}")
+}
+
+/// The test accuracy panel: lines through the evaluations, a dot at each.
+fn draw_accuracy<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    series: &[Series],
+    max_step: f64,
+) -> Result<(), String> {
     let accs: Vec<f64> = series
         .iter()
         .flat_map(|s| s.accuracy.iter().map(|p| p.1))
         .collect();
     let (alo, ahi) = padded_range(&accs, false);
     let mut chart = panel(
-        &bottom,
+        area,
         "Test accuracy",
         max_step,
         alo.max(0.0)..ahi.min(100.0),
@@ -232,7 +253,7 @@ fn draw<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc("step")
         .y_desc("test accuracy (%)")
-        .x_label_formatter(&x_fmt)
+        .x_label_formatter(&step_label)
         .label_style((FONT, 15))
         .axis_desc_style((FONT, 17))
         .draw()
@@ -253,8 +274,14 @@ fn draw<DB: DrawingBackend>(
             )
             .map_err(err)?;
     }
+    Ok(())
+}
 
-    // Legend in its own panel.
+/// The legend, in its own panel.
+fn draw_legend<DB: DrawingBackend>(
+    legend: &DrawingArea<DB, Shift>,
+    series: &[Series],
+) -> Result<(), String> {
     legend
         .draw(&Text::new("runs", (10, 20), (FONT, 18)))
         .map_err(err)?;
@@ -272,7 +299,7 @@ fn draw<DB: DrawingBackend>(
             .draw(&Text::new(label, (48, y - 8), (FONT, 14)))
             .map_err(err)?;
     }
-    root.present().map_err(err)
+    Ok(())
 }
 
 /// One chart panel: caption, margins and axis areas shared by both panels.
