@@ -5,7 +5,7 @@ use crate::config::overrides;
 use crate::error::{Error, Result};
 use crate::run::{self, RunRequest, RunResult};
 use crate::rundir::digest;
-use crate::rundir::{self, checkpoint, RunDir, Status};
+use crate::rundir::{self, checkpoint, RunDir, Status, Summary};
 use safetensors::tensor::{Dtype, SafeTensors};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -112,28 +112,8 @@ pub fn verify(
         .prefix("runner-verify-")
         .tempdir()
         .map_err(|e| Error::io("create a temporary directory in", &std::env::temp_dir(), e))?;
-    let req = RunRequest {
-        experiment: config,
-        overrides: vec![overrides::parse(&format!("train.steps={n}"))?],
-        runs_dir: tmp.path().to_path_buf(),
-        force: false,
-        wait: false,
-        quiet,
-        early_stop: None,
-    };
     let t0 = Instant::now();
-    let rerun = match run::run(&req, interrupted) {
-        Ok(RunResult::Trained(d, _)) | Ok(RunResult::AlreadyComplete(d, _)) => d,
-        Err(Error::Diverged(_)) => match std::fs::read_dir(tmp.path())
-            .ok()
-            .and_then(|mut it| it.next())
-            .and_then(|e| e.ok())
-        {
-            Some(e) => RunDir::new(e.path()),
-            None => return Err(Error::Failed("the re-run left no directory".into())),
-        },
-        Err(e) => return Err(e),
-    };
+    let rerun = rerun(config, n, tmp.path(), quiet, interrupted)?;
     let rerun_wall_s = t0.elapsed().as_secs_f64();
 
     let metrics = compare_csv(
@@ -144,43 +124,7 @@ pub fn verify(
     )?;
     let eval = compare_csv(&run.file(rundir::EVAL), &rerun.file(rundir::EVAL), n, false)?;
     let weights = compare_weights(&run, &summary, n, &rerun)?;
-    let recorded_digests = match &summary.digests {
-        None => Check::NotCompared {
-            detail: "summary.json records none (unfinished run, or made before digests)".into(),
-        },
-        Some(recorded) => {
-            let weights_now = read_weights(&run.file(rundir::WEIGHTS)).unwrap_or_default();
-            let weights_now = if recorded.weights.is_empty() {
-                BTreeMap::new()
-            } else {
-                digest::weight_digests(&weights_now)
-            };
-            let csv_now = |name| digest::csv_digest(&run.file(name)).ok();
-            let changed: Vec<&str> = [
-                (
-                    csv_now(rundir::METRICS).as_ref() != Some(&recorded.metrics),
-                    "metrics.csv",
-                ),
-                (
-                    csv_now(rundir::EVAL).as_ref() != Some(&recorded.eval),
-                    "eval.csv",
-                ),
-                (recorded.weights != weights_now, "model.safetensors"),
-            ]
-            .into_iter()
-            .filter_map(|(c, name)| c.then_some(name))
-            .collect();
-            if changed.is_empty() {
-                Check::Identical {
-                    detail: "the files match the digests recorded when the run finished".into(),
-                }
-            } else {
-                Check::Differs {
-                    detail: format!("changed since the run finished: {}", changed.join(", ")),
-                }
-            }
-        }
-    };
+    let recorded_digests = check_recorded_digests(&run, &summary);
     let identical = ![&metrics, &eval, &weights, &recorded_digests]
         .iter()
         .any(|c| c.differs());
@@ -195,6 +139,77 @@ pub fn verify(
         recorded_digests,
         identical,
     })
+}
+
+/// The run's first `n` steps again, from its own config, into `runs_dir`. A re-run that
+/// diverges (as the run did, if it did) is compared all the same.
+fn rerun(
+    config: std::path::PathBuf,
+    n: u64,
+    runs_dir: &Path,
+    quiet: bool,
+    interrupted: &AtomicBool,
+) -> Result<RunDir> {
+    let req = RunRequest {
+        experiment: config,
+        overrides: vec![overrides::parse(&format!("train.steps={n}"))?],
+        runs_dir: runs_dir.to_path_buf(),
+        force: false,
+        wait: false,
+        quiet,
+        early_stop: None,
+    };
+    match run::run(&req, interrupted) {
+        Ok(RunResult::Trained(d, _)) | Ok(RunResult::AlreadyComplete(d, _)) => Ok(d),
+        Err(Error::Diverged(_)) => match std::fs::read_dir(runs_dir)
+            .ok()
+            .and_then(|mut it| it.next())
+            .and_then(|e| e.ok())
+        {
+            Some(e) => Ok(RunDir::new(e.path())),
+            None => Err(Error::Failed("the re-run left no directory".into())),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the run's files still match the digests its summary recorded when it finished.
+fn check_recorded_digests(run: &RunDir, summary: &Summary) -> Check {
+    let Some(recorded) = &summary.digests else {
+        return Check::NotCompared {
+            detail: "summary.json records none (unfinished run, or made before digests)".into(),
+        };
+    };
+    let weights_now = read_weights(&run.file(rundir::WEIGHTS)).unwrap_or_default();
+    let weights_now = if recorded.weights.is_empty() {
+        BTreeMap::new()
+    } else {
+        digest::weight_digests(&weights_now)
+    };
+    let csv_now = |name| digest::csv_digest(&run.file(name)).ok();
+    let changed: Vec<&str> = [
+        (
+            csv_now(rundir::METRICS).as_ref() != Some(&recorded.metrics),
+            "metrics.csv",
+        ),
+        (
+            csv_now(rundir::EVAL).as_ref() != Some(&recorded.eval),
+            "eval.csv",
+        ),
+        (recorded.weights != weights_now, "model.safetensors"),
+    ]
+    .into_iter()
+    .filter_map(|(c, name)| c.then_some(name))
+    .collect();
+    if changed.is_empty() {
+        Check::Identical {
+            detail: "the files match the digests recorded when the run finished".into(),
+        }
+    } else {
+        Check::Differs {
+            detail: format!("changed since the run finished: {}", changed.join(", ")),
+        }
+    }
 }
 
 /// Compares the untimed rows of two logs up to step `n`. `all_steps`: both must have every row

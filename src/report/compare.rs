@@ -38,38 +38,11 @@ pub fn compare_sorted(
     with_stats: bool,
     sort: (Metric, bool),
 ) -> (Table, Option<String>) {
-    let mut by_config: BTreeMap<Vec<(String, String)>, Group> = BTreeMap::new();
-    for run in runs {
-        let key: Vec<(String, String)> = run
-            .config
-            .iter()
-            .filter(|(k, _)| k.as_str() != "seed")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let g = by_config.entry(key).or_insert_with(|| Group {
-            runs: Vec::new(),
-            metrics: Vec::new(),
-        });
-        g.runs.push(run);
-        g.metrics.push(metrics::of(run, at));
-    }
-    let mut groups: Vec<Group> = by_config.into_values().collect();
-    let mean_of = |g: &Group, col: Metric| {
-        stats::mean_std(
-            &g.metrics
-                .iter()
-                .filter_map(|m| col.read(m))
-                .collect::<Vec<_>>(),
-        )
-    };
+    let mut groups = group_by_config(runs, at);
     // Best first by the sort metric (missing values last); ties by run id, so output is stable.
     let (sort_col, maximize) = sort;
     groups.sort_by(|a, b| {
-        let (ma, mb) = (
-            mean_of(a, sort_col).map(|m| m.0),
-            mean_of(b, sort_col).map(|m| m.0),
-        );
-        let ord = match (ma, mb) {
+        let ord = match (a.mean(sort_col).map(|m| m.0), b.mean(sort_col).map(|m| m.0)) {
             (Some(x), Some(y)) if maximize => y.total_cmp(&x),
             (Some(x), Some(y)) => x.total_cmp(&y),
             (Some(_), None) => std::cmp::Ordering::Less,
@@ -123,7 +96,7 @@ pub fn compare_sorted(
                 .into(),
         );
         for col in Metric::ALL {
-            let value = mean_of(g, col);
+            let value = g.mean(col);
             extras.insert(
                 format!("{}_std", col.column()),
                 value.and_then(|v| v.1).into(),
@@ -133,6 +106,47 @@ pub fn compare_sorted(
         table.rows.push(row);
         table.extras.push(extras);
     }
+    mark_best(&mut table);
+    let stats_line = with_stats.then(|| welch_line(&groups));
+    (table, stats_line)
+}
+
+/// Runs grouped by their config without `seed`, with their metrics at `at`.
+fn group_by_config(runs: &[Run], at: Option<u64>) -> Vec<Group<'_>> {
+    let mut by_config: BTreeMap<Vec<(String, String)>, Group> = BTreeMap::new();
+    for run in runs {
+        let key: Vec<(String, String)> = run
+            .config
+            .iter()
+            .filter(|(k, _)| k.as_str() != "seed")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let g = by_config.entry(key).or_insert_with(|| Group {
+            runs: Vec::new(),
+            metrics: Vec::new(),
+        });
+        g.runs.push(run);
+        g.metrics.push(metrics::of(run, at));
+    }
+    by_config.into_values().collect()
+}
+
+impl Group<'_> {
+    /// Mean and sample standard deviation of a metric over the group's runs that have it.
+    fn mean(&self, col: Metric) -> Option<(f64, Option<f64>)> {
+        stats::mean_std(
+            &self
+                .metrics
+                .iter()
+                .filter_map(|m| col.read(m))
+                .collect::<Vec<_>>(),
+        )
+    }
+}
+
+/// Marks the best value of each metric column (the table's last columns), given two rows or
+/// more.
+fn mark_best(table: &mut Table) {
     let first_metric = table.headers.len() - Metric::ALL.len();
     for (i, col) in Metric::ALL.into_iter().enumerate() {
         let higher_better = col.higher_is_better();
@@ -151,8 +165,6 @@ pub fn compare_sorted(
             row[c].best = v.is_some() && *v == best;
         }
     }
-    let stats_line = with_stats.then(|| welch_line(&groups));
-    (table, stats_line)
 }
 
 fn metric_cell(col: Metric, value: Option<(f64, Option<f64>)>) -> Cell {
