@@ -173,6 +173,7 @@ fn main() {
     let data = Dataset::load(&Source::for_config(&exp.data)).expect("vendored MNIST");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let mut model = runner::models::build(&exp, &mut rng).expect("baseline network");
+    let mut opt = runner::optim::Optimizer::new(&exp.optimizer);
     let batch = exp.train.batch_size;
     let mut images = vec![0.0f32; batch * IMAGE_PIXELS];
     for (i, chunk) in images.chunks_exact_mut(IMAGE_PIXELS).enumerate() {
@@ -183,7 +184,7 @@ fn main() {
     report(
         "train step (batch 50)",
         median_ms(30, || {
-            model.train_step(images.clone(), &labels).unwrap();
+            model.train_step(&mut opt, images.clone(), &labels).unwrap();
         }),
         step_flops,
     );

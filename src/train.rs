@@ -5,6 +5,7 @@ use crate::data::mnist::IMAGE_PIXELS;
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::models::Trainable;
+use crate::optim::Optimizer;
 use crate::progress::Progress;
 use crate::rundir::checkpoint::{self, Checkpoint, LoopState};
 use crate::rundir::{CsvLog, Status, Totals};
@@ -204,6 +205,8 @@ struct Loop<'a, 's> {
     exp: &'a Experiment,
     data: &'a Dataset,
     model: &'a mut dyn Trainable,
+    /// The optimizer, owned by the loop and lent to each step.
+    opt: Optimizer,
     sinks: Sinks<'s>,
     batcher: Batcher<'a>,
     pos: Position,
@@ -229,11 +232,14 @@ pub fn train(
         acc_ema: 0.0,
     };
     let mut totals = Totals::default();
+    let mut opt = Optimizer::new(&exp.optimizer);
     let batcher = match start {
         Start::Fresh(rng) => Batcher::new(&data.train, batch, rng),
         Start::Resume(mut ckpt) => {
             let s = ckpt.state.clone();
-            model.import_state(s.totals.steps_done, &mut |name, len| ckpt.take(name, len))?;
+            model.import_state(&mut opt, s.totals.steps_done, &mut |name, len| {
+                ckpt.take(name, len)
+            })?;
             totals = s.totals;
             pos = Position {
                 elapsed_before: s.elapsed_s,
@@ -247,6 +253,7 @@ pub fn train(
         exp,
         data,
         model,
+        opt,
         sinks,
         batcher,
         pos,
@@ -343,7 +350,9 @@ impl Loop<'_, '_> {
         let batch = self.exp.train.batch_size;
         self.batcher.next_batch(images, labels);
         let t0 = Instant::now();
-        let stats = self.model.train_step(std::mem::take(images), labels)?;
+        let stats = self
+            .model
+            .train_step(&mut self.opt, std::mem::take(images), labels)?;
         self.outcome.totals.train_time_s += t0.elapsed().as_secs_f64();
         let loss = stats.loss as f32;
         let accuracy = stats.correct as f64 / labels.len() as f64;
@@ -426,7 +435,7 @@ impl Loop<'_, '_> {
                 acc_ema: self.pos.acc_ema,
             },
             order: batcher.order.clone(),
-            tensors: self.model.export_state()?,
+            tensors: self.model.export_state(&mut self.opt)?,
         };
         checkpoint::save(c.path, &ckpt)?;
         totals.checkpoint_time_s += t0.elapsed().as_secs_f64();

@@ -124,14 +124,13 @@ macro_rules! cnn_registry {
         pub fn build(
             arch: &Arch,
             init: crate::config::Init,
-            optimizer: &crate::config::OptimizerConfig,
             rng: &mut rand_chacha::ChaCha8Rng,
         ) -> Option<crate::Result<Box<dyn crate::models::Trainable>>> {
             use crate::models::network::Net;
             $(
                 if *arch == (Arch { conv: &[$($c),+], kernel: $k, padding: Padding::$pad, hidden: &[$($h),*] }) {
                     return Some(
-                        Net::<cnn_type!([$($c),+], $k, $pad, [$($h),*])>::new(init, optimizer, rng)
+                        Net::<cnn_type!([$($c),+], $k, $pad, [$($h),*])>::new(init, rng)
                             .map(|n| Box::new(n) as Box<dyn crate::models::Trainable>),
                     );
                 }

@@ -12,32 +12,30 @@ pub use network::{BatchStats, Trainable};
 use network::{Net, Network};
 use rand_chacha::ChaCha8Rng;
 
-/// Builds the network an experiment asks for, initialised from `rng`, with its optimizer.
+/// Builds the network an experiment asks for, initialised from `rng`.
 pub fn build(exp: &Experiment, rng: &mut ChaCha8Rng) -> Result<Box<dyn Trainable>> {
     fn make<M: Network>(
-        exp: &Experiment,
         rng: &mut ChaCha8Rng,
         init: crate::config::Init,
     ) -> Result<Box<dyn Trainable>> {
-        Ok(Box::new(Net::<M>::new(init, &exp.optimizer, rng)?))
+        Ok(Box::new(Net::<M>::new(init, rng)?))
     }
     match &exp.model {
         ModelConfig::Mlp { hidden, init } => {
             let unsupported = || unsupported_mlp(hidden);
             match hidden.as_slice() {
-                [] => make::<mlp::Mlp0>(exp, rng, *init),
+                [] => make::<mlp::Mlp0>(rng, *init),
                 [a] => {
-                    mlp::with_width!(*a, A => make::<mlp::Mlp1<A>>(exp, rng, *init), Err(unsupported()))
+                    mlp::with_width!(*a, A => make::<mlp::Mlp1<A>>(rng, *init), Err(unsupported()))
                 }
                 [a, b] => mlp::with_width!(*a, A => mlp::with_width!(*b, B =>
-                    make::<mlp::Mlp2<A, B>>(exp, rng, *init), Err(unsupported())), Err(unsupported())),
+                    make::<mlp::Mlp2<A, B>>(rng, *init), Err(unsupported())), Err(unsupported())),
                 _ => Err(unsupported()),
             }
         }
         ModelConfig::Cnn { init, .. } => {
             let arch = cnn_arch(&exp.model)?;
-            cnn::build(&arch, *init, &exp.optimizer, rng)
-                .expect("cnn_arch only returns registry entries")
+            cnn::build(&arch, *init, rng).expect("cnn_arch only returns registry entries")
         }
     }
 }

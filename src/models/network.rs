@@ -2,7 +2,7 @@
 //! object safe, so everything outside the registry is compiled once, not per architecture.
 
 use super::init;
-use crate::config::{Init, OptimizerConfig};
+use crate::config::Init;
 use crate::data::mnist::{CLASSES, IMAGE_PIXELS};
 use crate::error::{Error, Result};
 use crate::ops::params::{self, NamedTensor, Take};
@@ -40,10 +40,17 @@ pub struct BatchStats {
     pub correct: usize,
 }
 
-/// A network with its optimizer, behind an object-safe interface.
+/// A network behind an object-safe interface. It computes; the training loop owns the
+/// optimizer and lends it to each step, which applies it to the statically typed parameters.
 pub trait Trainable {
-    /// One optimizer step on a batch (`images` is `labels.len() * 784` values in [0, 1]).
-    fn train_step(&mut self, images: Vec<f32>, labels: &[u8]) -> Result<BatchStats>;
+    /// One step on a batch (`images` is `labels.len() * 784` values in [0, 1]): forward,
+    /// backward, and `opt`'s update of the parameters.
+    fn train_step(
+        &mut self,
+        opt: &mut Optimizer,
+        images: Vec<f32>,
+        labels: &[u8],
+    ) -> Result<BatchStats>;
     /// Loss and accuracy of a batch without updating anything.
     fn evaluate(&self, images: Vec<f32>, labels: &[u8]) -> Result<BatchStats>;
     /// Writes the weights as safetensors.
@@ -52,12 +59,12 @@ pub trait Trainable {
     fn parameters(&self) -> Vec<(String, Vec<usize>)>;
     /// The parameters' values, in safetensors naming.
     fn weights(&self) -> Vec<NamedTensor>;
-    /// Everything a resumed run needs: parameters (`model.<name>`) and optimizer state
+    /// Everything a resumed run needs: parameters (`model.<name>`) and `opt`'s state for them
     /// (`optim.<name>.<slot>`).
-    fn export_state(&mut self) -> Result<Vec<NamedTensor>>;
-    /// Restores what [`Trainable::export_state`] wrote after `steps` optimizer updates; `take`
-    /// returns a tensor's values given its name and length.
-    fn import_state(&mut self, steps: u64, take: &mut Take) -> Result<()>;
+    fn export_state(&mut self, opt: &mut Optimizer) -> Result<Vec<NamedTensor>>;
+    /// Restores what [`Trainable::export_state`] wrote after `steps` optimizer updates, into the
+    /// network and `opt`; `take` returns a tensor's values given its name and length.
+    fn import_state(&mut self, opt: &mut Optimizer, steps: u64, take: &mut Take) -> Result<()>;
 }
 
 pub const MODEL_PREFIX: &str = "model.";
@@ -66,7 +73,6 @@ pub const OPTIM_PREFIX: &str = "optim.";
 pub struct Net<M> {
     dev: Cpu,
     model: M,
-    opt: Optimizer,
     grads: Option<Gradients<f32, Cpu>>,
 }
 
@@ -75,22 +81,12 @@ fn dfdx_err(e: CpuError) -> Error {
 }
 
 impl<M: Network> Net<M> {
-    pub fn new(
-        init_scheme: Init,
-        optimizer: &OptimizerConfig,
-        rng: &mut ChaCha8Rng,
-    ) -> Result<Self> {
+    pub fn new(init_scheme: Init, rng: &mut ChaCha8Rng) -> Result<Self> {
         let dev = Cpu::default();
         let mut model = M::try_build(&dev).map_err(dfdx_err)?;
         init::initialize(&mut model, init_scheme, rng);
-        let opt = Optimizer::new(optimizer);
         let grads = Some(model.try_alloc_grads().map_err(dfdx_err)?);
-        Ok(Net {
-            dev,
-            model,
-            opt,
-            grads,
-        })
+        Ok(Net { dev, model, grads })
     }
 
     fn inputs(&self, images: Vec<f32>, labels: &[u8]) -> Result<(Images, Logits)> {
@@ -127,7 +123,12 @@ pub fn count_correct(logits: &[f32], labels: &[u8]) -> usize {
 }
 
 impl<M: Network> Trainable for Net<M> {
-    fn train_step(&mut self, images: Vec<f32>, labels: &[u8]) -> Result<BatchStats> {
+    fn train_step(
+        &mut self,
+        opt: &mut Optimizer,
+        images: Vec<f32>,
+        labels: &[u8],
+    ) -> Result<BatchStats> {
         let (x, y) = self.inputs(images, labels)?;
         let grads = self
             .grads
@@ -138,8 +139,7 @@ impl<M: Network> Trainable for Net<M> {
         let loss = cross_entropy_with_logits_loss(logits, y);
         let loss_value = loss.array() as f64;
         let mut grads = loss.try_backward().map_err(dfdx_err)?;
-        self.opt
-            .update(&mut self.model, &mut grads)
+        opt.update(&mut self.model, &mut grads)
             .map_err(|e| Error::Failed(format!("optimizer update failed: {e:?}")))?;
         self.grads = Some(grads);
         Ok(BatchStats {
@@ -173,7 +173,7 @@ impl<M: Network> Trainable for Net<M> {
         params::read(&self.model)
     }
 
-    fn export_state(&mut self) -> Result<Vec<NamedTensor>> {
+    fn export_state(&mut self, opt: &mut Optimizer) -> Result<Vec<NamedTensor>> {
         let mut out: Vec<NamedTensor> = params::read(&self.model)
             .into_iter()
             .map(|t| NamedTensor {
@@ -181,7 +181,7 @@ impl<M: Network> Trainable for Net<M> {
                 ..t
             })
             .collect();
-        let state = self.opt.export(&self.model).map_err(dfdx_err)?;
+        let state = opt.export(&self.model).map_err(dfdx_err)?;
         out.extend(state.into_iter().map(|t| NamedTensor {
             name: format!("{OPTIM_PREFIX}{}", t.name),
             ..t
@@ -189,17 +189,16 @@ impl<M: Network> Trainable for Net<M> {
         Ok(out)
     }
 
-    fn import_state(&mut self, steps: u64, take: &mut Take) -> Result<()> {
+    fn import_state(&mut self, opt: &mut Optimizer, steps: u64, take: &mut Take) -> Result<()> {
         let bad = |e: String| Error::Failed(format!("checkpoint does not fit the network: {e}"));
         params::write(&mut self.model, &mut |name, len| {
             take(&format!("{MODEL_PREFIX}{name}"), len)
         })
         .map_err(bad)?;
-        self.opt
-            .import(&self.model, steps, &mut |name, len| {
-                take(&format!("{OPTIM_PREFIX}{name}"), len)
-            })
-            .map_err(bad)
+        opt.import(&self.model, steps, &mut |name, len| {
+            take(&format!("{OPTIM_PREFIX}{name}"), len)
+        })
+        .map_err(bad)
     }
 }
 
