@@ -90,10 +90,13 @@ impl Local<'_> {
         threads: usize,
     ) -> Command {
         let mut cmd = Command::new(exe);
+        // `--wait`: a trial whose run another runner holds (a trial of an earlier, killed sweep
+        // still finishing) waits for it and then takes its result, instead of failing as busy.
         cmd.arg("run")
             .arg(&sweep.base)
             .arg("--runs-dir")
-            .arg(self.runs_dir);
+            .arg(self.runs_dir)
+            .arg("--wait");
         for s in spec::set_args(&p.overrides) {
             cmd.arg("--set").arg(s);
         }
