@@ -168,6 +168,7 @@ fn tape_gradients_match_finite_differences() {
                     // SAFETY: `v` points into one of the three local vectors, alive here.
                     unsafe { *v += eps };
                     let plus = loss(&x, &wt, &b);
+                    // SAFETY: as above; nothing else borrows the vectors between the two writes.
                     unsafe { *v -= 2.0 * eps };
                     let minus = loss(&x, &wt, &b);
                     ((plus - minus) / (2.0 * eps as f64)) as f32

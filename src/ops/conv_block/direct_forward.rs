@@ -119,11 +119,15 @@ mod simd {
         out: &mut [f32],
         arg: &mut [u32],
     ) {
-        let windows = g.out_hw().expect("geometry checked by the caller").1 / 2;
-        let mut px = 0;
-        while px < windows {
-            let n = max_windows(isa).min(windows - px);
-            macro_rules! dispatch {
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe {
+            let windows = g.out_hw().expect("geometry checked by the caller").1 / 2;
+            let mut px = 0;
+            while px < windows {
+                let n = max_windows(isa).min(windows - px);
+                macro_rules! dispatch {
                 ($($n:literal)+) => {
                     match (isa, n) {
                         $((Isa::Avx512, $n) => avx512::<{ 2 * $n }>(g, padded, taps, b, out, arg, px),)+
@@ -132,8 +136,9 @@ mod simd {
                     }
                 };
             }
-            dispatch!(1 2 3 4 5 6 7);
-            px += n;
+                dispatch!(1 2 3 4 5 6 7);
+                px += n;
+            }
         }
     }
 
@@ -147,7 +152,10 @@ mod simd {
         arg: &mut [u32],
         px: usize,
     ) {
-        column::<__m512, NC>(g, padded, taps, b, out, arg, px)
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe { column::<__m512, NC>(g, padded, taps, b, out, arg, px) }
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -160,7 +168,10 @@ mod simd {
         arg: &mut [u32],
         px: usize,
     ) {
-        column::<__m256, NC>(g, padded, taps, b, out, arg, px)
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe { column::<__m256, NC>(g, padded, taps, b, out, arg, px) }
     }
 
     /// The tiles whose first window is at column `px`: every window row, every register of
@@ -175,36 +186,41 @@ mod simd {
         arg: &mut [u32],
         px: usize,
     ) {
-        let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
-        let (cin, cout, k) = (g.cin, g.cout, g.k);
-        let wp = g.w + 2 * g.pad;
-        let (pin, tin) = (padded.as_ptr(), taps.as_ptr());
-        for c0 in (0..cout).step_by(V::LANES) {
-            for py in 0..ch / 2 {
-                let mut acc = [[V::zero(); NC]; 2];
-                for ky in 0..k {
-                    for kx in 0..k {
-                        let w = tin.add((ky * k + kx) * cin * cout + c0);
-                        let top = pin.add((2 * py + ky) * cin * wp + 2 * px + kx);
-                        let bottom = top.add(cin * wp);
-                        for ci in 0..cin {
-                            let wv = V::load(w.add(ci * cout));
-                            let (top, bottom) = (top.add(ci * wp), bottom.add(ci * wp));
-                            let [upper, lower] = &mut acc;
-                            for (c, (u, l)) in upper.iter_mut().zip(lower).enumerate() {
-                                *u = u.mul_add(V::splat(*top.add(c)), wv);
-                                *l = l.mul_add(V::splat(*bottom.add(c)), wv);
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe {
+            let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
+            let (cin, cout, k) = (g.cin, g.cout, g.k);
+            let wp = g.w + 2 * g.pad;
+            let (pin, tin) = (padded.as_ptr(), taps.as_ptr());
+            for c0 in (0..cout).step_by(V::LANES) {
+                for py in 0..ch / 2 {
+                    let mut acc = [[V::zero(); NC]; 2];
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let w = tin.add((ky * k + kx) * cin * cout + c0);
+                            let top = pin.add((2 * py + ky) * cin * wp + 2 * px + kx);
+                            let bottom = top.add(cin * wp);
+                            for ci in 0..cin {
+                                let wv = V::load(w.add(ci * cout));
+                                let (top, bottom) = (top.add(ci * wp), bottom.add(ci * wp));
+                                let [upper, lower] = &mut acc;
+                                for (c, (u, l)) in upper.iter_mut().zip(lower).enumerate() {
+                                    *u = u.mul_add(V::splat(*top.add(c)), wv);
+                                    *l = l.mul_add(V::splat(*bottom.add(c)), wv);
+                                }
                             }
                         }
                     }
-                }
-                let bias = V::load(b.as_ptr().add(c0));
-                for q in 0..NC / 2 {
-                    let window = [0, 1].map(|dy| [0, 1].map(|dx| acc[dy][2 * q + dx]));
-                    let first = (2 * py * cw + 2 * (px + q)) * cout + c0;
-                    let o = (py * (cw / 2) + px + q) * cout + c0;
-                    let (out, arg) = (out.as_mut_ptr().add(o), arg.as_mut_ptr().add(o));
-                    pool_window(window, bias, (first, cw * cout, cout), out, arg);
+                    let bias = V::load(b.as_ptr().add(c0));
+                    for q in 0..NC / 2 {
+                        let window = [0, 1].map(|dy| [0, 1].map(|dx| acc[dy][2 * q + dx]));
+                        let first = (2 * py * cw + 2 * (px + q)) * cout + c0;
+                        let o = (py * (cw / 2) + px + q) * cout + c0;
+                        let (out, arg) = (out.as_mut_ptr().add(o), arg.as_mut_ptr().add(o));
+                        pool_window(window, bias, (first, cw * cout, cout), out, arg);
+                    }
                 }
             }
         }

@@ -228,7 +228,10 @@ mod simd {
         out: &mut [f32],
         arg: &mut [u32],
     ) {
-        image::<__m512, NV, K>(g, padded, wt, b, out, arg)
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe { image::<__m512, NV, K>(g, padded, wt, b, out, arg) }
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -240,7 +243,10 @@ mod simd {
         out: &mut [f32],
         arg: &mut [u32],
     ) {
-        image::<__m256, NV, K>(g, padded, wt, b, out, arg)
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe { image::<__m256, NV, K>(g, padded, wt, b, out, arg) }
     }
 
     /// For each pool window and each group of `NV` registers of channels: the window's four
@@ -256,49 +262,56 @@ mod simd {
         out: &mut [f32],
         arg: &mut [u32],
     ) {
-        let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
-        let (wp, k, cout) = (padded_hw(g).1, K, g.cout);
-        debug_assert_eq!(g.k, K);
-        let group = NV * V::LANES;
-        let (pin, wptr) = (padded.as_ptr(), wt.as_ptr());
-        for py in 0..ch / 2 {
-            for px in 0..cw / 2 {
-                let o = (py * (cw / 2) + px) * cout;
-                for c0 in (0..cout).step_by(group) {
-                    let mut acc = [[V::zero(); NV]; 4];
-                    for ky in 0..k {
-                        let top = pin.add((2 * py + ky) * wp + 2 * px);
-                        let bottom = top.add(wp);
-                        for kx in 0..k {
-                            let v = [
-                                V::splat(*top.add(kx)),
-                                V::splat(*top.add(kx + 1)),
-                                V::splat(*bottom.add(kx)),
-                                V::splat(*bottom.add(kx + 1)),
-                            ];
-                            for j in 0..NV {
-                                let w = V::load(wptr.add((ky * k + kx) * cout + c0 + j * V::LANES));
-                                for (a, v) in acc.iter_mut().zip(v) {
-                                    a[j] = a[j].mul_add(v, w);
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe {
+            let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
+            let (wp, k, cout) = (padded_hw(g).1, K, g.cout);
+            debug_assert_eq!(g.k, K);
+            let group = NV * V::LANES;
+            let (pin, wptr) = (padded.as_ptr(), wt.as_ptr());
+            for py in 0..ch / 2 {
+                for px in 0..cw / 2 {
+                    let o = (py * (cw / 2) + px) * cout;
+                    for c0 in (0..cout).step_by(group) {
+                        let mut acc = [[V::zero(); NV]; 4];
+                        for ky in 0..k {
+                            let top = pin.add((2 * py + ky) * wp + 2 * px);
+                            let bottom = top.add(wp);
+                            for kx in 0..k {
+                                let v = [
+                                    V::splat(*top.add(kx)),
+                                    V::splat(*top.add(kx + 1)),
+                                    V::splat(*bottom.add(kx)),
+                                    V::splat(*bottom.add(kx + 1)),
+                                ];
+                                for j in 0..NV {
+                                    let w =
+                                        V::load(wptr.add((ky * k + kx) * cout + c0 + j * V::LANES));
+                                    for (a, v) in acc.iter_mut().zip(v) {
+                                        a[j] = a[j].mul_add(v, w);
+                                    }
                                 }
                             }
                         }
-                    }
-                    // Corners in the pool's order: top-left, top-right, bottom-left, bottom-right.
-                    let [tl, tr, bl, br] = acc;
-                    let corners = tl.into_iter().zip(tr).zip(bl).zip(br);
-                    for (j, (((tl, tr), bl), br)) in corners.enumerate() {
-                        let c = c0 + j * V::LANES;
-                        let first = (2 * py * cw + 2 * px) * cout + c;
-                        let (out, arg) = (out.as_mut_ptr().add(o + c), arg.as_mut_ptr().add(o + c));
-                        let bias = V::load(b.as_ptr().add(c));
-                        pool_window(
-                            [[tl, tr], [bl, br]],
-                            bias,
-                            (first, cw * cout, cout),
-                            out,
-                            arg,
-                        );
+                        // Corners in the pool's order: top-left, top-right, bottom-left, bottom-right.
+                        let [tl, tr, bl, br] = acc;
+                        let corners = tl.into_iter().zip(tr).zip(bl).zip(br);
+                        for (j, (((tl, tr), bl), br)) in corners.enumerate() {
+                            let c = c0 + j * V::LANES;
+                            let first = (2 * py * cw + 2 * px) * cout + c;
+                            let (out, arg) =
+                                (out.as_mut_ptr().add(o + c), arg.as_mut_ptr().add(o + c));
+                            let bias = V::load(b.as_ptr().add(c));
+                            pool_window(
+                                [[tl, tr], [bl, br]],
+                                bias,
+                                (first, cw * cout, cout),
+                                out,
+                                arg,
+                            );
+                        }
                     }
                 }
             }
@@ -337,7 +350,10 @@ mod simd {
         routed: &[f32],
         gw: &mut [f32],
     ) {
-        grads::<__m512, NV, NT>(g, padded, routed, gw)
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe { grads::<__m512, NV, NT>(g, padded, routed, gw) }
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -347,7 +363,10 @@ mod simd {
         routed: &[f32],
         gw: &mut [f32],
     ) {
-        grads::<__m256, NV, NT>(g, padded, routed, gw)
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe { grads::<__m256, NV, NT>(g, padded, routed, gw) }
     }
 
     /// `NT` taps by `NV` registers of channels accumulate in registers over every pixel of the
@@ -360,46 +379,52 @@ mod simd {
         routed: &[f32],
         gw: &mut [f32],
     ) {
-        let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
-        let (wp, k, cout) = (padded_hw(g).1, g.k, g.cout);
-        let kk = k * k;
-        let (pin, gin, gout) = (padded.as_ptr(), routed.as_ptr(), gw.as_mut_ptr());
-        for c0 in (0..cout).step_by(NV * V::LANES) {
-            for t0 in (0..kk).step_by(NT) {
-                let live = |t: usize| t0 + t < kk;
-                let offsets: [usize; NT] = std::array::from_fn(|t| {
-                    if live(t) {
-                        (t0 + t) / k * wp + (t0 + t) % k
-                    } else {
-                        0
-                    }
-                });
-                let at = |t: usize, j: usize| (t0 + t) * cout + c0 + j * V::LANES;
-                let mut acc: [[V; NV]; NT] = std::array::from_fn(|t| {
-                    std::array::from_fn(|j| {
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe {
+            let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
+            let (wp, k, cout) = (padded_hw(g).1, g.k, g.cout);
+            let kk = k * k;
+            let (pin, gin, gout) = (padded.as_ptr(), routed.as_ptr(), gw.as_mut_ptr());
+            for c0 in (0..cout).step_by(NV * V::LANES) {
+                for t0 in (0..kk).step_by(NT) {
+                    let live = |t: usize| t0 + t < kk;
+                    let offsets: [usize; NT] = std::array::from_fn(|t| {
                         if live(t) {
-                            V::load(gout.add(at(t, j)))
+                            (t0 + t) / k * wp + (t0 + t) % k
                         } else {
-                            V::zero()
+                            0
                         }
-                    })
-                });
-                for oy in 0..ch / 2 * 2 {
-                    for ox in 0..cw / 2 * 2 {
-                        let pixel = gin.add((oy * cw + ox) * cout + c0);
-                        let gv: [V; NV] = std::array::from_fn(|j| V::load(pixel.add(j * V::LANES)));
-                        let input = pin.add(oy * wp + ox);
-                        for (a, &offset) in acc.iter_mut().zip(&offsets) {
-                            let x = V::splat(*input.add(offset));
-                            for (a, &gv) in a.iter_mut().zip(&gv) {
-                                *a = a.mul_add(x, gv);
+                    });
+                    let at = |t: usize, j: usize| (t0 + t) * cout + c0 + j * V::LANES;
+                    let mut acc: [[V; NV]; NT] = std::array::from_fn(|t| {
+                        std::array::from_fn(|j| {
+                            if live(t) {
+                                V::load(gout.add(at(t, j)))
+                            } else {
+                                V::zero()
+                            }
+                        })
+                    });
+                    for oy in 0..ch / 2 * 2 {
+                        for ox in 0..cw / 2 * 2 {
+                            let pixel = gin.add((oy * cw + ox) * cout + c0);
+                            let gv: [V; NV] =
+                                std::array::from_fn(|j| V::load(pixel.add(j * V::LANES)));
+                            let input = pin.add(oy * wp + ox);
+                            for (a, &offset) in acc.iter_mut().zip(&offsets) {
+                                let x = V::splat(*input.add(offset));
+                                for (a, &gv) in a.iter_mut().zip(&gv) {
+                                    *a = a.mul_add(x, gv);
+                                }
                             }
                         }
                     }
-                }
-                for (t, a) in acc.iter().enumerate().filter(|&(t, _)| live(t)) {
-                    for (j, a) in a.iter().enumerate() {
-                        a.store(gout.add(at(t, j)));
+                    for (t, a) in acc.iter().enumerate().filter(|&(t, _)| live(t)) {
+                        for (j, a) in a.iter().enumerate() {
+                            a.store(gout.add(at(t, j)));
+                        }
                     }
                 }
             }

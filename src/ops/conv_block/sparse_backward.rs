@@ -221,12 +221,16 @@ mod simd {
         terms: &[Term],
         src: *const f32,
     ) {
-        // Registers per pass: as many as divide the run, up to 12 (AVX2 has 16 in all).
-        let r = (1..=vectors.min(12))
-            .rev()
-            .find(|r| vectors.is_multiple_of(*r))
-            .unwrap_or(1);
-        macro_rules! dispatch {
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe {
+            // Registers per pass: as many as divide the run, up to 12 (AVX2 has 16 in all).
+            let r = (1..=vectors.min(12))
+                .rev()
+                .find(|r| vectors.is_multiple_of(*r))
+                .unwrap_or(1);
+            macro_rules! dispatch {
             ($($n:literal)+) => {
                 match (isa, r) {
                     $((Isa::Avx512, $n) => avx512::<$n>(vectors, dst, terms, src),)+
@@ -235,17 +239,24 @@ mod simd {
                 }
             };
         }
-        dispatch!(1 2 3 4 5 6 7 8 9 10 11 12)
+            dispatch!(1 2 3 4 5 6 7 8 9 10 11 12)
+        }
     }
 
     #[target_feature(enable = "avx512f")]
     unsafe fn avx512<const R: usize>(n: usize, dst: *mut f32, terms: &[Term], src: *const f32) {
-        passes::<__m512, R>(n, dst, terms, src)
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe { passes::<__m512, R>(n, dst, terms, src) }
     }
 
     #[target_feature(enable = "avx2,fma")]
     unsafe fn avx2<const R: usize>(n: usize, dst: *mut f32, terms: &[Term], src: *const f32) {
-        passes::<__m256, R>(n, dst, terms, src)
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe { passes::<__m256, R>(n, dst, terms, src) }
     }
 
     /// The run in passes of `R` registers, each loaded once, updated by every term, stored once.
@@ -256,20 +267,25 @@ mod simd {
         terms: &[Term],
         src: *const f32,
     ) {
-        for pass in (0..vectors).step_by(R) {
-            let (dst, src) = (dst.add(pass * V::LANES), src.add(pass * V::LANES));
-            let mut acc = [V::zero(); R];
-            for (j, a) in acc.iter_mut().enumerate() {
-                *a = V::load(dst.add(j * V::LANES));
-            }
-            for &(at, weight) in terms {
-                let (weight, p) = (V::splat(weight), src.add(at as usize));
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe {
+            for pass in (0..vectors).step_by(R) {
+                let (dst, src) = (dst.add(pass * V::LANES), src.add(pass * V::LANES));
+                let mut acc = [V::zero(); R];
                 for (j, a) in acc.iter_mut().enumerate() {
-                    *a = a.mul_add(weight, V::load(p.add(j * V::LANES)));
+                    *a = V::load(dst.add(j * V::LANES));
                 }
-            }
-            for (j, a) in acc.iter().enumerate() {
-                a.store(dst.add(j * V::LANES));
+                for &(at, weight) in terms {
+                    let (weight, p) = (V::splat(weight), src.add(at as usize));
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        *a = a.mul_add(weight, V::load(p.add(j * V::LANES)));
+                    }
+                }
+                for (j, a) in acc.iter().enumerate() {
+                    a.store(dst.add(j * V::LANES));
+                }
             }
         }
     }

@@ -55,66 +55,85 @@ pub unsafe fn pool_window<V: Vector>(
     out: *mut f32,
     arg: *mut u32,
 ) {
-    let at = |dy: usize, dx: usize| V::indices(first + dy * row + dx * cout);
-    let (mut best, mut best_at) = (y[0][0].add(bias), at(0, 0));
-    for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
-        (best, best_at) = best.keep_greater(best_at, y[dy][dx].add(bias), at(dy, dx));
+    // SAFETY: the caller's contract: the CPU has `V`'s instruction set, `out` and `arg` cover
+    // `V::LANES` values.
+    unsafe {
+        let at = |dy: usize, dx: usize| V::indices(first + dy * row + dx * cout);
+        let (mut best, mut best_at) = (y[0][0].add(bias), at(0, 0));
+        for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
+            (best, best_at) = best.keep_greater(best_at, y[dy][dx].add(bias), at(dy, dx));
+        }
+        best.store(out);
+        V::store_indices(best_at, arg);
     }
-    best.store(out);
-    V::store_indices(best_at, arg);
 }
 
 impl Vector for __m512 {
     const LANES: usize = 16;
     #[inline(always)]
     unsafe fn zero() -> Self {
-        _mm512_setzero_ps()
+        // SAFETY: the CPU has this register's instruction set (the trait's contract).
+        unsafe { _mm512_setzero_ps() }
     }
     #[inline(always)]
     unsafe fn splat(x: f32) -> Self {
-        _mm512_set1_ps(x)
+        // SAFETY: the CPU has this register's instruction set (the trait's contract).
+        unsafe { _mm512_set1_ps(x) }
     }
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
-        _mm512_loadu_ps(p)
+        // SAFETY: the CPU has this register's instruction set and `p` covers `LANES` values (the trait's contract).
+        unsafe { _mm512_loadu_ps(p) }
     }
     #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
-        _mm512_storeu_ps(p, self)
+        // SAFETY: the CPU has this register's instruction set and `p` covers `LANES` values (the trait's contract).
+        unsafe { _mm512_storeu_ps(p, self) }
     }
     #[inline(always)]
     unsafe fn mul_add(self, a: Self, b: Self) -> Self {
-        _mm512_fmadd_ps(a, b, self)
+        // SAFETY: the CPU has this register's instruction set (the trait's contract).
+        unsafe { _mm512_fmadd_ps(a, b, self) }
     }
     #[inline(always)]
     unsafe fn add(self, b: Self) -> Self {
-        _mm512_add_ps(self, b)
+        // SAFETY: the CPU has this register's instruction set (the trait's contract).
+        unsafe { _mm512_add_ps(self, b) }
     }
     #[inline(always)]
     unsafe fn sub(self, b: Self) -> Self {
-        _mm512_sub_ps(self, b)
+        // SAFETY: the CPU has this register's instruction set (the trait's contract).
+        unsafe { _mm512_sub_ps(self, b) }
     }
     #[inline(always)]
     unsafe fn mul(self, b: Self) -> Self {
-        _mm512_mul_ps(self, b)
+        // SAFETY: the CPU has this register's instruction set (the trait's contract).
+        unsafe { _mm512_mul_ps(self, b) }
     }
     type Indices = __m512i;
     #[inline(always)]
     unsafe fn indices(base: usize) -> __m512i {
-        let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        _mm512_add_epi32(iota, _mm512_set1_epi32(base as i32))
+        // SAFETY: the CPU has this register's instruction set (the trait's contract).
+        unsafe {
+            let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            _mm512_add_epi32(iota, _mm512_set1_epi32(base as i32))
+        }
     }
     #[inline(always)]
     unsafe fn keep_greater(self, best_i: __m512i, v: Self, vi: __m512i) -> (Self, __m512i) {
-        let m = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, self);
-        (
-            _mm512_mask_blend_ps(m, self, v),
-            _mm512_mask_blend_epi32(m, best_i, vi),
-        )
+        // SAFETY: the CPU has this register's instruction set (the trait's contract).
+        unsafe {
+            let m = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, self);
+            (
+                _mm512_mask_blend_ps(m, self, v),
+                _mm512_mask_blend_epi32(m, best_i, vi),
+            )
+        }
     }
     #[inline(always)]
     unsafe fn store_indices(i: __m512i, p: *mut u32) {
-        _mm512_storeu_si512(p.cast(), i)
+        // SAFETY: the CPU has this register's instruction set and `p` covers `LANES` values (the trait's contract).
+        unsafe { _mm512_storeu_si512(p.cast(), i) }
     }
 }
 
@@ -122,52 +141,67 @@ impl Vector for __m256 {
     const LANES: usize = 8;
     #[inline(always)]
     unsafe fn zero() -> Self {
-        _mm256_setzero_ps()
+        // SAFETY: the CPU has this register's instruction set (the trait's contract).
+        unsafe { _mm256_setzero_ps() }
     }
     #[inline(always)]
     unsafe fn splat(x: f32) -> Self {
-        _mm256_set1_ps(x)
+        // SAFETY: the CPU has this register's instruction set (the trait's contract).
+        unsafe { _mm256_set1_ps(x) }
     }
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
-        _mm256_loadu_ps(p)
+        // SAFETY: the CPU has this register's instruction set and `p` covers `LANES` values (the trait's contract).
+        unsafe { _mm256_loadu_ps(p) }
     }
     #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
-        _mm256_storeu_ps(p, self)
+        // SAFETY: the CPU has this register's instruction set and `p` covers `LANES` values (the trait's contract).
+        unsafe { _mm256_storeu_ps(p, self) }
     }
     #[inline(always)]
     unsafe fn mul_add(self, a: Self, b: Self) -> Self {
-        _mm256_fmadd_ps(a, b, self)
+        // SAFETY: the CPU has this register's instruction set (the trait's contract).
+        unsafe { _mm256_fmadd_ps(a, b, self) }
     }
     #[inline(always)]
     unsafe fn add(self, b: Self) -> Self {
-        _mm256_add_ps(self, b)
+        // SAFETY: the CPU has this register's instruction set (the trait's contract).
+        unsafe { _mm256_add_ps(self, b) }
     }
     #[inline(always)]
     unsafe fn sub(self, b: Self) -> Self {
-        _mm256_sub_ps(self, b)
+        // SAFETY: the CPU has this register's instruction set (the trait's contract).
+        unsafe { _mm256_sub_ps(self, b) }
     }
     #[inline(always)]
     unsafe fn mul(self, b: Self) -> Self {
-        _mm256_mul_ps(self, b)
+        // SAFETY: the CPU has this register's instruction set (the trait's contract).
+        unsafe { _mm256_mul_ps(self, b) }
     }
     type Indices = __m256i;
     #[inline(always)]
     unsafe fn indices(base: usize) -> __m256i {
-        let iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        _mm256_add_epi32(iota, _mm256_set1_epi32(base as i32))
+        // SAFETY: the CPU has this register's instruction set (the trait's contract).
+        unsafe {
+            let iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            _mm256_add_epi32(iota, _mm256_set1_epi32(base as i32))
+        }
     }
     #[inline(always)]
     unsafe fn keep_greater(self, best_i: __m256i, v: Self, vi: __m256i) -> (Self, __m256i) {
-        let m = _mm256_cmp_ps::<_CMP_GT_OQ>(v, self);
-        (
-            _mm256_blendv_ps(self, v, m),
-            _mm256_blendv_epi8(best_i, vi, _mm256_castps_si256(m)),
-        )
+        // SAFETY: the CPU has this register's instruction set (the trait's contract).
+        unsafe {
+            let m = _mm256_cmp_ps::<_CMP_GT_OQ>(v, self);
+            (
+                _mm256_blendv_ps(self, v, m),
+                _mm256_blendv_epi8(best_i, vi, _mm256_castps_si256(m)),
+            )
+        }
     }
     #[inline(always)]
     unsafe fn store_indices(i: __m256i, p: *mut u32) {
-        _mm256_storeu_si256(p.cast(), i)
+        // SAFETY: the CPU has this register's instruction set and `p` covers `LANES` values (the trait's contract).
+        unsafe { _mm256_storeu_si256(p.cast(), i) }
     }
 }

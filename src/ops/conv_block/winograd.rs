@@ -150,35 +150,51 @@ mod simd {
         taps: &[f32],
         u: &mut [f32],
     ) {
-        #[target_feature(enable = "avx512f")]
-        unsafe fn avx512(cin: usize, cout: usize, taps: &[f32], u: &mut [f32]) {
-            weights::<__m512>(cin, cout, taps, u)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(cin: usize, cout: usize, taps: &[f32], u: &mut [f32]) {
-            weights::<__m256>(cin, cout, taps, u)
-        }
-        match isa {
-            Isa::Avx512 => avx512(cin, cout, taps, u),
-            Isa::Avx2 => avx2(cin, cout, taps, u),
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe {
+            #[target_feature(enable = "avx512f")]
+            unsafe fn avx512(cin: usize, cout: usize, taps: &[f32], u: &mut [f32]) {
+                // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+                // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+                // and every pointer offset below stays inside the buffers the entry was given.
+                unsafe { weights::<__m512>(cin, cout, taps, u) }
+            }
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2(cin: usize, cout: usize, taps: &[f32], u: &mut [f32]) {
+                // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+                // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+                // and every pointer offset below stays inside the buffers the entry was given.
+                unsafe { weights::<__m256>(cin, cout, taps, u) }
+            }
+            match isa {
+                Isa::Avx512 => avx512(cin, cout, taps, u),
+                Isa::Avx2 => avx2(cin, cout, taps, u),
+            }
         }
     }
 
     /// `G g Gᵀ` for a vector of output channels at a time.
     #[inline(always)]
     unsafe fn weights<V: Vector>(cin: usize, cout: usize, taps: &[f32], u: &mut [f32]) {
-        assert!(cout.is_multiple_of(V::LANES));
-        assert_eq!(
-            (taps.len(), u.len()),
-            (K * K * cin * cout, POINTS * cin * cout)
-        );
-        let (src, dst) = (taps.as_ptr(), u.as_mut_ptr());
-        for ci in 0..cin {
-            for c in (0..cout).step_by(V::LANES) {
-                let tap =
-                    |a: usize, b: usize| V::load(src.add(((a * K + b) * cin + ci) * cout + c));
-                let at = |i: usize, j: usize| dst.add(((i * ALPHA + j) * cin + ci) * cout + c);
-                separable(tap, |g| kernel_1d(g), |i, j, u: V| u.store(at(i, j)));
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe {
+            assert!(cout.is_multiple_of(V::LANES));
+            assert_eq!(
+                (taps.len(), u.len()),
+                (K * K * cin * cout, POINTS * cin * cout)
+            );
+            let (src, dst) = (taps.as_ptr(), u.as_mut_ptr());
+            for ci in 0..cin {
+                for c in (0..cout).step_by(V::LANES) {
+                    let tap =
+                        |a: usize, b: usize| V::load(src.add(((a * K + b) * cin + ci) * cout + c));
+                    let at = |i: usize, j: usize| dst.add(((i * ALPHA + j) * cin + ci) * cout + c);
+                    separable(tap, |g| kernel_1d(g), |i, j, u: V| u.store(at(i, j)));
+                }
             }
         }
     }
@@ -186,7 +202,7 @@ mod simd {
     /// A separable 2-D transform, `T x Tᵀ`: the 1-D transform `t` on every column of the tile
     /// that `load(row, column)` reads, then on every row of the result; `store(i, j, value)`.
     #[inline(always)]
-    unsafe fn separable<V: Vector, const N: usize, const M: usize>(
+    fn separable<V: Vector, const N: usize, const M: usize>(
         load: impl Fn(usize, usize) -> V,
         t: impl Fn([V; N]) -> [V; M],
         mut store: impl FnMut(usize, usize, V),
@@ -205,20 +221,25 @@ mod simd {
     /// even and odd taps summed once for each pair of opposite points.
     #[inline(always)]
     unsafe fn kernel_1d<V: Vector>(g: [V; K]) -> [V; ALPHA] {
-        let times = |v: V, c: f32| v.mul(V::splat(c));
-        let (even, odd) = (g[0].add(g[2]).add(g[4]), g[1].add(g[3]));
-        let even2 = times(g[0], 1. / 24.)
-            .add(times(g[2], 1. / 6.))
-            .add(times(g[4], 2. / 3.));
-        let odd2 = times(g[1], 1. / 12.).add(times(g[3], 1. / 3.));
-        [
-            times(g[0], 1. / 4.),
-            times(even.add(odd), -1. / 6.),
-            times(even.sub(odd), -1. / 6.),
-            even2.add(odd2),
-            even2.sub(odd2),
-            g[4],
-        ]
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe {
+            let times = |v: V, c: f32| v.mul(V::splat(c));
+            let (even, odd) = (g[0].add(g[2]).add(g[4]), g[1].add(g[3]));
+            let even2 = times(g[0], 1. / 24.)
+                .add(times(g[2], 1. / 6.))
+                .add(times(g[4], 2. / 3.));
+            let odd2 = times(g[1], 1. / 12.).add(times(g[3], 1. / 3.));
+            [
+                times(g[0], 1. / 4.),
+                times(even.add(odd), -1. / 6.),
+                times(even.sub(odd), -1. / 6.),
+                even2.add(odd2),
+                even2.sub(odd2),
+                g[4],
+            ]
+        }
     }
 
     /// Tiles per register block of the products: `TILES` rows of `V` by `NV` vectors of
@@ -242,9 +263,14 @@ mod simd {
         out: &mut [f32],
         arg: &mut [u32],
     ) {
-        match isa {
-            Isa::Avx512 => avx512(g, padded, u, b, v, m, out, arg),
-            Isa::Avx2 => avx2(g, padded, u, b, v, m, out, arg),
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe {
+            match isa {
+                Isa::Avx512 => avx512(g, padded, u, b, v, m, out, arg),
+                Isa::Avx2 => avx2(g, padded, u, b, v, m, out, arg),
+            }
         }
     }
 
@@ -260,13 +286,18 @@ mod simd {
         out: &mut [f32],
         arg: &mut [u32],
     ) {
-        transform_input::<__m512>(g, padded, v);
-        match g.cout % 64 {
-            0 => products::<__m512, 4>(g, v, u, m),
-            32 => products::<__m512, 2>(g, v, u, m),
-            _ => products::<__m512, 1>(g, v, u, m),
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe {
+            transform_input::<__m512>(g, padded, v);
+            match g.cout % 64 {
+                0 => products::<__m512, 4>(g, v, u, m),
+                32 => products::<__m512, 2>(g, v, u, m),
+                _ => products::<__m512, 1>(g, v, u, m),
+            }
+            transform_output::<__m512>(g, m, b, out, arg);
         }
-        transform_output::<__m512>(g, m, b, out, arg);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -281,57 +312,78 @@ mod simd {
         out: &mut [f32],
         arg: &mut [u32],
     ) {
-        transform_input::<__m256>(g, padded, v);
-        match g.cout % 16 {
-            0 => products::<__m256, 2>(g, v, u, m),
-            _ => products::<__m256, 1>(g, v, u, m),
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe {
+            transform_input::<__m256>(g, padded, v);
+            match g.cout % 16 {
+                0 => products::<__m256, 2>(g, v, u, m),
+                _ => products::<__m256, 1>(g, v, u, m),
+            }
+            transform_output::<__m256>(g, m, b, out, arg);
         }
-        transform_output::<__m256>(g, m, b, out, arg);
     }
 
     /// `Bᵀ d` for one column (or `d B` for one row) of six inputs.
     #[inline(always)]
     unsafe fn input_1d<V: Vector>(d: [V; ALPHA]) -> [V; ALPHA] {
-        let (four, minus_four, minus_five) = (V::splat(4.0), V::splat(-4.0), V::splat(-5.0));
-        let a = d[4].mul_add(d[2], minus_four); // d4 - 4 d2
-        let b = d[3].mul_add(d[1], minus_four); // d3 - 4 d1
-        let c = d[4].sub(d[2]);
-        let e = d[3].sub(d[1]);
-        let e = e.add(e); // 2 (d3 - d1)
-        [
-            d[4].mul_add(d[2], minus_five).mul_add(d[0], four),
-            a.add(b),
-            a.sub(b),
-            c.add(e),
-            c.sub(e),
-            d[5].mul_add(d[3], minus_five).mul_add(d[1], four),
-        ]
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe {
+            let (four, minus_four, minus_five) = (V::splat(4.0), V::splat(-4.0), V::splat(-5.0));
+            let a = d[4].mul_add(d[2], minus_four); // d4 - 4 d2
+            let b = d[3].mul_add(d[1], minus_four); // d3 - 4 d1
+            let c = d[4].sub(d[2]);
+            let e = d[3].sub(d[1]);
+            let e = e.add(e); // 2 (d3 - d1)
+            [
+                d[4].mul_add(d[2], minus_five).mul_add(d[0], four),
+                a.add(b),
+                a.sub(b),
+                c.add(e),
+                c.sub(e),
+                d[5].mul_add(d[3], minus_five).mul_add(d[1], four),
+            ]
+        }
     }
 
     /// `Aᵀ m` for one column (or `m A` for one row) of six products.
     #[inline(always)]
     unsafe fn output_1d<V: Vector>(m: [V; ALPHA]) -> [V; 2] {
-        let d34 = m[3].sub(m[4]);
-        [
-            m[0].add(m[1].add(m[2])).add(m[3].add(m[4])),
-            m[1].sub(m[2]).add(d34.add(d34)).add(m[5]),
-        ]
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe {
+            let d34 = m[3].sub(m[4]);
+            [
+                m[0].add(m[1].add(m[2])).add(m[3].add(m[4])),
+                m[1].sub(m[2]).add(d34.add(d34)).add(m[5]),
+            ]
+        }
     }
 
     /// Every tile's inputs to the transform domain: `v[p][tile][ci]`.
     #[inline(always)]
     unsafe fn transform_input<V: Vector>(g: &Geometry, padded: &[f32], v: &mut [f32]) {
-        let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
-        let (tiles_x, tiles) = (cw / 2, (ch / 2) * (cw / 2));
-        let (cin, wp) = (g.cin, g.w + 2 * g.pad);
-        let (src, dst) = (padded.as_ptr(), v.as_mut_ptr());
-        for tile in 0..tiles {
-            let (y0, x0) = (2 * (tile / tiles_x), 2 * (tile % tiles_x));
-            for c in (0..cin).step_by(V::LANES) {
-                let from = |y: usize, x: usize| src.add(((y0 + y) * wp + x0 + x) * cin + c);
-                let to = |i: usize, j: usize| dst.add(((i * ALPHA + j) * tiles + tile) * cin + c);
-                let load = |y: usize, x: usize| V::load(from(y, x));
-                separable(load, |d| input_1d(d), |i, j, v: V| v.store(to(i, j)));
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe {
+            let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
+            let (tiles_x, tiles) = (cw / 2, (ch / 2) * (cw / 2));
+            let (cin, wp) = (g.cin, g.w + 2 * g.pad);
+            let (src, dst) = (padded.as_ptr(), v.as_mut_ptr());
+            for tile in 0..tiles {
+                let (y0, x0) = (2 * (tile / tiles_x), 2 * (tile % tiles_x));
+                for c in (0..cin).step_by(V::LANES) {
+                    let from = |y: usize, x: usize| src.add(((y0 + y) * wp + x0 + x) * cin + c);
+                    let to =
+                        |i: usize, j: usize| dst.add(((i * ALPHA + j) * tiles + tile) * cin + c);
+                    let load = |y: usize, x: usize| V::load(from(y, x));
+                    separable(load, |d| input_1d(d), |i, j, v: V| v.store(to(i, j)));
+                }
             }
         }
     }
@@ -345,15 +397,19 @@ mod simd {
         u: &[f32],
         m: &mut [f32],
     ) {
-        let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
-        let tiles = (ch / 2) * (cw / 2);
-        for p in 0..POINTS {
-            // Blocks as even as they come (49 tiles: 4 of 6 and 5 of 5, not 8 of 6 and 1 of 1).
-            let blocks = tiles.div_ceil(TILES);
-            let mut t0 = 0;
-            for b in 0..blocks {
-                let n = tiles / blocks + usize::from(b < tiles % blocks);
-                macro_rules! block {
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe {
+            let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
+            let tiles = (ch / 2) * (cw / 2);
+            for p in 0..POINTS {
+                // Blocks as even as they come (49 tiles: 4 of 6 and 5 of 5, not 8 of 6 and 1 of 1).
+                let blocks = tiles.div_ceil(TILES);
+                let mut t0 = 0;
+                for b in 0..blocks {
+                    let n = tiles / blocks + usize::from(b < tiles % blocks);
+                    macro_rules! block {
                     ($($n:literal)+) => {
                         match n {
                             $($n => block::<V, NV, $n>(g, tiles, v, u, m, p, t0),)+
@@ -361,8 +417,9 @@ mod simd {
                         }
                     };
                 }
-                block!(1 2 3 4 5 6);
-                t0 += n;
+                    block!(1 2 3 4 5 6);
+                    t0 += n;
+                }
             }
         }
     }
@@ -378,25 +435,30 @@ mod simd {
         p: usize,
         t0: usize,
     ) {
-        let (cin, cout) = (g.cin, g.cout);
-        let rows = v.as_ptr().add((p * tiles + t0) * cin);
-        let u = u.as_ptr().add(p * cin * cout);
-        let m = m.as_mut_ptr().add((p * tiles + t0) * cout);
-        for c0 in (0..cout).step_by(NV * V::LANES) {
-            let mut acc = [[V::zero(); NV]; NT];
-            for ci in 0..cin {
-                let w: [V; NV] =
-                    std::array::from_fn(|k| V::load(u.add(ci * cout + c0 + k * V::LANES)));
-                for (t, acc) in acc.iter_mut().enumerate() {
-                    let x = V::splat(*rows.add(t * cin + ci));
-                    for (a, &w) in acc.iter_mut().zip(&w) {
-                        *a = a.mul_add(x, w);
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe {
+            let (cin, cout) = (g.cin, g.cout);
+            let rows = v.as_ptr().add((p * tiles + t0) * cin);
+            let u = u.as_ptr().add(p * cin * cout);
+            let m = m.as_mut_ptr().add((p * tiles + t0) * cout);
+            for c0 in (0..cout).step_by(NV * V::LANES) {
+                let mut acc = [[V::zero(); NV]; NT];
+                for ci in 0..cin {
+                    let w: [V; NV] =
+                        std::array::from_fn(|k| V::load(u.add(ci * cout + c0 + k * V::LANES)));
+                    for (t, acc) in acc.iter_mut().enumerate() {
+                        let x = V::splat(*rows.add(t * cin + ci));
+                        for (a, &w) in acc.iter_mut().zip(&w) {
+                            *a = a.mul_add(x, w);
+                        }
                     }
                 }
-            }
-            for (t, acc) in acc.iter().enumerate() {
-                for (k, a) in acc.iter().enumerate() {
-                    a.store(m.add(t * cout + c0 + k * V::LANES));
+                for (t, acc) in acc.iter().enumerate() {
+                    for (k, a) in acc.iter().enumerate() {
+                        a.store(m.add(t * cout + c0 + k * V::LANES));
+                    }
                 }
             }
         }
@@ -412,28 +474,33 @@ mod simd {
         out: &mut [f32],
         arg: &mut [u32],
     ) {
-        let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
-        let (tiles_x, tiles) = (cw / 2, (ch / 2) * (cw / 2));
-        let cout = g.cout;
-        let src = m.as_ptr();
-        for tile in 0..tiles {
-            let (oy, ox) = (2 * (tile / tiles_x), 2 * (tile % tiles_x));
-            for c in (0..cout).step_by(V::LANES) {
-                let at = |i: usize, j: usize| {
-                    V::load(src.add(((i * ALPHA + j) * tiles + tile) * cout + c))
-                };
-                let mut y = [[V::zero(); 2]; 2];
-                separable(at, |m| output_1d(m), |i, j, v| y[i][j] = v);
-                let o = tile * cout + c;
-                let (out, arg) = (out.as_mut_ptr().add(o), arg.as_mut_ptr().add(o));
-                let first = (oy * cw + ox) * cout + c;
-                pool_window(
-                    y,
-                    V::load(b.as_ptr().add(c)),
-                    (first, cw * cout, cout),
-                    out,
-                    arg,
-                );
+        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
+        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
+        // and every pointer offset below stays inside the buffers the entry was given.
+        unsafe {
+            let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
+            let (tiles_x, tiles) = (cw / 2, (ch / 2) * (cw / 2));
+            let cout = g.cout;
+            let src = m.as_ptr();
+            for tile in 0..tiles {
+                let (oy, ox) = (2 * (tile / tiles_x), 2 * (tile % tiles_x));
+                for c in (0..cout).step_by(V::LANES) {
+                    let at = |i: usize, j: usize| {
+                        V::load(src.add(((i * ALPHA + j) * tiles + tile) * cout + c))
+                    };
+                    let mut y = [[V::zero(); 2]; 2];
+                    separable(at, |m| output_1d(m), |i, j, v| y[i][j] = v);
+                    let o = tile * cout + c;
+                    let (out, arg) = (out.as_mut_ptr().add(o), arg.as_mut_ptr().add(o));
+                    let first = (oy * cw + ox) * cout + c;
+                    pool_window(
+                        y,
+                        V::load(b.as_ptr().add(c)),
+                        (first, cw * cout, cout),
+                        out,
+                        arg,
+                    );
+                }
             }
         }
     }
