@@ -14,10 +14,9 @@ mod dot;
 mod skinny;
 mod vector;
 
-/// The batch-sized products' kernels on a chosen instruction set, for the tests of the crate
-/// that vendors this one (its test command does not build this crate's own tests).
-#[doc(hidden)]
-pub mod testing {
+/// The batch-sized products' kernels on a chosen instruction set, for the tests.
+#[cfg(test)]
+mod testing {
     pub use crate::skinny::Isa;
 
     /// `dst = [dst +] lhs · rhs` through the skinny kernels on `isa`, as `gemm` (f32, alpha and
@@ -176,4 +175,114 @@ pub unsafe fn gemm<T: 'static + Copy + Send + Sync>(
             Parallelism::None,
         );
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{skinny, Isa};
+
+    /// The shim's kernels for batch-sized products (`vendor/gemm-0.15-shim/src/skinny.rs`), on
+    /// every instruction set this CPU has, against f64 sums: every layout of the three matrices
+    /// (row- or column-major each, which selects the product as given or transposed and the
+    /// copies of either operand), writing and accumulating, shapes with partial register tiles
+    /// and rows that are not whole vectors.
+    #[test]
+    fn skinny_products_match_f64_sums_on_every_instruction_set() {
+        let sets = Isa::available();
+        if sets.is_empty() {
+            eprintln!("no AVX2 or AVX-512 on this CPU: the shim falls back to gemm 0.19");
+            return;
+        }
+        let val = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|j| ((j * 7919 + seed * 131) % 1009) as f32 / 1009.0 - 0.5)
+                .collect()
+        };
+        // (rows, cols) -> (row stride, column stride).
+        let layout = |col_major: bool, r: usize, c: usize| -> (isize, isize) {
+            if col_major {
+                (1, r as isize)
+            } else {
+                (c as isize, 1)
+            }
+        };
+        let mut checked = 0;
+        for isa in sets {
+            for (m, n, k) in [
+                (50, 96, 70),
+                (7, 40, 33),
+                (64, 48, 5),
+                (1, 16, 9),
+                (13, 50, 64),
+                (50, 20, 1040),
+                (5, 100, 48),
+            ] {
+                let (a, b) = (val(m * k, 1), val(k * n, 2));
+                for mask in 0..8 {
+                    let (la, lb, lc) = (
+                        layout(mask & 1 != 0, m, k),
+                        layout(mask & 2 != 0, k, n),
+                        layout(mask & 4 != 0, m, n),
+                    );
+                    let start = val(m * n, 3);
+                    for accumulate in [false, true] {
+                        let mut c = start.clone();
+                        // SAFETY: each matrix is its slice in the stated layout; `c` is apart.
+                        let served = unsafe {
+                            skinny(
+                                isa,
+                                (m, n, k),
+                                c.as_mut_ptr(),
+                                lc,
+                                accumulate,
+                                a.as_ptr(),
+                                la,
+                                b.as_ptr(),
+                                lb,
+                            )
+                        };
+                        assert!(served, "{isa:?} {m}x{n}x{k}");
+                        let at = |(rs, cs): (isize, isize), r: usize, q: usize| {
+                            (r as isize * rs + q as isize * cs) as usize
+                        };
+                        for r in 0..m {
+                            for q in 0..n {
+                                let mut want: f64 = (0..k)
+                                    .map(|p| a[at(la, r, p)] as f64 * b[at(lb, p, q)] as f64)
+                                    .sum();
+                                if accumulate {
+                                    want += start[at(lc, r, q)] as f64;
+                                }
+                                let got = c[at(lc, r, q)] as f64;
+                                assert!(
+                                    (got - want).abs() < 1e-5 * (k as f64 + 1.0),
+                                    "{isa:?} {m}x{n}x{k} layout {mask} acc {accumulate} \
+                                     ({r}, {q}): {got} vs {want}"
+                                );
+                            }
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+            // Larger batches go to gemm 0.19.
+            let (mut c, a, b) = (vec![0.0; 65 * 16], val(65, 1), val(16, 2));
+            // SAFETY: as above.
+            let served = unsafe {
+                skinny(
+                    isa,
+                    (65, 16, 1),
+                    c.as_mut_ptr(),
+                    (16, 1),
+                    false,
+                    a.as_ptr(),
+                    (1, 1),
+                    b.as_ptr(),
+                    (16, 1),
+                )
+            };
+            assert!(!served);
+        }
+        assert!(checked >= 112, "{checked} cases");
+    }
 }
