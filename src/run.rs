@@ -62,7 +62,7 @@ pub fn resolve(experiment: &Path, overrides: &[Override], runs_dir: &Path) -> Re
     let (data, digest) = match source.known_digest() {
         Some(d) => (None, d),
         None => {
-            let data = Dataset::load(&source)?;
+            let data = load_data(&source)?;
             let d = data.digest();
             (Some(data), d)
         }
