@@ -5,9 +5,7 @@
 //! [`train`]) and writes a content-hashed run directory ([`rundir`], [`run`]).
 
 pub mod cli;
-pub mod config;
 pub mod data;
-pub mod error;
 pub mod fpmode;
 pub mod malloc;
 pub mod models;
@@ -22,4 +20,5 @@ pub mod verbose;
 pub mod verify;
 
 pub use error::{Error, Result};
+pub use runner_spec::{config, error};
 pub mod ops;

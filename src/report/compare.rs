@@ -1,6 +1,6 @@
 //! `runner compare`: differing config keys, then metrics; seed replicates grouped.
 
-use super::metrics::{self, Metric, Metrics};
+use super::metrics::{self, Metric, Metrics, ReadMetric};
 use super::runs::Run;
 use super::stats;
 use super::table::{Cell, Table};

@@ -1,6 +1,6 @@
 //! `runner ls`: one line per run, filtered and sorted.
 
-use super::metrics::{self, Metric};
+use super::metrics::{self, Metric, ReadMetric};
 use super::runs::{glob_match, Run};
 use super::table::{Cell, Table};
 

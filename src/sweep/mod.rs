@@ -5,7 +5,7 @@ pub mod launch;
 pub mod manifest;
 pub mod prune;
 pub mod slurm;
-pub mod spec;
+pub use runner_spec::sweep as spec;
 
 use crate::error::{Error, Result};
 use crate::run;

@@ -78,7 +78,7 @@ mod tests {
 
     #[test]
     fn every_exit_code_is_documented_in_the_readme() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../../README.md");
         let table = &readme[readme.find("## Exit codes").expect("section")..];
         for e in [
             Error::Failed(String::new()),

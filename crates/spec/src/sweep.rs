@@ -1,7 +1,7 @@
 //! Sweep files: parsing, validation against the experiment schema, and expansion into trials.
 
 use crate::config::{self, schema, Override};
-use crate::report::metrics::Metric;
+use crate::metric::Metric;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
@@ -34,7 +34,7 @@ pub struct Sweep {
     pub zip: Vec<(String, Vec<Value>)>,
     pub random: Option<Random>,
     /// `[early_stop]`: the rule trials apply against each other.
-    pub early_stop: Option<super::prune::Rule>,
+    pub early_stop: Option<crate::rule::Rule>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -244,8 +244,8 @@ fn parse_axes(
 fn parse_early_stop(
     mut t: Table,
     err: &dyn Fn(String) -> String,
-) -> Result<Option<super::prune::Rule>, String> {
-    use super::prune::Rule;
+) -> Result<Option<crate::rule::Rule>, String> {
+    use crate::rule::Rule;
     if t.is_empty() {
         return Ok(None);
     }

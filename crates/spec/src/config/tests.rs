@@ -298,7 +298,7 @@ fn schema_keys_and_config_structs_agree() {
 /// else.
 #[test]
 fn readme_key_table_lists_exactly_the_schema_keys() {
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../../../README.md");
     let table_rows = readme
         .lines()
         .skip_while(|l| !l.starts_with("| key | type"))
