@@ -1,5 +1,9 @@
-//! Records build facts for `meta.json`: git commit, rustc version, dfdx version.
+//! Records build facts for `meta.json` (git commit, rustc version, dfdx version) and generates
+//! the dfdx network types of every network the experiment and sweep files declare: those under
+//! `experiments/` and in the directories of `RUNNER_EXPERIMENTS` (colon-separated), resolved by
+//! the same code as `runner` (`runner-spec`).
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn output(cmd: &str, args: &[&str]) -> Option<String> {
@@ -45,4 +49,34 @@ fn main() {
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/index");
     println!("cargo:rerun-if-changed=Cargo.lock");
+    generate_networks();
+}
+
+fn generate_networks() {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let mut dirs = vec![root.join("experiments")];
+    println!("cargo:rerun-if-env-changed=RUNNER_EXPERIMENTS");
+    if let Ok(extra) = std::env::var("RUNNER_EXPERIMENTS") {
+        dirs.extend(
+            extra
+                .split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| root.join(d)),
+        );
+    }
+    for d in &dirs {
+        // A directory: cargo reruns this script when any file under it changes.
+        println!("cargo:rerun-if-changed={}", d.display());
+    }
+    let shown = |p: &Path| {
+        p.strip_prefix(&root)
+            .map_or_else(|_| p.display().to_string(), |r| r.display().to_string())
+    };
+    let (catalog, problems) = runner_spec::catalog::scan(&dirs, shown);
+    for p in problems {
+        println!("cargo:warning=no network compiled for {p}");
+    }
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("networks.rs");
+    std::fs::write(&out, runner_spec::catalog::rust_source(&catalog))
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
 }

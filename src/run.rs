@@ -57,7 +57,7 @@ pub struct Resolved {
 
 pub fn resolve(experiment: &Path, overrides: &[Override], runs_dir: &Path) -> Result<Resolved> {
     let exp = config::load(experiment, overrides)?;
-    models::check_supported(&exp.model)?;
+    models::check_supported(&exp.model, experiment)?;
     let source = Source::for_config(&exp.data);
     let (data, digest) = match source.known_digest() {
         Some(d) => (None, d),

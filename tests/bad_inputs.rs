@@ -270,20 +270,40 @@ fn every_bad_input_fails_cleanly_with_a_helpful_message() {
             2,
             &["seed", ">= 0"],
         ),
-        // Unsupported networks.
+        // Networks: not compiled in (named, with the command that adds them), or not buildable.
         case(
-            "odd width",
+            "width not compiled in",
             &with("hidden = [32]", "hidden = [33]"),
             &r,
             2,
-            &["33", "32"],
+            &[
+                "exp.toml",
+                "hidden = [33]",
+                "not compiled into this binary",
+                "RUNNER_EXPERIMENTS=",
+                "cargo install --path",
+            ],
         ),
         case(
-            "three hidden",
+            "depth not compiled in",
             &with("hidden = [32]", "hidden = [32, 32, 32]"),
             &r,
             2,
-            &["hidden"],
+            &["hidden = [32, 32, 32]", "not compiled into this binary"],
+        ),
+        case(
+            "nine hidden layers",
+            &with("hidden = [32]", "hidden = [8, 8, 8, 8, 8, 8, 8, 8, 8]"),
+            &r,
+            2,
+            &["exp.toml", "model.hidden", "at most 8"],
+        ),
+        case(
+            "width past the limit",
+            &with("hidden = [32]", "hidden = [20000]"),
+            &r,
+            2,
+            &["exp.toml", "20000", "1..=16384"],
         ),
         // Names.
         case(

@@ -189,7 +189,7 @@ fn bad_input_fails_with_exit_code_2_and_a_helpful_message() {
                 "--set",
                 "model.hidden=[100]",
             ],
-            "Supported",
+            "not compiled into this binary",
         ),
         (
             &[
@@ -297,8 +297,10 @@ fn a_short_cnn_run_learns_far_above_chance() {
     );
 }
 
+/// A CNN no experiment file declares: the error names the file and the network, and gives the
+/// command that compiles it in. One whose maps a block cannot reduce names the block.
 #[test]
-fn an_unsupported_cnn_lists_the_nearest_supported_ones() {
+fn a_network_not_compiled_in_names_the_file_and_the_command_that_adds_it() {
     let runs = tempfile::tempdir().unwrap();
     let out = runner(
         &[
@@ -311,10 +313,29 @@ fn an_unsupported_cnn_lists_the_nearest_supported_ones() {
     );
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("conv = [32, 48]") && stderr.contains("conv = [32, 64], kernel = 5"),
-        "{stderr}"
+    for want in [
+        "experiments/baseline.toml",
+        "conv = [32, 48], kernel = 5, padding = \"same\", hidden = [1024]",
+        "not compiled into this binary",
+        "RUNNER_EXPERIMENTS=",
+        "cargo install --path",
+    ] {
+        assert!(stderr.contains(want), "{want}: {stderr}");
+    }
+    let out = runner(
+        &[
+            "run",
+            "experiments/baseline.toml",
+            "--set",
+            "model.conv=[8,8,8,8]",
+            "--set",
+            "model.padding=\"valid\"",
+        ],
+        runs.path(),
     );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("block 3"), "{stderr}");
 }
 
 #[test]

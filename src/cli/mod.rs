@@ -88,7 +88,8 @@ Examples:
   runner verify runs/baseline-0123456789ab --steps 200
   RAYON_NUM_THREADS=1 runner verify runs/mlp-0123456789ab")]
     Verify(run::VerifyArgs),
-    /// List the network architectures compiled into this binary.
+    /// List the networks compiled into this binary and the files that asked for each (--json:
+    /// one object per network).
     Models,
     /// Run a sweep file's trials (skipping complete ones), or show its status: `runner sweep status FILE`.
     #[command(after_help = "\
@@ -188,7 +189,7 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Resume(args) => run::resume(args, out),
         Command::Verify(args) => run::verify(args, out),
         Command::Resolve(args) => run::resolve(args),
-        Command::Models => run::models(),
+        Command::Models => run::models(out),
         Command::Ls(args) => report::ls(args, out),
         Command::Compare(args) => report::compare(args, out),
         Command::Diff(args) => report::diff(args),

@@ -110,8 +110,15 @@ pub fn resolve(args: ResolveArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn models() -> Result<()> {
-    print!("{}", crate::models::describe_registry());
+pub fn models(out: Output) -> Result<()> {
+    if out.json {
+        for (key, declaration, files) in crate::models::COMPILED {
+            let line = serde_json::json!({"key": key, "model": declaration, "files": files});
+            println!("{line}");
+        }
+    } else {
+        print!("{}", crate::models::describe_registry());
+    }
     Ok(())
 }
 

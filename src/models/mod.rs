@@ -3,146 +3,82 @@
 
 pub mod cnn;
 pub mod init;
-pub mod mlp;
 pub mod network;
+mod registry;
 
-use crate::config::{Experiment, ModelConfig};
+use crate::config::{Experiment, Init, ModelConfig};
 use crate::error::{Error, Result};
 pub use network::{BatchStats, Trainable};
-use network::{Net, Network};
 use rand_chacha::ChaCha8Rng;
+use runner_spec::network::Network;
+use std::path::Path;
+
+/// The networks compiled into this binary: key, declaration, and the files that asked for each
+/// (`built-in` for the reference and what the tests use).
+pub use registry::COMPILED;
+
+fn init_of(model: &ModelConfig) -> Init {
+    match model {
+        ModelConfig::Mlp { init, .. } | ModelConfig::Cnn { init, .. } => *init,
+    }
+}
 
 /// Builds the network an experiment asks for, initialised from `rng`.
 pub fn build(exp: &Experiment, rng: &mut ChaCha8Rng) -> Result<Box<dyn Trainable>> {
-    fn make<M: Network>(
-        rng: &mut ChaCha8Rng,
-        init: crate::config::Init,
-    ) -> Result<Box<dyn Trainable>> {
-        Ok(Box::new(Net::<M>::new(init, rng)?))
-    }
-    match &exp.model {
-        ModelConfig::Mlp { hidden, init } => {
-            let unsupported = || unsupported_mlp(hidden);
-            match hidden.as_slice() {
-                [] => make::<mlp::Mlp0>(rng, *init),
-                [a] => {
-                    mlp::with_width!(*a, A => make::<mlp::Mlp1<A>>(rng, *init), Err(unsupported()))
-                }
-                [a, b] => mlp::with_width!(*a, A => mlp::with_width!(*b, B =>
-                    make::<mlp::Mlp2<A, B>>(rng, *init), Err(unsupported())), Err(unsupported())),
-                _ => Err(unsupported()),
-            }
-        }
-        ModelConfig::Cnn { init, .. } => {
-            let arch = cnn_arch(&exp.model)?;
-            cnn::build(&arch, *init, rng).expect("cnn_arch only returns registry entries")
-        }
-    }
+    let net = Network::of(&exp.model).map_err(Error::Input)?;
+    registry::build_network(&net.key(), init_of(&exp.model), rng)
+        .unwrap_or_else(|| Err(not_compiled(None, &net)))
 }
 
-/// The registry entry for a CNN config, or an error listing the nearest supported ones.
-fn cnn_arch(model: &ModelConfig) -> Result<cnn::Arch> {
-    let ModelConfig::Cnn {
-        conv,
-        kernel,
-        padding,
-        hidden,
-        ..
-    } = model
-    else {
-        unreachable!("called for CNN configs only")
-    };
-    if let Some(arch) = cnn::ARCHS.iter().find(|a| {
-        a.conv == conv.as_slice()
-            && a.kernel == *kernel
-            && a.padding == *padding
-            && a.hidden == hidden.as_slice()
-    }) {
-        return Ok(*arch);
-    }
-    // Entries that differ from the request in one axis at most are the useful suggestions.
-    let differences = |a: &cnn::Arch| {
-        usize::from(a.conv != conv.as_slice())
-            + usize::from(a.kernel != *kernel || a.padding != *padding)
-            + usize::from(a.hidden != hidden.as_slice())
-    };
-    let near: Vec<String> = cnn::ARCHS
-        .iter()
-        .filter(|a| differences(a) <= 1)
-        .map(|a| format!("  {a}"))
-        .collect();
-    let listing = if near.is_empty() {
-        format!(
-            "Supported CNNs (`runner models` lists them all):\n{}",
-            cnn::ARCHS
-                .iter()
-                .map(|a| format!("  {a}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
+/// Whether the network `file` declares can be built and is compiled into this binary, checked
+/// before any data is loaded. Errors name the file and, for a network that is not compiled
+/// in, the command that adds it.
+pub fn check_supported(model: &ModelConfig, file: &Path) -> Result<()> {
+    let net = Network::of(model).map_err(|e| Error::Input(format!("{}: {e}", file.display())))?;
+    if COMPILED.iter().any(|(key, _, _)| *key == net.key()) {
+        Ok(())
     } else {
-        format!(
-            "Supported CNNs one change away (`runner models` lists all {}):\n{}",
-            cnn::ARCHS.len(),
-            near.join("\n")
-        )
-    };
-    let padding = match padding {
-        crate::config::Padding::Same => "same",
-        crate::config::Padding::Valid => "valid",
-    };
-    Err(Error::Input(format!(
-        "[model] conv = {conv:?}, kernel = {kernel}, padding = \"{padding}\", hidden = {hidden:?} is not a \
-         compiled-in CNN. {listing}"
-    )))
-}
-
-/// Human listing of every compiled-in architecture (`runner models`).
-pub fn describe_registry() -> String {
-    let mut out = format!(
-        "[model] kind = \"mlp\": hidden = [] (no hidden layer), [A] or [A, B], with A and B from {:?}\n\n\
-         [model] kind = \"cnn\" ({} architectures):\n",
-        mlp::WIDTHS,
-        cnn::ARCHS.len()
-    );
-    for arch in cnn::ARCHS {
-        out.push_str(&format!("  {arch}\n"));
+        Err(not_compiled(Some(file), &net))
     }
-    out
 }
 
-fn unsupported_mlp(hidden: &[usize]) -> Error {
+fn not_compiled(file: Option<&Path>, net: &Network) -> Error {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let (origin, add) = match file {
+        Some(f) => {
+            let dir = std::path::absolute(f)
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+                .unwrap_or_default();
+            (
+                format!("{}: ", f.display()),
+                format!(
+                    "To add it, rebuild with the file's directory among the experiment \
+                     directories:\n  RUNNER_EXPERIMENTS={} cargo install --path {repo}\nor, in \
+                     the checkout, put the file under {repo}/experiments and run it with \
+                     `cargo run --release -- run <file>`.",
+                    dir.display()
+                ),
+            )
+        }
+        None => (String::new(), String::new()),
+    };
     Error::Input(format!(
-        "key 'model.hidden': {hidden:?} is not a compiled-in MLP. Supported: zero, one or two hidden \
-         layers, each width one of {:?} (e.g. hidden = [256] or hidden = [512, 128])",
-        mlp::WIDTHS
+        "{origin}the network [model] {net} is not compiled into this binary: networks are \
+         generated at build time from the experiment and sweep files under {repo}/experiments \
+         and the directories in RUNNER_EXPERIMENTS (`runner models` lists them). {add}"
     ))
 }
 
-/// Whether an experiment's model is in the registry, checked before any data is loaded.
-pub fn check_supported(model: &ModelConfig) -> Result<()> {
-    match model {
-        ModelConfig::Mlp { hidden, .. } => {
-            if hidden.len() <= 2 && hidden.iter().all(|w| mlp::WIDTHS.contains(w)) {
-                Ok(())
-            } else {
-                Err(unsupported_mlp(hidden))
-            }
-        }
-        ModelConfig::Cnn { .. } => cnn_arch(model).map(|_| ()),
+/// Human listing of every compiled network and the files that asked for it (`runner models`).
+pub fn describe_registry() -> String {
+    let mut out = format!(
+        "{} networks compiled into this binary (from the experiment and sweep files at build \
+         time):\n",
+        COMPILED.len()
+    );
+    for (_, declaration, files) in COMPILED {
+        out += &format!("  {declaration}\n      from {}\n", files.join(", "));
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_listed_width_dispatches() {
-        for &w in mlp::WIDTHS {
-            let hit = mlp::with_width!(w, W => W, 0);
-            assert_eq!(hit, w);
-        }
-        assert_eq!(mlp::with_width!(100usize, W => W, 0), 0);
-    }
+    out
 }

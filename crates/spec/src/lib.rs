@@ -3,9 +3,11 @@
 //! and the networks an experiment declares. The build script compiles exactly the networks that
 //! `runner` will ask for because both resolve files with this crate.
 
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod metric;
+pub mod network;
 pub mod rule;
 pub mod sweep;
 

@@ -324,6 +324,13 @@ fn parse_random(mut t: Table, err: &dyn Fn(String) -> String) -> Result<Option<R
     let mut axes = Vec::new();
     for (k, v) in t {
         let dist = distribution(&k, v).map_err(|m| err(format!("[random] key '{k}': {m}")))?;
+        if k.starts_with("model.") && !matches!(dist, Distribution::Choice(_)) {
+            return Err(err(format!(
+                "[random] key '{k}': a model shape sampled from a range can be a network that is \
+                 not compiled in (networks are compiled at build time from the values sweep files \
+                 list); list the values with {{ choice = [...] }}"
+            )));
+        }
         let probe = match &dist {
             Distribution::Uniform(a, _) | Distribution::LogUniform(a, _) => vec![Value::Float(*a)],
             Distribution::IntRange(a, _) => vec![Value::Integer(*a)],
@@ -608,5 +615,24 @@ mod tests {
             );
         }
         assert!(parse_err("base = \"x\"\n[grid]\nseed = [1]\n").contains("'name'"));
+    }
+
+    #[test]
+    fn a_model_shape_sampled_from_a_range_is_refused_and_choice_lists_work() {
+        let base = "name = \"s\"\nbase = \"b.toml\"\n[random]\ntrials = 2\n";
+        let err = parse(
+            &format!("{base}\"model.kernel\" = {{ int = [3, 7] }}\n"),
+            Path::new("s.toml"),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("model.kernel") && err.contains("choice"),
+            "{err}"
+        );
+        parse(
+            &format!("{base}\"model.kernel\" = {{ choice = [3, 5] }}\n"),
+            Path::new("s.toml"),
+        )
+        .unwrap();
     }
 }
