@@ -3,8 +3,8 @@
 //! `1.<block>.0.weight|bias` for the convolutions (`[out, k, k, in]`), `3.<2i>.weight|bias` for
 //! the dense layers (`[out, in]`). MLPs: dense layers only, `0.*`, `2.*`, ...
 
-use crate::ops::ConvPoolRelu;
-use dfdx::nn::modules::Linear;
+use crate::ops::{Conv2D, ConvPoolRelu};
+use dfdx::nn::modules::{Linear, ReLU};
 use dfdx::prelude::Cpu;
 
 /// Convolution, ReLU and 2x2 max-pool, with the pool applied before the ReLU (the two commute
@@ -16,4 +16,8 @@ pub type Block<const I: usize, const O: usize, const K: usize, const P: usize> =
 /// The first block: its input is the image batch, which needs no gradient.
 pub type FirstBlock<const I: usize, const O: usize, const K: usize, const P: usize> =
     ConvPoolRelu<I, O, K, P, false>;
+/// A block without a pool (`pool = false`): convolution then ReLU, on the im2col path, with the
+/// same parameter names as a pooled block (`<block>.0.weight|bias`).
+pub type ConvRelu<const I: usize, const O: usize, const K: usize, const P: usize> =
+    (Conv2D<I, O, K, P>, ReLU);
 pub type Dense<const I: usize, const O: usize> = Linear<I, O, f32, Cpu>;

@@ -2,7 +2,7 @@
 //! declare (a sweep: every trial it expands to), plus a small built-in set; and the Rust source
 //! the build script writes for them.
 
-use crate::config::{self, Init, ModelConfig, Padding};
+use crate::config::{self, Init, ModelConfig, Padding, PerBlock};
 use crate::network::Network;
 use crate::sweep;
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,8 +19,9 @@ pub fn built_in() -> Vec<Network> {
     };
     let reference = ModelConfig::Cnn {
         conv: vec![32, 64],
-        kernel: 5,
-        padding: Padding::Same,
+        kernel: PerBlock::All(5),
+        padding: PerBlock::All(Padding::Same),
+        pool: PerBlock::All(true),
         hidden: vec![1024],
         init: Init::Glorot,
     };

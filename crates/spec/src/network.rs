@@ -3,6 +3,8 @@
 //! block gets maps it can reduce; [`Network::key`] names the network; [`Network::rust_type`] is
 //! the type the build script writes.
 
+#[cfg(test)]
+use crate::config::PerBlock;
 use crate::config::{ModelConfig, Padding};
 use std::fmt;
 
@@ -18,13 +20,26 @@ pub const MAX_BLOCKS: usize = 4;
 pub const MAX_FILTERS: usize = 1024;
 pub const MAX_KERNEL: usize = 11;
 
-/// One convolution block: convolution (stride 1, zero padding `pad` on each side), ReLU, then
-/// a 2x2 max-pool.
+/// One convolution block: convolution (stride 1, zero padding `pad` on each side), ReLU, and
+/// when `pool`, a 2x2 max-pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Block {
     pub filters: usize,
     pub kernel: usize,
     pub pad: usize,
+    pub pool: bool,
+}
+
+impl Block {
+    /// The side of the maps this block makes from `side`x`side` maps (0: it cannot).
+    fn output_side(&self, side: usize) -> usize {
+        let conv = (side + 2 * self.pad + 1).saturating_sub(self.kernel);
+        if self.pool {
+            conv / 2
+        } else {
+            conv
+        }
+    }
 }
 
 /// A network's shape: everything that decides its dfdx type.
@@ -69,6 +84,7 @@ impl Network {
                 conv,
                 kernel,
                 padding,
+                pool,
                 hidden,
                 ..
             } => {
@@ -84,38 +100,42 @@ impl Network {
                          1..={MAX_FILTERS}"
                     ));
                 }
-                if *kernel > MAX_KERNEL || kernel % 2 == 0 {
-                    return Err(format!(
-                        "key 'model.kernel': {kernel}; the kernel is odd, 1..={MAX_KERNEL}"
-                    ));
-                }
                 check_widths(hidden)?;
-                let pad = match padding {
-                    Padding::Same => kernel / 2,
-                    Padding::Valid => 0,
-                };
-                let blocks: Vec<Block> = conv
-                    .iter()
-                    .map(|&filters| Block {
-                        filters,
-                        kernel: *kernel,
-                        pad,
-                    })
-                    .collect();
+                let mut blocks = Vec::new();
                 let mut side = IMAGE_SIDE;
-                for (i, b) in blocks.iter().enumerate() {
-                    let conv_side = (side + 2 * b.pad + 1).saturating_sub(b.kernel);
-                    if conv_side < 2 {
+                for (i, &filters) in conv.iter().enumerate() {
+                    let missing =
+                        |key: &str| format!("key 'model.{key}': no value for block {}", i + 1);
+                    let k = kernel.get(i).ok_or_else(|| missing("kernel"))?;
+                    if k > MAX_KERNEL || k % 2 == 0 {
                         return Err(format!(
-                            "key 'model.conv': block {} gets {side}x{side} maps, which its \
-                             {k}x{k} convolution ({padding}) and 2x2 pool cannot reduce to at \
-                             least 1x1; use fewer blocks, a smaller kernel or \"same\" padding",
-                            i + 1,
-                            k = b.kernel,
-                            padding = if b.pad == 0 { "valid" } else { "same" },
+                            "key 'model.kernel': {k} (block {}); a kernel is odd, 1..={MAX_KERNEL}",
+                            i + 1
                         ));
                     }
-                    side = conv_side / 2;
+                    let padding = padding.get(i).ok_or_else(|| missing("padding"))?;
+                    let block = Block {
+                        filters,
+                        kernel: k,
+                        pad: match padding {
+                            Padding::Same => k / 2,
+                            Padding::Valid => 0,
+                        },
+                        pool: pool.get(i).ok_or_else(|| missing("pool"))?,
+                    };
+                    let next = block.output_side(side);
+                    if next < 1 {
+                        return Err(format!(
+                            "key 'model.conv': block {} gets {side}x{side} maps, which its \
+                             {k}x{k} convolution ({padding}){pool} cannot reduce to at least \
+                             1x1; use fewer blocks, a smaller kernel, \"same\" padding or no pool",
+                            i + 1,
+                            padding = if block.pad == 0 { "valid" } else { "same" },
+                            pool = if block.pool { " and 2x2 pool" } else { "" },
+                        ));
+                    }
+                    blocks.push(block);
+                    side = next;
                 }
                 Ok(Network::Cnn {
                     blocks,
@@ -127,10 +147,9 @@ impl Network {
 
     /// Side length of the maps after every block (CNNs), and the flattened feature count.
     fn features(blocks: &[Block]) -> usize {
-        let mut side = IMAGE_SIDE;
-        for b in blocks {
-            side = (side + 2 * b.pad + 1 - b.kernel) / 2;
-        }
+        let side = blocks
+            .iter()
+            .fold(IMAGE_SIDE, |side, b| b.output_side(side));
         side * side * blocks.last().map_or(1, |b| b.filters)
     }
 
@@ -147,7 +166,10 @@ impl Network {
             Network::Cnn { blocks, hidden } => {
                 let blocks: Vec<String> = blocks
                     .iter()
-                    .map(|b| format!("{}k{}p{}", b.filters, b.kernel, b.pad))
+                    .map(|b| {
+                        let pool = if b.pool { "" } else { "n" };
+                        format!("{}k{}p{}{pool}", b.filters, b.kernel, b.pad)
+                    })
                     .collect();
                 format!("cnn[{}][{}]", blocks.join(","), list(hidden))
             }
@@ -155,7 +177,7 @@ impl Network {
     }
 
     /// The Rust type of the network, in the names `runner`'s `models` module has in scope
-    /// (`Dense`, `FirstBlock`, `Block`, `ReLU`, `ToImage`, `Flatten`). Tuples of more than six
+    /// (`Dense`, `FirstBlock`, `Block`, `ConvRelu`, `ReLU`, `ToImage`, `Flatten`). Tuples of more than six
     /// modules (dfdx's limit) nest their tail; up to five, the layout (and so the parameter
     /// names) is what the fixed registry had.
     pub fn rust_type(&self) -> String {
@@ -168,7 +190,11 @@ impl Network {
                 let mut convs = Vec::new();
                 let mut channels = 1;
                 for (i, b) in blocks.iter().enumerate() {
-                    let kind = if i == 0 { "FirstBlock" } else { "Block" };
+                    let kind = match (b.pool, i) {
+                        (false, _) => "ConvRelu",
+                        (true, 0) => "FirstBlock",
+                        (true, _) => "Block",
+                    };
                     convs.push(format!(
                         "{kind}<{channels}, {}, {}, {}>",
                         b.filters, b.kernel, b.pad
@@ -225,13 +251,32 @@ impl fmt::Display for Network {
             Network::Mlp { hidden } => write!(f, "kind = \"mlp\", hidden = {hidden:?}"),
             Network::Cnn { blocks, hidden } => {
                 let conv: Vec<usize> = blocks.iter().map(|b| b.filters).collect();
-                let (k, pad) = (blocks[0].kernel, blocks[0].pad);
-                let padding = if pad == 0 && k > 1 { "valid" } else { "same" };
+                let per_block = |values: Vec<String>| {
+                    if values.iter().all(|v| *v == values[0]) {
+                        values[0].clone()
+                    } else {
+                        format!("[{}]", values.join(", "))
+                    }
+                };
+                let kernel = per_block(blocks.iter().map(|b| b.kernel.to_string()).collect());
+                let padding = per_block(
+                    blocks
+                        .iter()
+                        .map(|b| {
+                            let same = b.pad > 0 || b.kernel == 1;
+                            format!("\"{}\"", if same { "same" } else { "valid" })
+                        })
+                        .collect(),
+                );
                 write!(
                     f,
-                    "kind = \"cnn\", conv = {conv:?}, kernel = {k}, padding = \"{padding}\", \
-                     hidden = {hidden:?}"
-                )
+                    "kind = \"cnn\", conv = {conv:?}, kernel = {kernel}, padding = {padding}, "
+                )?;
+                if blocks.iter().any(|b| !b.pool) {
+                    let pool = per_block(blocks.iter().map(|b| b.pool.to_string()).collect());
+                    write!(f, "pool = {pool}, ")?;
+                }
+                write!(f, "hidden = {hidden:?}")
             }
         }
     }
@@ -245,11 +290,38 @@ mod tests {
     fn cnn(conv: &[usize], kernel: usize, padding: Padding, hidden: &[usize]) -> ModelConfig {
         ModelConfig::Cnn {
             conv: conv.to_vec(),
-            kernel,
-            padding,
+            kernel: PerBlock::All(kernel),
+            padding: PerBlock::All(padding),
+            pool: PerBlock::All(true),
             hidden: hidden.to_vec(),
             init: Init::Glorot,
         }
+    }
+
+    /// Kernel, padding and pool per block; a block without a pool keeps its maps' size.
+    #[test]
+    fn per_block_settings_and_blocks_without_a_pool() {
+        let model = ModelConfig::Cnn {
+            conv: vec![8, 16, 32],
+            kernel: PerBlock::Each(vec![5, 3, 3]),
+            padding: PerBlock::Each(vec![Padding::Valid, Padding::Same, Padding::Same]),
+            pool: PerBlock::Each(vec![true, false, true]),
+            hidden: vec![],
+            init: Init::Glorot,
+        };
+        let net = Network::of(&model).unwrap();
+        // 28 -> conv 5 valid 24 -> pool 12 -> conv 3 same 12 -> conv 3 same 12 -> pool 6.
+        assert_eq!(
+            net.rust_type(),
+            "(ToImage, (FirstBlock<1, 8, 5, 0>, ConvRelu<8, 16, 3, 1>, Block<16, 32, 3, 1>), \
+             Flatten<1152>, (Dense<1152, 10>,))"
+        );
+        assert_eq!(
+            net.to_string(),
+            "kind = \"cnn\", conv = [8, 16, 32], kernel = [5, 3, 3], padding = [\"valid\", \
+             \"same\", \"same\"], pool = [true, false, true], hidden = []"
+        );
+        assert_eq!(net.key(), "cnn[8k5p0,16k3p1n,32k3p1][]");
     }
 
     fn mlp(hidden: &[usize]) -> ModelConfig {

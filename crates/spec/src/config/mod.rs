@@ -87,9 +87,16 @@ pub enum ModelConfig {
         #[serde(default = "default_cnn_conv")]
         conv: Vec<usize>,
         #[serde(default = "default_kernel")]
-        kernel: usize,
+        kernel: PerBlock<usize>,
         #[serde(default)]
-        padding: Padding,
+        padding: PerBlock<Padding>,
+        /// Whether each block ends in a 2x2 max-pool. Left out of the canonical form (and so of
+        /// the hash) when every block pools, as before the key existed.
+        #[serde(
+            default = "pool_everywhere",
+            skip_serializing_if = "PerBlock::is_all_true"
+        )]
+        pool: PerBlock<bool>,
         #[serde(default = "default_cnn_hidden")]
         hidden: Vec<usize>,
         #[serde(default)]
@@ -103,8 +110,49 @@ fn default_mlp_hidden() -> Vec<usize> {
 fn default_cnn_conv() -> Vec<usize> {
     vec![32, 64]
 }
-fn default_kernel() -> usize {
-    5
+fn default_kernel() -> PerBlock<usize> {
+    PerBlock::All(5)
+}
+fn pool_everywhere() -> PerBlock<bool> {
+    PerBlock::All(true)
+}
+
+/// A CNN setting given once for every block, or once per block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PerBlock<T> {
+    All(T),
+    Each(Vec<T>),
+}
+
+impl<T: Copy + Default> Default for PerBlock<T> {
+    fn default() -> Self {
+        PerBlock::All(T::default())
+    }
+}
+
+impl<T: Copy> PerBlock<T> {
+    /// The value for block `i` (0-based); `None` past the end of a per-block list.
+    pub fn get(&self, i: usize) -> Option<T> {
+        match self {
+            PerBlock::All(v) => Some(*v),
+            PerBlock::Each(list) => list.get(i).copied(),
+        }
+    }
+
+    /// How many values a per-block list holds (`None` for one value for all).
+    pub fn list_len(&self) -> Option<usize> {
+        match self {
+            PerBlock::All(_) => None,
+            PerBlock::Each(list) => Some(list.len()),
+        }
+    }
+}
+
+impl PerBlock<bool> {
+    fn is_all_true(&self) -> bool {
+        *self == PerBlock::All(true)
+    }
 }
 fn default_cnn_hidden() -> Vec<usize> {
     vec![1024]
@@ -437,6 +485,21 @@ pub fn check_key_value(path: &str, value: &mut Value) -> std::result::Result<(),
 
 /// Checks (and for int→float, coerces) one value. On mismatch returns what was found.
 fn check_type(spec: &KeySpec, value: &mut Value) -> std::result::Result<(), String> {
+    if let ValueType::PerBlock(inner) = spec.ty {
+        let one = KeySpec {
+            ty: *inner,
+            ..*spec
+        };
+        let found = describe(value);
+        return match value {
+            Value::Array(items) if !items.is_empty() => items
+                .iter_mut()
+                .try_for_each(|v| check_type(&one, v))
+                .map_err(|_| found),
+            Value::Array(_) => Err(found),
+            _ => check_type(&one, value),
+        };
+    }
     let ok = match (&spec.ty, &*value) {
         (ValueType::Int { min, max }, Value::Integer(i)) => (min..=max).contains(&i),
         (ValueType::Float(range), Value::Integer(i)) => {
@@ -502,12 +565,38 @@ fn validate_semantics(exp: &Experiment, ctx: &Ctx) -> Result<()> {
             ));
         }
     }
-    if let ModelConfig::Cnn { kernel, .. } = exp.model {
-        if kernel % 2 == 0 {
-            return Err(ctx.err(
-                "model.kernel",
-                format!("expected an odd kernel size, found {kernel}"),
-            ));
+    if let ModelConfig::Cnn {
+        conv,
+        kernel,
+        padding,
+        pool,
+        ..
+    } = &exp.model
+    {
+        for (key, len) in [
+            ("model.kernel", kernel.list_len()),
+            ("model.padding", padding.list_len()),
+            ("model.pool", pool.list_len()),
+        ] {
+            if let Some(n) = len.filter(|&n| n != conv.len()) {
+                return Err(ctx.err(
+                    key,
+                    format!(
+                        "{n} values for {} conv blocks; give one value for every block or one \
+                         per block",
+                        conv.len()
+                    ),
+                ));
+            }
+        }
+        for i in 0..conv.len() {
+            let k = kernel.get(i).unwrap_or(1);
+            if k % 2 == 0 {
+                return Err(ctx.err(
+                    "model.kernel",
+                    format!("expected an odd kernel size, found {k}"),
+                ));
+            }
         }
     }
     Ok(())

@@ -64,6 +64,15 @@ fn parse_typed(raw: &str, ty: &ValueType) -> Option<Value> {
                 .collect::<Option<Vec<_>>>()
                 .map(Value::Array)
         }
+        ValueType::PerBlock(inner) => match raw.trim().strip_prefix('[') {
+            Some(rest) => rest
+                .strip_suffix(']')?
+                .split(',')
+                .map(|item| parse_typed(item.trim(), inner))
+                .collect::<Option<Vec<_>>>()
+                .map(Value::Array),
+            None => parse_typed(raw, inner),
+        },
     }
 }
 

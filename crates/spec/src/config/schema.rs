@@ -23,6 +23,8 @@ pub enum ValueType {
         min: i64,
         max: i64,
     },
+    /// One value of the inner type for every conv block, or a list of them, one per block.
+    PerBlock(&'static ValueType),
 }
 
 /// Ranges of float keys.
@@ -67,6 +69,9 @@ impl ValueType {
             ValueType::Enum(allowed) => format!("one of {}", quoted_list(allowed)),
             ValueType::IntList { min, max } => {
                 format!("a list of integers in {min}..={max}, e.g. [256, 128]")
+            }
+            ValueType::PerBlock(inner) => {
+                format!("{}, or a list of those (one per block)", inner.describe())
             }
         }
     }
@@ -156,8 +161,21 @@ pub const KEYS: &[KeySpec] = &[
         },
         &["cnn"],
     ),
-    for_kinds("model.kernel", ValueType::Int { min: 1, max: 27 }, &["cnn"]),
-    for_kinds("model.padding", ValueType::Enum(PADDINGS), &["cnn"]),
+    for_kinds(
+        "model.kernel",
+        ValueType::PerBlock(&ValueType::Int { min: 1, max: 27 }),
+        &["cnn"],
+    ),
+    for_kinds(
+        "model.padding",
+        ValueType::PerBlock(&ValueType::Enum(PADDINGS)),
+        &["cnn"],
+    ),
+    for_kinds(
+        "model.pool",
+        ValueType::PerBlock(&ValueType::Bool),
+        &["cnn"],
+    ),
     required("optimizer.kind", ValueType::Enum(OPTIMIZER_KINDS)),
     required("optimizer.lr", ValueType::Float(POS)),
     for_kinds(

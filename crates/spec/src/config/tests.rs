@@ -245,6 +245,13 @@ fn sample_value(spec: &schema::KeySpec, kind: &str) -> String {
         ValueType::Str => "\"somewhere\"".into(),
         ValueType::Enum(allowed) => format!("\"{}\"", allowed[0]),
         ValueType::IntList { min, .. } => format!("[{}]", min.max(8)),
+        ValueType::PerBlock(inner) => sample_value(
+            &schema::KeySpec {
+                ty: *inner,
+                ..*spec
+            },
+            kind,
+        ),
     }
 }
 
@@ -324,4 +331,47 @@ fn readme_key_table_lists_exactly_the_schema_keys() {
     let mut keys: Vec<String> = schema::KEYS.iter().map(|k| k.path.to_string()).collect();
     keys.sort();
     assert_eq!(documented, keys);
+}
+
+/// Per-block settings: one value for every block keeps the canonical form (and hash) of before;
+/// a list must have one value per block; `pool` is left out of the canonical form when every
+/// block pools.
+#[test]
+fn per_block_cnn_settings() {
+    let cnn = |extra: &str| {
+        parse(&format!(
+            "name = \"c\"\n[model]\nkind = \"cnn\"\nconv = [8, 16]\n{extra}\n[optimizer]\n\
+             kind = \"adam\"\nlr = 0.001\n"
+        ))
+    };
+    let plain = cnn("kernel = 5").unwrap();
+    assert!(!plain.canonical_toml().contains("pool"));
+    assert!(plain.canonical_toml().contains("kernel = 5\n"));
+    assert_eq!(
+        cnn("pool = true").unwrap().hash("d"),
+        cnn("").unwrap().hash("d")
+    );
+    let listed =
+        cnn("kernel = [5, 3]\npadding = [\"valid\", \"same\"]\npool = [true, false]").unwrap();
+    assert!(listed.canonical_toml().contains("pool = [true, false]"));
+    let err = cnn("kernel = [5, 3, 3]").unwrap_err().to_string();
+    assert!(
+        err.contains("model.kernel") && err.contains("3 values for 2 conv blocks"),
+        "{err}"
+    );
+    let err = cnn("kernel = [5, 4]").unwrap_err().to_string();
+    assert!(err.contains("odd"), "{err}");
+    let err = cnn("padding = [\"valid\", \"wide\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("model.padding") && err.contains("one per block"),
+        "{err}"
+    );
+    let set = with_sets(
+        "name = \"c\"\n[model]\nkind = \"cnn\"\n[optimizer]\nkind = \"adam\"\nlr = 0.001\n",
+        &["model.kernel=[5,3]", "model.pool=[true,false]"],
+    )
+    .unwrap();
+    assert!(set.canonical_toml().contains("kernel = [5, 3]"));
 }
