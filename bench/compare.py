@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 
+import netspec
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
 CONFIGS = {
@@ -40,10 +42,10 @@ def setup_venv(venv):
     return py
 
 
-def run_runner(binary, batch, steps, warmup):
+def run_runner(binary, batch, steps, warmup, experiment):
     total = warmup + steps
     with tempfile.TemporaryDirectory() as runs:
-        cmd = [binary, "--quiet", "--json", "run", "experiments/baseline.toml", "--runs-dir", runs,
+        cmd = [binary, "--quiet", "--json", "run", experiment, "--runs-dir", runs,
                "--set", f"train.batch_size={batch}", "--set", f"train.steps={total}",
                "--set", f"train.eval_every={total}", "--set", f"train.checkpoint_every={total}"]
         t0 = time.perf_counter()
@@ -85,13 +87,15 @@ def run_with_rss(cmd, env=None):
     return out, usage.ru_maxrss / 1024.0
 
 
-def run_peer(py, name, batch, steps, warmup, threads):
+def run_peer(py, name, batch, steps, warmup, threads, net):
     env = dict(os.environ)
     env["TF_ENABLE_ONEDNN_OPTS"] = "1" if name == "tensorflow+onednn" else "0"
     cmd = [py, os.path.join(BENCH, CONFIGS[name][0]), *CONFIGS[name][1:],
            "--batch", str(batch), "--steps", str(steps), "--warmup", str(warmup)]
     if name.startswith("pytorch"):
         cmd += ["--threads", str(threads)]
+    if net:
+        cmd += ["--net", net]
     out, rss = run_with_rss(cmd, env)
     result = json.loads(out.strip().splitlines()[-1])
     result["peak_rss_mb"] = rss
@@ -107,19 +111,25 @@ def main():
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     p.add_argument("--venv", default=os.environ.get("RUNNER_BENCH_VENV", os.path.expanduser("~/.cache/runner-bench/venv")))
     p.add_argument("--json", help="also write every measurement to this file (JSON lines)")
+    p.add_argument("--experiment", default="experiments/baseline.toml",
+                   help="the network and optimizer to compare (its network must be compiled in); the peers "
+                        "run the tutorial's own code for the baseline, a generic model of the same layers "
+                        "otherwise")
     args = p.parse_args()
     threads = os.cpu_count()
 
     py = setup_venv(args.venv) if any(c != "runner" for c in args.configs) else None
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     binary = os.path.join(ROOT, "target", "release", "runner")
+    net = (None if os.path.normpath(args.experiment) == os.path.normpath("experiments/baseline.toml")
+           else netspec.from_experiment(binary, args.experiment, ROOT))
 
     results = []
     for batch in args.batches:
         for rep in range(args.reps):
             for name in args.configs:
-                r = (run_runner(binary, batch, args.steps, args.warmup) if name == "runner"
-                     else run_peer(py, name, batch, args.steps, args.warmup, threads))
+                r = (run_runner(binary, batch, args.steps, args.warmup, args.experiment) if name == "runner"
+                     else run_peer(py, name, batch, args.steps, args.warmup, threads, net))
                 r["config"], r["rep"] = name, rep
                 results.append(r)
                 print(f"batch {batch} rep {rep + 1}/{args.reps} {name:22} {r['ms_per_step']:7.1f} ms/step "
@@ -129,7 +139,7 @@ def main():
                         f.write(json.dumps(r) + "\n")
 
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    print(f"\n{cpu}, {threads} threads; medians of {args.reps} runs of {args.steps} timed steps "
+    print(f"\n{args.experiment}: {cpu}, {threads} threads; medians of {args.reps} runs of {args.steps} timed steps "
           f"(after {args.warmup} warm-up steps); eval: 10,000 test images at batch 1000.\n")
     print("| config | batch | ms/step | samples/s | runner speed-up | eval img/s | runner eval speed-up | start-up s | peak RSS MiB |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -22,6 +22,7 @@ p.add_argument("--steps", type=int, default=500)
 p.add_argument("--batch", type=int, default=50)
 p.add_argument("--warmup", type=int, default=20)
 p.add_argument("--eval-batch", type=int, default=1000)
+p.add_argument("--net", help="another network and optimizer, as bench/netspec.py writes them")
 args = p.parse_args()
 
 x_train, y_train, x_test, y_test = mnist_data.load()
@@ -60,7 +61,44 @@ def cross_entropy_loss(logits, y):
     return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(logits=logits, labels=y))
 
 
-optimizer = tf.optimizers.Adam(1e-4)
+class Generic(tf.keras.Model):
+    """A network of `bench/netspec.py`, in the tutorial's style: conv blocks (conv with ReLU,
+    2x2 max-pool if `pool`), then dense ReLU layers and 10 logits."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.blocks = []
+        for f, k, pad, pool in zip(m.get("conv", []), m.get("kernel", []), m.get("padding", []),
+                                   m.get("pool", [])):
+            self.blocks.append(tf.keras.layers.Conv2D(filters=f, kernel_size=k, strides=1, padding=pad,
+                                                      activation="relu"))
+            if pool:
+                self.blocks.append(tf.keras.layers.MaxPool2D(pool_size=(2, 2), strides=2))
+        self.flatten_layer = tf.keras.layers.Flatten()
+        self.dense = [tf.keras.layers.Dense(h, activation="relu") for h in m["hidden"]]
+        self.output_layer = tf.keras.layers.Dense(10, activation=None)
+
+    def call(self, x):
+        x = tf.reshape(x, [-1, 28, 28, 1]) if self.blocks else x
+        for layer in self.blocks:
+            x = layer(x)
+        x = self.flatten_layer(x)
+        for layer in self.dense:
+            x = layer(x)
+        logits = self.output_layer(x)
+        return tf.nn.softmax(logits), logits
+
+
+if args.net:
+    import netspec  # noqa: E402
+
+    net, optim = netspec.parse(args.net)
+    if optim["kind"] == "sgd":
+        optimizer = tf.optimizers.SGD(optim["lr"], momentum=optim.get("momentum", 0.0))
+    else:
+        optimizer = tf.optimizers.Adam(optim["lr"], epsilon=optim.get("eps", 1e-8))
+else:
+    optimizer = tf.optimizers.Adam(1e-4)
 
 
 @tf.function
@@ -77,7 +115,7 @@ def predict(model, x):
     return model(x)[1]
 
 
-CNN_model = CNN()
+CNN_model = Generic(net) if args.net else CNN()
 startup_s = time.perf_counter() - T0
 for i in range(args.warmup + args.steps):
     if i == args.warmup:

@@ -22,6 +22,7 @@ p.add_argument("--warmup", type=int, default=20)
 p.add_argument("--eval-batch", type=int, default=1000)
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--channels-last", action="store_true")
+p.add_argument("--net", help="another network and optimizer, as bench/netspec.py writes them")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
 torch.manual_seed(0)
@@ -48,9 +49,61 @@ class CNN(nn.Module):
         return self.fc2(F.relu(self.fc1(x)))
 
 
+class Generic(nn.Module):
+    """A network of `bench/netspec.py`: conv blocks (conv, ReLU, 2x2 max-pool if `pool`), then
+    dense ReLU layers and 10 logits; Glorot init, as runner's default."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.convs, self.pools = nn.ModuleList(), []
+        channels, side = 1, 28
+        for f, k, pad, pool in zip(m.get("conv", []), m.get("kernel", []), m.get("padding", []),
+                                   m.get("pool", [])):
+            p = k // 2 if pad == "same" else 0
+            self.convs.append(nn.Conv2d(channels, f, k, padding=p))
+            self.pools.append(pool)
+            side = side + 2 * p - k + 1
+            side = side // 2 if pool else side
+            channels = f
+        width = channels * side * side if self.convs else 784
+        self.dense = nn.ModuleList()
+        for h in m["hidden"] + [10]:
+            self.dense.append(nn.Linear(width, h))
+            width = h
+        for mod in self.modules():
+            if isinstance(mod, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(mod.weight)
+                nn.init.zeros_(mod.bias)
+
+    def forward(self, x):
+        if self.convs:
+            x = x.view(-1, 1, 28, 28).contiguous(memory_format=fmt)
+            for conv, pool in zip(self.convs, self.pools):
+                x = F.relu(conv(x))
+                if pool:
+                    x = F.max_pool2d(x, 2)
+        x = torch.flatten(x, 1)
+        for i, d in enumerate(self.dense):
+            x = d(x)
+            if i + 1 < len(self.dense):
+                x = F.relu(x)
+        return x
+
+
 x_train, y_train, x_test, y_test = (torch.from_numpy(a) for a in mnist_data.load())
-model = CNN().to(memory_format=fmt)
-opt = torch.optim.Adam(model.parameters(), lr=1e-4, eps=1e-7)
+if args.net:
+    import netspec  # noqa: E402
+
+    net, optim = netspec.parse(args.net)
+    model = Generic(net).to(memory_format=fmt)
+    if optim["kind"] == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=optim["lr"], momentum=optim.get("momentum", 0),
+                              weight_decay=optim.get("weight_decay", 0))
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=optim["lr"], eps=optim.get("eps", 1e-8))
+else:
+    model = CNN().to(memory_format=fmt)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, eps=1e-7)
 startup_s = time.perf_counter() - T0
 order = torch.randperm(len(x_train))
 pos = 0
