@@ -348,6 +348,15 @@ impl Loop<'_, '_> {
         labels: &mut Vec<u8>,
     ) -> Result<f32> {
         let batch = self.exp.train.batch_size;
+        let base = self.exp.optimizer.lr();
+        let lr = match &self.exp.schedule {
+            Some(schedule) => {
+                let lr = schedule.lr_at(base, step, self.exp.train.steps);
+                self.opt.set_lr(lr);
+                lr
+            }
+            None => base,
+        };
         self.batcher.next_batch(images, labels);
         let t0 = Instant::now();
         let stats = self
@@ -362,7 +371,7 @@ impl Loop<'_, '_> {
             self.batcher.epoch.to_string(),
             loss.to_string(),
             accuracy.to_string(),
-            self.exp.optimizer.lr().to_string(),
+            lr.to_string(),
             (step * batch as u64).to_string(),
             format!("{elapsed:.3}"),
         ])?;

@@ -393,3 +393,51 @@ fn a_damaged_checkpoint_means_starting_over_not_a_wrong_result() {
     assert!(stderr(&out).contains("over"), "{}", stderr(&out));
     assert_same_results(&reference, &dir, "after a damaged checkpoint");
 }
+
+/// A cosine schedule with warmup: the `lr` column is the schedule's rate of each step, and a run
+/// stopped mid-schedule (SIGINT) and resumed ends bit-identical to one that never stopped.
+#[test]
+fn a_scheduled_run_resumes_mid_schedule_bit_identical() {
+    let scheduled = [
+        LONG,
+        &[
+            "--set",
+            "schedule.kind=cosine",
+            "--set",
+            "schedule.warmup_steps=300",
+            "--set",
+            "schedule.min_lr=0.001",
+        ],
+    ]
+    .concat();
+    let reference = tempfile::tempdir().unwrap();
+    let out = run(&[&["run"], &scheduled[..]].concat(), reference.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reference = only_run_dir(reference.path());
+    let schedule = runner_spec::schedule::ScheduleConfig {
+        kind: runner_spec::schedule::ScheduleKind::Cosine,
+        warmup_steps: 300,
+        min_lr: Some(0.001),
+        step_size: None,
+        gamma: None,
+        milestones: None,
+    };
+    let rows = untimed(&reference.join("metrics.csv"));
+    assert_eq!(rows.len(), 2401);
+    for row in &rows[1..] {
+        let fields: Vec<&str> = row.split(',').collect();
+        let step: u64 = fields[0].parse().unwrap();
+        let want = schedule.lr_at(0.1, step, 2400);
+        assert_eq!(fields[4], want.to_string(), "step {step}");
+    }
+
+    let runs = tempfile::tempdir().unwrap();
+    let child = spawn(&[&["run"], &scheduled[..]].concat(), runs.path());
+    std::thread::sleep(Duration::from_millis(600));
+    signal(&child, "-INT");
+    let out = child.wait_with_output().unwrap();
+    eprintln!("first attempt exited {:?}", out.status.code());
+    let out = run(&[&["run"], &scheduled[..]].concat(), runs.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_same_results(&reference, &only_run_dir(runs.path()), "cosine schedule");
+}

@@ -33,6 +33,8 @@ enum Rule {
 
 /// An optimizer over every trainable tensor of a dfdx module.
 pub struct Optimizer {
+    /// The configuration, kept to rebuild `rule` when a schedule changes the learning rate.
+    cfg: OptimizerConfig,
     rule: Rule,
     /// Updates applied so far (Adam's `t`).
     steps: u64,
@@ -49,7 +51,34 @@ pub struct Optimizer {
 
 impl Optimizer {
     pub fn new(cfg: &OptimizerConfig) -> Self {
-        let rule = match *cfg {
+        let rule = Self::rule_for(cfg);
+        let slots = (0..Self::slot_names_of(&rule).len())
+            .map(|_| Gradients::leaky())
+            .collect();
+        Optimizer {
+            cfg: cfg.clone(),
+            rule,
+            steps: 0,
+            slots,
+            values: Gradients::leaky(),
+            values_synced: false,
+        }
+    }
+
+    /// Sets the learning rate of the next updates (a schedule's rate for the coming step); the
+    /// configured rate gives back exactly the configured rule.
+    pub fn set_lr(&mut self, lr: f64) {
+        if lr != self.cfg.lr() {
+            let mut cfg = self.cfg.clone();
+            cfg.set_lr(lr);
+            self.rule = Self::rule_for(&cfg);
+        } else {
+            self.rule = Self::rule_for(&self.cfg);
+        }
+    }
+
+    fn rule_for(cfg: &OptimizerConfig) -> Rule {
+        match *cfg {
             OptimizerConfig::Adam {
                 lr,
                 beta1,
@@ -103,16 +132,6 @@ impl Optimizer {
                 centered,
                 decay: Decay::l2(weight_decay),
             }),
-        };
-        let slots = (0..Self::slot_names_of(&rule).len())
-            .map(|_| Gradients::leaky())
-            .collect();
-        Optimizer {
-            rule,
-            steps: 0,
-            slots,
-            values: Gradients::leaky(),
-            values_synced: false,
         }
     }
 

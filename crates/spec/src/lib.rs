@@ -9,6 +9,7 @@ pub mod error;
 pub mod metric;
 pub mod network;
 pub mod rule;
+pub mod schedule;
 pub mod sweep;
 
 pub use error::{Error, Result};

@@ -5,6 +5,7 @@ pub mod overrides;
 pub mod schema;
 
 use crate::error::{Error, Result};
+use crate::schedule::ScheduleConfig;
 use schema::{KeySpec, ValueType};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -27,6 +28,10 @@ pub struct Experiment {
     pub optimizer: OptimizerConfig,
     #[serde(default)]
     pub train: TrainConfig,
+    /// The learning-rate schedule; `None` (and a constant one without warmup, which is the same
+    /// run) keeps the canonical form, and so the hash, of a file without `[schedule]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -237,6 +242,16 @@ impl OptimizerConfig {
             | OptimizerConfig::Rmsprop { lr, .. } => *lr,
         }
     }
+
+    /// Replaces the learning rate (what a schedule does step by step).
+    pub fn set_lr(&mut self, rate: f64) {
+        match self {
+            OptimizerConfig::Adam { lr, .. }
+            | OptimizerConfig::Adamw { lr, .. }
+            | OptimizerConfig::Sgd { lr, .. }
+            | OptimizerConfig::Rmsprop { lr, .. } => *lr = rate,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -329,6 +344,12 @@ pub fn parse_str(
         .try_into()
         .map_err(|e: toml::de::Error| Error::Input(format!("{origin}: {}", e.message())))?;
     validate_semantics(&exp, &ctx)?;
+    if let Some(schedule) = &mut exp.schedule {
+        schedule.resolve().map_err(|(key, msg)| ctx.err(key, msg))?;
+        if schedule.is_constant() {
+            exp.schedule = None;
+        }
+    }
     if let Some(dir) = &exp.data.dir {
         let p = PathBuf::from(dir);
         let abs = if p.is_absolute() { p } else { base_dir.join(p) };
@@ -401,6 +422,7 @@ fn validate_table(table: &mut Table, ctx: &Ctx) -> Result<()> {
     };
     let model_kind = kind_of(table, "model");
     let optimizer_kind = kind_of(table, "optimizer");
+    let schedule_kind = kind_of(table, "schedule");
     for (name, value) in table.iter_mut() {
         if tables.contains(&name.as_str()) {
             let Value::Table(inner) = value else {
@@ -412,6 +434,7 @@ fn validate_table(table: &mut Table, ctx: &Ctx) -> Result<()> {
             let kind = match name.as_str() {
                 "model" => model_kind.as_deref(),
                 "optimizer" => optimizer_kind.as_deref(),
+                "schedule" => schedule_kind.as_deref().or(Some("constant")),
                 _ => None,
             };
             for (leaf, v) in inner.iter_mut() {

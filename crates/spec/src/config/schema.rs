@@ -94,6 +94,14 @@ pub const OPTIMIZER_KINDS: &[&str] = &["adam", "adamw", "sgd", "rmsprop"];
 pub const INITS: &[&str] = &["glorot", "pytorch"];
 pub const PADDINGS: &[&str] = &["same", "valid"];
 pub const DATASETS: &[&str] = &["mnist"];
+pub const SCHEDULE_KINDS: &[&str] = &[
+    "constant",
+    "step",
+    "multistep",
+    "exponential",
+    "cosine",
+    "linear",
+];
 
 /// Largest `train.steps` accepted: keeps step arithmetic far from overflow.
 pub const MAX_STEPS: i64 = 1_000_000_000;
@@ -229,6 +237,40 @@ pub const KEYS: &[KeySpec] = &[
             min: 1,
             max: UNBOUNDED,
         },
+    ),
+    key("schedule.kind", ValueType::Enum(SCHEDULE_KINDS)),
+    key(
+        "schedule.warmup_steps",
+        ValueType::Int {
+            min: 0,
+            max: MAX_STEPS,
+        },
+    ),
+    for_kinds(
+        "schedule.min_lr",
+        ValueType::Float(NONNEG),
+        &["cosine", "linear"],
+    ),
+    for_kinds(
+        "schedule.step_size",
+        ValueType::Int {
+            min: 1,
+            max: MAX_STEPS,
+        },
+        &["step"],
+    ),
+    for_kinds(
+        "schedule.gamma",
+        ValueType::Float(POS),
+        &["step", "multistep", "exponential"],
+    ),
+    for_kinds(
+        "schedule.milestones",
+        ValueType::IntList {
+            min: 1,
+            max: MAX_STEPS,
+        },
+        &["multistep"],
     ),
 ];
 

@@ -255,16 +255,23 @@ fn sample_value(spec: &schema::KeySpec, kind: &str) -> String {
     }
 }
 
-/// The schema table and the serde structs are one vocabulary: for every model and optimizer
-/// kind, an experiment setting every key that kind accepts resolves to a canonical config with
-/// exactly those keys (none dropped by the structs, none they add that the schema lacks).
+/// The schema table and the serde structs are one vocabulary: for every model, optimizer and
+/// schedule kind, an experiment setting every key that kind accepts resolves to a canonical
+/// config with exactly those keys (none dropped by the structs, none they add that the schema
+/// lacks).
 #[test]
 fn schema_keys_and_config_structs_agree() {
-    for model in schema::MODEL_KINDS {
-        for opt in schema::OPTIMIZER_KINDS {
+    let kinds = schema::MODEL_KINDS.iter().flat_map(|m| {
+        schema::OPTIMIZER_KINDS
+            .iter()
+            .flat_map(move |o| schema::SCHEDULE_KINDS.iter().map(move |s| (m, o, s)))
+    });
+    for (model, opt, sched) in kinds {
+        {
             let kind_of = |table: &str| match table {
                 "model" => *model,
                 "optimizer" => *opt,
+                "schedule" => *sched,
                 _ => "",
             };
             let accepted: Vec<&schema::KeySpec> = schema::KEYS
@@ -296,7 +303,7 @@ fn schema_keys_and_config_structs_agree() {
             leaves.sort();
             let mut want: Vec<String> = accepted.iter().map(|k| k.path.to_string()).collect();
             want.sort();
-            assert_eq!(leaves, want, "{model} + {opt}");
+            assert_eq!(leaves, want, "{model} + {opt} + {sched}");
         }
     }
 }
