@@ -108,6 +108,20 @@ pub fn verify(
             if done == 1 { "" } else { "s" }
         )));
     }
+    // A re-run of N steps is the run with train.steps = N: a schedule whose rates depend on the
+    // number of steps would run differently.
+    let exp = crate::config::load(&config, &[])?;
+    if let Some(schedule) = exp
+        .schedule
+        .filter(|s| n < summary.steps && s.depends_on_length())
+    {
+        return Err(Error::Input(format!(
+            "--steps {n}: the run's {} schedule spreads over all {} steps, so its first {n} \
+             steps cannot be re-run alone; verify the whole run (without --steps)",
+            format!("{:?}", schedule.kind).to_lowercase(),
+            summary.steps
+        )));
+    }
     let tmp = tempfile::Builder::new()
         .prefix("runner-verify-")
         .tempdir()

@@ -440,4 +440,11 @@ fn a_scheduled_run_resumes_mid_schedule_bit_identical() {
     let out = run(&[&["run"], &scheduled[..]].concat(), runs.path());
     assert!(out.status.success(), "{}", stderr(&out));
     assert_same_results(&reference, &only_run_dir(runs.path()), "cosine schedule");
+    // Its first N steps alone would be another schedule: verify says so instead of differing.
+    let out = run(
+        &["verify", reference.to_str().unwrap(), "--steps", "100"],
+        reference.parent().unwrap(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cosine schedule"), "{}", stderr(&out));
 }

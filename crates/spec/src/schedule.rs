@@ -88,6 +88,11 @@ impl ScheduleConfig {
         Ok(())
     }
 
+    /// Whether the rates depend on the number of steps (cosine and linear decay over the run).
+    pub fn depends_on_length(&self) -> bool {
+        matches!(self.kind, ScheduleKind::Cosine | ScheduleKind::Linear)
+    }
+
     /// Whether the rate is the base rate at every step: the same run as no schedule.
     pub fn is_constant(&self) -> bool {
         self.kind == ScheduleKind::Constant && self.warmup_steps == 0
