@@ -68,13 +68,9 @@ impl Optimizer {
     /// Sets the learning rate of the next updates (a schedule's rate for the coming step); the
     /// configured rate gives back exactly the configured rule.
     pub fn set_lr(&mut self, lr: f64) {
-        if lr != self.cfg.lr() {
-            let mut cfg = self.cfg.clone();
-            cfg.set_lr(lr);
-            self.rule = Self::rule_for(&cfg);
-        } else {
-            self.rule = Self::rule_for(&self.cfg);
-        }
+        let mut cfg = self.cfg.clone();
+        cfg.set_lr(lr);
+        self.rule = Self::rule_for(&cfg);
     }
 
     fn rule_for(cfg: &OptimizerConfig) -> Rule {
