@@ -184,7 +184,10 @@ fn main() {
     report(
         "train step (batch 50)",
         median_ms(30, || {
-            model.train_step(&mut opt, images.clone(), &labels).unwrap();
+            let step = opt.steps() + 1;
+            model
+                .train_step(&mut opt, step, images.clone(), &labels)
+                .unwrap();
         }),
         step_flops,
     );

@@ -112,7 +112,12 @@ struct Resumption {
 /// The checkpoint of an unfinished run, if it can be continued exactly: the run stopped
 /// (interrupted, killed or failed), the checkpoint belongs to this config, and the logs hold every
 /// step up to it. Logs are trimmed to the checkpoint's step. `Err` says why not.
-fn resumable(dir: &RunDir, hash: &str, steps: u64) -> std::result::Result<Resumption, String> {
+fn resumable(
+    dir: &RunDir,
+    hash: &str,
+    exp: &Experiment,
+) -> std::result::Result<Resumption, String> {
+    let steps = exp.train.steps;
     let summary = dir.read_summary().ok_or("no readable summary.json")?;
     if !matches!(
         summary.status,
@@ -142,7 +147,8 @@ fn resumable(dir: &RunDir, hash: &str, steps: u64) -> std::result::Result<Resump
         true,
     )
     .map_err(|e| e.to_string())?;
-    let evals = CsvLog::resume(&dir.file(rundir::EVAL), &rundir::EVAL_HEADER, step, false)
+    let eval_header = rundir::eval_header(exp.data.validation > 0);
+    let evals = CsvLog::resume(&dir.file(rundir::EVAL), eval_header, step, false)
         .map_err(|e| e.to_string())?;
     let meta = std::fs::read_to_string(dir.file(rundir::META))
         .ok()
@@ -272,10 +278,14 @@ impl<'a> Run<'a> {
         if let Some(done) = already_complete(req, &dir) {
             return Ok(Prepared::Complete(Box::new(done)));
         }
-        let data = match data {
+        let mut data = match data {
             Some(d) => d,
             None => load_data(&source)?,
         };
+        check_split_sizes(req, &exp, &data)?;
+        if exp.data.validation > 0 {
+            data.hold_out(exp.data.validation, exp.seed);
+        }
         if exp.train.batch_size > data.train.len() {
             return Err(Error::Input(format!(
                 "{}: key 'train.batch_size': {} is larger than the training set ({} examples); use 1..={}",
@@ -352,7 +362,10 @@ impl<'a> Run<'a> {
                 let logs = (|| {
                     Ok((
                         create(rundir::METRICS, &rundir::METRICS_HEADER)?,
-                        create(rundir::EVAL, &rundir::EVAL_HEADER)?,
+                        create(
+                            rundir::EVAL,
+                            rundir::eval_header(self.exp.data.validation > 0),
+                        )?,
                     ))
                 })();
                 logs.map_err(|e| self.mark_failed(e))?
@@ -371,7 +384,7 @@ impl<'a> Run<'a> {
         if self.req.force {
             return None;
         }
-        match resumable(&self.dir, &self.hash, self.exp.train.steps) {
+        match resumable(&self.dir, &self.hash, &self.exp) {
             Ok(r) => Some(r),
             Err(why) => {
                 if self.dir.file(rundir::SUMMARY).exists() {
@@ -443,12 +456,14 @@ impl<'a> Started<'a> {
                 .as_ref()
                 .map(|rule| move |step: u64, acc: f64| rule.should_stop(&dir.path, step, acc));
             let ckpt_path = dir.file(rundir::CHECKPOINT);
+            let best_path = dir.file(rundir::BEST_WEIGHTS);
             let sinks = Sinks {
                 metrics: &mut metrics,
                 evals: &mut evals,
                 progress: &mut progress,
                 interrupted,
                 prune: rule.as_ref().map(|f| f as &dyn Fn(u64, f64) -> bool),
+                best_weights: exp.train.keep_best.then_some(best_path.as_path()),
                 checkpoints: Some(Checkpointing {
                     path: &ckpt_path,
                     hash: &run.hash,
@@ -545,6 +560,29 @@ fn ended(dir: RunDir, summary: Summary, outcome: Outcome) -> Result<RunResult> {
     }
 }
 
+/// What `train.epochs` and `data.validation` assume of a custom `data.dir`: the training images
+/// of an MNIST-format dataset, which the steps of an epoch were counted from.
+fn check_split_sizes(req: &RunRequest, exp: &Experiment, data: &Dataset) -> Result<()> {
+    let expected = crate::config::TRAIN_IMAGES;
+    let have = data.train.len();
+    let key = if exp.train.epochs.is_some() {
+        "train.epochs"
+    } else if exp.data.validation > 0 {
+        "data.validation"
+    } else {
+        return Ok(());
+    };
+    if have == expected {
+        return Ok(());
+    }
+    Err(Error::Input(format!(
+        "{}: key '{key}': counts on the {expected} training images of an MNIST-format dataset, \
+         but {} holds {have}; use train.steps (and no data.validation) with this data",
+        req.experiment.display(),
+        data.dir.display()
+    )))
+}
+
 fn load_data(source: &Source) -> Result<Dataset> {
     let t0 = Instant::now();
     let data = Dataset::load(source)?;
@@ -610,21 +648,39 @@ pub fn resume(dir: &Path, wait: bool, quiet: bool, interrupted: &AtomicBool) -> 
 }
 
 /// The human summary printed at the end of `runner run` (stdout; scripts can grep `dir:`).
+/// With a validation split, its line comes first and picks the best step.
 pub fn describe(summary: &Summary, dir: &RunDir) -> String {
     let pct = |x: Option<f64>| x.map_or("-".to_string(), |a| format!("{:.2}%", a * 100.0));
+    let best_step = summary.best_test_step.map_or("-".into(), |s| s.to_string());
+    let accuracy = match summary.final_val_accuracy {
+        Some(val) => format!(
+            "val accuracy:   {} (best {} at step {best_step})\ntest accuracy:  {} ({} at step \
+             {best_step})",
+            pct(Some(val)),
+            pct(summary.best_val_accuracy),
+            pct(summary.final_test_accuracy),
+            pct(summary.best_test_accuracy),
+        ),
+        None => format!(
+            "test accuracy:  {} (best {} at step {best_step})",
+            pct(summary.final_test_accuracy),
+            pct(summary.best_test_accuracy),
+        ),
+    };
     format!(
-        "run:            {}-{}\nstatus:         {}\nsteps:          {}/{}\ntest accuracy:  {} (best {} at step {})\n\
+        "run:            {}-{}\nstatus:         {}\nsteps:          {}/{}\n{accuracy}\n\
          test loss:      {}\nms per step:    {}\nwall time:      {:.1}s\ndir:            {}",
         summary.name,
         &summary.hash[..12.min(summary.hash.len())],
         summary.status,
         summary.steps_done,
         summary.steps,
-        pct(summary.final_test_accuracy),
-        pct(summary.best_test_accuracy),
-        summary.best_test_step.map_or("-".into(), |s| s.to_string()),
-        summary.final_test_loss.map_or("-".into(), |l| format!("{l:.4}")),
-        summary.ms_per_step.map_or("-".into(), |m| format!("{m:.2}")),
+        summary
+            .final_test_loss
+            .map_or("-".into(), |l| format!("{l:.4}")),
+        summary
+            .ms_per_step
+            .map_or("-".into(), |m| format!("{m:.2}")),
         summary.wall_time_s,
         dir.path.display()
     )

@@ -188,8 +188,11 @@ pub struct Sinks<'a> {
     pub evals: &'a mut CsvLog,
     pub progress: &'a mut Progress,
     pub interrupted: &'a AtomicBool,
-    /// Early stopping: given an evaluation step and its test accuracy, whether to stop here.
+    /// Early stopping: given an evaluation step and its accuracy (validation when there is a
+    /// split, else test), whether to stop here.
     pub prune: Option<&'a dyn Fn(u64, f64) -> bool>,
+    /// Where `train.keep_best` writes the weights of each new best evaluation.
+    pub best_weights: Option<&'a Path>,
     pub checkpoints: Option<Checkpointing<'a>>,
 }
 
@@ -232,7 +235,7 @@ pub fn train(
         acc_ema: 0.0,
     };
     let mut totals = Totals::default();
-    let mut opt = Optimizer::new(&exp.optimizer);
+    let mut opt = Optimizer::new(&exp.optimizer).with_clip_grad_norm(exp.train.clip_grad_norm);
     let batcher = match start {
         Start::Fresh(rng) => Batcher::new(&data.train, batch, rng),
         Start::Resume(mut ckpt) => {
@@ -310,14 +313,19 @@ impl Loop<'_, '_> {
                 last_flush = Instant::now();
             }
             if step % t.eval_every == 0 || step == t.steps {
-                let test_acc = self.evaluate(step)?;
+                let accuracy = self.evaluate(step)?;
                 let prune = self.sinks.prune;
-                if step < t.steps && prune.is_some_and(|prune| prune(step, test_acc)) {
+                if step < t.steps && prune.is_some_and(|prune| prune(step, accuracy)) {
                     self.stop(
                         Status::Pruned,
                         format!(
-                            "pruned at step {step}: test accuracy below the median of finished \
-                             trials"
+                            "pruned at step {step}: {} accuracy below the median of finished \
+                             trials",
+                            if self.data.validation.is_some() {
+                                "validation"
+                            } else {
+                                "test"
+                            }
                         ),
                     );
                     break;
@@ -361,7 +369,7 @@ impl Loop<'_, '_> {
         let t0 = Instant::now();
         let stats = self
             .model
-            .train_step(&mut self.opt, std::mem::take(images), labels)?;
+            .train_step(&mut self.opt, step, std::mem::take(images), labels)?;
         self.outcome.totals.train_time_s += t0.elapsed().as_secs_f64();
         let loss = stats.loss as f32;
         let accuracy = stats.correct as f64 / labels.len() as f64;
@@ -391,26 +399,54 @@ impl Loop<'_, '_> {
         Ok(loss)
     }
 
-    /// Evaluates on the test set, logs it and updates the totals; returns the test accuracy.
+    /// Evaluates on the test set (and the validation split), logs it, updates the totals and
+    /// with `keep_best` writes the weights of a new best; returns the accuracy that picks the
+    /// best evaluation and that early stopping judges: validation when there is a split, else
+    /// test.
     fn evaluate(&mut self, step: u64) -> Result<f64> {
         let (test_loss, test_acc) = evaluate(self.model, &self.data.test)?;
         let test_loss = test_loss as f32;
+        let val = match &self.data.validation {
+            Some(split) => {
+                let (loss, acc) = evaluate(self.model, split)?;
+                Some((loss as f32, acc))
+            }
+            None => None,
+        };
         let elapsed = self.elapsed();
-        self.sinks.evals.row([
+        let mut row = vec![
             step.to_string(),
             test_loss.to_string(),
             test_acc.to_string(),
-            format!("{elapsed:.3}"),
-        ])?;
+        ];
+        if let Some((loss, acc)) = val {
+            row.extend([loss.to_string(), acc.to_string()]);
+        }
+        row.push(format!("{elapsed:.3}"));
+        self.sinks.evals.row(row)?;
         self.sinks.evals.flush()?;
         self.sinks.metrics.flush()?;
         self.sinks.progress.eval(step, test_loss as f64, test_acc);
         let totals = &mut self.outcome.totals;
         totals.final_eval = Some((shortest_f64(test_loss), test_acc));
-        if totals.best_eval.is_none_or(|(_, best)| test_acc > best) {
+        totals.final_val = val.map(|(loss, acc)| (shortest_f64(loss), acc));
+        let select = val.map_or(test_acc, |(_, acc)| acc);
+        let best_so_far = match (totals.best_val, totals.best_eval) {
+            (Some(v), _) => Some(v),
+            (None, best) => best.map(|(_, acc)| acc),
+        };
+        if best_so_far.is_none_or(|best| select > best) {
             totals.best_eval = Some((step, test_acc));
+            totals.best_val = val.map(|(_, acc)| acc);
+            if let Some(path) = self.sinks.best_weights {
+                crate::rundir::atomic::write_with(path, |tmp| {
+                    self.model
+                        .save(tmp)
+                        .map_err(|e| std::io::Error::other(e.to_string()))
+                })?;
+            }
         }
-        Ok(test_acc)
+        Ok(select)
     }
 
     /// Makes the logs durable up to the current step, then writes a checkpoint that points at

@@ -6,7 +6,6 @@ use crate::error::{Error, Result};
 use crate::run::{self, RunRequest, RunResult};
 use crate::rundir::digest;
 use crate::rundir::{self, checkpoint, RunDir, Status, Summary};
-use safetensors::tensor::{Dtype, SafeTensors};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -194,7 +193,7 @@ fn check_recorded_digests(run: &RunDir, summary: &Summary) -> Check {
             detail: "summary.json records none (unfinished run, or made before digests)".into(),
         };
     };
-    let weights_now = read_weights(&run.file(rundir::WEIGHTS)).unwrap_or_default();
+    let weights_now = checkpoint::read_weights(&run.file(rundir::WEIGHTS)).unwrap_or_default();
     let weights_now = if recorded.weights.is_empty() {
         BTreeMap::new()
     } else {
@@ -300,22 +299,6 @@ fn compare_csv(original: &Path, rerun: &Path, n: u64, all_steps: bool) -> Result
 }
 
 /// F32 tensors of a safetensors file, by name.
-fn read_weights(path: &Path) -> Result<Vec<crate::ops::params::NamedTensor>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| Error::Data(format!("{}: {e:?}", path.display())))?;
-    Ok(st
-        .tensors()
-        .into_iter()
-        .filter(|(_, v)| v.dtype() == Dtype::F32)
-        .map(|(name, v)| crate::ops::params::NamedTensor {
-            shape: v.shape().to_vec(),
-            data: checkpoint::f32_values(v.data()),
-            name,
-        })
-        .collect())
-}
-
 /// The run's weights at step `n`: the final weights when `n` is its last step, else its
 /// checkpoint when that is at `n`.
 fn compare_weights(
@@ -326,7 +309,7 @@ fn compare_weights(
 ) -> Result<Check> {
     let finished = matches!(summary.status, Status::Complete | Status::Damaged);
     let original = if n == summary.steps && finished {
-        match read_weights(&run.file(rundir::WEIGHTS)) {
+        match checkpoint::read_weights(&run.file(rundir::WEIGHTS)) {
             Ok(w) => Some(("final weights", w)),
             Err(e) => {
                 return Ok(Check::Differs {
@@ -367,7 +350,7 @@ fn compare_weights(
     };
     let (a, b) = (
         digest::weight_digests(&original),
-        digest::weight_digests(&read_weights(&rerun_path)?),
+        digest::weight_digests(&checkpoint::read_weights(&rerun_path)?),
     );
     if a.is_empty() {
         return Ok(Check::Differs {

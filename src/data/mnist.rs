@@ -27,7 +27,7 @@ pub const MNIST_SHA256: [&str; 4] = [
 ];
 
 /// One split: images as raw bytes (row-major 28x28 each) and labels.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Split {
     pub images: Vec<u8>,
     pub labels: Vec<u8>,
@@ -55,6 +55,8 @@ impl Split {
 pub struct Dataset {
     pub train: Split,
     pub test: Split,
+    /// Training images held out by `data.validation` (see [`Dataset::hold_out`]).
+    pub validation: Option<Split>,
     /// Directory the files were read from.
     pub dir: PathBuf,
     /// `(file name, sha256 of decompressed content)` for each of the four files.
@@ -171,9 +173,32 @@ impl Dataset {
         Ok(Dataset {
             train,
             test,
+            validation: None,
             dir: source.dir.clone(),
             checksums,
         })
+    }
+
+    /// Moves `n` training examples, drawn without replacement by a generator seeded with
+    /// `seed` (ChaCha8, stream 2: the weights use stream 0 and the data order stream 1), into
+    /// the validation split. Both splits keep the files' order.
+    pub fn hold_out(&mut self, n: usize, seed: u64) {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(2);
+        let mut held = vec![false; self.train.len()];
+        for i in rand::seq::index::sample(&mut rng, self.train.len(), n) {
+            held[i] = true;
+        }
+        let (mut train, mut validation) = (Split::default(), Split::default());
+        for (i, &h) in held.iter().enumerate() {
+            let to = if h { &mut validation } else { &mut train };
+            to.images
+                .extend_from_slice(&self.train.images[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS]);
+            to.labels.push(self.train.labels[i]);
+        }
+        self.train = train;
+        self.validation = Some(validation);
     }
 
     pub fn digest(&self) -> String {

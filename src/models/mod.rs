@@ -6,7 +6,7 @@ pub mod layers;
 pub mod network;
 mod registry;
 
-use crate::config::{Experiment, Init, ModelConfig};
+use crate::config::{Experiment, ModelConfig};
 use crate::error::{Error, Result};
 pub use network::{BatchStats, Trainable};
 use rand_chacha::ChaCha8Rng;
@@ -17,17 +17,20 @@ use std::path::Path;
 /// (`built-in` for the reference and what the tests use).
 pub use registry::COMPILED;
 
-fn init_of(model: &ModelConfig) -> Init {
-    match model {
-        ModelConfig::Mlp { init, .. } | ModelConfig::Cnn { init, .. } => *init,
-    }
-}
-
 /// Builds the network an experiment asks for, initialised from `rng`.
 pub fn build(exp: &Experiment, rng: &mut ChaCha8Rng) -> Result<Box<dyn Trainable>> {
     let net = Network::of(&exp.model).map_err(Error::Input)?;
-    registry::build_network(&net.key(), init_of(&exp.model), rng)
-        .unwrap_or_else(|| Err(not_compiled(None, &net)))
+    let setup = network::Setup {
+        init: exp.model.init(),
+        layers: layers::LayerSettings {
+            activation: exp.model.activation(),
+            dropout: exp.model.dropout() as f32,
+            seed: exp.seed,
+            step: 0,
+        },
+        label_smoothing: exp.train.label_smoothing as f32,
+    };
+    registry::build_network(&net.key(), setup, rng).unwrap_or_else(|| Err(not_compiled(None, &net)))
 }
 
 /// Whether the network `file` declares can be built and is compiled into this binary, checked

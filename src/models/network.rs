@@ -2,6 +2,7 @@
 //! object safe, so everything outside the registry is compiled once, not per architecture.
 
 use super::init;
+use super::layers::{Configure, LayerSettings};
 use crate::config::Init;
 use crate::data::mnist::{CLASSES, IMAGE_PIXELS};
 use crate::error::{Error, Result};
@@ -19,6 +20,7 @@ pub trait Network:
     BuildModule<Cpu, f32>
     + Module<Images<Taped>, Output = Logits<Taped>, Error = CpuError>
     + Module<Images, Output = Logits, Error = CpuError>
+    + Configure
     + 'static
 {
 }
@@ -27,8 +29,18 @@ impl<M> Network for M where
     M: BuildModule<Cpu, f32>
         + Module<Images<Taped>, Output = Logits<Taped>, Error = CpuError>
         + Module<Images, Output = Logits, Error = CpuError>
+        + Configure
         + 'static
 {
+}
+
+/// How a network is built and trained beyond its type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Setup {
+    pub init: Init,
+    pub layers: LayerSettings,
+    /// Training targets: (1 - s) on the label, s / 10 on every class.
+    pub label_smoothing: f32,
 }
 
 /// Loss and accuracy of one batch.
@@ -43,11 +55,13 @@ pub struct BatchStats {
 /// A network behind an object-safe interface. It computes; the training loop owns the
 /// optimizer and lends it to each step, which applies it to the statically typed parameters.
 pub trait Trainable {
-    /// One step on a batch (`images` is `labels.len() * 784` values in [0, 1]): forward,
-    /// backward, and `opt`'s update of the parameters.
+    /// Training step `step` (from 1) on a batch (`images` is `labels.len() * 784` values in
+    /// [0, 1]): forward, backward, and `opt`'s update of the parameters. The loss is the
+    /// training loss (label smoothing included).
     fn train_step(
         &mut self,
         opt: &mut Optimizer,
+        step: u64,
         images: Vec<f32>,
         labels: &[u8],
     ) -> Result<BatchStats>;
@@ -74,6 +88,7 @@ pub struct Net<M> {
     dev: Cpu,
     model: M,
     grads: Option<Gradients<f32, Cpu>>,
+    setup: Setup,
 }
 
 fn dfdx_err(e: CpuError) -> Error {
@@ -81,15 +96,28 @@ fn dfdx_err(e: CpuError) -> Error {
 }
 
 impl<M: Network> Net<M> {
-    pub fn new(init_scheme: Init, rng: &mut ChaCha8Rng) -> Result<Self> {
+    pub fn new(setup: Setup, rng: &mut ChaCha8Rng) -> Result<Self> {
         let dev = Cpu::default();
         let mut model = M::try_build(&dev).map_err(dfdx_err)?;
-        init::initialize(&mut model, init_scheme, rng);
+        init::initialize(&mut model, setup.init, rng);
+        model.configure(&setup.layers, &mut 0);
         let grads = Some(model.try_alloc_grads().map_err(dfdx_err)?);
-        Ok(Net { dev, model, grads })
+        Ok(Net {
+            dev,
+            model,
+            grads,
+            setup,
+        })
     }
 
-    fn inputs(&self, images: Vec<f32>, labels: &[u8]) -> Result<(Images, Logits)> {
+    /// The batch as tensors: images, and the targets as probabilities over the classes (one-hot
+    /// but for label smoothing).
+    fn inputs(
+        &self,
+        images: Vec<f32>,
+        labels: &[u8],
+        label_smoothing: f32,
+    ) -> Result<(Images, Logits)> {
         let b = labels.len();
         let x = self
             .dev
@@ -98,6 +126,12 @@ impl<M: Network> Net<M> {
         let mut onehot = vec![0.0f32; b * CLASSES];
         for (i, &l) in labels.iter().enumerate() {
             onehot[i * CLASSES + l as usize] = 1.0;
+        }
+        if label_smoothing > 0.0 {
+            let (keep, spread) = (1.0 - label_smoothing, label_smoothing / CLASSES as f32);
+            for p in &mut onehot {
+                *p = *p * keep + spread;
+            }
         }
         let y = self
             .dev
@@ -126,10 +160,18 @@ impl<M: Network> Trainable for Net<M> {
     fn train_step(
         &mut self,
         opt: &mut Optimizer,
+        step: u64,
         images: Vec<f32>,
         labels: &[u8],
     ) -> Result<BatchStats> {
-        let (x, y) = self.inputs(images, labels)?;
+        if self.setup.layers.dropout > 0.0 {
+            let layers = LayerSettings {
+                step,
+                ..self.setup.layers
+            };
+            self.model.configure(&layers, &mut 0);
+        }
+        let (x, y) = self.inputs(images, labels, self.setup.label_smoothing)?;
         let grads = self
             .grads
             .take()
@@ -149,7 +191,7 @@ impl<M: Network> Trainable for Net<M> {
     }
 
     fn evaluate(&self, images: Vec<f32>, labels: &[u8]) -> Result<BatchStats> {
-        let (x, y) = self.inputs(images, labels)?;
+        let (x, y) = self.inputs(images, labels, 0.0)?;
         let logits = self.model.try_forward(x).map_err(dfdx_err)?;
         let correct = count_correct(&logits.as_vec(), labels);
         let loss = cross_entropy_with_logits_loss(logits, y).array() as f64;

@@ -3,16 +3,15 @@
 
 #[allow(unused_imports)] // which layers the generated networks use depends on the files
 use super::layers::{Block, ConvRelu, Dense, FirstBlock};
-use super::network::{Net, Network as DfdxNetwork};
+use super::network::{Net, Network as DfdxNetwork, Setup};
 use super::Trainable;
-use crate::config::Init;
+use crate::ops::activation::Hidden;
 use crate::ops::{Flatten, ToImage};
 use crate::Result;
-use dfdx::nn::modules::ReLU;
 use rand_chacha::ChaCha8Rng;
 
-fn make<M: DfdxNetwork>(init: Init, rng: &mut ChaCha8Rng) -> Result<Box<dyn Trainable>> {
-    Ok(Box::new(Net::<M>::new(init, rng)?))
+fn make<M: DfdxNetwork>(setup: Setup, rng: &mut ChaCha8Rng) -> Result<Box<dyn Trainable>> {
+    Ok(Box::new(Net::<M>::new(setup, rng)?))
 }
 
 include!(concat!(env!("OUT_DIR"), "/networks.rs"));

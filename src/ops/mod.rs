@@ -2,6 +2,7 @@
 //! modules on its gradient tape. Each op keeps its shapes and tape code (`mod.rs`) apart from
 //! its CPU kernels (`cpu.rs`), so a CUDA kernel can sit beside them later.
 
+pub mod activation;
 pub mod conv2d;
 pub mod conv_block;
 pub mod gemm;

@@ -2,6 +2,7 @@
 //! using them could not be checkpointed and resumed exactly; these keep their state in buffers
 //! that can be exported and imported, and compute the same updates as dfdx's bit for bit.
 
+mod clip;
 pub mod kernels;
 #[cfg(test)]
 mod tests;
@@ -47,6 +48,8 @@ pub struct Optimizer {
     /// Whether `values` holds the parameters' current values (false until the first update
     /// and after an import).
     values_synced: bool,
+    /// The largest global L2 norm of the gradients an update uses (`train.clip_grad_norm`).
+    max_grad_norm: Option<f64>,
 }
 
 impl Optimizer {
@@ -62,7 +65,15 @@ impl Optimizer {
             slots,
             values: Gradients::leaky(),
             values_synced: false,
+            max_grad_norm: None,
         }
+    }
+
+    /// Clips the gradients of every update to a global L2 norm of `max_norm`, as
+    /// `torch.nn.utils.clip_grad_norm_` does.
+    pub fn with_clip_grad_norm(mut self, max_norm: Option<f64>) -> Self {
+        self.max_grad_norm = max_norm;
+        self
     }
 
     /// Sets the learning rate of the next updates (a schedule's rate for the coming step); the
@@ -157,6 +168,9 @@ impl Optimizer {
         model: &mut M,
         grads: &mut Gradients<f32, Cpu>,
     ) -> Result<(), CpuError> {
+        if let Some(max_norm) = self.max_grad_norm {
+            clip::clip_grad_norm(model, grads, max_norm)?;
+        }
         self.steps += 1;
         let t = i32::try_from(self.steps).unwrap_or(i32::MAX);
         let mut visitor = Update {

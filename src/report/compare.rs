@@ -62,9 +62,10 @@ pub fn compare_sorted(
     table.headers.push("run".into());
     table.headers.extend(config_cols.iter().cloned());
     table.headers.push("n".into());
+    let shown = shown_metrics(&groups);
     table
         .headers
-        .extend(Metric::ALL.iter().map(|m| m.column().to_string()));
+        .extend(shown.iter().map(|m| m.column().to_string()));
     for g in &groups {
         let first = g.runs[0];
         let label = if g.runs.len() == 1 {
@@ -95,7 +96,7 @@ pub fn compare_sorted(
                 .collect::<Vec<_>>()
                 .into(),
         );
-        for col in Metric::ALL {
+        for &col in &shown {
             let value = g.mean(col);
             extras.insert(
                 format!("{}_std", col.column()),
@@ -106,7 +107,7 @@ pub fn compare_sorted(
         table.rows.push(row);
         table.extras.push(extras);
     }
-    mark_best(&mut table);
+    mark_best(&mut table, &shown);
     let stats_line = with_stats.then(|| welch_line(&groups));
     (table, stats_line)
 }
@@ -144,11 +145,19 @@ impl Group<'_> {
     }
 }
 
-/// Marks the best value of each metric column (the table's last columns), given two rows or
-/// more.
-fn mark_best(table: &mut Table) {
-    let first_metric = table.headers.len() - Metric::ALL.len();
-    for (i, col) in Metric::ALL.into_iter().enumerate() {
+/// The metric columns: every metric but those that only some runs have and none of these do.
+fn shown_metrics(groups: &[Group]) -> Vec<Metric> {
+    Metric::ALL
+        .into_iter()
+        .filter(|&m| !m.optional() || groups.iter().any(|g| g.mean(m).is_some()))
+        .collect()
+}
+
+/// Marks the best value of each metric column (the table's last columns, `shown`), given two
+/// rows or more.
+fn mark_best(table: &mut Table, shown: &[Metric]) {
+    let first_metric = table.headers.len() - shown.len();
+    for (i, &col) in shown.iter().enumerate() {
         let higher_better = col.higher_is_better();
         if col == Metric::BestTestStep || table.rows.len() < 2 {
             continue;

@@ -15,6 +15,8 @@ pub struct Metrics {
     pub best_acc: Option<f64>,
     pub best_step: Option<u64>,
     pub test_loss: Option<f64>,
+    pub val_acc: Option<f64>,
+    pub val_loss: Option<f64>,
     pub train_loss: Option<f64>,
     pub ms_per_step: Option<f64>,
     pub wall_s: Option<f64>,
@@ -32,7 +34,7 @@ pub fn of(run: &Run, at: Option<u64>) -> Metrics {
     let best = evals
         .iter()
         .fold(None::<&&super::runs::EvalRow>, |b, e| match b {
-            Some(b) if b.test_accuracy >= e.test_accuracy => Some(b),
+            Some(b) if b.selection_accuracy() >= e.selection_accuracy() => Some(b),
             _ => Some(e),
         });
     let steps = match at {
@@ -53,6 +55,8 @@ pub fn of(run: &Run, at: Option<u64>) -> Metrics {
         best_acc: best.map(|e| e.test_accuracy),
         best_step: best.map(|e| e.step),
         test_loss: last.map(|e| e.test_loss),
+        val_acc: last.and_then(|e| e.val).map(|(_, a)| a),
+        val_loss: last.and_then(|e| e.val).map(|(l, _)| l),
         train_loss,
         ms_per_step: summary.and_then(|s| s.ms_per_step),
         wall_s: summary.map(|s| s.wall_time_s).filter(|w| *w > 0.0),
@@ -66,6 +70,8 @@ pub fn recorded(s: &Summary) -> Metrics {
         best_acc: s.best_test_accuracy,
         best_step: s.best_test_step,
         test_loss: s.final_test_loss,
+        val_acc: s.final_val_accuracy,
+        val_loss: s.final_val_loss,
         train_loss: None,
         ms_per_step: s.ms_per_step,
         wall_s: Some(s.wall_time_s),
@@ -84,6 +90,8 @@ impl ReadMetric for Metric {
             Metric::BestTestAccuracy => m.best_acc,
             Metric::BestTestStep => m.best_step.map(|s| s as f64),
             Metric::TestLoss => m.test_loss,
+            Metric::ValAccuracy => m.val_acc,
+            Metric::ValLoss => m.val_loss,
             Metric::TrainLoss => m.train_loss,
             Metric::MsPerStep => m.ms_per_step,
             Metric::WallTime => m.wall_s,

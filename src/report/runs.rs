@@ -26,6 +26,15 @@ pub struct EvalRow {
     pub step: u64,
     pub test_loss: f64,
     pub test_accuracy: f64,
+    /// Validation loss and accuracy, in runs with a validation split.
+    pub val: Option<(f64, f64)>,
+}
+
+impl EvalRow {
+    /// The accuracy that picks a run's best evaluation: validation when the run has a split.
+    pub fn selection_accuracy(&self) -> f64 {
+        self.val.map_or(self.test_accuracy, |(_, acc)| acc)
+    }
 }
 
 /// One `metrics.csv` row (timing column left out).
@@ -58,10 +67,17 @@ impl Run {
         let evals = read_csv_rows(&dir.join(rundir::EVAL), None)
             .into_iter()
             .filter_map(|f| {
+                // With a validation split, its two columns follow the test columns (see
+                // `rundir::EVAL_HEADER_WITH_VALIDATION`).
+                let val = match f.len() {
+                    6 => Some((f[3].parse().ok()?, f[4].parse().ok()?)),
+                    _ => None,
+                };
                 Some(EvalRow {
                     step: f.first()?.parse().ok()?,
                     test_loss: f.get(1)?.parse().ok()?,
                     test_accuracy: f.get(2)?.parse().ok()?,
+                    val,
                 })
             })
             .collect();

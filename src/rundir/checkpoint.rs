@@ -65,6 +65,23 @@ impl Checkpoint {
 }
 
 /// Little-endian f32 bytes (as safetensors stores them) as values.
+/// The f32 tensors of a safetensors file (weights), by name.
+pub fn read_weights(path: &Path) -> Result<Vec<NamedTensor>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::Data(format!("{}: {e:?}", path.display())))?;
+    Ok(st
+        .tensors()
+        .into_iter()
+        .filter(|(_, v)| v.dtype() == Dtype::F32)
+        .map(|(name, v)| NamedTensor {
+            shape: v.shape().to_vec(),
+            data: f32_values(v.data()),
+            name,
+        })
+        .collect())
+}
+
 pub fn f32_values(bytes: &[u8]) -> Vec<f32> {
     bytes
         .chunks_exact(4)
@@ -171,6 +188,8 @@ mod tests {
                     checkpoint_time_s: 0.5,
                     final_eval: Some((0.2, 0.95)),
                     best_eval: Some((5, 0.96)),
+                    final_val: Some((0.25, 0.94)),
+                    best_val: Some(0.95),
                 },
                 epoch: 1,
                 batch_pos: 20,

@@ -1,7 +1,7 @@
 //! Fingerprints of a run's results, recorded in `summary.json` so that anyone can check a copy
 //! of the run, or a re-run of it, without the original files.
 
-use super::{RunDir, EVAL, METRICS};
+use super::{RunDir, BEST_WEIGHTS, EVAL, METRICS};
 use crate::config::hex;
 use crate::error::{Error, Result};
 use crate::ops::params::NamedTensor;
@@ -23,6 +23,9 @@ pub struct Digests {
     /// when the run has no final weights).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub weights: BTreeMap<String, String>,
+    /// The same for `model-best.safetensors` (`train.keep_best`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub best_weights: BTreeMap<String, String>,
 }
 
 impl Digests {
@@ -31,6 +34,10 @@ impl Digests {
             metrics: csv_digest(&dir.file(METRICS))?,
             eval: csv_digest(&dir.file(EVAL))?,
             weights: weights.map_or_else(BTreeMap::new, weight_digests),
+            best_weights: match dir.file(BEST_WEIGHTS) {
+                best if best.is_file() => weight_digests(&super::checkpoint::read_weights(&best)?),
+                _ => BTreeMap::new(),
+            },
         })
     }
 }

@@ -33,6 +33,27 @@ pub const METRICS_HEADER: [&str; 7] = [
 ];
 /// Columns of `eval.csv`, one row per evaluation on the test set.
 pub const EVAL_HEADER: [&str; 4] = ["step", "test_loss", "test_accuracy", "elapsed_s"];
+/// Columns of `eval.csv` with a validation split: its two columns after the test set's, so the
+/// test columns keep their places.
+pub const EVAL_HEADER_WITH_VALIDATION: [&str; 6] = [
+    "step",
+    "test_loss",
+    "test_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "elapsed_s",
+];
+/// The best weights (`train.keep_best`), written at each new best validation accuracy.
+pub const BEST_WEIGHTS: &str = "model-best.safetensors";
+
+/// The columns of `eval.csv` for a run with or without a validation split.
+pub fn eval_header(validation: bool) -> &'static [&'static str] {
+    if validation {
+        &EVAL_HEADER_WITH_VALIDATION
+    } else {
+        &EVAL_HEADER
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -75,8 +96,21 @@ pub struct Summary {
     pub steps_done: u64,
     pub final_test_accuracy: Option<f64>,
     pub final_test_loss: Option<f64>,
+    /// Test accuracy at the best evaluation: the best test accuracy, or with a validation split,
+    /// the test accuracy where validation accuracy was best.
     pub best_test_accuracy: Option<f64>,
     pub best_test_step: Option<u64>,
+    /// The split whose accuracy picked the best evaluation: "test", or "validation" with
+    /// `data.validation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_split: Option<String>,
+    /// Validation loss and accuracy of the last evaluation, and the best validation accuracy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_val_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_val_loss: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_val_accuracy: Option<f64>,
     /// Wall time of the whole run, set-up and evaluations included.
     pub wall_time_s: f64,
     /// Time spent in training steps only.
@@ -109,8 +143,14 @@ pub struct Totals {
     pub steps_done: u64,
     /// Test loss and accuracy of the last evaluation.
     pub final_eval: Option<(f64, f64)>,
-    /// Step and test accuracy of the best evaluation.
+    /// Step and test accuracy of the best evaluation (by validation accuracy when there is a
+    /// validation split).
     pub best_eval: Option<(u64, f64)>,
+    /// Validation loss and accuracy of the last evaluation, and the best validation accuracy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_val: Option<(f64, f64)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_val: Option<f64>,
     /// Time in training steps only.
     pub train_time_s: f64,
     /// Wall time of every session, up to the checkpoint or the end. After a resume, the file
@@ -135,6 +175,10 @@ impl Summary {
             final_test_loss: None,
             best_test_accuracy: None,
             best_test_step: None,
+            best_split: None,
+            final_val_accuracy: None,
+            final_val_loss: None,
+            best_val_accuracy: None,
             wall_time_s: 0.0,
             train_time_s: 0.0,
             ms_per_step: None,
@@ -155,6 +199,16 @@ impl Summary {
         self.final_test_accuracy = t.final_eval.map(|(_, a)| a);
         self.best_test_step = t.best_eval.map(|(s, _)| s);
         self.best_test_accuracy = t.best_eval.map(|(_, a)| a);
+        self.final_val_loss = t.final_val.map(|(l, _)| l);
+        self.final_val_accuracy = t.final_val.map(|(_, a)| a);
+        self.best_val_accuracy = t.best_val;
+        self.best_split = t.best_eval.map(|_| {
+            if t.final_val.is_some() {
+                "validation".to_string()
+            } else {
+                "test".to_string()
+            }
+        });
         self.train_time_s = t.train_time_s;
         self.ms_per_step =
             (t.steps_done > 0).then(|| 1000.0 * t.train_time_s / t.steps_done as f64);
@@ -182,6 +236,8 @@ pub fn run_json(dir: &Path, summary: Option<&Summary>) -> serde_json::Value {
         "test_loss": summary.and_then(|s| s.final_test_loss),
         "best_test_accuracy": summary.and_then(|s| s.best_test_accuracy),
         "best_test_step": summary.and_then(|s| s.best_test_step),
+        "val_accuracy": summary.and_then(|s| s.final_val_accuracy),
+        "val_loss": summary.and_then(|s| s.final_val_loss),
         "ms_per_step": summary.and_then(|s| s.ms_per_step),
         "wall_time_s": summary.map(|s| s.wall_time_s),
     })

@@ -26,7 +26,8 @@ impl EarlyStop {
 }
 
 impl EarlyStopping for EarlyStop {
-    /// Whether the run in `own` should stop after evaluating `accuracy` at `step`.
+    /// Whether the run in `own` should stop after evaluating `accuracy` at `step` (validation
+    /// accuracy in runs with a validation split, compared with their peers' at that step).
     fn should_stop(&self, own: &Path, step: u64, accuracy: f64) -> bool {
         if !self.rule.decides_at(step) {
             return false;
@@ -46,7 +47,7 @@ impl EarlyStopping for EarlyStop {
                 r.evals
                     .iter()
                     .find(|e| e.step == step)
-                    .map(|e| e.test_accuracy)
+                    .map(|e| e.selection_accuracy())
             })
             .collect();
         match self.rule {

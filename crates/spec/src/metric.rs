@@ -8,6 +8,9 @@ pub enum Metric {
     BestTestAccuracy,
     BestTestStep,
     TestLoss,
+    /// Of runs with a validation split (`data.validation`).
+    ValAccuracy,
+    ValLoss,
     TrainLoss,
     MsPerStep,
     WallTime,
@@ -15,23 +18,32 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric, in the order `runner compare` shows them.
-    pub const ALL: [Metric; 7] = [
+    pub const ALL: [Metric; 9] = [
         Metric::TestAccuracy,
         Metric::BestTestAccuracy,
         Metric::BestTestStep,
         Metric::TestLoss,
+        Metric::ValAccuracy,
+        Metric::ValLoss,
         Metric::TrainLoss,
         Metric::MsPerStep,
         Metric::WallTime,
     ];
 
     /// The metrics a sweep can rank its trials by.
-    pub const RANKABLE: [Metric; 4] = [
+    pub const RANKABLE: [Metric; 6] = [
         Metric::TestAccuracy,
         Metric::TestLoss,
         Metric::BestTestAccuracy,
+        Metric::ValAccuracy,
+        Metric::ValLoss,
         Metric::MsPerStep,
     ];
+
+    /// Whether only some runs have it (tables leave its column out when no run does).
+    pub fn optional(self) -> bool {
+        matches!(self, Metric::ValAccuracy | Metric::ValLoss)
+    }
 
     /// The name in `--json` objects and sweep files.
     pub fn name(self) -> &'static str {
@@ -40,6 +52,8 @@ impl Metric {
             Metric::BestTestAccuracy => "best_test_accuracy",
             Metric::BestTestStep => "best_test_step",
             Metric::TestLoss => "test_loss",
+            Metric::ValAccuracy => "val_accuracy",
+            Metric::ValLoss => "val_loss",
             Metric::TrainLoss => "train_loss",
             Metric::MsPerStep => "ms_per_step",
             Metric::WallTime => "wall_time_s",
@@ -53,6 +67,8 @@ impl Metric {
             Metric::BestTestAccuracy => "best_acc",
             Metric::BestTestStep => "best_step",
             Metric::TestLoss => "test_loss",
+            Metric::ValAccuracy => "val_acc",
+            Metric::ValLoss => "val_loss",
             Metric::TrainLoss => "train_loss",
             Metric::MsPerStep => "ms/step",
             Metric::WallTime => "wall_s",
@@ -71,16 +87,21 @@ impl Metric {
     pub fn higher_is_better(self) -> bool {
         matches!(
             self,
-            Metric::TestAccuracy | Metric::BestTestAccuracy | Metric::BestTestStep
+            Metric::TestAccuracy
+                | Metric::BestTestAccuracy
+                | Metric::BestTestStep
+                | Metric::ValAccuracy
         )
     }
 
     /// How a table shows it: scale, decimals and unit suffix.
     pub fn format(self) -> (f64, usize, &'static str) {
         match self {
-            Metric::TestAccuracy | Metric::BestTestAccuracy => (100.0, 2, "%"),
+            Metric::TestAccuracy | Metric::BestTestAccuracy | Metric::ValAccuracy => {
+                (100.0, 2, "%")
+            }
             Metric::BestTestStep => (1.0, 0, ""),
-            Metric::TestLoss | Metric::TrainLoss => (1.0, 4, ""),
+            Metric::TestLoss | Metric::TrainLoss | Metric::ValLoss => (1.0, 4, ""),
             Metric::MsPerStep => (1.0, 2, ""),
             Metric::WallTime => (1.0, 1, ""),
         }

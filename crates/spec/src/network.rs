@@ -20,7 +20,7 @@ pub const MAX_BLOCKS: usize = 4;
 pub const MAX_FILTERS: usize = 1024;
 pub const MAX_KERNEL: usize = 11;
 
-/// One convolution block: convolution (stride 1, zero padding `pad` on each side), ReLU, and
+/// One convolution block: convolution (stride 1, zero padding `pad` on each side), activation, and
 /// when `pool`, a 2x2 max-pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Block {
@@ -45,9 +45,9 @@ impl Block {
 /// A network's shape: everything that decides its dfdx type.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Network {
-    /// 784 inputs, ReLU hidden layers of these widths, 10 logits.
+    /// 784 inputs, hidden layers of these widths, 10 logits.
     Mlp { hidden: Vec<usize> },
-    /// Conv blocks on the 28x28 image, then dense ReLU layers and 10 logits.
+    /// Conv blocks on the 28x28 image, then hidden dense layers and 10 logits.
     Cnn {
         blocks: Vec<Block>,
         hidden: Vec<usize>,
@@ -177,7 +177,7 @@ impl Network {
     }
 
     /// The Rust type of the network, in the names `runner`'s `models` module has in scope
-    /// (`Dense`, `FirstBlock`, `Block`, `ConvRelu`, `ReLU`, `ToImage`, `Flatten`). Tuples of more than six
+    /// (`Dense`, `FirstBlock`, `Block`, `ConvRelu`, `Hidden`, `ToImage`, `Flatten`). Tuples of more than six
     /// modules (dfdx's limit) nest their tail; up to five, the layout (and so the parameter
     /// names) is what the fixed registry had.
     pub fn rust_type(&self) -> String {
@@ -213,13 +213,14 @@ impl Network {
     }
 }
 
-/// Dense ReLU layers from `inputs` through `hidden` to the logits.
+/// Hidden dense layers (each followed by its activation and dropout) from `inputs` through
+/// `hidden` to the logits.
 fn dense_stack(inputs: usize, hidden: &[usize]) -> Vec<String> {
     let mut modules = Vec::new();
     let mut from = inputs;
     for &w in hidden {
         modules.push(format!("Dense<{from}, {w}>"));
-        modules.push("ReLU".into());
+        modules.push("Hidden".into());
         from = w;
     }
     modules.push(format!("Dense<{from}, {CLASSES}>"));
@@ -295,6 +296,8 @@ mod tests {
             pool: PerBlock::All(true),
             hidden: hidden.to_vec(),
             init: Init::Glorot,
+            activation: Default::default(),
+            dropout: 0.0,
         }
     }
 
@@ -308,6 +311,8 @@ mod tests {
             pool: PerBlock::Each(vec![true, false, true]),
             hidden: vec![],
             init: Init::Glorot,
+            activation: Default::default(),
+            dropout: 0.0,
         };
         let net = Network::of(&model).unwrap();
         // 28 -> conv 5 valid 24 -> pool 12 -> conv 3 same 12 -> conv 3 same 12 -> pool 6.
@@ -328,6 +333,8 @@ mod tests {
         ModelConfig::Mlp {
             hidden: hidden.to_vec(),
             init: Init::Glorot,
+            activation: Default::default(),
+            dropout: 0.0,
         }
     }
 
@@ -336,15 +343,15 @@ mod tests {
     fn existing_networks_keep_their_types() {
         let cases = [
             (mlp(&[]), "Dense<784, 10>"),
-            (mlp(&[32]), "(Dense<784, 32>, ReLU, Dense<32, 10>)"),
+            (mlp(&[32]), "(Dense<784, 32>, Hidden, Dense<32, 10>)"),
             (
                 mlp(&[512, 256]),
-                "(Dense<784, 512>, ReLU, Dense<512, 256>, ReLU, Dense<256, 10>)",
+                "(Dense<784, 512>, Hidden, Dense<512, 256>, Hidden, Dense<256, 10>)",
             ),
             (
                 cnn(&[32, 64], 5, Padding::Same, &[1024]),
                 "(ToImage, (FirstBlock<1, 32, 5, 2>, Block<32, 64, 5, 2>), Flatten<3136>, \
-                 (Dense<3136, 1024>, ReLU, Dense<1024, 10>))",
+                 (Dense<3136, 1024>, Hidden, Dense<1024, 10>))",
             ),
             (
                 cnn(&[8], 3, Padding::Valid, &[]),
@@ -363,13 +370,13 @@ mod tests {
         assert_eq!(
             lenet.rust_type(),
             "(ToImage, (FirstBlock<1, 6, 5, 0>, Block<6, 16, 5, 0>), Flatten<256>, \
-             (Dense<256, 120>, ReLU, Dense<120, 84>, ReLU, Dense<84, 10>))"
+             (Dense<256, 120>, Hidden, Dense<120, 84>, Hidden, Dense<84, 10>))"
         );
         assert_eq!(lenet.key(), "cnn[6k5p0,16k5p0][120,84]");
         let deep = Network::of(&mlp(&[8, 7, 6])).unwrap();
         assert_eq!(
             deep.rust_type(),
-            "(Dense<784, 8>, ReLU, Dense<8, 7>, ReLU, Dense<7, 6>, (ReLU, Dense<6, 10>))"
+            "(Dense<784, 8>, Hidden, Dense<8, 7>, Hidden, Dense<7, 6>, (Hidden, Dense<6, 10>))"
         );
     }
 

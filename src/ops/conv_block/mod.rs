@@ -20,10 +20,12 @@ mod testing;
 mod vector;
 mod winograd;
 
+use super::activation::{activate, commutes_with_max};
 use super::conv2d::cpu::{self as conv, Geometry};
 use super::conv2d::{accumulate_grads, geometry};
 use super::pool2d::cpu as pool;
-use super::{Conv2D, Maps};
+use super::{Conv2D, Maps, MaxPool2D};
+use crate::config::Activation;
 pub use buffers::pooled_len;
 use buffers::DEAD;
 use dfdx::nn::tensor_collection::{ModuleVisitor, TensorCollection};
@@ -31,10 +33,15 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 use std::cell::RefCell;
 
-/// The block. Its one field is named `0`, so parameters keep the names they had as the tuple
-/// `(Conv2D, MaxPool2D, ReLU)`: `<block>.0.weight`, `<block>.0.bias`. `INPUT_GRAD = false` is for
-/// a network's first block, whose input is data: it skips computing the input's gradient (a
-/// GEMM and a col2im per step) and leaves it zero.
+/// The block. Its one tensor field is named `0`, so parameters keep the names they had as the
+/// tuple `(Conv2D, MaxPool2D, ReLU)`: `<block>.0.weight`, `<block>.0.bias`. `INPUT_GRAD = false`
+/// is for a network's first block, whose input is data: it skips computing the input's gradient
+/// (a GEMM and a col2im per step) and leaves it zero.
+///
+/// Its activation is ReLU unless configured otherwise. Other non-decreasing activations commute
+/// with the max-pool too, so they take the fused kernels without the ReLU and are applied to the
+/// pooled maps; GELU (which dips below zero) is applied before the pool, on the separate
+/// convolution and pool ops: a slower path.
 #[derive(Debug, Clone)]
 pub struct ConvPoolRelu<
     const I: usize,
@@ -46,6 +53,7 @@ pub struct ConvPoolRelu<
     D: Storage<E> = Cpu,
 > {
     pub conv: Conv2D<I, O, K, P, E, D>,
+    pub activation: Activation,
 }
 
 impl<const I: usize, const O: usize, const K: usize, const P: usize, const G: bool>
@@ -57,7 +65,10 @@ impl<const I: usize, const O: usize, const K: usize, const P: usize, const G: bo
         visitor: &mut V,
     ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
         visitor.visit_fields(Self::module("0", |s| &s.conv, |s| &mut s.conv), |conv| {
-            ConvPoolRelu { conv }
+            ConvPoolRelu {
+                conv,
+                activation: Activation::Relu,
+            }
         })
     }
 }
@@ -75,6 +86,19 @@ impl<
     type Error = CpuError;
 
     fn try_forward(&self, x: Maps<I, T>) -> Result<Maps<O, T>, CpuError> {
+        match self.activation {
+            Activation::Relu => self.fused(x, true),
+            a if commutes_with_max(a) => activate(self.fused(x, false)?, a, None),
+            a => MaxPool2D.try_forward(activate(self.conv.try_forward(x)?, a, None)?),
+        }
+    }
+}
+
+impl<const I: usize, const O: usize, const K: usize, const P: usize, const G: bool>
+    ConvPoolRelu<I, O, K, P, G, f32, Cpu>
+{
+    /// Convolution and pool on the fused kernels, and the ReLU when `relu`.
+    fn fused<T: Tape<f32, Cpu>>(&self, x: Maps<I, T>, relu: bool) -> Result<Maps<O, T>, CpuError> {
         let (x, mut tape) = x.split_tape();
         let (g, (ch, cw)) = geometry::<I, O, K, P>(x.shape());
         let xs = super::data(&x);
@@ -82,13 +106,14 @@ impl<
         let mut out = super::zeroed(g.batch * pooled_len(&g));
         // Which input won each window: only the backward pass needs it.
         let mut argmax = vec![0u32; if T::OWNS_TAPE { out.len() } else { 0 }];
-        forward(
+        forward_with(
             &g,
             &xs,
             &ws,
             &super::data(&self.conv.bias),
             &mut out,
             T::OWNS_TAPE.then_some(&mut argmax[..]),
+            relu,
         );
         let out = x
             .device()
@@ -237,6 +262,19 @@ pub fn forward(
     out: &mut [f32],
     argmax: Option<&mut [u32]>,
 ) {
+    forward_with(g, x, w, b, out, argmax, true)
+}
+
+/// [`forward`], with the ReLU only when `relu`.
+fn forward_with(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+    argmax: Option<&mut [u32]>,
+    relu: bool,
+) {
     let (n, pooled) = (g.images_per_chunk(), pooled_len(g));
     let arg_chunks: Vec<Option<&mut [u32]>> = match argmax {
         Some(a) => a.chunks_mut(n * pooled).map(Some).collect(),
@@ -253,6 +291,9 @@ pub fn forward(
                 &mut scratch
             });
             kernel.pooled(g, x, w, b, out, arg);
+            if !relu {
+                return;
+            }
             for (v, a) in out.iter_mut().zip(arg.iter_mut()) {
                 // dfdx's ReLU: f = max(x, 0), df = 1 where x > 0, else 0.
                 if *v <= 0.0 {
@@ -317,6 +358,7 @@ mod tests {
         let dev = Cpu::default();
         let mut block: ConvPoolRelu<3, 6, 5, 2> = ConvPoolRelu {
             conv: Conv2D::build(&dev),
+            activation: Activation::Relu,
         };
         let val = |n: usize, s: usize| -> Vec<f32> {
             (0..n)
@@ -356,6 +398,7 @@ mod tests {
         // Without the input gradient (a first block), the parameter gradients are the same.
         let first: ConvPoolRelu<3, 6, 5, 2, false> = ConvPoolRelu {
             conv: block.conv.clone(),
+            activation: Activation::Relu,
         };
         let x3: Maps<3> = dev.tensor_from_vec(val(b * h * w * 3, 3), (b, h, w, Const::<3>));
         let y3 = first.forward(x3.trace(first.alloc_grads()));
@@ -367,6 +410,59 @@ mod tests {
         );
     }
 
+    /// With any other activation, the block computes what convolution, activation and pool in
+    /// that order compute (the order PyTorch and Keras models use): the same outputs and, up to
+    /// rounding, the same gradients.
+    #[test]
+    fn other_activations_match_conv_then_activation_then_pool() {
+        use crate::ops::activation::Act;
+        let dev = Cpu::default();
+        let val = |n: usize, s: usize| -> Vec<f32> {
+            (0..n)
+                .map(|j| ((j * 7919 + s) % 211) as f32 / 105.0 - 1.0)
+                .collect()
+        };
+        for activation in [
+            Activation::LeakyRelu,
+            Activation::Gelu,
+            Activation::Tanh,
+            Activation::Sigmoid,
+            Activation::Elu,
+        ] {
+            let mut block: ConvPoolRelu<3, 6, 5, 2> = ConvPoolRelu {
+                conv: Conv2D::build(&dev),
+                activation,
+            };
+            block.conv.weight.copy_from(&val(6 * 5 * 5 * 3, 1));
+            block.conv.bias.copy_from(&val(6, 2));
+            let seq = (block.conv.clone(), Act { activation }, MaxPool2D);
+            let (b, h, w) = (3, 11, 9);
+            let x1: Maps<3> = dev.tensor_from_vec(val(b * h * w * 3, 3), (b, h, w, Const::<3>));
+            let x2: Maps<3> = dev.tensor_from_vec(val(b * h * w * 3, 3), (b, h, w, Const::<3>));
+            let (x1_id, x2_id) = (x1.clone(), x2.clone());
+            let y1 = block.forward(x1.trace(Gradients::leaky()));
+            let y2 = seq.forward(x2.trace(Gradients::leaky()));
+            assert_eq!(y1.as_vec(), y2.as_vec(), "{activation:?}");
+            let weights = dev.tensor_from_vec(val(y1.as_vec().len(), 4), *y1.shape());
+            let g1 = (y1 * weights.clone()).sum().backward();
+            let g2 = (y2 * weights).sum().backward();
+            for (a, b) in [
+                (g1.get(&x1_id).as_vec(), g2.get(&x2_id).as_vec()),
+                (
+                    g1.get(&block.conv.weight).as_vec(),
+                    g2.get(&seq.0.weight).as_vec(),
+                ),
+            ] {
+                let err = a
+                    .iter()
+                    .zip(&b)
+                    .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                assert!(err <= 1e-5, "{activation:?}: gradient error {err}");
+                assert!(b.iter().any(|&v| v != 0.0));
+            }
+        }
+    }
+
     /// A block on 16 channels takes the direct forward and sparse backward kernels: through the
     /// tape, its outputs and gradients (input included) agree with the three ops in a row up
     /// to rounding.
@@ -375,6 +471,7 @@ mod tests {
         let dev = Cpu::default();
         let mut block: ConvPoolRelu<16, 8, 3, 1> = ConvPoolRelu {
             conv: Conv2D::build(&dev),
+            activation: Activation::Relu,
         };
         let val = |n: usize, s: usize| -> Vec<f32> {
             (0..n)

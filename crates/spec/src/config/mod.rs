@@ -43,6 +43,21 @@ pub struct DataConfig {
     /// absolute in the resolved config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,
+    /// Training images held out for validation (0: none), chosen by the run's seed.
+    #[serde(default, skip_serializing_if = "is_zero_usize")]
+    pub validation: usize,
+}
+
+fn is_zero_usize(n: &usize) -> bool {
+    *n == 0
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Default for DataConfig {
@@ -50,6 +65,7 @@ impl Default for DataConfig {
         DataConfig {
             dataset: default_dataset(),
             dir: None,
+            validation: 0,
         }
     }
 }
@@ -67,6 +83,28 @@ pub enum Init {
     Glorot,
     /// PyTorch's default: weights and biases uniform in ±1/sqrt(fan_in).
     Pytorch,
+}
+
+/// The nonlinearity after every convolution and hidden dense layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    #[default]
+    Relu,
+    /// max(x, 0.01 x), PyTorch's default slope.
+    LeakyRelu,
+    /// The exact form x * Phi(x) (with erf), not the tanh approximation.
+    Gelu,
+    Tanh,
+    Sigmoid,
+    /// x for x > 0, exp(x) - 1 otherwise (alpha = 1, PyTorch's default).
+    Elu,
+}
+
+impl Activation {
+    fn is_relu(&self) -> bool {
+        *self == Activation::Relu
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -87,6 +125,11 @@ pub enum ModelConfig {
         hidden: Vec<usize>,
         #[serde(default)]
         init: Init,
+        #[serde(default, skip_serializing_if = "Activation::is_relu")]
+        activation: Activation,
+        /// Dropout probability on each hidden dense layer's output while training.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        dropout: f64,
     },
     Cnn {
         #[serde(default = "default_cnn_conv")]
@@ -106,7 +149,34 @@ pub enum ModelConfig {
         hidden: Vec<usize>,
         #[serde(default)]
         init: Init,
+        #[serde(default, skip_serializing_if = "Activation::is_relu")]
+        activation: Activation,
+        /// Dropout probability on each hidden dense layer's output while training.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        dropout: f64,
     },
+}
+
+impl ModelConfig {
+    pub fn init(&self) -> Init {
+        match self {
+            ModelConfig::Mlp { init, .. } | ModelConfig::Cnn { init, .. } => *init,
+        }
+    }
+
+    pub fn activation(&self) -> Activation {
+        match self {
+            ModelConfig::Mlp { activation, .. } | ModelConfig::Cnn { activation, .. } => {
+                *activation
+            }
+        }
+    }
+
+    pub fn dropout(&self) -> f64 {
+        match self {
+            ModelConfig::Mlp { dropout, .. } | ModelConfig::Cnn { dropout, .. } => *dropout,
+        }
+    }
 }
 
 fn default_mlp_hidden() -> Vec<usize> {
@@ -268,6 +338,18 @@ pub struct TrainConfig {
     /// not change results, so it is left out of the run's hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_every: Option<u64>,
+    /// Train for this many epochs: `steps` becomes `epochs * floor(training images / batch)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<u64>,
+    /// Scale all gradients together so that their global L2 norm is at most this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_grad_norm: Option<f64>,
+    /// Training targets mix the one-hot label with the uniform distribution by this much.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub label_smoothing: f64,
+    /// Also write `model-best.safetensors` at the best validation evaluation.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub keep_best: bool,
 }
 
 impl TrainConfig {
@@ -284,6 +366,10 @@ impl Default for TrainConfig {
             steps: default_steps(),
             eval_every: default_eval_every(),
             checkpoint_every: None,
+            epochs: None,
+            clip_grad_norm: None,
+            label_smoothing: 0.0,
+            keep_best: false,
         }
     }
 }
@@ -340,10 +426,12 @@ pub fn parse_str(
         overridden: &overridden,
     };
     validate_table(&mut table, &ctx)?;
+    let steps_given = table.get("train").and_then(|t| t.get("steps")).is_some();
     let mut exp: Experiment = Value::Table(table)
         .try_into()
         .map_err(|e: toml::de::Error| Error::Input(format!("{origin}: {}", e.message())))?;
     validate_semantics(&exp, &ctx)?;
+    resolve_epochs(&mut exp, steps_given, &ctx)?;
     if let Some(schedule) = &mut exp.schedule {
         schedule.resolve().map_err(|(key, msg)| ctx.err(key, msg))?;
         if schedule.is_constant() {
@@ -557,6 +645,50 @@ fn describe(value: &Value) -> String {
     }
 }
 
+/// Training images in an MNIST-format dataset (MNIST and Fashion-MNIST alike); `runner` checks
+/// that a custom `data.dir` has as many before it trains by epochs or holds images out.
+pub const TRAIN_IMAGES: usize = 60_000;
+
+/// The steps of `train.epochs` epochs: each epoch is `floor(training images / batch)` full
+/// batches, the last partial batch dropped, as the batcher does. A `--set` of one of the two
+/// keys wins over the file's other one; given together at the same level (as a resolved
+/// `config.toml` gives them), they must agree.
+fn resolve_epochs(exp: &mut Experiment, steps_given: bool, ctx: &Ctx) -> Result<()> {
+    let Some(epochs) = exp.train.epochs else {
+        return Ok(());
+    };
+    let set = |key: &str| ctx.overridden.contains(&key);
+    if set("train.steps") && !set("train.epochs") {
+        exp.train.epochs = None;
+        return Ok(());
+    }
+    let images = (TRAIN_IMAGES - exp.data.validation) as u64;
+    let per_epoch = images / exp.train.batch_size as u64;
+    let steps = epochs.saturating_mul(per_epoch);
+    if steps > schema::MAX_STEPS as u64 {
+        return Err(ctx.err(
+            "train.epochs",
+            format!(
+                "{epochs} epochs are {steps} steps, more than {}",
+                schema::MAX_STEPS
+            ),
+        ));
+    }
+    let steps_from_file_only = steps_given && set("train.epochs") && !set("train.steps");
+    if steps_given && !steps_from_file_only && exp.train.steps != steps {
+        return Err(ctx.err(
+            "train.steps",
+            format!(
+                "{} contradicts train.epochs = {epochs} ({epochs} epochs of {images} images at \
+                 batch {} are {steps} steps); set one of the two",
+                exp.train.steps, exp.train.batch_size
+            ),
+        ));
+    }
+    exp.train.steps = steps;
+    Ok(())
+}
+
 /// Checks that span several keys or depend on more than a key's own type.
 fn validate_semantics(exp: &Experiment, ctx: &Ctx) -> Result<()> {
     let name = &exp.name;
@@ -621,6 +753,23 @@ fn validate_semantics(exp: &Experiment, ctx: &Ctx) -> Result<()> {
                 ));
             }
         }
+    }
+    let (validation, batch) = (exp.data.validation, exp.train.batch_size);
+    if validation > 0 && validation.saturating_add(batch) > TRAIN_IMAGES {
+        return Err(ctx.err(
+            "data.validation",
+            format!(
+                "holding out {validation} of the {TRAIN_IMAGES} training images leaves fewer \
+                 than one batch of {batch}"
+            ),
+        ));
+    }
+    if exp.train.keep_best && validation == 0 {
+        return Err(ctx.err(
+            "train.keep_best",
+            "picks the best weights by validation accuracy; hold images out with \
+             data.validation (e.g. 5000)",
+        ));
     }
     Ok(())
 }

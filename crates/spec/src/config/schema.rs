@@ -94,6 +94,7 @@ pub const OPTIMIZER_KINDS: &[&str] = &["adam", "adamw", "sgd", "rmsprop"];
 pub const INITS: &[&str] = &["glorot", "pytorch"];
 pub const PADDINGS: &[&str] = &["same", "valid"];
 pub const DATASETS: &[&str] = &["mnist"];
+pub const ACTIVATIONS: &[&str] = &["relu", "leaky_relu", "gelu", "tanh", "sigmoid", "elu"];
 pub const SCHEDULE_KINDS: &[&str] = &[
     "constant",
     "step",
@@ -152,6 +153,13 @@ pub const KEYS: &[KeySpec] = &[
     ),
     key("data.dataset", ValueType::Enum(DATASETS)),
     key("data.dir", ValueType::Str),
+    key(
+        "data.validation",
+        ValueType::Int {
+            min: 0,
+            max: UNBOUNDED,
+        },
+    ),
     required("model.kind", ValueType::Enum(MODEL_KINDS)),
     key(
         "model.hidden",
@@ -161,6 +169,8 @@ pub const KEYS: &[KeySpec] = &[
         },
     ),
     key("model.init", ValueType::Enum(INITS)),
+    key("model.activation", ValueType::Enum(ACTIVATIONS)),
+    key("model.dropout", ValueType::Float(UNIT)),
     for_kinds(
         "model.conv",
         ValueType::IntList {
@@ -238,6 +248,16 @@ pub const KEYS: &[KeySpec] = &[
             max: UNBOUNDED,
         },
     ),
+    key(
+        "train.epochs",
+        ValueType::Int {
+            min: 1,
+            max: MAX_STEPS,
+        },
+    ),
+    key("train.clip_grad_norm", ValueType::Float(POS)),
+    key("train.label_smoothing", ValueType::Float(UNIT)),
+    key("train.keep_best", ValueType::Bool),
     key("schedule.kind", ValueType::Enum(SCHEDULE_KINDS)),
     key(
         "schedule.warmup_steps",

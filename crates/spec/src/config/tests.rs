@@ -39,7 +39,9 @@ fn defaults_are_filled_in() {
         exp.model,
         ModelConfig::Mlp {
             hidden: vec![256],
-            init: Init::Glorot
+            init: Init::Glorot,
+            activation: Default::default(),
+            dropout: 0.0,
         }
     );
     assert_eq!(
@@ -238,12 +240,16 @@ fn sample_value(spec: &schema::KeySpec, kind: &str) -> String {
     use schema::{FloatRange, ValueType};
     match spec.ty {
         _ if spec.path.ends_with(".kind") => format!("\"{kind}\""),
+        // What train.epochs = 3 derives: 3 epochs of 60000 - 3 held-out images at batch 3.
+        _ if spec.path == "train.steps" => "59997".into(),
         ValueType::Int { min, .. } => (min.max(1) + 2).to_string(),
         ValueType::Float(FloatRange::UnitHalfOpen) => "0.5".into(),
         ValueType::Float(_) => "0.25".into(),
-        ValueType::Bool => "false".into(),
+        // Not the default where the canonical form leaves the default out.
+        ValueType::Bool => (spec.path != "model.pool").to_string(),
         ValueType::Str => "\"somewhere\"".into(),
-        ValueType::Enum(allowed) => format!("\"{}\"", allowed[0]),
+        // The last: the first is the default of some keys, which the canonical form leaves out.
+        ValueType::Enum(allowed) => format!("\"{}\"", allowed[allowed.len() - 1]),
         ValueType::IntList { min, .. } => format!("[{}]", min.max(8)),
         ValueType::PerBlock(inner) => sample_value(
             &schema::KeySpec {
@@ -381,4 +387,94 @@ fn per_block_cnn_settings() {
     )
     .unwrap();
     assert!(set.canonical_toml().contains("kernel = [5, 3]"));
+}
+
+/// The new training keys at their defaults leave the canonical form (and so every existing
+/// run's hash) as it was; set to anything else, they change it.
+#[test]
+fn training_keys_at_their_defaults_keep_the_hash() {
+    let plain = parse(MLP).unwrap();
+    let defaults = [
+        "model.activation=\"relu\"",
+        "model.dropout=0",
+        "train.label_smoothing=0.0",
+        "train.keep_best=false",
+        "data.validation=0",
+    ];
+    let same = with_sets(MLP, &defaults).unwrap();
+    assert_eq!(same.canonical_toml(), plain.canonical_toml());
+    for set in [
+        "model.activation=\"gelu\"",
+        "model.dropout=0.5",
+        "train.label_smoothing=0.1",
+        "train.clip_grad_norm=1.0",
+        "data.validation=5000",
+        "train.epochs=1",
+    ] {
+        let changed = with_sets(MLP, &[set]).unwrap();
+        assert_ne!(changed.hash("d"), plain.hash("d"), "{set}");
+    }
+}
+
+/// `train.epochs` derives the steps from the training images left after the hold-out, with the
+/// last partial batch dropped; a contradicting `train.steps` is an error naming both keys.
+#[test]
+fn epochs_set_the_steps() {
+    let no_steps = MLP.replace("steps = 3000\n", "");
+    let exp = with_sets(&no_steps, &["train.epochs=2"]).unwrap();
+    assert_eq!(exp.train.steps, 2 * (60_000 / 64)); // 937 full batches of 64 per epoch
+    let exp = with_sets(&no_steps, &["train.epochs=2", "data.validation=5000"]).unwrap();
+    assert_eq!(exp.train.steps, 2 * (55_000 / 64));
+    // The resolved form (epochs and the steps they make) reads back to itself.
+    assert_eq!(parse(&exp.canonical_toml()).unwrap(), exp);
+    // On the command line, either key wins over the file's other one.
+    assert_eq!(
+        with_sets(MLP, &["train.epochs=2"]).unwrap().train.steps,
+        1874
+    );
+    let exp = with_sets(&exp.canonical_toml(), &["train.steps=10"]).unwrap();
+    assert_eq!((exp.train.steps, exp.train.epochs), (10, None));
+    // In one file, they must agree.
+    let err = parse(&MLP.replace("steps = 3000", "steps = 3000\nepochs = 2"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("key 'train.steps'")
+            && err.contains("train.epochs = 2")
+            && err.contains("1874"),
+        "{err}"
+    );
+}
+
+#[test]
+fn validation_and_keep_best_are_checked() {
+    let err = with_sets(MLP, &["train.keep_best=true"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("train.keep_best") && err.contains("data.validation"),
+        "{err}"
+    );
+    assert!(with_sets(MLP, &["train.keep_best=true", "data.validation=100"]).is_ok());
+    let err = with_sets(MLP, &["data.validation=59950"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("data.validation") && err.contains("batch of 64"),
+        "{err}"
+    );
+    let err = with_sets(MLP, &["model.activation=\"swish\""])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"leaky_relu\"") && err.contains("\"gelu\""),
+        "{err}"
+    );
+    let err = with_sets(MLP, &["model.dropout=1.0"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("model.dropout") && err.contains("[0, 1)"),
+        "{err}"
+    );
 }
