@@ -498,3 +498,34 @@ fn verbose_says_what_was_resolved_and_what_an_exit_code_means() {
         "{err}"
     );
 }
+
+/// `train.epochs` with a validation split: 1000 training images left at batch 32 make 31 full
+/// batches, so one epoch is 31 steps, all in epoch 0, and the 59,000 held-out images are
+/// evaluated beside the test set.
+#[test]
+fn epochs_count_the_images_left_after_the_hold_out() {
+    let runs = tempfile::tempdir().unwrap();
+    let out = runner(
+        &[
+            "run",
+            "experiments/smoke.toml",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "data.validation=59000",
+            "--set",
+            "train.eval_every=31",
+        ],
+        runs.path(),
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("val accuracy:"), "{stdout}");
+    let dir = only_run_dir(runs.path());
+    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let last: Vec<&str> = metrics.lines().last().unwrap().split(',').collect();
+    assert_eq!((last[0], last[1]), ("31", "0"), "{metrics}");
+    let evals = std::fs::read_to_string(dir.join("eval.csv")).unwrap();
+    assert_eq!(evals.lines().count(), 2, "{evals}");
+    assert!(evals.starts_with("step,test_loss,test_accuracy,val_loss,val_accuracy,elapsed_s"));
+}

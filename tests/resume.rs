@@ -448,3 +448,62 @@ fn a_scheduled_run_resumes_mid_schedule_bit_identical() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("cosine schedule"), "{}", stderr(&out));
 }
+
+/// The training vocabulary together (GELU, dropout, clipping, label smoothing, a validation
+/// split, best weights): a run at one thread and a run at two threads stopped (SIGINT) and
+/// resumed end bit-identical, best weights included; eval.csv has the validation columns.
+#[test]
+fn the_training_vocabulary_is_bit_identical_across_threads_and_resume() {
+    let args = [
+        LONG,
+        &[
+            "--set",
+            "model.activation=gelu",
+            "--set",
+            "model.dropout=0.3",
+            "--set",
+            "train.clip_grad_norm=0.5",
+            "--set",
+            "train.label_smoothing=0.1",
+            "--set",
+            "data.validation=2000",
+            "--set",
+            "train.keep_best=true",
+        ],
+    ]
+    .concat();
+    let args = [&["run"], &args[..]].concat();
+    let reference = tempfile::tempdir().unwrap();
+    let out = command(&args, reference.path())
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reference = only_run_dir(reference.path());
+    let header = untimed(&reference.join("eval.csv"))[0].clone();
+    assert_eq!(header, "step,test_loss,test_accuracy,val_loss,val_accuracy");
+    let best = summary(&reference);
+    assert_eq!(best["best_split"], "validation");
+    assert!(best["best_val_accuracy"].as_f64().unwrap() > 0.5, "{best}");
+
+    let runs = tempfile::tempdir().unwrap();
+    let child = command(&args, runs.path())
+        .env("RAYON_NUM_THREADS", "2")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    signal(&child, "-INT");
+    let out = child.wait_with_output().unwrap();
+    eprintln!("first attempt exited {:?}", out.status.code());
+    let out = run(&args, runs.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let resumed = only_run_dir(runs.path());
+    assert_same_results(&reference, &resumed, "training vocabulary");
+    assert!(
+        std::fs::read(reference.join("model-best.safetensors")).unwrap()
+            == std::fs::read(resumed.join("model-best.safetensors")).unwrap(),
+        "best weights differ"
+    );
+}
