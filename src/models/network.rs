@@ -123,22 +123,29 @@ impl<M: Network> Net<M> {
             .dev
             .try_tensor_from_vec(images, (b, Const::<IMAGE_PIXELS>))
             .map_err(dfdx_err)?;
-        let mut onehot = vec![0.0f32; b * CLASSES];
-        for (i, &l) in labels.iter().enumerate() {
-            onehot[i * CLASSES + l as usize] = 1.0;
-        }
-        if label_smoothing > 0.0 {
-            let (keep, spread) = (1.0 - label_smoothing, label_smoothing / CLASSES as f32);
-            for p in &mut onehot {
-                *p = *p * keep + spread;
-            }
-        }
         let y = self
             .dev
-            .try_tensor_from_vec(onehot, (b, Const::<CLASSES>))
+            .try_tensor_from_vec(targets(labels, label_smoothing), (b, Const::<CLASSES>))
             .map_err(dfdx_err)?;
         Ok((x, y))
     }
+}
+
+/// Target probabilities, row by row: one-hot, or with label smoothing `s`, `1 - s + s/10` on the
+/// label and `s/10` elsewhere, which makes cross-entropy against them PyTorch's
+/// `CrossEntropyLoss(label_smoothing=s)`.
+pub fn targets(labels: &[u8], label_smoothing: f32) -> Vec<f32> {
+    let mut probs = vec![0.0f32; labels.len() * CLASSES];
+    for (i, &l) in labels.iter().enumerate() {
+        probs[i * CLASSES + l as usize] = 1.0;
+    }
+    if label_smoothing > 0.0 {
+        let (keep, spread) = (1.0 - label_smoothing, label_smoothing / CLASSES as f32);
+        for p in &mut probs {
+            *p = *p * keep + spread;
+        }
+    }
+    probs
 }
 
 /// Number of rows whose largest logit is at the label (first maximum wins on ties).
@@ -247,6 +254,30 @@ impl<M: Network> Trainable for Net<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Against PyTorch 2.15 in f64: `torch.nn.CrossEntropyLoss(label_smoothing=s)(logits,
+    /// labels)` with `logits[i][j] = ((i * 10 + j) * 37 % 23) / 5 - 2` and labels 3, 0, 9, 5.
+    #[test]
+    fn label_smoothing_is_torchs_cross_entropy() {
+        let dev = Cpu::default();
+        let logits: Vec<f32> = (0..40)
+            .map(|k| ((k * 37) % 23) as f32 / 5.0 - 2.0)
+            .collect();
+        let labels = [3u8, 0, 9, 5];
+        for (s, torch) in [
+            (0.0, 3.054_352_677_318_070_3),
+            (0.1, 3.053_352_677_318_070_4),
+            (0.3, 3.051_352_677_318_07),
+        ] {
+            let x = dev.tensor_from_vec(logits.clone(), (4, Const::<CLASSES>));
+            let y = dev.tensor_from_vec(targets(&labels, s), (4, Const::<CLASSES>));
+            let loss = cross_entropy_with_logits_loss(x, y).array() as f64;
+            assert!(
+                (loss - torch).abs() < 2e-6,
+                "smoothing {s}: {loss} vs {torch}"
+            );
+        }
+    }
 
     #[test]
     fn count_correct_takes_the_first_maximum() {
