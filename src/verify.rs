@@ -199,6 +199,12 @@ fn check_recorded_digests(run: &RunDir, summary: &Summary) -> Check {
     } else {
         digest::weight_digests(&weights_now)
     };
+    let best_now = match recorded.best_weights.is_empty() {
+        true => BTreeMap::new(),
+        false => digest::weight_digests(
+            &checkpoint::read_weights(&run.file(rundir::BEST_WEIGHTS)).unwrap_or_default(),
+        ),
+    };
     let csv_now = |name| digest::csv_digest(&run.file(name)).ok();
     let changed: Vec<&str> = [
         (
@@ -210,6 +216,7 @@ fn check_recorded_digests(run: &RunDir, summary: &Summary) -> Check {
             "eval.csv",
         ),
         (recorded.weights != weights_now, "model.safetensors"),
+        (recorded.best_weights != best_now, rundir::BEST_WEIGHTS),
     ]
     .into_iter()
     .filter_map(|(c, name)| c.then_some(name))

@@ -501,9 +501,21 @@ fn the_training_vocabulary_is_bit_identical_across_threads_and_resume() {
     assert!(out.status.success(), "{}", stderr(&out));
     let resumed = only_run_dir(runs.path());
     assert_same_results(&reference, &resumed, "training vocabulary");
+    let best = resumed.join("model-best.safetensors");
     assert!(
         std::fs::read(reference.join("model-best.safetensors")).unwrap()
-            == std::fs::read(resumed.join("model-best.safetensors")).unwrap(),
+            == std::fs::read(&best).unwrap(),
         "best weights differ"
+    );
+    // The summary's digests cover the best weights: verify notices a change to them.
+    let mut bytes = std::fs::read(&best).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(&best, bytes).unwrap();
+    let out = run(&["verify", resumed.to_str().unwrap()], runs.path());
+    assert_ne!(out.status.code(), Some(0));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("changed since the run finished: model-best.safetensors"),
+        "{report}"
     );
 }
