@@ -66,14 +66,21 @@ impl Progress {
         }
     }
 
-    pub fn eval(&self, step: u64, loss: f64, accuracy: f64) {
+    /// An evaluation's line: test loss and accuracy, then validation's when there is a split.
+    pub fn eval(&self, step: u64, loss: f64, accuracy: f64, val: Option<(f64, f64)>) {
         if self.quiet {
             return;
         }
-        let line = format!(
+        let mut line = format!(
             "eval  step {step}: test loss {loss:.4}  test accuracy {:.2}%",
             accuracy * 100.0
         );
+        if let Some((loss, accuracy)) = val {
+            line += &format!(
+                "  val loss {loss:.4}  val accuracy {:.2}%",
+                accuracy * 100.0
+            );
+        }
         match &self.bar {
             Some(bar) => bar.println(line),
             None => eprintln!("{line}"),

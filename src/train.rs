@@ -426,7 +426,10 @@ impl Loop<'_, '_> {
         self.sinks.evals.row(row)?;
         self.sinks.evals.flush()?;
         self.sinks.metrics.flush()?;
-        self.sinks.progress.eval(step, test_loss as f64, test_acc);
+        let val_line = val.map(|(loss, acc)| (loss as f64, acc));
+        self.sinks
+            .progress
+            .eval(step, test_loss as f64, test_acc, val_line);
         let totals = &mut self.outcome.totals;
         totals.final_eval = Some((shortest_f64(test_loss), test_acc));
         totals.final_val = val.map(|(loss, acc)| (shortest_f64(loss), acc));
