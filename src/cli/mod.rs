@@ -4,6 +4,7 @@
 mod args;
 mod report;
 mod run;
+mod stdout;
 mod sweep;
 
 use crate::error::{Error, Result};
@@ -159,6 +160,7 @@ pub fn main() -> i32 {
     }
     match execute(cli) {
         Ok(()) => 0,
+        Err(e) if stdout::is_closed_pipe(&e) => 0,
         Err(e) => {
             eprintln!("error: {e}");
             crate::verbose::say(|| {

@@ -1,6 +1,7 @@
 //! `runner ls`, `compare`, `diff` and `plot`: reading run directories back.
 
 use super::args::{Output, ReportArgs, RunsDirArg};
+use super::stdout::{out, outln};
 use crate::error::{Error, Result};
 use crate::report::runs::{self, Run};
 use clap::Args;
@@ -78,11 +79,11 @@ pub fn ls(args: LsArgs, out: Output) -> Result<()> {
         // The table's order, one object per listed run.
         for row in &table.rows {
             if let Some(r) = runs.iter().find(|r| r.id == row[0].text) {
-                println!("{}", crate::rundir::run_json(&r.dir, r.summary.as_ref()));
+                outln!("{}", crate::rundir::run_json(&r.dir, r.summary.as_ref()))?;
             }
         }
     } else {
-        print!("{}", table.render(args.common.format));
+        out!("{}", table.render(args.common.format))?;
     }
     Ok(())
 }
@@ -93,11 +94,11 @@ pub fn compare(args: CompareArgs, out: Output) -> Result<()> {
         return Err(Error::Input("no runs to compare".into()));
     }
     if out.json {
-        print_runs(&runs);
+        print_runs(&runs)?;
         return Ok(());
     }
     let (table, stats_line) = crate::report::compare::compare(&runs, args.at, args.stats);
-    print!("{}", table.render(args.common.format));
+    out!("{}", table.render(args.common.format))?;
     if let Some(line) = stats_line {
         eprintln!("{line}");
     }
@@ -116,10 +117,10 @@ pub fn diff(args: DiffArgs) -> Result<()> {
         }
     };
     let (a, b) = (pick(&args.run_a)?, pick(&args.run_b)?);
-    print!(
+    out!(
         "{}",
         crate::report::diff::diff(&a, &b).render(args.common.format)
-    );
+    )?;
     Ok(())
 }
 
@@ -142,10 +143,11 @@ fn select(specs: &[String], store: &RunsDirArg) -> Result<Vec<Run>> {
 }
 
 /// One `--json` object per run.
-pub fn print_runs(runs: &[Run]) {
+pub fn print_runs(runs: &[Run]) -> Result<()> {
     for r in runs {
-        println!("{}", crate::rundir::run_json(&r.dir, r.summary.as_ref()));
+        outln!("{}", crate::rundir::run_json(&r.dir, r.summary.as_ref()))?;
     }
+    Ok(())
 }
 
 fn warn(warnings: &[String]) {

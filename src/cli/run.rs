@@ -1,6 +1,7 @@
 //! `runner run`, `resume`, `verify`, `resolve` and `models`.
 
 use super::args::{ExperimentArgs, Output};
+use super::stdout::{out, outln};
 use crate::error::{Error, Result};
 use crate::run::{self, RunRequest, RunResult};
 use crate::sweep::prune::{EarlyStop, Rule};
@@ -67,14 +68,14 @@ pub fn run(args: RunArgs, out: Output) -> Result<()> {
             .map(|(manifest, rule)| EarlyStop { manifest, rule }.shared()),
     };
     let interrupted = super::start_training()?;
-    print_run_result(run::run(&req, &interrupted)?, out);
+    print_run_result(run::run(&req, &interrupted)?, out)?;
     Ok(())
 }
 
 pub fn resume(args: ResumeArgs, out: Output) -> Result<()> {
     let interrupted = super::start_training()?;
     let result = run::resume(&args.run, args.wait, out.quiet, &interrupted)?;
-    print_run_result(result, out);
+    print_run_result(result, out)?;
     Ok(())
 }
 
@@ -82,12 +83,12 @@ pub fn verify(args: VerifyArgs, out: Output) -> Result<()> {
     let interrupted = super::start_training()?;
     let report = crate::verify::verify(&args.run, args.steps, out.quiet, &interrupted)?;
     if out.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&report).expect("report serialises")
-        );
+        )?;
     } else {
-        println!("{report}");
+        outln!("{report}")?;
     }
     if report.identical {
         Ok(())
@@ -103,9 +104,9 @@ pub fn resolve(args: ResolveArgs) -> Result<()> {
     let overrides = args.exp.overrides()?;
     let resolved = run::resolve(&args.exp.experiment, &overrides, &args.exp.store.runs_dir)?;
     if args.dir {
-        println!("{}", resolved.dir.path.display());
+        outln!("{}", resolved.dir.path.display())?;
     } else {
-        print!("{}", resolved.exp.canonical_toml());
+        out!("{}", resolved.exp.canonical_toml())?;
     }
     Ok(())
 }
@@ -114,15 +115,15 @@ pub fn models(out: Output) -> Result<()> {
     if out.json {
         for (key, declaration, files) in crate::models::COMPILED {
             let line = serde_json::json!({"key": key, "model": declaration, "files": files});
-            println!("{line}");
+            outln!("{line}")?;
         }
     } else {
-        print!("{}", crate::models::describe_registry());
+        out!("{}", crate::models::describe_registry())?;
     }
     Ok(())
 }
 
-fn print_run_result(result: RunResult, out: Output) {
+fn print_run_result(result: RunResult, out: Output) -> Result<()> {
     let (dir, summary) = match result {
         RunResult::Trained(dir, summary) => (dir, summary),
         RunResult::AlreadyComplete(dir, summary) => {
@@ -133,8 +134,9 @@ fn print_run_result(result: RunResult, out: Output) {
         }
     };
     if out.json {
-        println!("{}", crate::rundir::run_json(&dir.path, Some(&summary)));
+        outln!("{}", crate::rundir::run_json(&dir.path, Some(&summary)))?;
     } else {
-        println!("{}", run::describe(&summary, &dir));
+        outln!("{}", run::describe(&summary, &dir))?;
     }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! `runner sweep` (run, dry run, status, Slurm submission) and `runner slurm-task`.
 
 use super::args::{Output, RunsDirArg, SlurmArgs};
+use super::stdout::{out, outln};
 use crate::error::{Error, Result};
 use crate::sweep::launch::{Launcher, Local, SlurmArray};
 use crate::sweep::{self as sw, manifest, slurm, spec, Planned};
@@ -75,8 +76,8 @@ fn load(file: &Path, runs_dir: &Path) -> Result<Loaded> {
 pub fn sweep(args: SweepArgs, out: Output) -> Result<()> {
     if let Some(SweepAction::Status { file, store }) = args.action {
         let s = load(&file, &store.runs_dir)?;
-        println!("{}", sw::status_line(&s.planned));
-        print!("{}", slurm::status(&s.planned, &s.dir));
+        outln!("{}", sw::status_line(&s.planned))?;
+        out!("{}", slurm::status(&s.planned, &s.dir))?;
         return Ok(());
     }
     let file = args.file.expect("clap requires FILE without a subcommand");
@@ -86,24 +87,28 @@ pub fn sweep(args: SweepArgs, out: Output) -> Result<()> {
         return submit_to_slurm(&s, runs_dir, args.slurm, args.dry_run, out);
     }
     if args.dry_run {
-        print_plan(&s);
+        print_plan(&s)?;
         return Ok(());
     }
     run_locally(&s, runs_dir, args.jobs as usize, out)
 }
 
-fn print_plan(s: &Loaded) {
+/// The `--dry-run` listing: every trial, its state and overrides, and what a run would write.
+fn print_plan(s: &Loaded) -> Result<()> {
     for p in &s.planned {
-        println!(
+        outln!(
             "{:>3}  {:<8}  {}  {}",
             p.index,
             format!("{:?}", p.state()).to_lowercase(),
             p.id(),
             spec::set_args(&p.overrides).join(" ")
-        );
+        )?;
     }
-    println!("{}", sw::status_line(&s.planned));
-    println!("manifest: {}", s.dir.join(manifest::FILE).display());
+    outln!("{}", sw::status_line(&s.planned))?;
+    outln!(
+        "dry run: nothing written; running the sweep writes {}",
+        s.dir.join(manifest::FILE).display()
+    )
 }
 
 /// Runs the trials here, then prints the sweep's runs best first (or one JSON object each).
@@ -122,7 +127,7 @@ fn run_locally(s: &Loaded, runs_dir: &Path, jobs: usize, out: Output) -> Result<
         .filter_map(|p| crate::report::runs::Run::load(&p.dir.path).ok())
         .collect();
     if out.json {
-        super::report::print_runs(&runs);
+        super::report::print_runs(&runs)?;
     } else if !runs.is_empty() {
         let (table, _) = crate::report::compare::compare_sorted(
             &runs,
@@ -130,7 +135,7 @@ fn run_locally(s: &Loaded, runs_dir: &Path, jobs: usize, out: Output) -> Result<
             false,
             (s.sweep.metric, s.sweep.maximize),
         );
-        print!("{}", table.render(crate::report::table::Format::Table));
+        out!("{}", table.render(crate::report::table::Format::Table))?;
     }
     if !out.quiet {
         eprintln!("{}", sw::status_line(&s.planned));
@@ -172,7 +177,7 @@ fn submit_to_slurm(
             .map_or(String::new(), |k| format!("%{k}"))
     );
     if out.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "job_id": sub.job.as_ref().map(|j| j.job_id.clone()),
@@ -182,7 +187,7 @@ fn submit_to_slurm(
                 "in_slurm": sub.in_slurm,
                 "script": (!sub.array.is_empty()).then(|| sub.script.display().to_string()),
             })
-        );
+        )?;
     }
     let say = |line: String| {
         if !out.quiet {
@@ -214,7 +219,7 @@ fn submit_to_slurm(
         )),
         Some(job) => {
             if !out.json {
-                println!("{}", job.job_id);
+                outln!("{}", job.job_id)?;
             }
             say(format!(
                 "submitted Slurm job {} ({what})\nscript: {}\nlogs:   {}/slurm/task-{}_<task>.log\nstatus: runner sweep status <file>",
