@@ -529,3 +529,45 @@ fn epochs_count_the_images_left_after_the_hold_out() {
     assert_eq!(evals.lines().count(), 2, "{evals}");
     assert!(evals.starts_with("step,test_loss,test_accuracy,val_loss,val_accuracy,elapsed_s"));
 }
+
+/// `verify` and `resume` take what `ls` takes: a name, an id or hash prefix under --runs-dir.
+/// A name that matches several runs lists them; one that matches none says what to give.
+#[test]
+fn verify_and_resume_take_run_names_and_hash_prefixes() {
+    let runs = tempfile::tempdir().unwrap();
+    assert!(
+        runner(&["run", "experiments/smoke.toml", "-q"], runs.path())
+            .status
+            .success()
+    );
+    let id = only_run_dir(runs.path())
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let hash_prefix = &id.rsplit_once('-').unwrap().1[..6];
+    for spec in ["smoke", hash_prefix, id.as_str()] {
+        let out = runner(&["verify", spec, "-q"], runs.path());
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "verify {spec}: {stderr}");
+        assert!(stdout.contains("result: bit-identical"), "{stdout}");
+    }
+    let out = runner(&["resume", hash_prefix, "-q"], runs.path());
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(runner(
+        &["run", "experiments/smoke.toml", "--set", "seed=1", "-q"],
+        runs.path()
+    )
+    .status
+    .success());
+    let out = runner(&["verify", "smoke"], runs.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("matches 2 runs"), "{}", text(&out).1);
+    let out = runner(&["resume", "nothing-here"], runs.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).1.contains("'nothing-here' matches no run"),
+        "{}",
+        text(&out).1
+    );
+}

@@ -1,12 +1,12 @@
 //! `runner run`, `resume`, `verify`, `resolve` and `models`.
 
-use super::args::{ExperimentArgs, Output};
+use super::args::{ExperimentArgs, Output, RunsDirArg};
 use super::stdout::{out, outln};
 use crate::error::{Error, Result};
 use crate::run::{self, RunRequest, RunResult};
 use crate::sweep::prune::{EarlyStop, Rule};
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -29,8 +29,11 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    /// The run directory.
-    pub run: PathBuf,
+    /// The run: its directory, or a name, id or hash prefix, or glob under --runs-dir that
+    /// matches one run.
+    pub run: String,
+    #[command(flatten)]
+    pub store: RunsDirArg,
     /// Wait for another runner holding the run instead of exiting with code 6.
     #[arg(long)]
     pub wait: bool,
@@ -38,8 +41,11 @@ pub struct ResumeArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The run directory.
-    pub run: PathBuf,
+    /// The run: its directory, or a name, id or hash prefix, or glob under --runs-dir that
+    /// matches one run.
+    pub run: String,
+    #[command(flatten)]
+    pub store: RunsDirArg,
     /// Re-run only the first N steps.
     #[arg(long, value_name = "N")]
     pub steps: Option<u64>,
@@ -74,14 +80,16 @@ pub fn run(args: RunArgs, out: Output) -> Result<()> {
 
 pub fn resume(args: ResumeArgs, out: Output) -> Result<()> {
     let interrupted = super::start_training()?;
-    let result = run::resume(&args.run, args.wait, out.quiet, &interrupted)?;
+    let dir = one_run(&args.run, &args.store.runs_dir)?;
+    let result = run::resume(&dir, args.wait, out.quiet, &interrupted)?;
     print_run_result(result, out)?;
     Ok(())
 }
 
 pub fn verify(args: VerifyArgs, out: Output) -> Result<()> {
     let interrupted = super::start_training()?;
-    let report = crate::verify::verify(&args.run, args.steps, out.quiet, &interrupted)?;
+    let dir = one_run(&args.run, &args.store.runs_dir)?;
+    let report = crate::verify::verify(&dir, args.steps, out.quiet, &interrupted)?;
     if out.json {
         outln!(
             "{}",
@@ -95,8 +103,36 @@ pub fn verify(args: VerifyArgs, out: Output) -> Result<()> {
     } else {
         Err(Error::Failed(format!(
             "{} is not reproduced bit for bit",
-            args.run.display()
+            dir.display()
         )))
+    }
+}
+
+/// The one run directory `spec` names, as `ls` and `compare` read names: a directory, or a name,
+/// id or hash prefix, or glob under `runs_dir`. A spec that matches several runs is an error
+/// listing them.
+fn one_run(spec: &str, runs_dir: &Path) -> Result<PathBuf> {
+    let path = Path::new(spec);
+    if path.is_dir() && path.components().count() > 1 {
+        return Ok(path.to_path_buf()); // a directory: the command says if it is not a run
+    }
+    let (runs, _) = crate::report::runs::select(&[spec.to_string()], runs_dir).map_err(|e| {
+        Error::Input(format!(
+            "{e}; give a run directory, or a name, id or hash prefix under --runs-dir"
+        ))
+    })?;
+    match &runs[..] {
+        [one] => Ok(one.dir.clone()),
+        many => Err(Error::Input(format!(
+            "'{spec}' matches {} runs under {}: {}; name one (its id, e.g. {})",
+            many.len(),
+            runs_dir.display(),
+            many.iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            many[0].id
+        ))),
     }
 }
 
