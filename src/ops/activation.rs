@@ -124,13 +124,35 @@ pub fn activate<S: Shape, T: Tape<f32, Cpu>>(
     let (x, mut tape) = x.split_tape();
     let xs = super::data(&x);
     let factor = move |i: usize| dropout.map_or(1.0, |d| if d.keeps(i) { d.scale() } else { 0.0 });
+    // The forward pass keeps each element's slope (times its dropout factor) for the backward
+    // pass, so each transcendental function is evaluated once per element.
     let mut ys = super::zeroed(xs.len());
-    for_each_chunk(&mut ys, |start, out| {
-        for (k, y) in out.iter_mut().enumerate() {
-            let i = start + k;
-            *y = value_and_slope(kind, xs[i]).0 * factor(i);
+    let mut slopes = if T::OWNS_TAPE {
+        super::zeroed(xs.len())
+    } else {
+        Vec::new()
+    };
+    let element = |i: usize, y: &mut f32, slope: Option<&mut f32>| {
+        let (value, d) = value_and_slope(kind, xs[i]);
+        let f = factor(i);
+        *y = value * f;
+        if let Some(slope) = slope {
+            *slope = d * f;
         }
-    });
+    };
+    if T::OWNS_TAPE {
+        for_each_chunk_pair(&mut ys, &mut slopes, |start, ys, slopes| {
+            for (k, (y, d)) in ys.iter_mut().zip(slopes).enumerate() {
+                element(start + k, y, Some(d));
+            }
+        });
+    } else {
+        for_each_chunk(&mut ys, |start, ys| {
+            for (k, y) in ys.iter_mut().enumerate() {
+                element(start + k, y, None);
+            }
+        });
+    }
     let out = x.device().try_tensor_from_vec(ys, *x.shape())?;
     if T::OWNS_TAPE {
         let out_id = out.clone();
@@ -139,14 +161,29 @@ pub fn activate<S: Shape, T: Tape<f32, Cpu>>(
             let gx = grads.get_or_alloc_mut(&x)?;
             for_each_chunk(gx, |start, gx| {
                 for (k, g) in gx.iter_mut().enumerate() {
-                    let i = start + k;
-                    *g += gy[i] * factor(i) * value_and_slope(kind, xs[i]).1;
+                    *g += gy[start + k] * slopes[start + k];
                 }
             });
             Ok(())
         });
     }
     Ok(out.put_tape(tape))
+}
+
+/// [`for_each_chunk`] over two slices of the same length at once.
+fn for_each_chunk_pair(
+    a: &mut [f32],
+    b: &mut [f32],
+    f: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
+) {
+    if a.len() < PARALLEL {
+        f(0, a, b);
+    } else {
+        a.par_chunks_mut(PARALLEL / 4)
+            .zip(b.par_chunks_mut(PARALLEL / 4))
+            .enumerate()
+            .for_each(|(c, (a, b))| f(c * (PARALLEL / 4), a, b));
+    }
 }
 
 /// Runs `f(start, chunk)` over `v` in fixed chunks, in parallel when `v` is large. Each element
