@@ -113,7 +113,7 @@ pub fn verify(args: VerifyArgs, out: Output) -> Result<()> {
 /// listing them.
 fn one_run(spec: &str, runs_dir: &Path) -> Result<PathBuf> {
     let path = Path::new(spec);
-    if path.is_dir() && path.components().count() > 1 {
+    if path.is_dir() {
         return Ok(path.to_path_buf()); // a directory: the command says if it is not a run
     }
     let (runs, _) = crate::report::runs::select(&[spec.to_string()], runs_dir).map_err(|e| {
