@@ -189,3 +189,36 @@ fn compare_over_1000_runs_is_fast() {
     eprintln!("compare over 1000 runs: {took:?}");
     assert!(took.as_secs_f64() < 5.0, "took {took:?}");
 }
+
+/// `ls`: a pattern or filter that matches nothing exits 1 saying so (as grep does); `--columns`
+/// adds config keys and metrics and names what it cannot show; `diff` of a run with itself says
+/// identical. (The golden `ls.txt` shows the default order, start time, the keys that differ,
+/// and the running fixture's steps read from its metrics.csv: 40/60, not the summary's 0/60.)
+#[test]
+fn ls_says_when_nothing_matches_and_takes_columns() {
+    let out = runner(&["ls", "nothing-here"], &fixtures());
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no run matches 'nothing-here'"), "{stderr}");
+    let out = runner(&["ls", "--where", "seed=7"], &fixtures());
+    assert_eq!(out.status.code(), Some(1));
+
+    let out = runner(
+        &["ls", "--columns", "train.batch_size,best_acc"],
+        &fixtures(),
+    );
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let header = stdout.lines().next().unwrap();
+    assert!(
+        header.contains("train.batch_size") && header.contains("best_acc"),
+        "{header}"
+    );
+    let out = runner(&["ls", "--columns", "colour"], &fixtures());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--columns colour"));
+
+    let out = runner(&["diff", "smoke-932", "smoke-932"], &fixtures());
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("identical: smoke-932ebdf7348f"));
+}

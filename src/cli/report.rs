@@ -17,12 +17,17 @@ pub struct LsArgs {
     /// Repeatable.
     #[arg(long = "where", value_name = "KEY=VALUE")]
     pub filters: Vec<crate::report::ls::Filter>,
-    /// Sort by a config key or one of test_acc, best_acc, test_loss, ms_per_step, steps, started.
+    /// Sort by a config key or one of test_acc, best_acc, test_loss, ms_per_step, steps, started
+    /// (the default).
     #[arg(long, value_name = "KEY")]
     pub sort: Option<String>,
     /// Sort in descending order.
     #[arg(long)]
     pub desc: bool,
+    /// Add columns: config keys (e.g. optimizer.lr,seed) or metrics (e.g. best_acc,val_acc).
+    /// The keys that differ among the listed runs are always shown.
+    #[arg(long, value_name = "COL,...", value_delimiter = ',')]
+    pub columns: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -67,14 +72,22 @@ pub struct DiffArgs {
 pub fn ls(args: LsArgs, out: Output) -> Result<()> {
     let (runs, warnings) = runs::discover(&args.common.store.runs_dir);
     warn(&warnings);
-    let table = crate::report::ls::list(
-        &runs,
-        &args.patterns,
-        &args.filters,
-        args.sort.as_deref(),
-        args.desc,
-    )
-    .map_err(Error::Input)?;
+    let query = crate::report::ls::Query {
+        globs: args.patterns,
+        filters: args.filters,
+        sort: args.sort,
+        desc: args.desc,
+        columns: args.columns,
+    };
+    let table = crate::report::ls::list(&runs, &query).map_err(Error::Input)?;
+    if table.rows.is_empty() && !(query.globs.is_empty() && query.filters.is_empty()) {
+        // Exit 1, as grep does when nothing matches.
+        return Err(Error::Failed(format!(
+            "no run matches {} under {}",
+            query.describe(),
+            args.common.store.runs_dir.display()
+        )));
+    }
     if out.json {
         // The table's order, one object per listed run.
         for row in &table.rows {
@@ -117,10 +130,16 @@ pub fn diff(args: DiffArgs) -> Result<()> {
         }
     };
     let (a, b) = (pick(&args.run_a)?, pick(&args.run_b)?);
-    out!(
-        "{}",
-        crate::report::diff::diff(&a, &b).render(args.common.format)
-    )?;
+    let table = crate::report::diff::diff(&a, &b);
+    if table.rows.is_empty() && args.common.format == crate::report::table::Format::Table {
+        outln!(
+            "identical: {} and {} have the same resolved config",
+            a.id,
+            b.id
+        )?;
+        return Ok(());
+    }
+    out!("{}", table.render(args.common.format))?;
     Ok(())
 }
 

@@ -3,12 +3,29 @@
 use super::metrics::{self, Metric, ReadMetric};
 use super::runs::{glob_match, Run};
 use super::table::{Cell, Table};
+use crate::rundir::Status;
 
 /// A `--where KEY=VALUE` filter on a config key.
 #[derive(Debug, Clone)]
 pub struct Filter {
     pub key: String,
     pub value: String,
+}
+
+impl Query {
+    /// What the patterns and filters ask for, as a message says it: `'mlp-*' --where seed=1`.
+    pub fn describe(&self) -> String {
+        self.globs
+            .iter()
+            .map(|g| format!("'{g}'"))
+            .chain(
+                self.filters
+                    .iter()
+                    .map(|f| format!("--where {}={}", f.key, f.value)),
+            )
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 impl std::str::FromStr for Filter {
@@ -44,14 +61,11 @@ pub const SORT_METRICS: &[&str] = &[
     "started",
 ];
 
-pub fn list(
-    runs: &[Run],
-    globs: &[String],
-    filters: &[Filter],
-    sort: Option<&str>,
-    desc: bool,
-) -> Result<Table, String> {
-    for f in filters {
+/// The `ls` table: runs matching `globs` (over ids and names) and `filters`, sorted by `sort`
+/// (default: start time), with the config keys that differ among them and the `columns` asked
+/// for (config keys or metrics). Errors: a filter, sort key or column no run has.
+pub fn list(runs: &[Run], q: &Query) -> Result<Table, String> {
+    for f in &q.filters {
         if !runs.iter().any(|r| r.config.contains_key(&f.key)) && !runs.is_empty() {
             return Err(format!(
                 "--where {}: no run has config key '{}'",
@@ -59,82 +73,175 @@ pub fn list(
             ));
         }
     }
-    let mut chosen: Vec<&Run> = runs
-        .iter()
+    let mut chosen = matching(runs, q);
+    sort_runs(
+        &mut chosen,
+        q.sort.as_deref().unwrap_or("started"),
+        q.desc,
+        runs,
+    )?;
+    let (config_cols, metric_cols) = columns(&chosen, &q.columns)?;
+    Ok(table(&chosen, &config_cols, &metric_cols))
+}
+
+/// What `ls` lists and how.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub globs: Vec<String>,
+    pub filters: Vec<Filter>,
+    pub sort: Option<String>,
+    pub desc: bool,
+    /// Extra columns: config keys or metric names.
+    pub columns: Vec<String>,
+}
+
+fn matching<'a>(runs: &'a [Run], q: &Query) -> Vec<&'a Run> {
+    runs.iter()
         .filter(|r| {
-            globs.is_empty()
-                || globs
+            q.globs.is_empty()
+                || q.globs
                     .iter()
                     .any(|g| glob_match(g, &r.id) || glob_match(g, &r.name))
         })
         .filter(|r| {
-            filters.iter().all(|f| {
+            q.filters.iter().all(|f| {
                 r.config
                     .get(&f.key)
                     .is_some_and(|v| values_equal(v, &f.value))
             })
         })
+        .collect()
+}
+
+fn sort_runs(chosen: &mut [&Run], key: &str, desc: bool, runs: &[Run]) -> Result<(), String> {
+    if !SORT_METRICS.contains(&key) && !runs.iter().any(|r| r.config.contains_key(key)) {
+        return Err(format!(
+            "--sort {key}: not a config key of these runs nor one of {}",
+            SORT_METRICS.join(", ")
+        ));
+    }
+    let sort_value = |r: &Run| -> (Option<f64>, String) {
+        let s = r.summary.as_ref();
+        let num = match (key, Metric::parse(key)) {
+            ("steps", _) => Some(steps_done(r) as f64),
+            ("started", _) => None,
+            (_, Some(m)) => s.and_then(|s| m.read(&metrics::recorded(s))),
+            _ => r.config.get(key).and_then(|v| v.parse().ok()),
+        };
+        let text = match key {
+            "started" => s.map(|s| s.started_at.clone()).unwrap_or_default(),
+            _ => r.config.get(key).cloned().unwrap_or_default(),
+        };
+        (num, text)
+    };
+    chosen.sort_by(|a, b| {
+        let (va, vb) = (sort_value(a), sort_value(b));
+        // Runs without the value come last in either direction.
+        let direction = |o: std::cmp::Ordering| if desc { o.reverse() } else { o };
+        let ord = match (va.0, vb.0) {
+            (Some(x), Some(y)) => direction(x.total_cmp(&y)),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => direction(va.1.cmp(&vb.1)),
+        };
+        ord.then_with(|| a.id.cmp(&b.id))
+    });
+    Ok(())
+}
+
+/// Steps done: for a run in progress, the last step its `metrics.csv` holds (the summary is
+/// only rewritten at checkpoints), else the summary's count.
+fn steps_done(r: &Run) -> u64 {
+    let recorded = r.summary.as_ref().map_or(0, |s| s.steps_done);
+    if r.summary
+        .as_ref()
+        .is_some_and(|s| s.status == Status::Running)
+    {
+        let logged = r.steps(Some(1)).last().map_or(0, |row| row.step);
+        recorded.max(logged)
+    } else {
+        recorded
+    }
+}
+
+/// The config columns (keys that differ among the runs, then the config keys asked for) and the
+/// extra metric columns.
+fn columns(chosen: &[&Run], asked: &[String]) -> Result<(Vec<String>, Vec<Metric>), String> {
+    let mut config: Vec<String> = super::compare::differing_keys(chosen)
+        .into_iter()
+        .filter(|k| k != "name")
         .collect();
-    if let Some(key) = sort {
-        if !SORT_METRICS.contains(&key) && !runs.iter().any(|r| r.config.contains_key(key)) {
+    let mut metrics = Vec::new();
+    for col in asked {
+        if chosen.iter().any(|r| r.config.contains_key(col)) {
+            if !config.contains(col) {
+                config.push(col.clone());
+            }
+        } else if let Some(m) = Metric::parse(col) {
+            metrics.push(m);
+        } else {
+            let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
             return Err(format!(
-                "--sort {key}: not a config key of these runs nor one of {}",
-                SORT_METRICS.join(", ")
+                "--columns {col}: not a config key of these runs nor a metric ({})",
+                names.join(", ")
             ));
         }
-        let sort_value = |r: &Run| -> (Option<f64>, String) {
-            let s = r.summary.as_ref();
-            let num = match (key, Metric::parse(key)) {
-                ("steps", _) => s.map(|s| s.steps_done as f64),
-                ("started", _) => None,
-                (_, Some(m)) => s.and_then(|s| m.read(&metrics::recorded(s))),
-                _ => r.config.get(key).and_then(|v| v.parse().ok()),
-            };
-            let text = match key {
-                "started" => s.map(|s| s.started_at.clone()).unwrap_or_default(),
-                _ => r.config.get(key).cloned().unwrap_or_default(),
-            };
-            (num, text)
-        };
-        chosen.sort_by(|a, b| {
-            let (va, vb) = (sort_value(a), sort_value(b));
-            let ord = match (va.0, vb.0) {
-                (Some(x), Some(y)) => x.total_cmp(&y),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => va.1.cmp(&vb.1),
-            };
-            if desc { ord.reverse() } else { ord }.then_with(|| a.id.cmp(&b.id))
-        });
     }
-    let mut table = Table {
-        headers: [
-            "run", "name", "hash", "status", "steps", "test_acc", "ms/step", "started",
-        ]
+    Ok((config, metrics))
+}
+
+fn table(chosen: &[&Run], config_cols: &[String], metric_cols: &[Metric]) -> Table {
+    let mut headers: Vec<String> = ["run", "name", "hash", "status", "steps"]
         .map(String::from)
-        .to_vec(),
+        .to_vec();
+    headers.extend(config_cols.iter().cloned());
+    headers.extend(["test_acc", "ms/step"].map(String::from));
+    headers.extend(metric_cols.iter().map(|m| m.column().to_string()));
+    headers.push("started".into());
+    let mut table = Table {
+        headers,
         ..Table::default()
     };
     for r in chosen {
         let s = r.summary.as_ref();
         let m = metrics::of(r, None);
         let steps = s.map_or_else(Cell::empty, |s| {
-            Cell::text(format!("{}/{}", s.steps_done, s.steps))
+            Cell::text(format!("{}/{}", steps_done(r), s.steps))
         });
-        let mut acc = Cell::number(m.test_acc, 4);
-        if let Some(a) = m.test_acc {
-            acc.text = format!("{:.2}%", a * 100.0);
-        }
-        table.rows.push(vec![
+        let mut row = vec![
             Cell::text(&r.id),
             Cell::text(&r.name),
             Cell::text(r.hash()),
             Cell::text(r.status()),
             steps,
-            acc,
-            Cell::number(m.ms_per_step, 2),
-            s.map_or_else(Cell::empty, |s| Cell::text(&s.started_at)),
-        ]);
+        ];
+        for key in config_cols {
+            row.push(
+                r.config
+                    .get(key)
+                    .map_or_else(Cell::empty, |v| Cell::toml_value(v)),
+            );
+        }
+        row.push(percent(m.test_acc));
+        row.push(Cell::number(m.ms_per_step, 2));
+        for &metric in metric_cols {
+            let (scale, decimals, unit) = metric.format();
+            let mut cell = Cell::number(metric.read(&m), decimals);
+            if let Some(v) = metric.read(&m) {
+                cell.text = format!("{:.*}{unit}", decimals, v * scale);
+            }
+            row.push(cell);
+        }
+        row.push(s.map_or_else(Cell::empty, |s| Cell::text(&s.started_at)));
+        table.rows.push(row);
     }
-    Ok(table)
+    table
+}
+
+fn percent(x: Option<f64>) -> Cell {
+    let mut cell = Cell::number(x, 4);
+    if let Some(a) = x {
+        cell.text = format!("{:.2}%", a * 100.0);
+    }
+    cell
 }
