@@ -11,6 +11,9 @@ pub struct Progress {
     /// Plain mode prints a line every this many steps.
     line_every: u64,
     start: Instant,
+    /// The step this session started after (0, or the checkpoint's step after a resume): rates
+    /// and ETAs count only the steps run since.
+    resumed_after: Option<u64>,
     quiet: bool,
 }
 
@@ -36,6 +39,7 @@ impl Progress {
             total,
             line_every: (total / 10).max(1),
             start: Instant::now(),
+            resumed_after: None,
             quiet,
         }
     }
@@ -45,6 +49,14 @@ impl Progress {
         if self.quiet {
             return;
         }
+        let first = *self.resumed_after.get_or_insert_with(|| {
+            if let Some(bar) = &self.bar {
+                // Start the bar's rate estimate here, not at 0.
+                bar.set_position(step - 1);
+                bar.reset_eta();
+            }
+            step - 1
+        });
         match &self.bar {
             Some(bar) => {
                 bar.set_position(step);
@@ -52,13 +64,14 @@ impl Progress {
             }
             None if step.is_multiple_of(self.line_every) || step == self.total => {
                 let elapsed = self.start.elapsed().as_secs_f64();
-                let eta = elapsed / step as f64 * (self.total - step) as f64;
+                let per_step = elapsed / (step - first) as f64;
+                let eta = per_step * (self.total - step) as f64;
                 eprintln!(
                     "step {step}/{} ({:.0}%)  loss {loss:.4}  acc {:.2}%  {:.1} ms/step  ETA {}",
                     self.total,
                     100.0 * step as f64 / self.total as f64,
                     accuracy * 100.0,
-                    1000.0 * elapsed / step as f64,
+                    1000.0 * per_step,
                     format_secs(eta)
                 );
             }
