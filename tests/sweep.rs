@@ -73,9 +73,35 @@ fn a_sweep_runs_once_skips_complete_trials_and_resumes() {
     let half = Path::new(entries[4]["run_dir"].as_str().unwrap());
     std::fs::remove_file(half.join("model.safetensors")).unwrap();
     let status = sweep(&["status", file], runs.path());
+    let text = String::from_utf8_lossy(&status.stdout);
     assert_eq!(
-        String::from_utf8_lossy(&status.stdout).trim(),
-        "6 trials: 4 done, 0 pruned, 0 running, 0 failed, 2 missing"
+        text.lines().next().unwrap(),
+        "6 trials: 4 complete, 0 pruned, 0 running, 0 failed, 0 interrupted, 0 diverged, 2 missing"
+    );
+    // Then one row per trial: index, state, steps, metric, run, overrides.
+    let rows: Vec<&str> = text.lines().skip(3).collect();
+    assert_eq!(rows.len(), 6, "{text}");
+    assert_eq!(
+        rows.iter().filter(|r| r.contains(" missing ")).count(),
+        2,
+        "{text}"
+    );
+    assert!(
+        rows[0].starts_with("0 ") && rows[0].contains(" complete "),
+        "{text}"
+    );
+    let json = sweep(&["status", file, "--json"], runs.path());
+    let objects: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objects.len(), 6);
+    assert_eq!(objects[1]["state"], "missing");
+    assert_eq!(objects[0]["state"], "complete");
+    assert!(
+        objects[0]["test_accuracy"].as_f64().is_some(),
+        "{}",
+        objects[0]
     );
     let out = sweep(&[file], runs.path());
     assert!(out.status.success());
@@ -98,7 +124,8 @@ fn dry_run_lists_trials_and_runs_nothing() {
         6,
         "{stdout}"
     );
-    assert!(stdout.contains("6 trials: 0 done"));
+    assert!(stdout.contains("6 trials: 0 complete"));
+    assert!(stdout.contains("dry run: nothing written"), "{stdout}");
     assert!(!runs.path().join("sweeps").exists());
 }
 
@@ -151,6 +178,12 @@ fn early_stopping_prunes(file: &str) {
         .filter(|s: &serde_json::Value| s["status"] == "pruned")
         .collect();
     assert!(!pruned.is_empty());
+    // The log says so as each pruned trial ends.
+    let logged = stderr
+        .lines()
+        .filter(|l| l.contains("] trial") && l.contains(" pruned in "))
+        .count();
+    assert_eq!(logged, pruned.len(), "{stderr}");
     for s in &pruned {
         assert!(s["steps_done"].as_u64().unwrap() < 90, "{s}");
     }
@@ -188,9 +221,8 @@ fn a_diverging_trial_is_recorded_and_the_others_go_on() {
         .collect();
     assert_eq!(statuses, ["complete", "diverged", "complete"]);
     let status = sweep(&["status", file.to_str().unwrap()], runs.path());
-    assert!(
-        String::from_utf8_lossy(&status.stdout).contains("2 done, 0 pruned, 0 running, 1 failed")
-    );
+    assert!(String::from_utf8_lossy(&status.stdout)
+        .contains("2 complete, 0 pruned, 0 running, 0 failed, 0 interrupted, 1 diverged"));
 }
 
 #[test]
@@ -303,6 +335,7 @@ fn a_slurm_script_is_written_and_its_task_runs_its_pack_of_trials() {
         text.contains("slurm-task") && text.contains("--pack 4"),
         "{text}"
     );
+    assert!(text.contains("Array task T runs trials 4T to 4T+3 of"), "{text}");
 
     // Task 1 with pack 4 is trials 4 and 5 (the sweep has 6).
     let out = Command::new(env!("CARGO_BIN_EXE_runner"))
@@ -326,7 +359,7 @@ fn a_slurm_script_is_written_and_its_task_runs_its_pack_of_trials() {
         .collect();
     assert_eq!(
         states,
-        ["missing", "missing", "missing", "missing", "done", "done"]
+        ["missing", "missing", "missing", "missing", "complete", "complete"]
     );
     // No trials for task 2.
     let out = Command::new(env!("CARGO_BIN_EXE_runner"))

@@ -76,7 +76,17 @@ fn load(file: &Path, runs_dir: &Path) -> Result<Loaded> {
 pub fn sweep(args: SweepArgs, out: Output) -> Result<()> {
     if let Some(SweepAction::Status { file, store }) = args.action {
         let s = load(&file, &store.runs_dir)?;
+        if out.json {
+            for p in &s.planned {
+                outln!("{}", trial_json(p, s.sweep.metric))?;
+            }
+            return Ok(());
+        }
         outln!("{}", sw::status_line(&s.planned))?;
+        out!(
+            "{}",
+            trial_table(&s).render(crate::report::table::Format::Table)
+        )?;
         out!("{}", slurm::status(&s.planned, &s.dir))?;
         return Ok(());
     }
@@ -93,13 +103,93 @@ pub fn sweep(args: SweepArgs, out: Output) -> Result<()> {
     run_locally(&s, runs_dir, args.jobs as usize, out)
 }
 
+/// A trial's row of `sweep status`: its state, steps, the sweep's metric and overrides.
+struct TrialView {
+    state: sw::TrialState,
+    steps: Option<(u64, u64)>,
+    metric: Option<f64>,
+}
+
+fn trial_view(p: &Planned, metric: crate::report::metrics::Metric) -> TrialView {
+    use crate::report::metrics::ReadMetric;
+    let run = crate::report::runs::Run::load(&p.dir.path).ok();
+    let summary = run.as_ref().and_then(|r| r.summary.as_ref());
+    TrialView {
+        state: p.state(),
+        steps: run
+            .as_ref()
+            .zip(summary)
+            .map(|(r, s)| (crate::report::ls::steps_done(r), s.steps)),
+        metric: summary.and_then(|s| metric.read(&crate::report::metrics::recorded(s))),
+    }
+}
+
+/// One JSON object per trial: `index`, `state`, `run`, `steps_done`, `steps`, the metric by its
+/// name, and `overrides` (key to value as given).
+fn trial_json(p: &Planned, metric: crate::report::metrics::Metric) -> serde_json::Value {
+    let v = trial_view(p, metric);
+    let overrides: serde_json::Map<String, serde_json::Value> = p
+        .overrides
+        .iter()
+        .map(|o| {
+            // TOML values as JSON values: numbers stay numbers.
+            let value =
+                serde_json::to_value(&o.value).unwrap_or_else(|_| o.value.to_string().into());
+            (o.key.clone(), value)
+        })
+        .collect();
+    serde_json::json!({
+        "index": p.index,
+        "state": v.state.word(),
+        "run": p.id(),
+        "steps_done": v.steps.map(|s| s.0),
+        "steps": v.steps.map(|s| s.1),
+        metric.name(): v.metric,
+        "overrides": overrides,
+    })
+}
+
+fn trial_table(s: &Loaded) -> crate::report::table::Table {
+    use crate::report::table::{Cell, Table};
+    let metric = s.sweep.metric;
+    let mut table = Table {
+        headers: [
+            "trial",
+            "state",
+            "steps",
+            metric.column(),
+            "run",
+            "overrides",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Table::default()
+    };
+    for p in &s.planned {
+        let v = trial_view(p, metric);
+        let (scale, decimals, unit) = metric.format();
+        table.rows.push(vec![
+            Cell::text(p.index.to_string()),
+            Cell::text(v.state.word()),
+            v.steps
+                .map_or_else(Cell::empty, |(d, t)| Cell::text(format!("{d}/{t}"))),
+            v.metric.map_or_else(Cell::empty, |m| {
+                Cell::text(format!("{:.*}{unit}", decimals, m * scale))
+            }),
+            Cell::text(p.id()),
+            Cell::text(spec::set_args(&p.overrides).join(" ")),
+        ]);
+    }
+    table
+}
+
 /// The `--dry-run` listing: every trial, its state and overrides, and what a run would write.
 fn print_plan(s: &Loaded) -> Result<()> {
     for p in &s.planned {
         outln!(
             "{:>3}  {:<8}  {}  {}",
             p.index,
-            format!("{:?}", p.state()).to_lowercase(),
+            p.state().word(),
             p.id(),
             spec::set_args(&p.overrides).join(" ")
         )?;

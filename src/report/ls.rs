@@ -151,7 +151,7 @@ fn sort_runs(chosen: &mut [&Run], key: &str, desc: bool, runs: &[Run]) -> Result
 
 /// Steps done: for a run in progress, the last step its `metrics.csv` holds (the summary is
 /// only rewritten at checkpoints), else the summary's count.
-fn steps_done(r: &Run) -> u64 {
+pub fn steps_done(r: &Run) -> u64 {
     let recorded = r.summary.as_ref().map_or(0, |s| s.steps_done);
     if r.summary
         .as_ref()

@@ -40,6 +40,7 @@ struct Running {
     index: usize,
     child: Child,
     started: Instant,
+    dir: crate::rundir::RunDir,
 }
 
 impl Launcher for Local<'_> {
@@ -132,6 +133,7 @@ impl Local<'_> {
             index: p.index,
             child,
             started: Instant::now(),
+            dir: p.dir.clone(),
         })
     }
 
@@ -152,7 +154,10 @@ impl Local<'_> {
                         exit_code: status.code(),
                     });
                     let verdict = if status.success() {
-                        "done".to_string()
+                        // Complete or pruned: what its summary says.
+                        r.dir
+                            .read_summary()
+                            .map_or("complete".to_string(), |s| s.status.to_string())
                     } else {
                         format!("FAILED (exit {:?}, see trial-{index}.log)", status.code())
                     };

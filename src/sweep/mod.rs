@@ -21,27 +21,62 @@ pub struct Planned {
     pub dir: RunDir,
 }
 
-/// Where a trial stands, from its run directory.
+/// Where a trial stands, from its run directory: the run's status, in the words `ls` uses, or
+/// missing (never started, or damaged: its files do not match its summary, so it runs again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrialState {
-    Done,
+    Complete,
     Running,
     Failed,
+    Interrupted,
+    Diverged,
     /// Stopped early by the sweep's early-stopping rule: decided, not run again.
     Pruned,
     Missing,
 }
 
+impl TrialState {
+    /// Every state, in the order `sweep status` counts them.
+    pub const ALL: [TrialState; 7] = [
+        TrialState::Complete,
+        TrialState::Pruned,
+        TrialState::Running,
+        TrialState::Failed,
+        TrialState::Interrupted,
+        TrialState::Diverged,
+        TrialState::Missing,
+    ];
+
+    /// The word for it, the same as the run status `ls` shows.
+    pub fn word(self) -> &'static str {
+        match self {
+            TrialState::Complete => "complete",
+            TrialState::Running => "running",
+            TrialState::Failed => "failed",
+            TrialState::Interrupted => "interrupted",
+            TrialState::Diverged => "diverged",
+            TrialState::Pruned => "pruned",
+            TrialState::Missing => "missing",
+        }
+    }
+
+    /// Decided: a sweep does not run it again.
+    pub fn is_final(self) -> bool {
+        matches!(self, TrialState::Complete | TrialState::Pruned)
+    }
+}
+
 impl Planned {
     pub fn state(&self) -> TrialState {
         if self.dir.is_complete() {
-            return TrialState::Done;
+            return TrialState::Complete;
         }
-        // A damaged run (its files do not match its summary) is run again: missing.
         match self.dir.read_summary().map(|s| s.status) {
             Some(Status::Running) => TrialState::Running,
             Some(Status::Pruned) => TrialState::Pruned,
-            Some(Status::Failed | Status::Diverged | Status::Interrupted) => TrialState::Failed,
+            Some(Status::Failed) => TrialState::Failed,
+            Some(Status::Interrupted) => TrialState::Interrupted,
+            Some(Status::Diverged) => TrialState::Diverged,
             Some(Status::Complete | Status::Damaged) | None => TrialState::Missing,
         }
     }
@@ -92,18 +127,20 @@ pub fn sweep_dir(sweep: &Sweep, planned: &[Planned], runs_dir: &Path) -> PathBuf
         .join(format!("{}-{}", sweep.name, &hash[..12]))
 }
 
-/// Counts of trials per state, for `runner sweep status`.
+/// Counts of trials per state, for `runner sweep status`: `6 trials: 4 complete, 0 pruned, ...`.
 pub fn status_line(planned: &[Planned]) -> String {
-    let count = |s: TrialState| planned.iter().filter(|p| p.state() == s).count();
-    format!(
-        "{} trials: {} done, {} pruned, {} running, {} failed, {} missing",
-        planned.len(),
-        count(TrialState::Done),
-        count(TrialState::Pruned),
-        count(TrialState::Running),
-        count(TrialState::Failed),
-        count(TrialState::Missing)
-    )
+    let states: Vec<TrialState> = planned.iter().map(Planned::state).collect();
+    let counts: Vec<String> = TrialState::ALL
+        .iter()
+        .map(|&s| {
+            format!(
+                "{} {}",
+                states.iter().filter(|&&t| t == s).count(),
+                s.word()
+            )
+        })
+        .collect();
+    format!("{} trials: {}", planned.len(), counts.join(", "))
 }
 
 /// The trials still to run: neither complete nor pruned, each run directory once (two trials
@@ -112,9 +149,6 @@ pub fn pending(planned: &[Planned]) -> Vec<&Planned> {
     let mut seen = std::collections::HashSet::new();
     planned
         .iter()
-        .filter(|p| {
-            !matches!(p.state(), TrialState::Done | TrialState::Pruned)
-                && seen.insert(p.dir.path.clone())
-        })
+        .filter(|p| !p.state().is_final() && seen.insert(p.dir.path.clone()))
         .collect()
 }

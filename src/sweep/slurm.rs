@@ -4,7 +4,7 @@
 //! trials are skipped, so submitting again re-runs only what is missing or failed, and an
 //! interrupted trial continues from its checkpoint.
 
-use super::{Planned, TrialState};
+use super::Planned;
 use crate::error::{Error, Result};
 use crate::run::{self, RunRequest};
 use serde::{Deserialize, Serialize};
@@ -84,12 +84,14 @@ pub fn script(
     opts: &Options,
 ) -> String {
     let mut s = String::from("#!/bin/bash\n");
+    let which = match opts.pack {
+        1 => "Array task T runs trial T".to_string(),
+        p => format!("Array task T runs trials {p}T to {p}T+{}", p - 1),
+    };
     s += &format!(
-        "# Written by `runner sweep --slurm`. Array task T runs trials T*{p}..T*{p}+{q} of\n\
+        "# Written by `runner sweep --slurm`. {which} of\n\
          # manifest.jsonl (complete ones are skipped); an interrupted trial resumes from its\n\
-         # checkpoint when the sweep is submitted again.\n",
-        p = opts.pack,
-        q = opts.pack - 1
+         # checkpoint when the sweep is submitted again.\n"
     );
     let mut directive = |d: String| s += &format!("#SBATCH {d}\n");
     directive(format!("--job-name={job_name}"));
@@ -235,8 +237,7 @@ pub fn status(planned: &[Planned], sweep_dir: &Path) -> String {
     );
     for p in planned {
         let state = p.state();
-        if matches!(state, TrialState::Done | TrialState::Pruned) && !active.contains_key(&p.index)
-        {
+        if state.is_final() && !active.contains_key(&p.index) {
             continue;
         }
         let slurm_view = match active.get(&p.index) {
@@ -263,7 +264,7 @@ pub fn status(planned: &[Planned], sweep_dir: &Path) -> String {
         out += &format!(
             "{:>3}  {:<8}  {}  {}\n",
             p.index,
-            format!("{state:?}").to_lowercase(),
+            state.word(),
             p.id(),
             slurm_view
         );
@@ -283,7 +284,7 @@ pub fn submit(
     let in_slurm = active(sweep_dir);
     let todo: BTreeSet<usize> = planned
         .iter()
-        .filter(|p| !matches!(p.state(), TrialState::Done | TrialState::Pruned))
+        .filter(|p| !p.state().is_final())
         .filter(|p| !in_slurm.contains_key(&p.index))
         .map(|p| p.index)
         .collect();
