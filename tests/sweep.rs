@@ -335,7 +335,10 @@ fn a_slurm_script_is_written_and_its_task_runs_its_pack_of_trials() {
         text.contains("slurm-task") && text.contains("--pack 4"),
         "{text}"
     );
-    assert!(text.contains("Array task T runs trials 4T to 4T+3 of"), "{text}");
+    assert!(
+        text.contains("Array task T runs trials 4T to 4T+3 of"),
+        "{text}"
+    );
 
     // Task 1 with pack 4 is trials 4 and 5 (the sweep has 6).
     let out = Command::new(env!("CARGO_BIN_EXE_runner"))

@@ -98,6 +98,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Sweep, String> {
     };
     let mut set = Vec::new();
     for (k, mut v) in sub("set")? {
+        if let Some(hint) = unquoted_dotted_key("set", &k, &v) {
+            return Err(err(hint));
+        }
         config::check_key_value(&k, &mut v).map_err(|m| err(format!("[set] {m}")))?;
         set.push((k, v));
     }
@@ -217,6 +220,27 @@ impl Header {
     }
 }
 
+/// TOML reads an unquoted `optimizer.lr = ...` as a table `optimizer` holding `lr`: the message
+/// for such a key says to quote it, naming the dotted key as written.
+fn unquoted_dotted_key(section: &str, k: &str, v: &Value) -> Option<String> {
+    let Value::Table(inner) = v else {
+        return None;
+    };
+    let (leaf, value) = inner.iter().next()?;
+    let dotted = match value {
+        Value::Table(_) => format!("{k}.{leaf}..."),
+        _ => format!("{k}.{leaf}"),
+    };
+    Some(format!(
+        "[{section}] key '{k}' is a table: TOML reads an unquoted dotted key as nested tables; \
+         quote it: \"{dotted}\" = {}",
+        match value {
+            Value::Table(_) => "...".to_string(),
+            other => other.to_string(),
+        }
+    ))
+}
+
 /// `[grid]` or `[zip]`: non-empty lists of values, each checked against the schema.
 fn parse_axes(
     section: &str,
@@ -225,6 +249,9 @@ fn parse_axes(
 ) -> Result<Vec<(String, Vec<Value>)>, String> {
     let mut out = Vec::new();
     for (k, v) in t {
+        if let Some(hint) = unquoted_dotted_key(section, &k, &v) {
+            return Err(err(hint));
+        }
         let Value::Array(mut items) = v else {
             return Err(err(format!(
                 "[{section}] key '{k}': expected a list of values, found {v}"
@@ -599,6 +626,11 @@ mod tests {
                 "trials",
             ),
             ("[set]\n\"train.steps\" = 0\n", "train.steps"),
+            (
+                "[grid]\noptimizer.lr = [0.1, 0.2]\n",
+                "quote it: \"optimizer.lr\" = [0.1, 0.2]",
+            ),
+            ("[set]\ntrain.steps = 5\n", "quote it: \"train.steps\" = 5"),
             ("gird = 1\n", "did you mean 'grid'"),
             ("metric = \"speed\"\n[grid]\n\"seed\" = [1]\n", "metric"),
             ("", "no axes"),

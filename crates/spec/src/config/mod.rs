@@ -613,6 +613,16 @@ fn check_type(spec: &KeySpec, value: &mut Value) -> std::result::Result<(), Stri
     }
     let ok = match (&spec.ty, &*value) {
         (ValueType::Int { min, max }, Value::Integer(i)) => (min..=max).contains(&i),
+        // An exact float spelling of an integer (`steps = 1e4`) is that integer.
+        (ValueType::Int { min, max }, Value::Float(f)) => {
+            match overrides::exact_integer(*f).filter(|i| (min..=max).contains(&i)) {
+                Some(i) => {
+                    *value = Value::Integer(i);
+                    true
+                }
+                None => false,
+            }
+        }
         (ValueType::Float(range), Value::Integer(i)) => {
             let f = *i as f64;
             let ok = range.contains(f);

@@ -46,7 +46,13 @@ fn parse_typed(raw: &str, ty: &ValueType) -> Option<Value> {
         .and_then(|s| s.strip_suffix('"'))
         .unwrap_or(raw);
     match ty {
-        ValueType::Int { .. } => raw.replace('_', "").parse::<i64>().ok().map(Value::Integer),
+        ValueType::Int { .. } => {
+            let raw = raw.replace('_', "");
+            raw.parse::<i64>()
+                .ok()
+                .or_else(|| raw.parse::<f64>().ok().and_then(exact_integer))
+                .map(Value::Integer)
+        }
         ValueType::Float(_) => raw.parse::<f64>().ok().map(Value::Float),
         ValueType::Bool => raw.parse::<bool>().ok().map(Value::Boolean),
         ValueType::Str | ValueType::Enum(_) => Some(Value::String(unquoted.to_string())),
@@ -74,6 +80,11 @@ fn parse_typed(raw: &str, ty: &ValueType) -> Option<Value> {
             None => parse_typed(raw, inner),
         },
     }
+}
+
+/// A float that spells an integer exactly (`1e3`, `2.0`), as that integer.
+pub(crate) fn exact_integer(f: f64) -> Option<i64> {
+    (f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64)
 }
 
 /// Writes the override into the table, creating intermediate tables as needed.
@@ -107,6 +118,11 @@ mod tests {
             Value::Float(3e-4)
         );
         assert_eq!(parse("train.steps=200").unwrap().value, Value::Integer(200));
+        assert_eq!(
+            parse("train.steps=1e3").unwrap().value,
+            Value::Integer(1000)
+        );
+        assert!(parse("train.steps=1.5e0").is_err());
         assert_eq!(
             parse("optimizer.nesterov=true").unwrap().value,
             Value::Boolean(true)

@@ -478,3 +478,13 @@ fn validation_and_keep_best_are_checked() {
         "{err}"
     );
 }
+
+/// An exact float spelling of an integer is that integer, in a file as on the command line.
+#[test]
+fn integers_accept_exact_float_spellings() {
+    let exp = parse(&MLP.replace("steps = 3000", "steps = 1e3")).unwrap();
+    assert_eq!(exp.train.steps, 1000);
+    assert_eq!(exp, with_sets(MLP, &["train.steps=1e3"]).unwrap());
+    let err = parse_err(&MLP.replace("steps = 3000", "steps = 1.5"));
+    assert!(err.contains("train.steps") && err.contains("1.5"), "{err}");
+}
