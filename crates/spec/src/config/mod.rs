@@ -1,6 +1,7 @@
 //! Experiment files: parsing, `--set` overrides, validation, and the canonical resolved form
 //! whose hash names the run directory.
 
+mod compose;
 pub mod overrides;
 pub mod schema;
 
@@ -9,7 +10,7 @@ use crate::schedule::ScheduleConfig;
 use schema::{KeySpec, ValueType};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use toml::{Table, Value};
 
 pub use overrides::Override;
@@ -384,39 +385,42 @@ fn default_eval_every() -> u64 {
     500
 }
 
-/// Reads, overrides and validates an experiment file.
+/// Reads, overrides and validates an experiment file, merged over its `base` chain.
 pub fn load(file: &Path, overrides: &[Override]) -> Result<Experiment> {
-    let text = std::fs::read_to_string(file).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            Error::Input(format!("experiment file {} does not exist", file.display()))
-        }
-        _ if file.is_dir() => Error::Input(format!(
-            "{} is a directory; expected an experiment .toml file",
-            file.display()
-        )),
-        std::io::ErrorKind::InvalidData => {
-            Error::Input(format!("{} is not valid UTF-8 text", file.display()))
-        }
-        _ => Error::io("read experiment file", file, e),
-    })?;
-    let base_dir = file.parent().unwrap_or(Path::new("."));
-    parse_str(&text, &file.display().to_string(), base_dir, overrides)
+    let table = compose::read(file)?;
+    // The file's own data.dir is absolute by now; one from --set is relative to the current
+    // directory, as paths on a command line are.
+    parse_table(
+        table,
+        &file.display().to_string(),
+        Path::new("."),
+        overrides,
+    )
 }
 
 /// Parses experiment text. `origin` names the source in messages; relative `data.dir` paths
-/// resolve against `base_dir`.
+/// resolve against `base_dir`. (`base` is not followed: that needs a file, see [`load`].)
 pub fn parse_str(
     text: &str,
     origin: &str,
     base_dir: &Path,
     overrides: &[Override],
 ) -> Result<Experiment> {
-    let mut table: Table = text.parse().map_err(|e: toml::de::Error| {
+    let table: Table = text.parse().map_err(|e: toml::de::Error| {
         Error::Input(format!(
             "{origin}: invalid TOML: {}",
             e.to_string().trim_end()
         ))
     })?;
+    parse_table(table, origin, base_dir, overrides)
+}
+
+fn parse_table(
+    mut table: Table,
+    origin: &str,
+    base_dir: &Path,
+    overrides: &[Override],
+) -> Result<Experiment> {
     for ov in overrides {
         overrides::apply(&mut table, ov)?;
     }
@@ -439,10 +443,7 @@ pub fn parse_str(
         }
     }
     if let Some(dir) = &exp.data.dir {
-        let p = PathBuf::from(dir);
-        let abs = if p.is_absolute() { p } else { base_dir.join(p) };
-        let abs = std::path::absolute(&abs).unwrap_or(abs);
-        exp.data.dir = Some(abs.display().to_string());
+        exp.data.dir = Some(compose::absolute(base_dir, dir).display().to_string());
     }
     Ok(exp)
 }
@@ -791,10 +792,12 @@ impl Experiment {
     }
 
     /// The content hash that names the run directory: SHA-256 over the canonical config and the
-    /// dataset's digest. Keys that cannot change results (`train.checkpoint_every`) are left out.
+    /// dataset's digest. Keys that cannot change results are left out: `train.checkpoint_every`,
+    /// and `data.dir`, since the dataset's digest stands for its content wherever it lives.
     pub fn hash(&self, dataset_digest: &str) -> String {
         let mut hashed = self.clone();
         hashed.train.checkpoint_every = None;
+        hashed.data.dir = None;
         let mut h = Sha256::new();
         h.update(hashed.canonical_toml().as_bytes());
         h.update(b"\n# dataset sha256\n");
