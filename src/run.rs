@@ -69,10 +69,7 @@ pub fn resolve(experiment: &Path, overrides: &[Override], runs_dir: &Path) -> Re
     };
     let dir = RunDir::new(runs_dir.join(exp.run_dir_name(&digest)));
     crate::verbose::say(|| {
-        let set: Vec<String> = overrides
-            .iter()
-            .map(|o| format!("{}={}", o.key, o.value))
-            .collect();
+        let set: Vec<String> = overrides.iter().map(|o| o.to_string()).collect();
         format!(
             "{} (overrides: {}): hash {}, run directory {}; data {} (checksums {})",
             experiment.display(),

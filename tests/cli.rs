@@ -571,3 +571,44 @@ fn verify_and_resume_take_run_names_and_hash_prefixes() {
         text(&out).1
     );
 }
+
+/// `--set ~KEY` removes a key the file sets: switching the smoke file's SGD to Adam needs its
+/// momentum gone, and the error without it says how.
+#[test]
+fn a_tilde_override_removes_a_key() {
+    let runs = tempfile::tempdir().unwrap();
+    let out = runner(
+        &[
+            "resolve",
+            "experiments/smoke.toml",
+            "--set",
+            "optimizer.kind=adam",
+        ],
+        runs.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out)
+            .1
+            .contains("`--set ~optimizer.momentum` removes it"),
+        "{}",
+        text(&out).1
+    );
+    let out = runner(
+        &[
+            "resolve",
+            "experiments/smoke.toml",
+            "--set",
+            "optimizer.kind=adam",
+            "--set",
+            "~optimizer.momentum",
+        ],
+        runs.path(),
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("kind = \"adam\"") && !stdout.contains("momentum"),
+        "{stdout}"
+    );
+}

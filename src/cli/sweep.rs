@@ -133,8 +133,7 @@ fn trial_json(p: &Planned, metric: crate::report::metrics::Metric) -> serde_json
         .iter()
         .map(|o| {
             // TOML values as JSON values: numbers stay numbers.
-            let value =
-                serde_json::to_value(&o.value).unwrap_or_else(|_| o.value.to_string().into());
+            let value = serde_json::to_value(&o.value).unwrap_or_else(|_| o.to_string().into());
             (o.key.clone(), value)
         })
         .collect();

@@ -476,20 +476,11 @@ pub fn expand(sweep: &Sweep) -> Vec<Trial> {
             let mut t: Trial = sweep
                 .set
                 .iter()
-                .map(|(k, v)| Override {
-                    key: k.clone(),
-                    value: v.clone(),
-                })
+                .map(|(k, v)| Override::set(k, v.clone()))
                 .collect();
-            t.extend(combo.iter().map(|(k, v)| Override {
-                key: k.clone(),
-                value: v.clone(),
-            }));
+            t.extend(combo.iter().map(|(k, v)| Override::set(k, v.clone())));
             if let Some(s) = seed {
-                t.push(Override {
-                    key: "seed".into(),
-                    value: Value::Integer(*s),
-                });
+                t.push(Override::set("seed", Value::Integer(*s)));
             }
             trials.push(t);
         }
@@ -508,10 +499,7 @@ fn sample(d: &Distribution, rng: &mut ChaCha8Rng) -> Value {
 
 /// `key=value` text of a trial's overrides, as `--set` arguments take them.
 pub fn set_args(trial: &Trial) -> Vec<String> {
-    trial
-        .iter()
-        .map(|o| format!("{}={}", o.key, o.value))
-        .collect()
+    trial.iter().map(Override::to_string).collect()
 }
 
 #[cfg(test)]
@@ -556,6 +544,8 @@ mod tests {
                     .find(|o| o.key == k)
                     .unwrap()
                     .value
+                    .as_ref()
+                    .unwrap()
                     .as_integer()
                     .unwrap()
             };
@@ -586,6 +576,8 @@ mod tests {
                 .find(|o| o.key == "optimizer.lr")
                 .unwrap()
                 .value
+                .as_ref()
+                .unwrap()
                 .as_float()
                 .unwrap();
             let b = t
@@ -593,6 +585,8 @@ mod tests {
                 .find(|o| o.key == "train.batch_size")
                 .unwrap()
                 .value
+                .as_ref()
+                .unwrap()
                 .as_integer()
                 .unwrap();
             assert!((1e-5..1e-2).contains(&lr) && (16..=64).contains(&b));

@@ -566,7 +566,7 @@ fn check_leaf(path: &str, value: &mut Value, kind: Option<&str>, ctx: &Ctx) -> R
                 path,
                 format!(
                     "does not apply to {table}.kind = \"{kind}\" (it belongs to {}); that kind \
-                     takes: {}",
+                     takes: {} (`--set ~{path}` removes it)",
                     schema::quoted_list(kinds),
                     accepted.join(", ")
                 ),

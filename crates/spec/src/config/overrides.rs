@@ -4,18 +4,53 @@ use super::schema::{self, ValueType};
 use crate::error::{Error, Result};
 use toml::{Table, Value};
 
-/// One parsed `--set` override.
+/// One parsed `--set` override: `KEY=VALUE` sets a key, `~KEY` removes it (Hydra's grammar).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Override {
     pub key: String,
-    pub value: Value,
+    /// The value to set; `None` removes the key.
+    pub value: Option<Value>,
 }
 
-/// Parses `KEY=VALUE`, checking the key exists in the schema and the value has its type.
+impl Override {
+    pub fn set(key: &str, value: Value) -> Override {
+        Override {
+            key: key.to_string(),
+            value: Some(value),
+        }
+    }
+}
+
+impl std::fmt::Display for Override {
+    /// As given on the command line: `KEY=VALUE` or `~KEY`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.value {
+            Some(v) => write!(f, "{}={v}", self.key),
+            None => write!(f, "~{}", self.key),
+        }
+    }
+}
+
+/// Parses `KEY=VALUE` or `~KEY`, checking the key exists in the schema and the value has its
+/// type.
 pub fn parse(arg: &str) -> Result<Override> {
+    if let Some(key) = arg.trim().strip_prefix('~') {
+        let key = key.trim();
+        if schema::find(key).is_none() {
+            let hint = super::unknown_key_hint(key);
+            return Err(Error::Input(format!(
+                "--set {arg:?}: unknown key '{key}'{hint}"
+            )));
+        }
+        return Ok(Override {
+            key: key.to_string(),
+            value: None,
+        });
+    }
     let Some((key, raw)) = arg.split_once('=') else {
         return Err(Error::Input(format!(
-            "--set {arg:?}: expected KEY=VALUE with a dotted schema key, e.g. --set optimizer.lr=3e-4"
+            "--set {arg:?}: expected KEY=VALUE with a dotted schema key, e.g. --set \
+             optimizer.lr=3e-4, or ~KEY to remove a key the file sets"
         )));
     };
     let key = key.trim();
@@ -32,10 +67,7 @@ pub fn parse(arg: &str) -> Result<Override> {
             spec.ty.describe()
         ))
     })?;
-    Ok(Override {
-        key: key.to_string(),
-        value,
-    })
+    Ok(Override::set(key, value))
 }
 
 /// Reads a command-line string as a TOML value of the given type. Range checks come later,
@@ -87,10 +119,26 @@ pub(crate) fn exact_integer(f: f64) -> Option<i64> {
     (f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64)
 }
 
-/// Writes the override into the table, creating intermediate tables as needed.
+/// Writes the override into the table, creating intermediate tables as needed, or removes its
+/// key (an error if the experiment does not set it).
 pub fn apply(table: &mut Table, ov: &Override) -> Result<()> {
     let mut parts: Vec<&str> = ov.key.split('.').collect();
     let leaf = parts.pop().expect("split yields at least one part");
+    let Some(value) = &ov.value else {
+        let mut current = Some(&mut *table);
+        for part in &parts {
+            current = current
+                .and_then(|t| t.get_mut(*part))
+                .and_then(Value::as_table_mut);
+        }
+        return match current.and_then(|t| t.remove(leaf)) {
+            Some(_) => Ok(()),
+            None => Err(Error::Input(format!(
+                "--set ~{}: the experiment does not set '{}', so there is nothing to remove",
+                ov.key, ov.key
+            ))),
+        };
+    };
     let mut current = table;
     for part in parts {
         let entry = current
@@ -103,7 +151,7 @@ pub fn apply(table: &mut Table, ov: &Override) -> Result<()> {
             ))
         })?;
     }
-    current.insert(leaf.to_string(), ov.value.clone());
+    current.insert(leaf.to_string(), value.clone());
     Ok(())
 }
 
@@ -114,29 +162,32 @@ mod tests {
     #[test]
     fn typed_by_schema() {
         assert_eq!(
-            parse("optimizer.lr=3e-4").unwrap().value,
+            parse("optimizer.lr=3e-4").unwrap().value.unwrap(),
             Value::Float(3e-4)
         );
-        assert_eq!(parse("train.steps=200").unwrap().value, Value::Integer(200));
         assert_eq!(
-            parse("train.steps=1e3").unwrap().value,
+            parse("train.steps=200").unwrap().value.unwrap(),
+            Value::Integer(200)
+        );
+        assert_eq!(
+            parse("train.steps=1e3").unwrap().value.unwrap(),
             Value::Integer(1000)
         );
         assert!(parse("train.steps=1.5e0").is_err());
         assert_eq!(
-            parse("optimizer.nesterov=true").unwrap().value,
+            parse("optimizer.nesterov=true").unwrap().value.unwrap(),
             Value::Boolean(true)
         );
         assert_eq!(
-            parse("model.kind=cnn").unwrap().value,
+            parse("model.kind=cnn").unwrap().value.unwrap(),
             Value::String("cnn".into())
         );
         assert_eq!(
-            parse("model.hidden=[256, 128]").unwrap().value,
+            parse("model.hidden=[256, 128]").unwrap().value.unwrap(),
             Value::Array(vec![Value::Integer(256), Value::Integer(128)])
         );
         assert_eq!(
-            parse("model.hidden=64").unwrap().value,
+            parse("model.hidden=64").unwrap().value.unwrap(),
             Value::Array(vec![Value::Integer(64)])
         );
     }
@@ -155,6 +206,21 @@ mod tests {
         );
         let msg = parse("optimizer.lr").unwrap_err().to_string();
         assert!(msg.contains("KEY=VALUE"), "{msg}");
+    }
+
+    #[test]
+    fn a_tilde_removes_a_key_the_experiment_sets() {
+        let mut t: Table = "[optimizer]\nkind = \"sgd\"\nmomentum = 0.9\n"
+            .parse()
+            .unwrap();
+        let remove = parse("~optimizer.momentum").unwrap();
+        assert_eq!(remove.to_string(), "~optimizer.momentum");
+        apply(&mut t, &remove).unwrap();
+        assert!(t["optimizer"].get("momentum").is_none());
+        let msg = apply(&mut t, &remove).unwrap_err().to_string();
+        assert!(msg.contains("nothing to remove"), "{msg}");
+        let msg = parse("~optimizer.momentun").unwrap_err().to_string();
+        assert!(msg.contains("did you mean 'optimizer.momentum'"), "{msg}");
     }
 
     #[test]
