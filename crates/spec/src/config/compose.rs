@@ -35,6 +35,7 @@ fn read_chain(file: &Path, chain: &mut Vec<PathBuf>) -> Result<Table> {
             e.to_string().trim_end()
         ))
     })?;
+    expand_strings(&mut table).map_err(|e| Error::Input(format!("{}: {e}", file.display())))?;
     let dir = file.parent().unwrap_or(Path::new("."));
     absolute_data_dir(&mut table, dir);
     match table.remove("base") {
@@ -78,6 +79,74 @@ pub fn merge(base: &mut Table, over: Table) {
             }
         }
     }
+}
+
+/// Expands `${VAR}` and `${VAR:-default}` in every string value from the environment; an unset
+/// variable without a default is an error naming it and its key.
+fn expand_strings(table: &mut Table) -> std::result::Result<(), String> {
+    fn walk(value: &mut Value, key: &str) -> std::result::Result<(), String> {
+        match value {
+            Value::String(s) => {
+                *s = expand(s, &|name| std::env::var(name).ok())
+                    .map_err(|e| format!("key '{key}': {e}"))?;
+            }
+            Value::Table(t) => {
+                for (k, v) in t.iter_mut() {
+                    walk(
+                        v,
+                        &if key.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{key}.{k}")
+                        },
+                    )?;
+                }
+            }
+            Value::Array(items) => items.iter_mut().try_for_each(|v| walk(v, key))?,
+            _ => {}
+        }
+        Ok(())
+    }
+    for (k, v) in table.iter_mut() {
+        walk(v, k)?;
+    }
+    Ok(())
+}
+
+/// `text` with each `${NAME}` replaced by `lookup(NAME)` and each `${NAME:-default}` by it or, when
+/// unset or empty, the default.
+pub fn expand(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> std::result::Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed '${{' in {text:?}"))?;
+        let inner = &after[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        let value = lookup(name).filter(|v| !v.is_empty() || default.is_none());
+        match (value, default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => {
+                return Err(format!(
+                    "environment variable {name} is not set (write ${{{name}:-default}} for a \
+                     default)"
+                ))
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// `data.dir` made absolute against `dir` and normalised (`a/../b` is `b`), so that where a
@@ -178,6 +247,18 @@ mod tests {
             err.contains("key 'base'") && err.contains("nope.toml"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn environment_variables_expand_with_defaults() {
+        let env = |name: &str| (name == "DATA").then(|| "/srv/data".to_string());
+        assert_eq!(expand("${DATA}/mnist", &env).unwrap(), "/srv/data/mnist");
+        assert_eq!(expand("${NOPE:-/tmp}/x", &env).unwrap(), "/tmp/x");
+        assert_eq!(expand("${DATA:-/tmp}", &env).unwrap(), "/srv/data");
+        assert_eq!(expand("plain", &env).unwrap(), "plain");
+        let err = expand("${NOPE}/x", &env).unwrap_err();
+        assert!(err.contains("NOPE is not set"), "{err}");
+        assert!(expand("${DATA", &env).unwrap_err().contains("unclosed"));
     }
 
     #[test]
