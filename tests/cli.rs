@@ -612,3 +612,40 @@ fn a_tilde_override_removes_a_key() {
         "{stdout}"
     );
 }
+
+/// Completion scripts for the common shells name the subcommands; bash loads its script.
+#[test]
+fn completion_scripts_cover_the_subcommands() {
+    let completions = |shell: &str| {
+        Command::new(env!("CARGO_BIN_EXE_runner"))
+            .args(["completions", shell])
+            .output()
+            .unwrap()
+    };
+    for shell in ["bash", "zsh", "fish"] {
+        let out = completions(shell);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{shell}: {stderr}");
+        for sub in ["run", "verify", "sweep", "compare", "completions"] {
+            assert!(stdout.contains(sub), "{shell} script lacks {sub}");
+        }
+    }
+    let script = text(&completions("bash")).0;
+    let loaded = std::process::Command::new("bash")
+        .args(["-c", "source /dev/stdin && complete -p runner"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(script.as_bytes())?;
+            child.wait_with_output()
+        });
+    if let Ok(out) = loaded {
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("-F _runner runner"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -49,6 +49,8 @@ fn a_closed_pipe_ends_every_command_quietly() {
         &["models", "--json"],
         &["sweep", "experiments/sweeps/smoke.toml", "--dry-run"],
         &["sweep", "status", "experiments/sweeps/smoke.toml"],
+        &["sweep", "status", "experiments/sweeps/smoke.toml", "--json"],
+        &["completions", "bash"],
     ];
     for args in commands {
         let (code, stderr) = with_closed_stdout(args, runs.path());

@@ -9,7 +9,7 @@ mod sweep;
 
 use crate::error::{Error, Result};
 use args::Output;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -143,6 +143,13 @@ Examples:
     Diff(report::DiffArgs),
     /// Print an experiment's resolved (canonical) config, or its run directory with --dir.
     Resolve(run::ResolveArgs),
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "\
+Examples:
+  runner completions bash > ~/.local/share/bash-completion/completions/runner
+  runner completions zsh > ~/.zfunc/_runner        # with fpath+=(~/.zfunc) in ~/.zshrc
+  runner completions fish > ~/.config/fish/completions/runner.fish")]
+    Completions { shell: clap_complete::Shell },
 }
 
 /// Runs the command line and returns the process exit code.
@@ -191,6 +198,11 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Resume(args) => run::resume(args, out),
         Command::Verify(args) => run::verify(args, out),
         Command::Resolve(args) => run::resolve(args),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "runner", &mut script);
+            stdout::out!("{}", String::from_utf8_lossy(&script))
+        }
         Command::Models => run::models(out),
         Command::Ls(args) => report::ls(args, out),
         Command::Compare(args) => report::compare(args, out),
