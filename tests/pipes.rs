@@ -51,6 +51,8 @@ fn a_closed_pipe_ends_every_command_quietly() {
         &["sweep", "status", "experiments/sweeps/smoke.toml"],
         &["sweep", "status", "experiments/sweeps/smoke.toml", "--json"],
         &["completions", "bash"],
+        &["show", "smoke"],
+        &["show", "smoke", "--json"],
     ];
     for args in commands {
         let (code, stderr) = with_closed_stdout(args, runs.path());

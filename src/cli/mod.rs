@@ -2,6 +2,7 @@
 //! commands that turns arguments into calls and prints what they return.
 
 mod args;
+mod manage;
 mod report;
 mod run;
 mod stdout;
@@ -143,6 +144,28 @@ Examples:
     Diff(report::DiffArgs),
     /// Print an experiment's resolved (canonical) config, or its run directory with --dir.
     Resolve(run::ResolveArgs),
+    /// Everything about runs: status, numbers, tags, notes, the command that made them, their
+    /// files and config (--json: one object each).
+    #[command(
+        after_help = "Examples:\n  runner show baseline-3e52\n  runner show 'mlp-*' --json | jq .test_accuracy"
+    )]
+    Show(manage::ShowArgs),
+    /// Set or remove tags on runs (kept in annotations.json, not part of the hash); `ls` shows
+    /// them and filters on them with --where tag.KEY=VALUE.
+    #[command(
+        after_help = "Examples:\n  runner tag baseline-3e52 paper=fig3 status=final\n  runner tag 'mlp-*' ~status\n  runner ls --where tag.paper=fig3"
+    )]
+    Tag(manage::TagArgs),
+    /// Add a note to runs (kept in annotations.json, with the time; `show` prints them).
+    #[command(
+        after_help = "Example:\n  runner note baseline-3e52 \"diverged after the lr change; rerun with warmup\""
+    )]
+    Note(manage::NoteArgs),
+    /// Remove run directories; never one a running process holds (exit 6 names those).
+    #[command(
+        after_help = "Examples:\n  runner rm 'mlp-*' --incomplete --dry-run\n  runner rm mlp-cab6375c10b9"
+    )]
+    Rm(manage::RmArgs),
     /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
     #[command(after_help = "\
 Examples:
@@ -198,6 +221,10 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Resume(args) => run::resume(args, out),
         Command::Verify(args) => run::verify(args, out),
         Command::Resolve(args) => run::resolve(args),
+        Command::Show(args) => manage::show(args, out),
+        Command::Tag(args) => manage::tag(args),
+        Command::Note(args) => manage::note(args),
+        Command::Rm(args) => manage::rm(args),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "runner", &mut script);

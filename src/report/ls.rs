@@ -65,7 +65,7 @@ pub const SORT_METRICS: &[&str] = &[
 /// (default: start time), with the config keys that differ among them and the `columns` asked
 /// for (config keys or metrics). Errors: a filter, sort key or column no run has.
 pub fn list(runs: &[Run], q: &Query) -> Result<Table, String> {
-    for f in &q.filters {
+    for f in q.filters.iter().filter(|f| tag_of(&f.key).is_none()) {
         if !runs.iter().any(|r| r.config.contains_key(&f.key)) && !runs.is_empty() {
             return Err(format!(
                 "--where {}: no run has config key '{}'",
@@ -105,12 +105,19 @@ fn matching<'a>(runs: &'a [Run], q: &Query) -> Vec<&'a Run> {
         })
         .filter(|r| {
             q.filters.iter().all(|f| {
-                r.config
-                    .get(&f.key)
-                    .is_some_and(|v| values_equal(v, &f.value))
+                let value = match tag_of(&f.key) {
+                    Some(tag) => r.tags.get(tag),
+                    None => r.config.get(&f.key),
+                };
+                value.is_some_and(|v| values_equal(v, &f.value))
             })
         })
         .collect()
+}
+
+/// The tag a `--where tag.KEY=VALUE` filter names.
+fn tag_of(key: &str) -> Option<&str> {
+    key.strip_prefix("tag.")
 }
 
 fn sort_runs(chosen: &mut [&Run], key: &str, desc: bool, runs: &[Run]) -> Result<(), String> {
@@ -198,6 +205,10 @@ fn table(chosen: &[&Run], config_cols: &[String], metric_cols: &[Metric]) -> Tab
     headers.extend(["test_acc", "ms/step"].map(String::from));
     headers.extend(metric_cols.iter().map(|m| m.column().to_string()));
     headers.push("started".into());
+    let tagged = chosen.iter().any(|r| !r.tags.is_empty());
+    if tagged {
+        headers.push("tags".into());
+    }
     let mut table = Table {
         headers,
         ..Table::default()
@@ -233,6 +244,10 @@ fn table(chosen: &[&Run], config_cols: &[String], metric_cols: &[Metric]) -> Tab
             row.push(cell);
         }
         row.push(s.map_or_else(Cell::empty, |s| Cell::text(&s.started_at)));
+        if tagged {
+            let tags: Vec<String> = r.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            row.push(Cell::text(tags.join(",")));
+        }
         table.rows.push(row);
     }
     table

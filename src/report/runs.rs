@@ -2,6 +2,7 @@
 //! `summary.json`, `eval.csv`, `metrics.csv`), read robustly (runs in progress, failed runs,
 //! partial last CSV lines, directories that are not runs).
 
+use crate::rundir::annotations::Annotations;
 use crate::rundir::{self, Status, Summary};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -19,6 +20,8 @@ pub struct Run {
     /// `None` when `summary.json` is missing or unreadable (a run killed while starting).
     pub summary: Option<Summary>,
     pub evals: Vec<EvalRow>,
+    /// Tags from `annotations.json` (`runner tag`).
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -81,6 +84,7 @@ impl Run {
                 })
             })
             .collect();
+        let tags = Annotations::read(&rundir::RunDir::new(dir.to_path_buf())).tags;
         Ok(Run {
             dir: dir.to_path_buf(),
             id,
@@ -88,6 +92,7 @@ impl Run {
             config,
             summary,
             evals,
+            tags,
         })
     }
 

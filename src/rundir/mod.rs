@@ -1,5 +1,6 @@
 //! The run directory: its files, their formats, and how they are written.
 
+pub mod annotations;
 pub mod atomic;
 pub mod checkpoint;
 pub mod digest;

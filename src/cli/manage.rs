@@ -1,0 +1,274 @@
+//! Managing runs: `runner show`, `runner tag`, `runner note`, `runner rm`. Runs are named as
+//! every other command names them: a directory, or a name, id or hash prefix, or glob.
+
+use super::args::{Output, RunsDirArg};
+use super::stdout::outln;
+use crate::error::{Error, Result};
+use crate::report::runs::{self, Run};
+use crate::rundir::annotations::Annotations;
+use crate::rundir::{self, RunDir, Status};
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The runs: directories, names, ids or hash prefixes, or globs.
+    #[arg(required = true)]
+    pub runs: Vec<String>,
+    #[command(flatten)]
+    pub store: RunsDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// The runs: a directory, name, id or hash prefix, or glob (every run it matches).
+    pub runs: String,
+    /// KEY=VALUE sets a tag, ~KEY removes one.
+    #[arg(required = true, value_name = "KEY=VALUE|~KEY")]
+    pub tags: Vec<String>,
+    #[command(flatten)]
+    pub store: RunsDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct NoteArgs {
+    /// The runs: a directory, name, id or hash prefix, or glob (every run it matches).
+    pub runs: String,
+    /// The note (quote it).
+    pub text: String,
+    #[command(flatten)]
+    pub store: RunsDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// The runs: directories, names, ids or hash prefixes, or globs.
+    #[arg(required = true)]
+    pub runs: Vec<String>,
+    /// Only those that are not complete (failed, interrupted, diverged, pruned, damaged, or
+    /// started and never finished).
+    #[arg(long)]
+    pub incomplete: bool,
+    /// Say what would be removed; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub store: RunsDirArg,
+}
+
+fn select(specs: &[String], store: &RunsDirArg) -> Result<Vec<Run>> {
+    let (runs, warnings) = runs::select(specs, &store.runs_dir).map_err(Error::Input)?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(runs)
+}
+
+/// Everything about a run in one place: status, numbers, tags, notes, the command that made it,
+/// its files and its config.
+pub fn show(args: ShowArgs, out: Output) -> Result<()> {
+    for (i, run) in select(&args.runs, &args.store)?.iter().enumerate() {
+        let dir = RunDir::new(run.dir.clone());
+        let notes = Annotations::read(&dir);
+        let command = meta_command(&dir);
+        let files = files(&dir);
+        if out.json {
+            let mut obj = rundir::run_json(&run.dir, run.summary.as_ref());
+            obj["tags"] = serde_json::to_value(&notes.tags).unwrap_or_default();
+            obj["notes"] = serde_json::to_value(&notes.notes).unwrap_or_default();
+            obj["command"] = command.clone().into();
+            obj["files"] = files
+                .iter()
+                .map(|(n, size)| (n.clone(), serde_json::Value::from(*size)))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+            obj["config"] = run
+                .config
+                .iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+            outln!("{obj}")?;
+            continue;
+        }
+        if i > 0 {
+            outln!("")?;
+        }
+        describe(run, &notes, &command, &files)?;
+    }
+    Ok(())
+}
+
+fn describe(
+    run: &Run,
+    notes: &Annotations,
+    command: &[String],
+    files: &[(String, u64)],
+) -> Result<()> {
+    outln!("run:       {}", run.id)?;
+    outln!("dir:       {}", run.dir.display())?;
+    match &run.summary {
+        Some(s) => {
+            outln!(
+                "status:    {} ({}/{} steps)",
+                s.status,
+                crate::report::ls::steps_done(run),
+                s.steps
+            )?;
+            let pct = |x: Option<f64>| x.map_or("-".into(), |a| format!("{:.2}%", a * 100.0));
+            outln!(
+                "test acc:  {} (best {} at step {})",
+                pct(s.final_test_accuracy),
+                pct(s.best_test_accuracy),
+                s.best_test_step.map_or("-".into(), |x| x.to_string())
+            )?;
+            if s.final_val_accuracy.is_some() {
+                outln!("val acc:   {}", pct(s.final_val_accuracy))?;
+            }
+            outln!(
+                "started:   {}  finished: {}",
+                s.started_at,
+                s.finished_at.as_deref().unwrap_or("-")
+            )?;
+            if let Some(e) = &s.error {
+                outln!("error:     {e}")?;
+            }
+        }
+        None => outln!("status:    unknown (no readable summary.json)")?,
+    }
+    if !command.is_empty() {
+        outln!("command:   {}", command.join(" "))?;
+    }
+    if !notes.tags.is_empty() {
+        outln!("tags:      {}", notes.tag_list())?;
+    }
+    for n in &notes.notes {
+        outln!("note:      {}  {}", n.at, n.text)?;
+    }
+    outln!("files:")?;
+    for (name, size) in files {
+        outln!("  {name:<24} {size:>12} B")?;
+    }
+    let config = std::fs::read_to_string(run.dir.join(rundir::CONFIG)).unwrap_or_default();
+    outln!("config:")?;
+    for line in config.lines() {
+        outln!("  {line}")?;
+    }
+    Ok(())
+}
+
+/// The command line meta.json records (empty without one).
+fn meta_command(dir: &RunDir) -> Vec<String> {
+    std::fs::read_to_string(dir.file(rundir::META))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|m| serde_json::from_value(m["command"].clone()).ok())
+        .unwrap_or_default()
+}
+
+/// The run directory's files and their sizes, by name.
+fn files(dir: &RunDir) -> Vec<(String, u64)> {
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(&dir.path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| {
+            let size = e.metadata().map_or(0, |m| m.len());
+            (e.file_name().to_string_lossy().into_owned(), size)
+        })
+        .filter(|(n, _)| n != rundir::LOCK)
+        .collect();
+    files.sort();
+    files
+}
+
+fn toml_to_json(v: &str) -> serde_json::Value {
+    v.parse::<toml::Value>()
+        .ok()
+        .or_else(|| format!("x = {v}").parse::<toml::Table>().ok()?.remove("x"))
+        .and_then(|t| serde_json::to_value(t).ok())
+        .unwrap_or_else(|| v.into())
+}
+
+/// Sets or removes tags on every run the spec matches.
+pub fn tag(args: TagArgs) -> Result<()> {
+    for run in select(std::slice::from_ref(&args.runs), &args.store)? {
+        let dir = RunDir::new(run.dir.clone());
+        let mut a = Annotations::read(&dir);
+        for edit in &args.tags {
+            a.edit_tag(edit)
+                .map_err(|e| Error::Input(format!("{}: {e}", run.id)))?;
+        }
+        a.write(&dir)?;
+        eprintln!("{}: {}", run.id, a.tag_list());
+    }
+    Ok(())
+}
+
+/// Appends a note to every run the spec matches.
+pub fn note(args: NoteArgs) -> Result<()> {
+    if args.text.trim().is_empty() {
+        return Err(Error::Input("the note is empty".into()));
+    }
+    for run in select(std::slice::from_ref(&args.runs), &args.store)? {
+        let dir = RunDir::new(run.dir.clone());
+        let mut a = Annotations::read(&dir);
+        a.add_note(&args.text);
+        a.write(&dir)?;
+        eprintln!("{}: {} note(s)", run.id, a.notes.len());
+    }
+    Ok(())
+}
+
+/// Removes run directories (with `--incomplete`, only unfinished ones). A run whose lock a live
+/// process holds is never touched: it is reported and the command exits 6.
+pub fn rm(args: RmArgs) -> Result<()> {
+    let mut busy = Vec::new();
+    for run in select(&args.runs, &args.store)? {
+        let dir = RunDir::new(run.dir.clone());
+        if args.incomplete && dir.is_complete() {
+            continue;
+        }
+        let lock = match dir.lock(false) {
+            Ok(lock) => lock,
+            Err(Error::Busy(_)) => {
+                busy.push(run.id.clone());
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let status = run.summary.as_ref().map_or("unknown".into(), |s| {
+            if s.status == Status::Complete && !dir.is_complete() {
+                "damaged".to_string()
+            } else {
+                s.status.to_string()
+            }
+        });
+        if args.dry_run {
+            outln!("would remove {} ({status})", run.dir.display())?;
+            continue;
+        }
+        std::fs::remove_dir_all(&run.dir).map_err(|e| Error::io("remove", &run.dir, e))?;
+        drop(lock);
+        outln!("removed {} ({status})", run.dir.display())?;
+    }
+    if busy.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Busy(format!(
+            "left alone, a runner is working on them: {}",
+            busy.join(", ")
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn config_values_become_json_values() {
+        assert_eq!(super::toml_to_json("0.001"), serde_json::json!(0.001));
+        assert_eq!(super::toml_to_json("\"adam\""), serde_json::json!("adam"));
+        assert_eq!(super::toml_to_json("[32, 64]"), serde_json::json!([32, 64]));
+        assert_eq!(super::toml_to_json("true"), serde_json::json!(true));
+    }
+}

@@ -1,0 +1,108 @@
+//! Managing runs through the binary: tag, note, show, ls by tag, rm (never a locked run).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn runner(args: &[&str], runs: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(args)
+        .env("RUNNER_RUNS_DIR", runs)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("runner binary runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn tag_note_show_and_remove_runs() {
+    let runs = tempfile::tempdir().unwrap();
+    let r = runs.path();
+    for seed in ["0", "1"] {
+        let out = runner(
+            &[
+                "run",
+                "experiments/smoke.toml",
+                "--set",
+                &format!("seed={seed}"),
+                "-q",
+            ],
+            r,
+        );
+        assert!(out.status.success());
+    }
+    // Tags and notes go to annotations.json; the run stays complete and keeps its hash.
+    assert!(
+        runner(&["tag", "smoke-fe52", "paper=fig3", "status=final"], r)
+            .status
+            .success()
+    );
+    assert!(
+        runner(&["note", "smoke-fe52", "the reference smoke run"], r)
+            .status
+            .success()
+    );
+    let ls = stdout(&runner(&["ls", "--where", "tag.paper=fig3"], r));
+    assert_eq!(ls.lines().count(), 3, "{ls}"); // header, rule, one run
+    assert!(
+        ls.contains("smoke-fe52b4313503") && ls.contains("paper=fig3,status=final"),
+        "{ls}"
+    );
+    let show = stdout(&runner(&["show", "smoke-fe52"], r));
+    for want in [
+        "status:    complete (60/60 steps)",
+        "tags:      paper=fig3, status=final",
+        "the reference smoke run",
+        "command:   ",
+        "model.safetensors",
+        "[optimizer]",
+    ] {
+        assert!(show.contains(want), "show lacks {want:?}:\n{show}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&runner(&["show", "smoke-fe52", "--json"], r))).unwrap();
+    assert_eq!(json["tags"]["paper"], "fig3");
+    assert_eq!(json["config"]["optimizer.lr"], 0.1);
+    assert_eq!(json["status"], "complete");
+    assert!(runner(&["tag", "smoke-fe52", "~paper"], r).status.success());
+    assert!(!runner(&["tag", "smoke-fe52", "~paper"], r).status.success());
+
+    // rm: --dry-run removes nothing, --incomplete spares complete runs, a locked run is left
+    // alone with exit 6.
+    let out = runner(&["rm", "smoke", "--dry-run"], r);
+    assert_eq!(
+        stdout(&out).matches("would remove").count(),
+        2,
+        "{}",
+        stdout(&out)
+    );
+    let out = runner(&["rm", "smoke", "--incomplete"], r);
+    assert!(out.status.success() && stdout(&out).is_empty());
+    let locked = r.join("smoke-932ebdf7348f");
+    let lock = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(locked.join(".lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let out = runner(&["rm", "smoke"], r);
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("smoke-932ebdf7348f"));
+    assert!(
+        locked.join("summary.json").is_file(),
+        "a locked run was touched"
+    );
+    assert!(!r.join("smoke-fe52b4313503").exists());
+    drop(lock);
+    assert!(runner(&["rm", "smoke-932"], r).status.success());
+    assert!(!locked.exists());
+}
