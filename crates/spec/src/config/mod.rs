@@ -503,7 +503,9 @@ pub(crate) fn unknown_key_hint(path: &str) -> String {
 }
 
 /// Checks every key against the schema (unknown keys, types, ranges, kind-specific keys,
-/// required keys) and coerces integers to floats where a float is expected.
+/// required keys) and coerces integers to floats where a float is expected. Every problem is
+/// reported at once (up to [`MAX_REPORTED`]), one per line, so a file with two mistakes takes one
+/// try.
 fn validate_table(table: &mut Table, ctx: &Ctx) -> Result<()> {
     let tables = schema::tables();
     let kind_of = |t: &Table, table: &str| -> Option<String> {
@@ -512,13 +514,15 @@ fn validate_table(table: &mut Table, ctx: &Ctx) -> Result<()> {
     let model_kind = kind_of(table, "model");
     let optimizer_kind = kind_of(table, "optimizer");
     let schedule_kind = kind_of(table, "schedule");
+    let mut problems: Vec<Error> = Vec::new();
     for (name, value) in table.iter_mut() {
         if tables.contains(&name.as_str()) {
             let Value::Table(inner) = value else {
-                return Err(ctx.err(
+                problems.push(ctx.err(
                     name,
                     format!("expected a table [{name}], found {}", describe(value)),
                 ));
+                continue;
             };
             let kind = match name.as_str() {
                 "model" => model_kind.as_deref(),
@@ -528,10 +532,10 @@ fn validate_table(table: &mut Table, ctx: &Ctx) -> Result<()> {
             };
             for (leaf, v) in inner.iter_mut() {
                 let path = format!("{name}.{leaf}");
-                check_leaf(&path, v, kind, ctx)?;
+                problems.extend(check_leaf(&path, v, kind, ctx).err());
             }
         } else {
-            check_leaf(name, value, None, ctx)?;
+            problems.extend(check_leaf(name, value, None, ctx).err());
         }
     }
     for spec in schema::KEYS.iter().filter(|k| k.required) {
@@ -540,14 +544,34 @@ fn validate_table(table: &mut Table, ctx: &Ctx) -> Result<()> {
             None => table.contains_key(spec.path),
         };
         if !present {
-            return Err(ctx.err(
+            problems.push(ctx.err(
                 spec.path,
                 format!("missing; it is required ({})", spec.ty.describe()),
             ));
         }
     }
-    Ok(())
+    match problems.len() {
+        0 => Ok(()),
+        1 => Err(problems.remove(0)),
+        n => {
+            let mut lines: Vec<String> = problems
+                .iter()
+                .take(MAX_REPORTED)
+                .map(|e| e.to_string())
+                .collect();
+            if n > MAX_REPORTED {
+                lines.push(format!("... and {} more", n - MAX_REPORTED));
+            }
+            Err(Error::Input(format!(
+                "{n} problems:\n  {}",
+                lines.join("\n  ")
+            )))
+        }
+    }
 }
+
+/// Problems of one file reported together, at most.
+const MAX_REPORTED: usize = 10;
 
 fn check_leaf(path: &str, value: &mut Value, kind: Option<&str>, ctx: &Ctx) -> Result<()> {
     let Some(spec) = schema::find(path) else {

@@ -488,3 +488,19 @@ fn integers_accept_exact_float_spellings() {
     let err = parse_err(&MLP.replace("steps = 3000", "steps = 1.5"));
     assert!(err.contains("train.steps") && err.contains("1.5"), "{err}");
 }
+
+/// Every mistake of a file is reported at once, one per line, each naming its key.
+#[test]
+fn all_problems_of_a_file_are_reported_together() {
+    let text = MLP
+        .replace("lr = 1e-3", "lr = -1\nbeta3 = 0.9")
+        .replace("batch_size = 64", "batch_size = \"big\"");
+    let err = parse_err(&text);
+    assert!(err.starts_with("3 problems:"), "{err}");
+    for key in ["optimizer.lr", "optimizer.beta3", "train.batch_size"] {
+        assert!(err.contains(&format!("key '{key}'")), "{key}: {err}");
+    }
+    // One mistake reads as before: one message.
+    let err = parse_err(&MLP.replace("lr = 1e-3", "lr = -1"));
+    assert!(err.starts_with("exp.toml: key 'optimizer.lr'"), "{err}");
+}
