@@ -86,14 +86,39 @@ fn non_runs_are_skipped_with_a_warning_and_bad_specs_are_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("exactly one"));
 }
 
+/// The Welch line goes with the table in every format: after it in text and Markdown, as a
+/// `welch` object (with the p-value as a number) in JSON, and to stderr for CSV.
 #[test]
-fn stats_reports_a_welch_p_value() {
+fn stats_reports_a_welch_p_value_in_every_format() {
     let out = runner(&["compare", "smoke-*", "--stats"], &fixtures());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stderr.contains("Welch t-test on test_acc") && stderr.contains("p = 0."),
-        "{stderr}"
+        stdout.contains("Welch t-test on test_acc") && stdout.contains("p = 0."),
+        "{stdout}"
     );
+    let out = runner(
+        &["compare", "smoke-*", "--stats", "--format", "markdown"],
+        &fixtures(),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Welch t-test on test_acc"));
+    let out = runner(
+        &["compare", "smoke-*", "--stats", "--format", "json"],
+        &fixtures(),
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        doc["welch"]["p"]
+            .as_f64()
+            .is_some_and(|p| p > 0.0 && p < 1.0),
+        "{doc}"
+    );
+    assert_eq!(doc["rows"].as_array().unwrap().len(), 3);
+    let out = runner(
+        &["compare", "smoke-*", "--stats", "--format", "csv"],
+        &fixtures(),
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Welch t-test"));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Welch"));
 }
 
 #[test]

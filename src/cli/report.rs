@@ -4,6 +4,7 @@ use super::args::{Output, ReportArgs, RunsDirArg};
 use super::stdout::{out, outln};
 use crate::error::{Error, Result};
 use crate::report::runs::{self, Run};
+use crate::report::table::Format;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -110,12 +111,32 @@ pub fn compare(args: CompareArgs, out: Output) -> Result<()> {
         print_runs(&runs)?;
         return Ok(());
     }
-    let (table, stats_line) = crate::report::compare::compare(&runs, args.at, args.stats);
-    out!("{}", table.render(args.common.format))?;
-    if let Some(line) = stats_line {
-        eprintln!("{line}");
+    let (table, welch) = crate::report::compare::compare(&runs, args.at, args.stats);
+    let Some(welch) = welch else {
+        return out!("{}", table.render(args.common.format));
+    };
+    // The test's result goes with the table in every format; CSV keeps only rows, so there it
+    // goes to stderr.
+    match args.common.format {
+        Format::Table | Format::Markdown => {
+            out!("{}", table.render(args.common.format))?;
+            outln!("\n{}", welch.summary)
+        }
+        Format::Csv => {
+            out!("{}", table.render(Format::Csv))?;
+            eprintln!("{}", welch.summary);
+            Ok(())
+        }
+        Format::Json => {
+            let rows: serde_json::Value =
+                serde_json::from_str(&table.render(Format::Json)).expect("tables render JSON");
+            let doc = serde_json::json!({
+                "rows": rows,
+                "welch": {"summary": welch.summary, "p": welch.p},
+            });
+            outln!("{}", serde_json::to_string_pretty(&doc).expect("JSON"))
+        }
     }
-    Ok(())
 }
 
 pub fn diff(args: DiffArgs) -> Result<()> {
@@ -131,7 +152,7 @@ pub fn diff(args: DiffArgs) -> Result<()> {
     };
     let (a, b) = (pick(&args.run_a)?, pick(&args.run_b)?);
     let table = crate::report::diff::diff(&a, &b);
-    if table.rows.is_empty() && args.common.format == crate::report::table::Format::Table {
+    if table.rows.is_empty() && args.common.format == Format::Table {
         outln!(
             "identical: {} and {} have the same resolved config",
             a.id,

@@ -26,7 +26,7 @@ pub fn differing_keys(runs: &[&Run]) -> Vec<String> {
 
 /// The comparison table and, with `with_stats`, a line with Welch's t-test between the two
 /// groups with the best mean test accuracy.
-pub fn compare(runs: &[Run], at: Option<u64>, with_stats: bool) -> (Table, Option<String>) {
+pub fn compare(runs: &[Run], at: Option<u64>, with_stats: bool) -> (Table, Option<Welch>) {
     compare_sorted(runs, at, with_stats, (Metric::TestAccuracy, true))
 }
 
@@ -37,7 +37,7 @@ pub fn compare_sorted(
     at: Option<u64>,
     with_stats: bool,
     sort: (Metric, bool),
-) -> (Table, Option<String>) {
+) -> (Table, Option<Welch>) {
     let mut groups = group_by_config(runs, at);
     // Best first by the sort metric (missing values last); ties by run id, so output is stable.
     let (sort_col, maximize) = sort;
@@ -99,13 +99,18 @@ pub fn compare_sorted(
         for &col in &shown {
             let value = g.mean(col);
             extras.insert(
-                format!("{}_std", col.column()),
+                format!("{}_std", col.name()),
                 value.and_then(|v| v.1).into(),
             );
             row.push(metric_cell(col, value));
         }
         table.rows.push(row);
         table.extras.push(extras);
+    }
+    table.json_keys = table.headers.clone();
+    let first_metric = table.headers.len() - shown.len();
+    for (key, metric) in table.json_keys[first_metric..].iter_mut().zip(&shown) {
+        *key = metric.name().to_string();
     }
     mark_best(&mut table, &shown);
     let stats_line = with_stats.then(|| welch_line(&groups));
@@ -193,7 +198,15 @@ fn metric_cell(col: Metric, value: Option<(f64, Option<f64>)>) -> Cell {
     cell
 }
 
-fn welch_line(groups: &[Group]) -> String {
+/// Welch's t-test between the two best groups of seed replicates: the line people read, and the
+/// p-value when there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Welch {
+    pub summary: String,
+    pub p: Option<f64>,
+}
+
+fn welch_line(groups: &[Group]) -> Welch {
     let accs = |g: &Group| {
         g.metrics
             .iter()
@@ -203,15 +216,25 @@ fn welch_line(groups: &[Group]) -> String {
     let replicated: Vec<&Group> = groups.iter().filter(|g| accs(g).len() >= 2).collect();
     match replicated.as_slice() {
         [a, b, ..] => match stats::welch_p(&accs(a), &accs(b)) {
-            Some(p) => format!(
-                "Welch t-test on test_acc, {} (n={}) vs {} (n={}): p = {p:.4}",
-                a.runs[0].id,
-                a.runs.len(),
-                b.runs[0].id,
-                b.runs.len()
-            ),
-            None => "Welch t-test: the two best groups have no variance; no p-value".into(),
+            Some(p) => Welch {
+                summary: format!(
+                    "Welch t-test on test_acc, {} (n={}) vs {} (n={}): p = {p:.4}",
+                    a.runs[0].id,
+                    a.runs.len(),
+                    b.runs[0].id,
+                    b.runs.len()
+                ),
+                p: Some(p),
+            },
+            None => Welch {
+                summary: "Welch t-test: the two best groups have no variance; no p-value".into(),
+                p: None,
+            },
         },
-        _ => "Welch t-test: needs two groups of seed replicates with at least 2 runs each".into(),
+        _ => Welch {
+            summary: "Welch t-test: needs two groups of seed replicates with at least 2 runs each"
+                .into(),
+            p: None,
+        },
     }
 }

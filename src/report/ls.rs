@@ -209,15 +209,29 @@ fn table(chosen: &[&Run], config_cols: &[String], metric_cols: &[Metric]) -> Tab
     if tagged {
         headers.push("tags".into());
     }
+    // JSON names: those of `--json` objects.
+    let json_keys = headers
+        .iter()
+        .map(|h| match h.as_str() {
+            "steps" => "steps_done".to_string(),
+            "test_acc" => "test_accuracy".to_string(),
+            "ms/step" => "ms_per_step".to_string(),
+            "started" => "started_at".to_string(),
+            other => Metric::parse(other).map_or(other.to_string(), |m| m.name().to_string()),
+        })
+        .collect();
     let mut table = Table {
         headers,
+        json_keys,
         ..Table::default()
     };
     for r in chosen {
         let s = r.summary.as_ref();
         let m = metrics::of(r, None);
-        let steps = s.map_or_else(Cell::empty, |s| {
-            Cell::text(format!("{}/{}", steps_done(r), s.steps))
+        let steps = s.map_or_else(Cell::empty, |s| Cell {
+            text: format!("{}/{}", steps_done(r), s.steps),
+            json: steps_done(r).into(),
+            best: false,
         });
         let mut row = vec![
             Cell::text(&r.id),

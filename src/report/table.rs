@@ -74,6 +74,9 @@ pub struct Table {
     /// Machine-only fields per row (same keys in every row), appended to CSV and JSON output:
     /// e.g. standard deviations and the runs behind a grouped row.
     pub extras: Vec<Map<String, Value>>,
+    /// The JSON name of each column, where it differs from the header: JSON output uses the
+    /// field names of `--json` objects (`test_accuracy`, not the column label `test_acc`).
+    pub json_keys: Vec<String>,
 }
 
 impl Table {
@@ -180,8 +183,9 @@ impl Table {
             .enumerate()
             .map(|(i, row)| {
                 let mut obj = Map::new();
-                for (h, c) in self.headers.iter().zip(row) {
-                    obj.insert(h.clone(), c.json.clone());
+                for (j, c) in row.iter().enumerate() {
+                    let key = self.json_keys.get(j).unwrap_or(&self.headers[j]);
+                    obj.insert(key.clone(), c.json.clone());
                 }
                 if let Some(extras) = self.extras.get(i) {
                     obj.extend(extras.clone());
