@@ -106,3 +106,50 @@ fn tag_note_show_and_remove_runs() {
     assert!(runner(&["rm", "smoke-932"], r).status.success());
     assert!(!locked.exists());
 }
+
+/// gc removes unfinished runs older than the age and leaves complete and recent ones.
+#[test]
+fn gc_removes_old_unfinished_runs_only() {
+    let runs = tempfile::tempdir().unwrap();
+    let r = runs.path();
+    for seed in ["0", "1", "2"] {
+        let out = runner(
+            &[
+                "run",
+                "experiments/smoke.toml",
+                "--set",
+                &format!("seed={seed}"),
+                "-q",
+            ],
+            r,
+        );
+        assert!(out.status.success());
+    }
+    // Make seed 1 a failed run from last year and seed 2 a failed run from now.
+    let mark = |id: &str, started: Option<&str>| {
+        let path = r.join(id).join("summary.json");
+        let mut s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        s["status"] = "failed".into();
+        if let Some(t) = started {
+            s["started_at"] = t.into();
+        }
+        std::fs::write(&path, serde_json::to_string(&s).unwrap()).unwrap();
+    };
+    mark("smoke-932ebdf7348f", Some("2025-11-01T00:00:00+00:00"));
+    let recent = std::fs::read_dir(r)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n != "smoke-932ebdf7348f" && n != "smoke-fe52b4313503")
+        .unwrap();
+    mark(&recent, None);
+    let out = runner(&["gc", "--dry-run"], r);
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
+    assert!(stdout(&out).contains("would remove") && stdout(&out).contains("smoke-932ebdf7348f"));
+    assert!(r.join("smoke-932ebdf7348f").exists());
+    assert!(runner(&["gc"], r).status.success());
+    assert!(!r.join("smoke-932ebdf7348f").exists());
+    assert!(r.join("smoke-fe52b4313503").exists() && r.join(&recent).exists());
+    assert!(runner(&["gc", "--older-than", "0m"], r).status.success());
+    assert!(!r.join(&recent).exists() && r.join("smoke-fe52b4313503").exists());
+}

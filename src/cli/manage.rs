@@ -55,6 +55,36 @@ pub struct RmArgs {
     pub store: RunsDirArg,
 }
 
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Only runs that started longer ago than this: 30m, 12h, 7d (a bare number is days).
+    #[arg(long, value_name = "AGE", default_value = "7d", value_parser = parse_age)]
+    pub older_than: chrono::Duration,
+    /// Say what would be removed; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub store: RunsDirArg,
+}
+
+/// `30m`, `12h`, `7d`, or a number of days.
+fn parse_age(s: &str) -> std::result::Result<chrono::Duration, String> {
+    let (number, unit) = match s.trim().char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
+        _ => (s.trim(), 'd'),
+    };
+    let n: i64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: expected an age such as 30m, 12h or 7d"))?;
+    match unit {
+        'm' => Ok(chrono::Duration::minutes(n)),
+        'h' => Ok(chrono::Duration::hours(n)),
+        'd' => Ok(chrono::Duration::days(n)),
+        _ => Err(format!("{s:?}: the unit is m, h or d")),
+    }
+}
+
 fn select(specs: &[String], store: &RunsDirArg) -> Result<Vec<Run>> {
     let (runs, warnings) = runs::select(specs, &store.runs_dir).map_err(Error::Input)?;
     for w in warnings {
@@ -262,8 +292,64 @@ pub fn rm(args: RmArgs) -> Result<()> {
     }
 }
 
+/// Removes the runs that did not finish (failed, interrupted, diverged, damaged, or running
+/// with no live process) and started longer ago than `--older-than`. Complete and pruned runs
+/// are results and stay; a run a live process holds is never touched.
+pub fn gc(args: GcArgs) -> Result<()> {
+    let (all, _) = runs::discover(&args.store.runs_dir);
+    let cutoff = chrono::Utc::now() - args.older_than;
+    let mut removed = 0;
+    for run in all {
+        let dir = RunDir::new(run.dir.clone());
+        let started = run.summary.as_ref().and_then(|s| {
+            chrono::DateTime::parse_from_rfc3339(&s.started_at)
+                .ok()
+                .map(|t| t.with_timezone(&chrono::Utc))
+        });
+        let settled = run
+            .summary
+            .as_ref()
+            .is_some_and(|s| s.status == Status::Pruned)
+            || dir.is_complete();
+        if settled || started.is_some_and(|t| t > cutoff) {
+            continue;
+        }
+        let Ok(lock) = dir.lock(false) else {
+            continue; // a live process holds it, or it cannot be locked: leave it
+        };
+        let what = format!("{} ({})", run.dir.display(), run.status());
+        if args.dry_run {
+            outln!("would remove {what}")?;
+        } else {
+            std::fs::remove_dir_all(&run.dir).map_err(|e| Error::io("remove", &run.dir, e))?;
+            drop(lock);
+            outln!("removed {what}")?;
+        }
+        removed += 1;
+    }
+    eprintln!(
+        "{removed} unfinished run(s) {}",
+        if args.dry_run {
+            "would be removed"
+        } else {
+            "removed"
+        }
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ages() {
+        assert_eq!(super::parse_age("7d"), Ok(chrono::Duration::days(7)));
+        assert_eq!(super::parse_age("12h"), Ok(chrono::Duration::hours(12)));
+        assert_eq!(super::parse_age("30m"), Ok(chrono::Duration::minutes(30)));
+        assert_eq!(super::parse_age("2"), Ok(chrono::Duration::days(2)));
+        assert!(super::parse_age("7w").is_err());
+        assert!(super::parse_age("soon").is_err());
+    }
+
     #[test]
     fn config_values_become_json_values() {
         assert_eq!(super::toml_to_json("0.001"), serde_json::json!(0.001));

@@ -166,6 +166,10 @@ Examples:
         after_help = "Examples:\n  runner rm 'mlp-*' --incomplete --dry-run\n  runner rm mlp-cab6375c10b9"
     )]
     Rm(manage::RmArgs),
+    /// Remove unfinished runs (failed, interrupted, diverged, damaged, abandoned) older than an
+    /// age; complete and pruned runs, and runs a live process holds, stay.
+    #[command(after_help = "Examples:\n  runner gc --dry-run\n  runner gc --older-than 12h")]
+    Gc(manage::GcArgs),
     /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
     #[command(after_help = "\
 Examples:
@@ -225,6 +229,7 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Tag(args) => manage::tag(args),
         Command::Note(args) => manage::note(args),
         Command::Rm(args) => manage::rm(args),
+        Command::Gc(args) => manage::gc(args),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "runner", &mut script);
