@@ -85,7 +85,7 @@ fn block_layer(name: &str, g: Geometry) {
     report(
         &format!("{name} fused forward"),
         median_ms(20, || {
-            conv_block::forward(&g, &x, &w, &b, &mut out, Some(&mut arg))
+            conv_block::forward(&g, &x, &w, &b, &mut out, Some(&mut arg), true)
         }),
         flops,
     );

@@ -12,6 +12,18 @@ fn runner(args: &[&str], runs: &Path) -> Output {
         .expect("runner binary runs")
 }
 
+/// Runs the smoke experiment once per seed into `runs`.
+fn smoke_runs(runs: &Path, seeds: &[&str]) {
+    for seed in seeds {
+        let set = format!("seed={seed}");
+        let out = runner(
+            &["run", "experiments/smoke.toml", "--set", &set, "-q"],
+            runs,
+        );
+        assert!(out.status.success());
+    }
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -20,19 +32,7 @@ fn stdout(out: &Output) -> String {
 fn tag_note_show_and_remove_runs() {
     let runs = tempfile::tempdir().unwrap();
     let r = runs.path();
-    for seed in ["0", "1"] {
-        let out = runner(
-            &[
-                "run",
-                "experiments/smoke.toml",
-                "--set",
-                &format!("seed={seed}"),
-                "-q",
-            ],
-            r,
-        );
-        assert!(out.status.success());
-    }
+    smoke_runs(r, &["0", "1"]);
     // Tags and notes go to annotations.json; the run stays complete and keeps its hash.
     assert!(
         runner(&["tag", "smoke-fe52", "paper=fig3", "status=final"], r)
@@ -112,19 +112,7 @@ fn tag_note_show_and_remove_runs() {
 fn gc_removes_old_unfinished_runs_only() {
     let runs = tempfile::tempdir().unwrap();
     let r = runs.path();
-    for seed in ["0", "1", "2"] {
-        let out = runner(
-            &[
-                "run",
-                "experiments/smoke.toml",
-                "--set",
-                &format!("seed={seed}"),
-                "-q",
-            ],
-            r,
-        );
-        assert!(out.status.success());
-    }
+    smoke_runs(r, &["0", "1", "2"]);
     // Make seed 1 a failed run from last year and seed 2 a failed run from now.
     let mark = |id: &str, started: Option<&str>| {
         let path = r.join(id).join("summary.json");

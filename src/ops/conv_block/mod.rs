@@ -106,7 +106,7 @@ impl<const I: usize, const O: usize, const K: usize, const P: usize, const G: bo
         let mut out = super::zeroed(g.batch * pooled_len(&g));
         // Which input won each window: only the backward pass needs it.
         let mut argmax = vec![0u32; if T::OWNS_TAPE { out.len() } else { 0 }];
-        forward_with(
+        forward(
             &g,
             &xs,
             &ws,
@@ -251,22 +251,11 @@ impl BackwardKernel {
     }
 }
 
-/// Convolution, pool and ReLU chunk by chunk (the convolution's own chunks): each chunk's
-/// full-size convolution output is pooled straight out of cache and never stored whole. Without
-/// `argmax` (no backward pass to come), the pool's choices go to a chunk-sized scratch buffer.
+/// Convolution, pool and (when `relu`) ReLU chunk by chunk (the convolution's own chunks): each
+/// chunk's full-size convolution output is pooled straight out of cache and never stored whole.
+/// Without `argmax` (no backward pass to come), the pool's choices go to a chunk-sized scratch
+/// buffer.
 pub fn forward(
-    g: &Geometry,
-    x: &[f32],
-    w: &[f32],
-    b: &[f32],
-    out: &mut [f32],
-    argmax: Option<&mut [u32]>,
-) {
-    forward_with(g, x, w, b, out, argmax, true)
-}
-
-/// [`forward`], with the ReLU only when `relu`.
-fn forward_with(
     g: &Geometry,
     x: &[f32],
     w: &[f32],
