@@ -247,3 +247,73 @@ fn ls_says_when_nothing_matches_and_takes_columns() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("identical: smoke-932ebdf7348f"));
 }
+
+/// Runs on different data are never ranked against each other: a run on a copy of MNIST with
+/// one test label changed gets no `*` against a run on MNIST. A dataset other than "mnist"
+/// needs data.dir, and data that is not MNIST but called "mnist" draws a warning.
+#[test]
+fn runs_on_different_data_are_not_ranked_against_each_other() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("other");
+    std::fs::create_dir(&data).unwrap();
+    let vendored = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
+    for entry in std::fs::read_dir(&vendored).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "gz") {
+            std::fs::copy(&p, data.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let labels = data.join("t10k-labels-idx1-ubyte.gz");
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&labels).unwrap())
+        .read_to_end(&mut raw)
+        .unwrap();
+    raw[8] = (raw[8] + 1) % 10; // the first test label
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&labels).unwrap(),
+        flate2::Compression::default(),
+    );
+    gz.write_all(&raw).unwrap();
+    gz.finish().unwrap();
+
+    let runs = tmp.path().join("runs");
+    let dir = data.to_str().unwrap();
+    let out = runner(&["run", "experiments/smoke.toml", "-q"], &runs);
+    assert!(out.status.success());
+    let out = runner(
+        &[
+            "run",
+            "experiments/smoke.toml",
+            "-q",
+            "--set",
+            &format!("data.dir={dir}"),
+        ],
+        &runs,
+    );
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is not MNIST") && stderr.contains("data.dataset"),
+        "{stderr}"
+    );
+    let compare = runner(&["compare", "smoke"], &runs);
+    let table = String::from_utf8_lossy(&compare.stdout);
+    assert_eq!(table.lines().count(), 4, "{table}");
+    assert!(
+        !table.contains('*'),
+        "rows on different data ranked:\n{table}"
+    );
+
+    let out = runner(
+        &[
+            "resolve",
+            "experiments/smoke.toml",
+            "--set",
+            "data.dataset=fashion-mnist",
+        ],
+        &runs,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no vendored copy"));
+}

@@ -112,7 +112,8 @@ pub fn compare_sorted(
     for (key, metric) in table.json_keys[first_metric..].iter_mut().zip(&shown) {
         *key = metric.name().to_string();
     }
-    mark_best(&mut table, &shown);
+    let datasets: Vec<String> = groups.iter().map(|g| g.runs[0].dataset()).collect();
+    mark_best(&mut table, &shown, &datasets);
     let stats_line = with_stats.then(|| welch_line(&groups));
     (table, stats_line)
 }
@@ -158,25 +159,35 @@ fn shown_metrics(groups: &[Group]) -> Vec<Metric> {
         .collect()
 }
 
-/// Marks the best value of each metric column (the table's last columns, `shown`), given two
-/// rows or more.
-fn mark_best(table: &mut Table, shown: &[Metric]) {
+/// Marks the best value of each metric column (the table's last columns, `shown`) among the
+/// rows on the same dataset (`datasets`, one per row), given two such rows or more.
+fn mark_best(table: &mut Table, shown: &[Metric], datasets: &[String]) {
     let first_metric = table.headers.len() - shown.len();
     for (i, &col) in shown.iter().enumerate() {
         let higher_better = col.higher_is_better();
-        if col == Metric::BestTestStep || table.rows.len() < 2 {
+        if col == Metric::BestTestStep {
             continue;
         }
         let c = first_metric + i;
         let values: Vec<Option<f64>> = table.rows.iter().map(|r| r[c].json.as_f64()).collect();
-        let best =
-            values
-                .iter()
-                .flatten()
-                .copied()
-                .reduce(|a, b| if (b > a) == higher_better { b } else { a });
-        for (row, v) in table.rows.iter_mut().zip(&values) {
-            row[c].best = v.is_some() && *v == best;
+        // Rows are ranked only against rows on the same data.
+        for dataset in datasets {
+            let same: Vec<usize> = (0..values.len())
+                .filter(|&r| &datasets[r] == dataset)
+                .collect();
+            if same.len() < 2 {
+                continue;
+            }
+            let best = same.iter().filter_map(|&r| values[r]).reduce(|a, b| {
+                if (b > a) == higher_better {
+                    b
+                } else {
+                    a
+                }
+            });
+            for &r in &same {
+                table.rows[r][c].best = values[r].is_some() && values[r] == best;
+            }
         }
     }
 }

@@ -96,6 +96,17 @@ impl Run {
         })
     }
 
+    /// What the run trained on, for ranking runs only against runs on the same data: the
+    /// digest of its data files (meta.json), else the dataset's name.
+    pub fn dataset(&self) -> String {
+        std::fs::read_to_string(self.dir.join(rundir::META))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|m| m["data_digest"].as_str().map(str::to_string))
+            .or_else(|| self.config.get("data.dataset").cloned())
+            .unwrap_or_default()
+    }
+
     /// The 12-hex hash part of the directory name.
     pub fn hash(&self) -> &str {
         self.id.rsplit_once('-').map_or("", |(_, h)| h)

@@ -789,6 +789,28 @@ fn validate_semantics(exp: &Experiment, ctx: &Ctx) -> Result<()> {
             }
         }
     }
+    let dataset = &exp.data.dataset;
+    let bad_dataset = dataset.is_empty()
+        || dataset.len() > 40
+        || !dataset
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if bad_dataset {
+        return Err(ctx.err(
+            "data.dataset",
+            format!("{dataset:?}: a dataset name is 1 to 40 characters from A-Z a-z 0-9 - _ ."),
+        ));
+    }
+    if exp.data.dir.is_none() && dataset != schema::VENDORED_DATASET {
+        return Err(ctx.err(
+            "data.dataset",
+            format!(
+                "\"{dataset}\" has no vendored copy (only \"{}\" has); give its four IDX .gz \
+                 files with data.dir",
+                schema::VENDORED_DATASET
+            ),
+        ));
+    }
     let (validation, batch) = (exp.data.validation, exp.train.batch_size);
     if validation > 0 && validation.saturating_add(batch) > TRAIN_IMAGES {
         return Err(ctx.err(

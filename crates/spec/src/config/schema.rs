@@ -93,7 +93,8 @@ pub const MODEL_KINDS: &[&str] = &["mlp", "cnn"];
 pub const OPTIMIZER_KINDS: &[&str] = &["adam", "adamw", "sgd", "rmsprop"];
 pub const INITS: &[&str] = &["glorot", "pytorch"];
 pub const PADDINGS: &[&str] = &["same", "valid"];
-pub const DATASETS: &[&str] = &["mnist"];
+/// The dataset with a vendored copy (others need `data.dir`).
+pub const VENDORED_DATASET: &str = "mnist";
 pub const ACTIVATIONS: &[&str] = &["relu", "leaky_relu", "gelu", "tanh", "sigmoid", "elu"];
 pub const SCHEDULE_KINDS: &[&str] = &[
     "constant",
@@ -151,7 +152,7 @@ pub const KEYS: &[KeySpec] = &[
             max: UNBOUNDED,
         },
     ),
-    key("data.dataset", ValueType::Enum(DATASETS)),
+    key("data.dataset", ValueType::Str),
     key("data.dir", ValueType::Str),
     key(
         "data.validation",
