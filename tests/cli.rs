@@ -649,3 +649,80 @@ fn completion_scripts_cover_the_subcommands() {
         );
     }
 }
+
+/// Experiment files compose through the binary: `base` (found through `${VAR}`), an exact float
+/// spelling of an integer, and the same run as the base with --set; a file with two mistakes
+/// reports both; a sweep file with an unquoted dotted key says to quote it.
+#[test]
+fn experiment_files_compose_and_report_every_mistake() {
+    let runs = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let experiments = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    let child = dir.path().join("lr.toml");
+    std::fs::write(
+        &child,
+        "base = \"${RUNNER_TEST_EXPERIMENTS}/mlp.toml\"\n[optimizer]\nlr = 3e-4\n[train]\nsteps = 2e3\n",
+    )
+    .unwrap();
+    let resolve = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_runner"))
+            .args(args)
+            .arg("--runs-dir")
+            .arg(runs.path())
+            .env("RUNNER_TEST_EXPERIMENTS", &experiments)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap()
+    };
+    let composed = resolve(&["resolve", child.to_str().unwrap(), "--dir"]);
+    assert!(composed.status.success(), "{}", text(&composed).1);
+    let direct = resolve(&[
+        "resolve",
+        "experiments/mlp.toml",
+        "--set",
+        "optimizer.lr=3e-4",
+        "--set",
+        "train.steps=2000",
+        "--dir",
+    ]);
+    assert_eq!(
+        text(&composed).0,
+        text(&direct).0,
+        "the same config, the same run"
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "base = \"lr.toml\"\n[optimizer]\nlr = -1\nbeta3 = 0.5\n",
+    )
+    .unwrap();
+    let out = resolve(&["resolve", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out).1;
+    assert!(
+        stderr.contains("2 problems")
+            && stderr.contains("optimizer.lr")
+            && stderr.contains("beta3"),
+        "{stderr}"
+    );
+
+    let sweep = dir.path().join("sweep.toml");
+    std::fs::write(
+        &sweep,
+        format!(
+            "name = \"s\"\nbase = \"{}\"\n[grid]\noptimizer.lr = [1e-3, 1e-4]\n",
+            experiments.join("smoke.toml").display()
+        ),
+    )
+    .unwrap();
+    let out = resolve(&["sweep", sweep.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out)
+            .1
+            .contains("quote it: \"optimizer.lr\" = [0.001, 0.0001]"),
+        "{}",
+        text(&out).1
+    );
+}
