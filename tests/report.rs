@@ -143,13 +143,13 @@ fn plots_are_valid_png_and_svg_images() {
         u32::from_be_bytes(bytes[16..20].try_into().unwrap()),
         u32::from_be_bytes(bytes[20..24].try_into().unwrap()),
     );
-    assert_eq!((w, h), (1280, 900));
+    assert_eq!((w, h), (1400, 900)); // two rows of panels; the legend fits
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
     for needle in [
         "Training loss",
         "Test accuracy",
-        "optimizer.lr=0.05 seed=0",
+        "optimizer.lr=0.05 (n=3",
         "step",
     ] {
         assert!(text.contains(needle), "SVG lacks {needle:?}");
@@ -316,4 +316,60 @@ fn runs_on_different_data_are_not_ranked_against_each_other() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("has no vendored copy"));
+}
+
+/// The plot's panels are chosen with --panels (default: training loss, test loss, accuracy and
+/// lr); seed replicates are one curve labelled with n; legend labels wrap instead of being cut.
+#[test]
+fn plots_have_panels_groups_and_whole_legends() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("p.svg");
+    let out = runner(
+        &["plot", "smoke-*", "-o", svg.to_str().unwrap(), "--log-loss"],
+        &fixtures(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    for want in [
+        "Training loss",
+        "Test loss (validation dashed)",
+        "Test accuracy",
+        "Learning rate",
+        "optimizer.lr=0.05 (n=3: mean, min-max",
+        "band)",
+        "optimizer.lr=0.2",
+        "(log scale)",
+    ] {
+        assert!(text.contains(want), "the SVG lacks {want:?}");
+    }
+    let out = runner(
+        &[
+            "plot",
+            "smoke-*",
+            "-o",
+            svg.to_str().unwrap(),
+            "--panels",
+            "lr",
+        ],
+        &fixtures(),
+    );
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("Learning rate") && !text.contains("Training loss"));
+    let out = runner(
+        &[
+            "plot",
+            "smoke-*",
+            "-o",
+            svg.to_str().unwrap(),
+            "--panels",
+            "loss,colour",
+        ],
+        &fixtures(),
+    );
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -55,9 +55,19 @@ pub struct PlotArgs {
     /// EMA weight of the newest step for the loss curves (1 = no smoothing).
     #[arg(long, value_name = "ALPHA", default_value_t = 0.05)]
     pub smooth: f64,
-    /// Logarithmic loss axis.
+    /// Logarithmic loss axes (ticks at round values).
     #[arg(long)]
     pub log_loss: bool,
+    /// The panels, in order: loss (training), eval-loss (test, validation dashed), accuracy
+    /// (test, validation dashed), lr. Runs that differ only in seed are one curve: the mean, with
+    /// the min-max band.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "loss,eval-loss,accuracy,lr"
+    )]
+    pub panels: Vec<crate::report::plot::Panel>,
     #[command(flatten)]
     pub store: RunsDirArg,
 }
@@ -169,6 +179,7 @@ pub fn plot(args: PlotArgs) -> Result<()> {
     let opts = crate::report::plot::PlotOptions {
         smoothing: args.smooth,
         log_loss: args.log_loss,
+        panels: args.panels,
     };
     crate::report::plot::plot(&runs, &args.output, opts).map_err(Error::Input)?;
     eprintln!("wrote {}", args.output.display());

@@ -46,6 +46,8 @@ pub struct StepRow {
     pub step: u64,
     pub loss: f64,
     pub accuracy: f64,
+    /// The learning rate the step used.
+    pub lr: f64,
 }
 
 impl Run {
@@ -128,6 +130,7 @@ impl Run {
                     step: f.first()?.parse().ok()?,
                     loss: f.get(2)?.parse().ok()?,
                     accuracy: f.get(3)?.parse().ok()?,
+                    lr: f.get(4)?.parse().ok()?,
                 })
             })
             .collect()
