@@ -550,6 +550,14 @@ fn validate_table(table: &mut Table, ctx: &Ctx) -> Result<()> {
             ));
         }
     }
+    combine(problems)
+}
+
+/// Problems of one file reported together, at most.
+const MAX_REPORTED: usize = 10;
+
+/// No problem, one (as it is), or several in one message, one per line.
+fn combine(mut problems: Vec<Error>) -> Result<()> {
     match problems.len() {
         0 => Ok(()),
         1 => Err(problems.remove(0)),
@@ -569,9 +577,6 @@ fn validate_table(table: &mut Table, ctx: &Ctx) -> Result<()> {
         }
     }
 }
-
-/// Problems of one file reported together, at most.
-const MAX_REPORTED: usize = 10;
 
 fn check_leaf(path: &str, value: &mut Value, kind: Option<&str>, ctx: &Ctx) -> Result<()> {
     let Some(spec) = schema::find(path) else {
@@ -726,6 +731,7 @@ fn resolve_epochs(exp: &mut Experiment, steps_given: bool, ctx: &Ctx) -> Result<
 
 /// Checks that span several keys or depend on more than a key's own type.
 fn validate_semantics(exp: &Experiment, ctx: &Ctx) -> Result<()> {
+    let mut problems = Vec::new();
     let name = &exp.name;
     let bad_name = name.is_empty()
         || name.len() > 64
@@ -734,7 +740,7 @@ fn validate_semantics(exp: &Experiment, ctx: &Ctx) -> Result<()> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if bad_name || name.contains("..") {
-        return Err(ctx.err(
+        problems.push(ctx.err(
             "name",
             format!(
                 "{name:?} cannot name a run directory; use 1 to 64 characters from A-Z a-z 0-9 - _ . \
@@ -749,7 +755,7 @@ fn validate_semantics(exp: &Experiment, ctx: &Ctx) -> Result<()> {
     } = exp.optimizer
     {
         if momentum == 0.0 {
-            return Err(ctx.err(
+            problems.push(ctx.err(
                 "optimizer.nesterov",
                 "Nesterov momentum needs optimizer.momentum > 0",
             ));
@@ -769,7 +775,7 @@ fn validate_semantics(exp: &Experiment, ctx: &Ctx) -> Result<()> {
             ("model.pool", pool.list_len()),
         ] {
             if let Some(n) = len.filter(|&n| n != conv.len()) {
-                return Err(ctx.err(
+                problems.push(ctx.err(
                     key,
                     format!(
                         "{n} values for {} conv blocks; give one value for every block or one \
@@ -782,10 +788,11 @@ fn validate_semantics(exp: &Experiment, ctx: &Ctx) -> Result<()> {
         for i in 0..conv.len() {
             let k = kernel.get(i).unwrap_or(1);
             if k % 2 == 0 {
-                return Err(ctx.err(
+                problems.push(ctx.err(
                     "model.kernel",
                     format!("expected an odd kernel size, found {k}"),
                 ));
+                break;
             }
         }
     }
@@ -796,13 +803,13 @@ fn validate_semantics(exp: &Experiment, ctx: &Ctx) -> Result<()> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if bad_dataset {
-        return Err(ctx.err(
+        problems.push(ctx.err(
             "data.dataset",
             format!("{dataset:?}: a dataset name is 1 to 40 characters from A-Z a-z 0-9 - _ ."),
         ));
     }
     if exp.data.dir.is_none() && dataset != schema::VENDORED_DATASET {
-        return Err(ctx.err(
+        problems.push(ctx.err(
             "data.dataset",
             format!(
                 "\"{dataset}\" has no vendored copy (only \"{}\" has); give its four IDX .gz \
@@ -813,7 +820,7 @@ fn validate_semantics(exp: &Experiment, ctx: &Ctx) -> Result<()> {
     }
     let (validation, batch) = (exp.data.validation, exp.train.batch_size);
     if validation > 0 && validation.saturating_add(batch) > TRAIN_IMAGES {
-        return Err(ctx.err(
+        problems.push(ctx.err(
             "data.validation",
             format!(
                 "holding out {validation} of the {TRAIN_IMAGES} training images leaves fewer \
@@ -822,13 +829,13 @@ fn validate_semantics(exp: &Experiment, ctx: &Ctx) -> Result<()> {
         ));
     }
     if exp.train.keep_best && validation == 0 {
-        return Err(ctx.err(
+        problems.push(ctx.err(
             "train.keep_best",
             "picks the best weights by validation accuracy; hold images out with \
              data.validation (e.g. 5000)",
         ));
     }
-    Ok(())
+    combine(problems)
 }
 
 impl Experiment {

@@ -504,3 +504,22 @@ fn all_problems_of_a_file_are_reported_together() {
     let err = parse_err(&MLP.replace("lr = 1e-3", "lr = -1"));
     assert!(err.starts_with("exp.toml: key 'optimizer.lr'"), "{err}");
 }
+
+/// Problems found across keys are reported together too.
+#[test]
+fn cross_key_problems_are_reported_together() {
+    let err = with_sets(
+        MLP,
+        &[
+            "train.keep_best=true",
+            "data.dataset=\"fashion-mnist\"",
+            "name=\"a/b\"",
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.starts_with("3 problems:"), "{err}");
+    for key in ["train.keep_best", "data.dataset", "'name'"] {
+        assert!(err.contains(key), "{key}: {err}");
+    }
+}
