@@ -97,7 +97,9 @@ pub fn groups(runs: &[Run], smoothing: f64) -> Vec<Group> {
 
 fn group(members: &[&Run], keys: &[String], smoothing: f64) -> Group {
     let first = members[0];
-    let mut label = if keys.is_empty() {
+    let mut label = if keys.is_empty() && members.len() > 1 {
+        first.name.clone()
+    } else if keys.is_empty() {
         first.id.clone()
     } else {
         keys.iter()

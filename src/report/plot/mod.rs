@@ -360,7 +360,11 @@ where
 /// A tick value with as few digits as it needs: 0.2, 0.05, 1e-4, 3.
 fn tick_label(y: f64) -> String {
     if y != 0.0 && (y.abs() < 1e-3 || y.abs() >= 1e5) {
-        return format!("{y:.0e}");
+        // Three significant digits, trailing zeros dropped: 1.04e-4, 1e-4.
+        let s = format!("{y:.2e}");
+        let (mantissa, exponent) = s.split_once('e').unwrap_or((&s, "0"));
+        let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+        return format!("{mantissa}e{exponent}");
     }
     let s = format!("{y:.6}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -426,5 +430,7 @@ mod tests {
         assert_eq!(tick_label(0.05), "0.05");
         assert_eq!(tick_label(3.0), "3");
         assert_eq!(tick_label(1e-4), "1e-4");
+        assert_eq!(tick_label(1.04e-4), "1.04e-4");
+        assert_eq!(tick_label(9.6e-5), "9.6e-5");
     }
 }
