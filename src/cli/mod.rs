@@ -140,6 +140,8 @@ Examples:
         after_help = "Examples:\n  runner plot 'mlp-*' -o mlp.svg\n  runner plot runs/mlp-1a2b3c4d5e6f runs/mlp-0f9e8d7c6b5a -o lr.png --log-loss --smooth 0.02"
     )]
     Plot(report::PlotArgs),
+    /// Export runs to another tool's format: `runner export tensorboard RUNS -o DIR`.
+    Export(report::ExportArgs),
     /// The resolved-config differences between two runs, key by key.
     Diff(report::DiffArgs),
     /// Print an experiment's resolved (canonical) config, or its run directory with --dir.
@@ -226,6 +228,7 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Verify(args) => run::verify(args, out),
         Command::Resolve(args) => run::resolve(args),
         Command::Show(args) => manage::show(args, out),
+        Command::Export(args) => report::export(args),
         Command::Tag(args) => manage::tag(args),
         Command::Note(args) => manage::note(args),
         Command::Rm(args) => manage::rm(args),

@@ -73,6 +73,30 @@ pub struct PlotArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(subcommand)]
+    pub format: ExportFormat,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ExportFormat {
+    /// TensorBoard event files: one directory per run with its scalars (train/loss,
+    /// train/accuracy, train/lr per step; test/... and val/... per evaluation).
+    #[command(
+        after_help = "Example:\n  runner export tensorboard 'mlp-*' -o tb && tensorboard --logdir tb"
+    )]
+    Tensorboard {
+        #[arg(required = true)]
+        runs: Vec<String>,
+        /// The directory to write (created if missing).
+        #[arg(short, long, value_name = "DIR")]
+        output: PathBuf,
+        #[command(flatten)]
+        store: RunsDirArg,
+    },
+}
+
+#[derive(Debug, Args)]
 pub struct DiffArgs {
     pub run_a: String,
     pub run_b: String,
@@ -171,6 +195,20 @@ pub fn diff(args: DiffArgs) -> Result<()> {
         return Ok(());
     }
     out!("{}", table.render(args.common.format))?;
+    Ok(())
+}
+
+pub fn export(args: ExportArgs) -> Result<()> {
+    let ExportFormat::Tensorboard {
+        runs,
+        output,
+        store,
+    } = args.format;
+    let runs = select(&runs, &store)?;
+    let files = crate::report::tensorboard::export(&runs, &output).map_err(Error::Input)?;
+    for f in &files {
+        outln!("{}", f.display())?;
+    }
     Ok(())
 }
 

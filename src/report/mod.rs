@@ -9,3 +9,4 @@ pub mod plot;
 pub mod runs;
 pub mod stats;
 pub mod table;
+pub mod tensorboard;

@@ -1,0 +1,115 @@
+//! `runner export tensorboard`, read back with TensorBoard's own reader (the `tensorboard`
+//! Python package's EventAccumulator). Skipped, saying why, when no Python with that package is
+//! found: `RUNNER_TENSORBOARD_PYTHON` names one, else `python3` is tried.
+
+use std::process::Command;
+
+const READ: &str = "
+import json, sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+acc = EventAccumulator(sys.argv[1], size_guidance={'scalars': 0})
+acc.Reload()
+print(json.dumps({t: [[e.step, e.value] for e in acc.Scalars(t)] for t in acc.Tags()['scalars']}))
+";
+
+fn python_with_tensorboard() -> Option<String> {
+    let candidates = std::env::var("RUNNER_TENSORBOARD_PYTHON")
+        .ok()
+        .into_iter()
+        .chain(["python3".to_string()]);
+    for python in candidates {
+        let ok = Command::new(&python)
+            .args(["-c", "import tensorboard"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Some(python);
+        }
+    }
+    None
+}
+
+#[test]
+fn tensorboard_reads_the_exported_scalars() {
+    let Some(python) = python_with_tensorboard() else {
+        eprintln!(
+            "skipped: no Python with the tensorboard package (pip install tensorboard, or set \
+             RUNNER_TENSORBOARD_PYTHON)"
+        );
+        return;
+    };
+    let runs = tempfile::tempdir().unwrap();
+    let runner = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_runner"))
+            .args(args)
+            .env("RUNNER_RUNS_DIR", runs.path())
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap()
+    };
+    let out = runner(&[
+        "run",
+        "experiments/smoke.toml",
+        "--set",
+        "data.validation=1000",
+        "-q",
+    ]);
+    assert!(out.status.success());
+    let tb = runs.path().join("tb");
+    let out = runner(&["export", "tensorboard", "smoke", "-o", tb.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run_dir = std::fs::read_dir(&tb)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let read = Command::new(&python)
+        .args(["-c", READ, run_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let scalars: serde_json::Value = serde_json::from_slice(&read.stdout).unwrap();
+    for tag in [
+        "train/loss",
+        "train/accuracy",
+        "train/lr",
+        "test/loss",
+        "test/accuracy",
+        "val/loss",
+        "val/accuracy",
+    ] {
+        assert!(
+            scalars.get(tag).is_some(),
+            "TensorBoard lists no {tag}: {scalars}"
+        );
+    }
+    assert_eq!(scalars["train/loss"].as_array().unwrap().len(), 60);
+    assert_eq!(scalars["test/accuracy"].as_array().unwrap().len(), 2);
+    // The values are the logs' values (as f32).
+    let eval = std::fs::read_to_string(
+        std::fs::read_dir(runs.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.join("eval.csv").is_file())
+            .unwrap()
+            .join("eval.csv"),
+    )
+    .unwrap();
+    let last: Vec<&str> = eval.lines().last().unwrap().split(',').collect();
+    let logged: f64 = last[2].parse().unwrap();
+    let point = &scalars["test/accuracy"][1];
+    assert_eq!(point[0], 60);
+    assert!(
+        (point[1].as_f64().unwrap() - logged).abs() < 1e-6,
+        "{point} vs {logged}"
+    );
+}
