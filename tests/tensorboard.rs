@@ -7,9 +7,17 @@ use std::process::Command;
 const READ: &str = "
 import json, sys
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
 acc = EventAccumulator(sys.argv[1], size_guidance={'scalars': 0})
 acc.Reload()
-print(json.dumps({t: [[e.step, e.value] for e in acc.Scalars(t)] for t in acc.Tags()['scalars']}))
+out = {t: [[e.step, e.value] for e in acc.Scalars(t)] for t in acc.Tags()['scalars']}
+hp = acc.PluginTagToContent('hparams')
+start = plugin_data_pb2.HParamsPluginData.FromString(hp['_hparams_/session_start_info'])
+end = plugin_data_pb2.HParamsPluginData.FromString(hp['_hparams_/session_end_info'])
+values = start.session_start_info.hparams
+out['hparams'] = {k: values[k].WhichOneof('kind') and getattr(values[k], values[k].WhichOneof('kind')) for k in values}
+out['end_status'] = end.session_end_info.status
+print(json.dumps(out))
 ";
 
 fn python_with_tensorboard() -> Option<String> {
@@ -93,6 +101,12 @@ fn tensorboard_reads_the_exported_scalars() {
         );
     }
     assert_eq!(scalars["train/loss"].as_array().unwrap().len(), 60);
+    // The HParams plugin's session: the config keys, typed, and a successful end.
+    assert_eq!(scalars["hparams"]["optimizer.lr"], 0.1);
+    assert_eq!(scalars["hparams"]["optimizer.kind"], "sgd");
+    assert_eq!(scalars["hparams"]["optimizer.nesterov"], false);
+    assert_eq!(scalars["hparams"]["data.validation"], 1000.0);
+    assert_eq!(scalars["end_status"], 1);
     assert_eq!(scalars["test/accuracy"].as_array().unwrap().len(), 2);
     // The values are the logs' values (as f32).
     let eval = std::fs::read_to_string(

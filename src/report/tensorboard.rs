@@ -1,7 +1,9 @@
 //! `runner export tensorboard`: a run's logged metrics as TensorBoard event files, so that
 //! TensorBoard users see runner's runs beside their own. One directory per run, one file of
 //! scalar events: `train/loss`, `train/accuracy`, `train/lr` at every step, and `test/loss`,
-//! `test/accuracy` (and `val/...`) at every evaluation.
+//! `test/accuracy` (and `val/...`) at every evaluation; and the HParams plugin's session data
+//! (the config keys as hyperparameters, and whether the run finished), so that TensorBoard's
+//! HParams table lists the runs.
 //!
 //! The format is TFRecord framing (length, masked CRC-32C of the length, data, masked CRC-32C of
 //! the data) around `tensorflow.Event` protocol buffers, written by hand: the three messages
@@ -37,6 +39,10 @@ fn events(run: &Run, start: f64) -> Vec<u8> {
         &mut out,
         &event(start, 0, Payload::FileVersion("brain.Event:2")),
     );
+    record(
+        &mut out,
+        &event(start, 0, Payload::Raw(&session_start(run, start))),
+    );
     for row in run.steps(None) {
         let values = [
             ("train/loss", row.loss),
@@ -55,12 +61,100 @@ fn events(run: &Run, start: f64) -> Vec<u8> {
         }
         record(&mut out, &event(start, e.step, Payload::Scalars(&values)));
     }
+    let last = run.summary.as_ref().map_or(0, |s| s.steps_done);
+    record(
+        &mut out,
+        &event(start, last, Payload::Raw(&session_end(run))),
+    );
     out
+}
+
+/// The HParams plugin's start of a session: a `Summary` with one value tagged
+/// `_hparams_/session_start_info` whose metadata carries `HParamsPluginData { session_start_info
+/// (3) { hparams (1): map<string, google.protobuf.Value>, start_time_secs (5) } }`.
+fn session_start(run: &Run, start: f64) -> Vec<u8> {
+    let mut info = Vec::new();
+    for (key, value) in &run.config {
+        let mut entry = Vec::new();
+        bytes_field(&mut entry, 1, key.as_bytes());
+        bytes_field(&mut entry, 2, &protobuf_value(value));
+        bytes_field(&mut info, 1, &entry);
+    }
+    key(&mut info, 5, 1);
+    info.extend_from_slice(&start.to_le_bytes());
+    let mut data = Vec::new();
+    bytes_field(&mut data, 3, &info);
+    plugin_summary("_hparams_/session_start_info", &data)
+}
+
+/// `HParamsPluginData { session_end_info (4) { status (1): SUCCESS = 1, FAILURE = 2,
+/// RUNNING = 3 } }`.
+fn session_end(run: &Run) -> Vec<u8> {
+    use crate::rundir::Status;
+    let status = match run.summary.as_ref().map(|s| s.status) {
+        Some(Status::Complete | Status::Pruned) => 1,
+        Some(Status::Running) => 3,
+        _ => 2,
+    };
+    let mut info = Vec::new();
+    key(&mut info, 1, 0);
+    varint(&mut info, status);
+    let mut data = Vec::new();
+    bytes_field(&mut data, 4, &info);
+    plugin_summary("_hparams_/session_end_info", &data)
+}
+
+/// A `Summary` of one value for the hparams plugin: `tag`, `metadata { plugin_data {
+/// plugin_name: "hparams", content } }` and the empty float tensor the plugin's own writer puts
+/// beside it.
+fn plugin_summary(tag: &str, content: &[u8]) -> Vec<u8> {
+    let mut plugin = Vec::new();
+    bytes_field(&mut plugin, 1, b"hparams");
+    bytes_field(&mut plugin, 2, content);
+    let mut metadata = Vec::new();
+    bytes_field(&mut metadata, 1, &plugin);
+    let mut value = Vec::new();
+    bytes_field(&mut value, 1, tag.as_bytes());
+    bytes_field(&mut value, 9, &metadata);
+    // TensorProto { dtype: DT_FLOAT, tensor_shape { dim { size: 0 } } }
+    bytes_field(&mut value, 8, &[0x08, 0x01, 0x12, 0x02, 0x12, 0x00]);
+    let mut summary = Vec::new();
+    bytes_field(&mut summary, 1, &value);
+    summary
+}
+
+/// A config value (TOML spelling) as a `google.protobuf.Value`: number_value (2), string_value
+/// (3) or bool_value (4); lists as their text.
+fn protobuf_value(toml: &str) -> Vec<u8> {
+    let mut v = Vec::new();
+    let parsed = format!("v = {toml}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"));
+    match parsed {
+        Some(toml::Value::Integer(i)) => {
+            key(&mut v, 2, 1);
+            v.extend_from_slice(&(i as f64).to_le_bytes());
+        }
+        Some(toml::Value::Float(f)) => {
+            key(&mut v, 2, 1);
+            v.extend_from_slice(&f.to_le_bytes());
+        }
+        Some(toml::Value::Boolean(b)) => {
+            key(&mut v, 4, 0);
+            varint(&mut v, b as u64);
+        }
+        Some(toml::Value::String(s)) => bytes_field(&mut v, 3, s.as_bytes()),
+        _ => bytes_field(&mut v, 3, toml.as_bytes()),
+    }
+    v
 }
 
 enum Payload<'a> {
     FileVersion(&'a str),
     Scalars(&'a [(&'a str, f64)]),
+    /// An encoded `Summary`.
+    Raw(&'a [u8]),
 }
 
 /// A `tensorflow.Event`: wall_time = 1 (double), step = 2 (int64), file_version = 3 (string),
@@ -85,6 +179,7 @@ fn event(wall_time: f64, step: u64, payload: Payload) -> Vec<u8> {
             }
             bytes_field(&mut e, 5, &summary);
         }
+        Payload::Raw(summary) => bytes_field(&mut e, 5, summary),
     }
     e
 }
