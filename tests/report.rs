@@ -373,3 +373,20 @@ fn plots_have_panels_groups_and_whole_legends() {
     );
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Keys the canonical form leaves out at their default read as that default, not as a blank:
+/// `ls --where model.activation=relu` finds the fixtures (none sets it), and their config has it.
+#[test]
+fn defaults_left_out_of_configs_read_as_their_values() {
+    let out = runner(&["ls", "--where", "model.activation=relu"], &fixtures());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2 + 7);
+    let out = runner(&["show", "smoke-fe52", "--json"], &fixtures());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["config"]["model.dropout"], 0.0);
+    assert_eq!(json["config"]["schedule.kind"], "constant");
+}

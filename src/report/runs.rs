@@ -15,7 +15,8 @@ pub struct Run {
     /// Directory name, `<name>-<hash12>`.
     pub id: String,
     pub name: String,
-    /// The resolved config flattened to dotted keys, values in TOML spelling.
+    /// The resolved config flattened to dotted keys, values in TOML spelling, with the defaults
+    /// the canonical form leaves out filled in (`config::OMITTED_DEFAULTS`).
     pub config: BTreeMap<String, String>,
     /// `None` when `summary.json` is missing or unreadable (a run killed while starting).
     pub summary: Option<Summary>,
@@ -60,6 +61,14 @@ impl Run {
             .map_err(|e| format!("config.toml is not valid TOML: {e}"))?;
         let mut config = BTreeMap::new();
         flatten("", &toml::Value::Table(table), &mut config);
+        let kind = config.get("model.kind").cloned().unwrap_or_default();
+        for (key, value, only_for) in crate::config::OMITTED_DEFAULTS {
+            if only_for.is_none_or(|k| kind.trim_matches('"') == k) {
+                config
+                    .entry(key.to_string())
+                    .or_insert_with(|| value.to_string());
+            }
+        }
         let summary = rundir::RunDir::new(dir.to_path_buf()).read_summary();
         let id = dir
             .file_name()

@@ -685,6 +685,19 @@ fn describe(value: &Value) -> String {
     }
 }
 
+/// Keys the canonical form leaves out at their default (so that adding them kept every earlier
+/// hash), with that default in TOML spelling and, for model keys of one kind, the kind. Tables
+/// fill them back in to show "relu" rather than a blank beside runs that set another value.
+pub const OMITTED_DEFAULTS: &[(&str, &str, Option<&str>)] = &[
+    ("data.validation", "0", None),
+    ("model.activation", "\"relu\"", None),
+    ("model.dropout", "0.0", None),
+    ("model.pool", "true", Some("cnn")),
+    ("train.label_smoothing", "0.0", None),
+    ("train.keep_best", "false", None),
+    ("schedule.kind", "\"constant\"", None),
+];
+
 /// Training images in an MNIST-format dataset (MNIST and Fashion-MNIST alike); `runner` checks
 /// that a custom `data.dir` has as many before it trains by epochs or holds images out.
 pub const TRAIN_IMAGES: usize = 60_000;

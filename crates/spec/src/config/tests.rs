@@ -523,3 +523,21 @@ fn cross_key_problems_are_reported_together() {
         assert!(err.contains(key), "{key}: {err}");
     }
 }
+
+/// Each default the canonical form leaves out is that key's default: setting it explicitly
+/// changes nothing.
+#[test]
+fn omitted_defaults_are_the_defaults() {
+    const CNN: &str =
+        "name = \"c\"\n[model]\nkind = \"cnn\"\n[optimizer]\nkind = \"adam\"\nlr = 0.001\n";
+    for (key, value, kind) in OMITTED_DEFAULTS {
+        let base = if *kind == Some("cnn") { CNN } else { MLP };
+        let set = format!("{key}={value}");
+        let exp = with_sets(base, &[&set]).unwrap_or_else(|e| panic!("{set}: {e}"));
+        assert_eq!(
+            exp.canonical_toml(),
+            parse(base).unwrap().canonical_toml(),
+            "{set}"
+        );
+    }
+}
