@@ -122,16 +122,12 @@ pub fn compare_sorted(
 fn group_by_config(runs: &[Run], at: Option<u64>) -> Vec<Group<'_>> {
     let mut by_config: BTreeMap<Vec<(String, String)>, Group> = BTreeMap::new();
     for run in runs {
-        let key: Vec<(String, String)> = run
-            .config
-            .iter()
-            .filter(|(k, _)| k.as_str() != "seed")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let g = by_config.entry(key).or_insert_with(|| Group {
-            runs: Vec::new(),
-            metrics: Vec::new(),
-        });
+        let g = by_config
+            .entry(run.config_without_seed())
+            .or_insert_with(|| Group {
+                runs: Vec::new(),
+                metrics: Vec::new(),
+            });
         g.runs.push(run);
         g.metrics.push(metrics::of(run, at));
     }

@@ -118,6 +118,15 @@ impl Run {
             .unwrap_or_default()
     }
 
+    /// The config without `seed`: what seed replicates share, so what groups them.
+    pub fn config_without_seed(&self) -> Vec<(String, String)> {
+        self.config
+            .iter()
+            .filter(|(k, _)| k.as_str() != "seed")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// The 12-hex hash part of the directory name.
     pub fn hash(&self) -> &str {
         self.id.rsplit_once('-').map_or("", |(_, h)| h)

@@ -77,13 +77,7 @@ pub fn groups(runs: &[Run], smoothing: f64) -> Vec<Group> {
     let mut order: Vec<Vec<&Run>> = Vec::new();
     let mut index: BTreeMap<Vec<(String, String)>, usize> = BTreeMap::new();
     for run in runs {
-        let key: Vec<(String, String)> = run
-            .config
-            .iter()
-            .filter(|(k, _)| k.as_str() != "seed")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let i = *index.entry(key).or_insert_with(|| {
+        let i = *index.entry(run.config_without_seed()).or_insert_with(|| {
             order.push(Vec::new());
             order.len() - 1
         });
