@@ -64,13 +64,7 @@ pub fn resolve(experiment: &Path, overrides: &[Override], runs_dir: &Path) -> Re
         None => {
             let data = load_data(&source)?;
             let d = data.digest();
-            let mnist = crate::data::mnist::digest_of(
-                crate::data::mnist::FILES
-                    .iter()
-                    .copied()
-                    .zip(crate::data::mnist::MNIST_SHA256),
-            );
-            if exp.data.dataset == "mnist" && d != mnist {
+            if exp.data.dataset == "mnist" && d != crate::data::mnist::mnist_digest() {
                 eprintln!(
                     "runner: warning: {} is not MNIST (its checksums differ) but data.dataset \
                      says \"mnist\"; name it (e.g. --set data.dataset=fashion-mnist) so runs \

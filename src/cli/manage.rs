@@ -2,6 +2,7 @@
 //! every other command names them: a directory, or a name, id or hash prefix, or glob.
 
 use super::args::{Output, RunsDirArg};
+use super::report::select;
 use super::stdout::outln;
 use crate::error::{Error, Result};
 use crate::report::runs::{self, Run};
@@ -83,14 +84,6 @@ fn parse_age(s: &str) -> std::result::Result<chrono::Duration, String> {
         'd' => Ok(chrono::Duration::days(n)),
         _ => Err(format!("{s:?}: the unit is m, h or d")),
     }
-}
-
-fn select(specs: &[String], store: &RunsDirArg) -> Result<Vec<Run>> {
-    let (runs, warnings) = runs::select(specs, &store.runs_dir).map_err(Error::Input)?;
-    for w in warnings {
-        eprintln!("warning: {w}");
-    }
-    Ok(runs)
 }
 
 /// Everything about a run in one place: status, numbers, tags, notes, the command that made it,

@@ -225,7 +225,8 @@ pub fn plot(args: PlotArgs) -> Result<()> {
 }
 
 /// The runs that `specs` name, warning about directories that are not runs.
-fn select(specs: &[String], store: &RunsDirArg) -> Result<Vec<Run>> {
+/// The runs `specs` name, warnings about skipped directories on stderr.
+pub(super) fn select(specs: &[String], store: &RunsDirArg) -> Result<Vec<Run>> {
     let (runs, warnings) = runs::select(specs, &store.runs_dir).map_err(Error::Input)?;
     warn(&warnings);
     Ok(runs)
