@@ -68,6 +68,17 @@ fn tag_note_show_and_remove_runs() {
     assert_eq!(json["status"], "complete");
     assert!(runner(&["tag", "smoke-fe52", "~paper"], r).status.success());
     assert!(!runner(&["tag", "smoke-fe52", "~paper"], r).status.success());
+    // Retraining with --force keeps what the user wrote about the run.
+    assert!(
+        runner(&["run", "experiments/smoke.toml", "-q", "--force"], r)
+            .status
+            .success()
+    );
+    let show = stdout(&runner(&["show", "smoke-fe52"], r));
+    assert!(
+        show.contains("tags:      status=final") && show.contains("the reference smoke run"),
+        "{show}"
+    );
 
     // rm: --dry-run removes nothing, --incomplete spares complete runs, a locked run is left
     // alone with exit 6.

@@ -357,7 +357,8 @@ impl RunDir {
             .is_ok_and(|f| matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)))
     }
 
-    /// Empties the directory for a fresh attempt, keeping the lock file.
+    /// Empties the directory for a fresh attempt, keeping the lock file and the user's tags and
+    /// notes (they describe the experiment, not the attempt).
     pub fn clear(&self) -> Result<()> {
         // The summary goes first: a clear cut short must not leave a status claim behind.
         let summary = self.file(SUMMARY);
@@ -368,7 +369,7 @@ impl RunDir {
             std::fs::read_dir(&self.path).map_err(|e| Error::io("read", &self.path, e))?;
         for entry in entries {
             let entry = entry.map_err(|e| Error::io("read", &self.path, e))?;
-            if entry.file_name() == LOCK {
+            if entry.file_name() == LOCK || entry.file_name() == annotations::ANNOTATIONS {
                 continue;
             }
             let p = entry.path();
