@@ -56,7 +56,7 @@ pub struct Resolved {
 }
 
 pub fn resolve(experiment: &Path, overrides: &[Override], runs_dir: &Path) -> Result<Resolved> {
-    let exp = config::load(experiment, overrides)?;
+    let mut exp = config::load(experiment, overrides)?;
     models::check_supported(&exp.model, experiment)?;
     let source = Source::for_config(&exp.data);
     let (data, digest) = match source.known_digest() {
@@ -64,14 +64,7 @@ pub fn resolve(experiment: &Path, overrides: &[Override], runs_dir: &Path) -> Re
         None => {
             let data = load_data(&source)?;
             let d = data.digest();
-            if exp.data.dataset == "mnist" && d != crate::data::mnist::mnist_digest() {
-                eprintln!(
-                    "runner: warning: {} is not MNIST (its checksums differ) but data.dataset \
-                     says \"mnist\"; name it (e.g. --set data.dataset=fashion-mnist) so runs \
-                     show what they trained on",
-                    source.dir.display()
-                );
-            }
+            name_dataset(&mut exp, &source.dir, &d);
             (Some(data), d)
         }
     };
@@ -103,6 +96,33 @@ pub fn resolve(experiment: &Path, overrides: &[Override], runs_dir: &Path) -> Re
         digest,
         dir,
     })
+}
+
+/// Names the data in `dir` after what its checksums show when the file left the name at its
+/// default: a Fashion-MNIST directory resolves to `dataset = "fashion-mnist"`, so the config,
+/// `resolve` and every report say what the run trained on. Unknown data left called "mnist" is
+/// warned about.
+fn name_dataset(exp: &mut Experiment, dir: &Path, digest: &str) {
+    if exp.data.dataset != config::schema::VENDORED_DATASET {
+        return;
+    }
+    match crate::data::known::recognise(digest) {
+        Some(name) if name != exp.data.dataset => {
+            eprintln!(
+                "runner: {} holds {name} (recognised by its checksums); \
+                 data.dataset = \"{name}\"",
+                dir.display()
+            );
+            exp.data.dataset = name.to_string();
+        }
+        Some(_) => {}
+        None => eprintln!(
+            "runner: warning: {} is not MNIST (its checksums differ) but data.dataset says \
+             \"mnist\"; name it (e.g. --set data.dataset=fashion-mnist) so runs show what they \
+             trained on",
+            dir.display()
+        ),
+    }
 }
 
 /// A run directory that can continue from its checkpoint.

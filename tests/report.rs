@@ -318,6 +318,60 @@ fn runs_on_different_data_are_not_ranked_against_each_other() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("has no vendored copy"));
 }
 
+/// Fashion-MNIST is recognised by its checksums: a run on it with the dataset left at its
+/// default resolves to `dataset = "fashion-mnist"`, the same run as naming it, and `compare`
+/// shows the dataset beside an MNIST run without ranking the two. Needs the real files
+/// (`$RUNNER_FASHION_MNIST_DIR`, else Debian's dataset-fashion-mnist, which .ci/run fetches).
+#[test]
+fn fashion_mnist_is_recognised_by_its_checksums() {
+    let dir = std::env::var_os("RUNNER_FASHION_MNIST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/usr/share/datasets/fashion-mnist".into());
+    if !dir.join("t10k-labels-idx1-ubyte.gz").is_file() {
+        eprintln!(
+            "skipped: no Fashion-MNIST at {} (set RUNNER_FASHION_MNIST_DIR)",
+            dir.display()
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let set_dir = format!("data.dir={}", dir.display());
+    let unnamed = runner(
+        &["run", "experiments/smoke.toml", "-q", "--set", &set_dir],
+        &runs,
+    );
+    assert!(unnamed.status.success());
+    let stderr = String::from_utf8_lossy(&unnamed.stderr);
+    assert!(stderr.contains("holds fashion-mnist"), "{stderr}");
+    let run_dir = |extra: &[&str]| {
+        let mut args = vec![
+            "resolve",
+            "--dir",
+            "experiments/smoke.toml",
+            "--set",
+            &set_dir,
+        ];
+        args.extend_from_slice(extra);
+        String::from_utf8_lossy(&runner(&args, &runs).stdout).into_owned()
+    };
+    let fashion = run_dir(&[]);
+    assert_eq!(fashion, run_dir(&["--set", "data.dataset=fashion-mnist"]));
+    let config = std::fs::read_to_string(Path::new(fashion.trim()).join("config.toml")).unwrap();
+    assert!(config.contains("dataset = \"fashion-mnist\""), "{config}");
+
+    assert!(runner(&["run", "experiments/smoke.toml", "-q"], &runs)
+        .status
+        .success());
+    let compare = runner(&["compare", "smoke"], &runs);
+    let table = String::from_utf8_lossy(&compare.stdout);
+    assert!(table.contains("fashion-mnist"), "{table}");
+    assert!(
+        !table.contains('*'),
+        "rows on different data ranked:\n{table}"
+    );
+}
+
 /// The plot's panels are chosen with --panels (default: training loss, test loss, accuracy and
 /// lr); seed replicates are one curve labelled with n; legend labels wrap instead of being cut.
 #[test]

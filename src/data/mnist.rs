@@ -93,11 +93,6 @@ impl Source {
     }
 }
 
-/// The digest of MNIST itself (the vendored copy's checksums).
-pub fn mnist_digest() -> String {
-    digest_of(FILES.iter().copied().zip(MNIST_SHA256))
-}
-
 /// The vendored copy: `$RUNNER_MNIST_DIR`, else `data/mnist` of this source tree, else
 /// `data/mnist` under the current directory.
 pub fn vendored_dir() -> PathBuf {
