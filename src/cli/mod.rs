@@ -2,6 +2,7 @@
 //! commands that turns arguments into calls and prints what they return.
 
 mod args;
+mod html;
 mod manage;
 mod report;
 mod run;
@@ -140,6 +141,19 @@ Examples:
         after_help = "Examples:\n  runner plot 'mlp-*' -o mlp.svg\n  runner plot runs/mlp-1a2b3c4d5e6f runs/mlp-0f9e8d7c6b5a -o lr.png --log-loss --smooth 0.02"
     )]
     Plot(report::PlotArgs),
+    /// One self-contained HTML report of runs: a sortable, filterable table, curves, and for
+    /// runs that differ in some keys parallel coordinates and scatters against a metric.
+    #[command(after_help = "\
+Opens from disk in any current browser: script, styles and data are inline, nothing is fetched.
+Curves are cut to at most 500 points per run (block means of the training loss), seed
+replicates are one curve (mean, min-max band). The sort and filter are kept in the URL's
+fragment (report.html#sort=test_accuracy&desc=1&filter=adam), so a view can be linked.
+
+Examples:
+  runner report 'mlp-*' -o mlp.html
+  runner report experiments/sweeps/lr.toml -o lr.html
+  runner report runs/sweeps/lr-1a2b3c4d5e6f --metric test_loss -o lr.html")]
+    Report(html::ReportArgs),
     /// Export runs to another tool's format: `runner export tensorboard RUNS -o DIR`.
     Export(report::ExportArgs),
     /// The resolved-config differences between two runs, key by key.
@@ -229,6 +243,7 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Resolve(args) => run::resolve(args),
         Command::Show(args) => manage::show(args, out),
         Command::Export(args) => report::export(args),
+        Command::Report(args) => html::report(args),
         Command::Tag(args) => manage::tag(args),
         Command::Note(args) => manage::note(args),
         Command::Rm(args) => manage::rm(args),

@@ -3,6 +3,7 @@
 
 pub mod compare;
 pub mod diff;
+pub mod html;
 pub mod ls;
 pub mod metrics;
 pub mod plot;
