@@ -284,6 +284,55 @@ fn a_sweep_killed_midway_resumes_with_only_the_missing_trials() {
     assert_eq!(complete(), 5);
 }
 
+/// `kill -9` of a sweep takes its running trials with it (they get SIGTERM, checkpoint and stop)
+/// instead of leaving them as orphans that hold their runs.
+#[test]
+fn trials_die_with_a_killed_sweep() {
+    let runs = tempfile::tempdir().unwrap();
+    let file = runs.path().join("endless.toml");
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/smoke.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"endless\"\nbase = {:?}\n[set]\n\"train.steps\" = 1000000\n\"train.eval_every\" = 1000000\n[grid]\n\"optimizer.lr\" = [0.01, 0.02]\n",
+            base.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["sweep", file.to_str().unwrap(), "-j", "2", "--runs-dir"])
+        .arg(runs.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = || {
+        String::from_utf8_lossy(&sweep(&["status", file.to_str().unwrap()], runs.path()).stdout)
+            .into_owned()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !status().contains(" 2 running") {
+        assert!(std::time::Instant::now() < deadline, "{}", status());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // A million steps would take minutes; the trials stop within seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let now = status();
+        if now.contains(" 0 running") {
+            assert!(now.contains(" 2 interrupted"), "{now}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orphans still running:\n{now}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// What a Slurm array task does, without Slurm: the script written by `--slurm --dry-run`
 /// calls `runner slurm-task MANIFEST --task T --pack M`, which runs trials T*M..T*M+M-1.
 #[test]

@@ -117,6 +117,7 @@ impl Local<'_> {
         let out = log
             .try_clone()
             .map_err(|e| Error::io("open", &log_path, e))?;
+        die_with_parent(&mut cmd);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(out)
@@ -197,3 +198,29 @@ impl Launcher for SlurmArray<'_> {
         )
     }
 }
+
+/// Makes the child get SIGTERM when this process dies, however it dies (`kill -9` included), so
+/// trials never outlive their sweep as orphans: SIGTERM makes a trial checkpoint and stop, and
+/// the next run of the sweep continues it.
+#[cfg(target_os = "linux")]
+pub fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
+    // functions (prctl, getppid, _exit); it allocates nothing and takes no locks.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl: then nobody would signal.
+            if libc::getppid() != parent {
+                libc::_exit(130);
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn die_with_parent(_cmd: &mut Command) {}
