@@ -5,6 +5,7 @@ pub mod launch;
 pub mod manifest;
 pub mod prune;
 pub mod slurm;
+pub mod tpe;
 pub use runner_spec::sweep as spec;
 
 use crate::error::{Error, Result};
