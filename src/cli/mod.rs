@@ -8,6 +8,7 @@ mod report;
 mod run;
 mod stdout;
 mod sweep;
+mod sweep_tpe;
 
 use crate::error::{Error, Result};
 use args::Output;

@@ -62,6 +62,19 @@ struct Loaded {
     dir: PathBuf,
 }
 
+fn study<'a>(
+    sweep: &'a spec::Sweep,
+    tpe: &'a spec::Tpe,
+    runs_dir: &'a Path,
+) -> Result<sw::adaptive::Study<'a>> {
+    Ok(sw::adaptive::Study {
+        sweep,
+        tpe,
+        runs_dir,
+        dir: sw::adaptive::sweep_dir(sweep, tpe, runs_dir)?,
+    })
+}
+
 fn load(file: &Path, runs_dir: &Path) -> Result<Loaded> {
     let sweep = spec::load(file).map_err(Error::Input)?;
     let planned = sw::plan(&sweep, runs_dir)?;
@@ -74,6 +87,27 @@ fn load(file: &Path, runs_dir: &Path) -> Result<Loaded> {
 }
 
 pub fn sweep(args: SweepArgs, out: Output) -> Result<()> {
+    if let Some(SweepAction::Status { file, store }) = &args.action {
+        let parsed = spec::load(file).map_err(Error::Input)?;
+        if let Some(tpe) = &parsed.tpe {
+            let study = study(&parsed, tpe, &store.runs_dir)?;
+            return super::sweep_tpe::status(&study, out);
+        }
+    }
+    if let Some(file) = &args.file {
+        let parsed = spec::load(file).map_err(Error::Input)?;
+        if let Some(tpe) = &parsed.tpe {
+            let study = study(&parsed, tpe, &args.store.runs_dir)?;
+            if args.slurm.slurm {
+                return Err(Error::Input(
+                    "--slurm does not run [tpe] sweeps yet: run `runner sweep FILE -j N` on one \
+                     machine, or several of them sharing the runs directory"
+                        .into(),
+                ));
+            }
+            return super::sweep_tpe::run(&study, args.jobs as usize, args.dry_run, out);
+        }
+    }
     if let Some(SweepAction::Status { file, store }) = args.action {
         let s = load(&file, &store.runs_dir)?;
         if out.json {

@@ -53,7 +53,12 @@ pub fn declared_by(file: &Path) -> Result<Vec<Network>, String> {
         .map_err(|e: toml::de::Error| format!("{}: {}", file.display(), e.message()))?;
     let models: Vec<ModelConfig> = if table.contains_key("base") {
         let s = sweep::load(file)?;
-        sweep::expand(&s)
+        let trials = if s.tpe.is_some() {
+            sweep::tpe_network_variants(&s)
+        } else {
+            sweep::expand(&s)
+        };
+        trials
             .iter()
             .map(|overrides| config::load(&s.base, overrides).map(|e| e.model))
             .collect::<Result<_, _>>()

@@ -17,6 +17,7 @@ const TOP_KEYS: &[&str] = &[
     "grid",
     "zip",
     "random",
+    "tpe",
     "early_stop",
 ];
 
@@ -33,6 +34,9 @@ pub struct Sweep {
     pub grid: Vec<(String, Vec<Value>)>,
     pub zip: Vec<(String, Vec<Value>)>,
     pub random: Option<Random>,
+    /// `[tpe]`: trials proposed one at a time from the finished ones (then the sweep has no
+    /// other axes).
+    pub tpe: Option<Tpe>,
     /// `[early_stop]`: the rule trials apply against each other.
     pub early_stop: Option<crate::rule::Rule>,
 }
@@ -40,6 +44,16 @@ pub struct Sweep {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Random {
     pub trials: usize,
+    pub seed: u64,
+    pub axes: Vec<(String, Distribution)>,
+}
+
+/// `[tpe]`: the `[random]` distributions searched by the Tree-structured Parzen Estimator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tpe {
+    pub trials: usize,
+    /// Trials drawn at random before the estimator is used.
+    pub startup: usize,
     pub seed: u64,
     pub axes: Vec<(String, Distribution)>,
 }
@@ -116,6 +130,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Sweep, String> {
         }
     }
     let random = parse_random(sub("random")?, &err)?;
+    let tpe = parse_tpe(sub("tpe")?, &err)?;
     let early_stop = parse_early_stop(sub("early_stop")?, &err)?;
     let sweep = Sweep {
         early_stop,
@@ -128,14 +143,28 @@ pub fn parse(text: &str, path: &Path) -> Result<Sweep, String> {
         grid,
         zip,
         random,
+        tpe,
     };
+    if sweep.tpe.is_some()
+        && (!sweep.grid.is_empty()
+            || !sweep.zip.is_empty()
+            || sweep.random.is_some()
+            || sweep.seeds.is_some())
+    {
+        return Err(err(
+            "[tpe] proposes every trial itself: it cannot be combined with [grid], [zip], \
+             [random] or seeds"
+                .into(),
+        ));
+    }
     if sweep.grid.is_empty()
         && sweep.zip.is_empty()
         && sweep.random.is_none()
+        && sweep.tpe.is_none()
         && sweep.seeds.is_none()
     {
         return Err(err(
-            "the sweep has no axes: add [grid], [zip], [random] or seeds".into(),
+            "the sweep has no axes: add [grid], [zip], [random], [tpe] or seeds".into(),
         ));
     }
     Ok(sweep)
@@ -326,7 +355,39 @@ fn parse_early_stop(
     Ok(Some(rule))
 }
 
-fn parse_random(mut t: Table, err: &dyn Fn(String) -> String) -> Result<Option<Random>, String> {
+/// `[tpe]`: as `[random]`, plus `startup` (default 10, Optuna's `n_startup_trials`).
+fn parse_tpe(mut t: Table, err: &dyn Fn(String) -> String) -> Result<Option<Tpe>, String> {
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let startup = match t.remove("startup") {
+        None => 10,
+        Some(Value::Integer(n)) if n >= 0 => n as usize,
+        Some(v) => {
+            return Err(err(format!(
+                "[tpe] key 'startup': expected an integer >= 0, found {v}"
+            )))
+        }
+    };
+    let r = parse_search("tpe", t, err)?.expect("not empty");
+    Ok(Some(Tpe {
+        trials: r.trials,
+        startup,
+        seed: r.seed,
+        axes: r.axes,
+    }))
+}
+
+fn parse_random(t: Table, err: &dyn Fn(String) -> String) -> Result<Option<Random>, String> {
+    parse_search("random", t, err)
+}
+
+/// `[random]` or `[tpe]`: `trials`, `seed` and distributions.
+fn parse_search(
+    section: &str,
+    mut t: Table,
+    err: &dyn Fn(String) -> String,
+) -> Result<Option<Random>, String> {
     if t.is_empty() {
         return Ok(None);
     }
@@ -334,7 +395,7 @@ fn parse_random(mut t: Table, err: &dyn Fn(String) -> String) -> Result<Option<R
         Some(Value::Integer(n)) if n >= 1 => n as usize,
         other => {
             return Err(err(format!(
-                "[random] key 'trials': expected an integer >= 1, found {}",
+                "[{section}] key 'trials': expected an integer >= 1, found {}",
                 other.map_or("nothing".into(), |v| v.to_string())
             )))
         }
@@ -344,16 +405,16 @@ fn parse_random(mut t: Table, err: &dyn Fn(String) -> String) -> Result<Option<R
         Some(Value::Integer(n)) if n >= 0 => n as u64,
         Some(v) => {
             return Err(err(format!(
-                "[random] key 'seed': expected an integer >= 0, found {v}"
+                "[{section}] key 'seed': expected an integer >= 0, found {v}"
             )))
         }
     };
     let mut axes = Vec::new();
     for (k, v) in t {
-        let dist = distribution(&k, v).map_err(|m| err(format!("[random] key '{k}': {m}")))?;
+        let dist = distribution(&k, v).map_err(|m| err(format!("[{section}] key '{k}': {m}")))?;
         if k.starts_with("model.") && !matches!(dist, Distribution::Choice(_)) {
             return Err(err(format!(
-                "[random] key '{k}': a model shape sampled from a range can be a network that is \
+                "[{section}] key '{k}': a model shape sampled from a range can be a network that is \
                  not compiled in (networks are compiled at build time from the values sweep files \
                  list); list the values with {{ choice = [...] }}"
             )));
@@ -364,12 +425,14 @@ fn parse_random(mut t: Table, err: &dyn Fn(String) -> String) -> Result<Option<R
             Distribution::Choice(c) => c.clone(),
         };
         for mut p in probe {
-            config::check_key_value(&k, &mut p).map_err(|m| err(format!("[random] {m}")))?;
+            config::check_key_value(&k, &mut p).map_err(|m| err(format!("[{section}] {m}")))?;
         }
         axes.push((k, dist));
     }
     if axes.is_empty() {
-        return Err(err("[random] has no axes besides trials and seed".into()));
+        return Err(err(format!(
+            "[{section}] has no axes besides trials and seed"
+        )));
     }
     Ok(Some(Random { trials, seed, axes }))
 }
@@ -488,6 +551,31 @@ pub fn expand(sweep: &Sweep) -> Vec<Trial> {
     trials
 }
 
+/// What a `[tpe]` sweep may train, for compiling its networks: `[set]` with every combination of
+/// its `model.*` choices (the other axes do not change the network).
+pub fn tpe_network_variants(sweep: &Sweep) -> Vec<Trial> {
+    let mut combos: Vec<Trial> = vec![sweep
+        .set
+        .iter()
+        .map(|(k, v)| Override::set(k, v.clone()))
+        .collect()];
+    for (key, dist) in sweep.tpe.iter().flat_map(|t| &t.axes) {
+        if let (true, Distribution::Choice(values)) = (key.starts_with("model."), dist) {
+            combos = combos
+                .into_iter()
+                .flat_map(|c| {
+                    values.iter().map(move |v| {
+                        let mut t = c.clone();
+                        t.push(Override::set(key, v.clone()));
+                        t
+                    })
+                })
+                .collect();
+        }
+    }
+    combos
+}
+
 fn sample(d: &Distribution, rng: &mut ChaCha8Rng) -> Value {
     match d {
         Distribution::Uniform(a, b) => Value::Float(rng.gen_range(*a..*b)),
@@ -515,6 +603,27 @@ mod tests {
     }
 
     const HEAD: &str = "name = \"s\"\nbase = \"../smoke.toml\"\n";
+
+    #[test]
+    fn tpe_sections_take_the_random_distributions_and_stand_alone() {
+        let s = parse_ok(&format!(
+            "{HEAD}[tpe]\ntrials = 20\n\"optimizer.lr\" = {{ log_uniform = [1e-5, 1e-1] }}\n\
+             \"train.batch_size\" = {{ choice = [32, 64] }}\n"
+        ));
+        let tpe = s.tpe.unwrap();
+        assert_eq!((tpe.trials, tpe.startup, tpe.seed), (20, 10, 0));
+        assert_eq!(tpe.axes.len(), 2);
+        let mixed = parse_err(&format!(
+            "{HEAD}seeds = [0]\n[tpe]\ntrials = 2\n\"optimizer.lr\" = {{ uniform = [0.1, 0.2] }}\n"
+        ));
+        assert!(mixed.contains("cannot be combined"), "{mixed}");
+        let bad = parse_err(&format!(
+            "{HEAD}[tpe]\ntrials = 2\nstartup = -1\n\"optimizer.lr\" = {{ uniform = [0.1, 0.2] }}\n"
+        ));
+        assert!(bad.contains("[tpe] key 'startup'"), "{bad}");
+        let empty = parse_err(&format!("{HEAD}[tpe]\ntrials = 2\n"));
+        assert!(empty.contains("[tpe] has no axes"), "{empty}");
+    }
 
     #[test]
     fn grid_times_zip_times_seeds() {

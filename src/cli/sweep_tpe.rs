@@ -1,0 +1,167 @@
+//! `runner sweep FILE` and `runner sweep status FILE` for `[tpe]` sweeps: local workers that
+//! pull trials from the journal, and the journal read back.
+
+use super::args::Output;
+use super::stdout::{out, outln};
+use crate::error::{Error, Result};
+use crate::report::table::{Cell, Format, Table};
+use crate::sweep::adaptive::{self, Study, TrialRecord};
+use crate::sweep::journal::Journal;
+use std::sync::atomic::Ordering;
+
+pub fn run(study: &Study, jobs: usize, dry_run: bool, out: Output) -> Result<()> {
+    let journal = Journal::new(&study.dir);
+    let (records, _) = adaptive::trials(&journal.read());
+    if dry_run {
+        outln!(
+            "[tpe] sweep {}: {} trials proposed one at a time ({} at random first), {} proposed \
+             so far",
+            study.sweep.name,
+            study.tpe.trials,
+            study.tpe.startup,
+            records.len()
+        )?;
+        return outln!(
+            "dry run: nothing written; running the sweep appends to {}",
+            journal.path.display()
+        );
+    }
+    let interrupted = super::start_training()?;
+    if !out.quiet {
+        eprintln!(
+            "[sweep] {} workers pulling from {}",
+            jobs.max(1),
+            journal.path.display()
+        );
+    }
+    let failed = study.work(jobs, &interrupted, out.quiet)?;
+    let (records, _) = adaptive::trials(&journal.read());
+    let runs: Vec<crate::report::runs::Run> = records
+        .values()
+        .filter_map(|r| crate::report::runs::Run::load(&study.runs_dir.join(&r.run)).ok())
+        .collect();
+    if out.json {
+        super::report::print_runs(&runs)?;
+    } else if !runs.is_empty() {
+        let (table, _) = crate::report::compare::compare_sorted(
+            &runs,
+            None,
+            false,
+            (study.sweep.metric, study.sweep.maximize),
+        );
+        out!("{}", table.render(Format::Table))?;
+    }
+    if !out.quiet {
+        eprintln!("{}", summary_line(study, &records));
+    }
+    if interrupted.load(Ordering::SeqCst) {
+        return Err(Error::Interrupted(
+            "sweep stopped; run it again to resume".into(),
+        ));
+    }
+    if failed > 0 {
+        return Err(Error::Failed(format!(
+            "{failed} trial(s) failed; logs in {}",
+            study.dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// What a trial is now: its run's word when it ended, else running or waiting to be taken again.
+fn state(r: &TrialRecord) -> String {
+    match (&r.finished, &r.failed) {
+        (Some((status, _)), _) => status.clone(),
+        (None, Some(_)) => "failed".into(),
+        (None, None) => "running".into(),
+    }
+}
+
+fn summary_line(study: &Study, records: &std::collections::BTreeMap<usize, TrialRecord>) -> String {
+    let count = |w: &str| records.values().filter(|r| state(r) == w).count();
+    let best = records
+        .iter()
+        .filter_map(|(t, r)| Some((t, r.finished.as_ref()?.1?)))
+        .max_by(|a, b| {
+            let o = a.1.total_cmp(&b.1);
+            if study.sweep.maximize {
+                o
+            } else {
+                o.reverse()
+            }
+        });
+    let (scale, decimals, unit) = study.sweep.metric.format();
+    format!(
+        "{} of {} trials: {} complete, {} pruned, {} running, {} failed, {} diverged{}",
+        records.len(),
+        study.tpe.trials,
+        count("complete"),
+        count("pruned"),
+        count("running"),
+        count("failed"),
+        count("diverged"),
+        best.map_or(String::new(), |(t, m)| format!(
+            "; best: trial {t}, {} {:.*}{unit}",
+            study.sweep.metric.name(),
+            decimals,
+            m * scale
+        ))
+    )
+}
+
+/// The best so far, the counts, and the proposal history: one row per trial in the order
+/// proposed, with the order it finished in.
+pub fn status(study: &Study, out: Output) -> Result<()> {
+    let journal = Journal::new(&study.dir);
+    let (records, _) = adaptive::trials(&journal.read());
+    let metric = study.sweep.metric;
+    if out.json {
+        for (t, r) in &records {
+            outln!(
+                "{}",
+                serde_json::json!({
+                    "trial": t,
+                    "state": state(r),
+                    "run": r.run,
+                    "params": r.params,
+                    metric.name(): r.finished.as_ref().and_then(|f| f.1),
+                    "finished": r.finish_order,
+                })
+            )?;
+        }
+        return Ok(());
+    }
+    outln!("{}", summary_line(study, &records))?;
+    let keys: Vec<&String> = study.tpe.axes.iter().map(|(k, _)| k).collect();
+    let mut header = vec!["trial", "state", metric.column(), "finished"];
+    header.extend(keys.iter().map(|k| k.as_str()));
+    header.push("run");
+    let mut table = Table {
+        headers: header.iter().map(|h| h.to_string()).collect(),
+        ..Default::default()
+    };
+    let (scale, decimals, unit) = metric.format();
+    for (t, r) in &records {
+        let mut row = vec![
+            Cell::text(t.to_string()),
+            Cell::text(state(r)),
+            r.finished
+                .as_ref()
+                .and_then(|f| f.1)
+                .map_or_else(Cell::empty, |m| {
+                    Cell::text(format!("{:.*}{unit}", decimals, m * scale))
+                }),
+            r.finish_order
+                .map_or_else(Cell::empty, |o| Cell::text((o + 1).to_string())),
+        ];
+        for k in &keys {
+            row.push(Cell::text(
+                r.params.get(*k).map_or(String::new(), |v| v.to_string()),
+            ));
+        }
+        row.push(Cell::text(r.run.clone()));
+        table.rows.push(row);
+    }
+    out!("{}", table.render(Format::Table))?;
+    Ok(())
+}

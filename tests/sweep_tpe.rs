@@ -1,0 +1,128 @@
+//! `[tpe]` sweeps through the binary: workers pull trials from the journal, the budget is met
+//! exactly, a rerun runs nothing, a `kill -9` loses nothing and runs no trial twice, and the same
+//! completion order proposes the same trials.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const FILE: &str = "experiments/sweeps/smoke-tpe.toml";
+
+fn runner(args: &[&str], runs: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(args)
+        .arg("--runs-dir")
+        .arg(runs)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("runner binary runs")
+}
+
+/// The journal's events, as JSON values.
+fn journal(runs: &Path) -> Vec<serde_json::Value> {
+    let sweeps = runs.join("sweeps");
+    let dir = std::fs::read_dir(&sweeps)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::read_to_string(dir.join("journal.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn count(events: &[serde_json::Value], kind: &str) -> usize {
+    events.iter().filter(|e| e["event"] == kind).count()
+}
+
+/// Trials that finished more than once.
+fn finished_twice(events: &[serde_json::Value]) -> Vec<u64> {
+    let mut seen = std::collections::BTreeMap::new();
+    for e in events.iter().filter(|e| e["event"] == "finished") {
+        *seen.entry(e["trial"].as_u64().unwrap()).or_insert(0) += 1;
+    }
+    seen.into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(t, _)| t)
+        .collect()
+}
+
+#[test]
+fn workers_meet_the_budget_and_a_rerun_runs_nothing() {
+    let runs = tempfile::tempdir().unwrap();
+    let r = runs.path();
+    let out = runner(&["sweep", FILE, "-j", "2"], r);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = journal(r);
+    assert_eq!(count(&events, "proposed"), 8);
+    assert_eq!(count(&events, "finished"), 8);
+    assert!(finished_twice(&events).is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("8 of 8 trials: 8 complete"), "{stderr}");
+
+    let again = runner(&["sweep", FILE, "-j", "2"], r);
+    assert!(again.status.success());
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("started trial"));
+    assert_eq!(journal(r).len(), events.len());
+
+    let status =
+        String::from_utf8_lossy(&runner(&["sweep", "status", FILE], r).stdout).into_owned();
+    assert!(status.starts_with("8 of 8 trials: 8 complete"), "{status}");
+    assert!(status.contains("best: trial"), "{status}");
+    assert_eq!(status.lines().count(), 1 + 2 + 8, "{status}");
+}
+
+#[test]
+fn the_same_completion_order_proposes_the_same_trials() {
+    let params = |runs: &Path| -> Vec<serde_json::Value> {
+        assert!(runner(&["sweep", FILE, "-q"], runs).status.success());
+        journal(runs)
+            .into_iter()
+            .filter(|e| e["event"] == "proposed")
+            .map(|e| e["params"].clone())
+            .collect()
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = params(a.path());
+    assert_eq!(first.len(), 8);
+    assert_eq!(first, params(b.path()));
+}
+
+#[test]
+fn kill_9_at_random_points_loses_no_trial_and_runs_none_twice() {
+    let runs = tempfile::tempdir().unwrap();
+    let r = runs.path();
+    // Kills at different moments of the sweep, then a clean finish.
+    for delay_ms in [400u64, 900, 1500] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
+            .args(["sweep", FILE, "-j", "2", "--runs-dir"])
+            .arg(r)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        child.wait().unwrap();
+    }
+    let out = runner(&["sweep", FILE, "-j", "2"], r);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = journal(r);
+    assert_eq!(count(&events, "proposed"), 8, "{events:#?}");
+    assert_eq!(count(&events, "finished"), 8, "{events:#?}");
+    assert!(finished_twice(&events).is_empty(), "{events:#?}");
+    let status =
+        String::from_utf8_lossy(&runner(&["sweep", "status", FILE], r).stdout).into_owned();
+    assert!(status.starts_with("8 of 8 trials: 8 complete"), "{status}");
+}
