@@ -1,17 +1,10 @@
 //! End-to-end tests of the `runner` binary on the real vendored MNIST.
 
+mod common;
+use common::runner;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn runner(args: &[&str], runs: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runner"))
-        .args(args)
-        .arg("--runs-dir")
-        .arg(runs)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("runner binary runs")
-}
 
 fn text(out: &Output) -> (String, String) {
     (

@@ -1,21 +1,13 @@
 //! `runner ls / compare / diff / plot` on fixture run directories: golden outputs, robustness,
 //! images, and speed over 1000 runs.
 
+mod common;
+use common::runner;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runs")
-}
-
-fn runner(args: &[&str], runs: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runner"))
-        .args(args)
-        .arg("--runs-dir")
-        .arg(runs)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("runner binary runs")
 }
 
 /// Compares stdout with `tests/golden/<name>`; `UPDATE_GOLDEN=1` rewrites the file instead.

@@ -3,19 +3,12 @@
 //! per run and one curve per seed group, the sweep's parallel-coordinates axes, sorts from its URL
 //! fragment, and logs nothing to the console.
 
+mod common;
+use common::runner;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn runner(args: &[&str], runs: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runner"))
-        .args(args)
-        .arg("--runs-dir")
-        .arg(runs)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("runner binary runs")
-}
+use std::process::Command;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runs")

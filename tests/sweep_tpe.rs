@@ -2,20 +2,13 @@
 //! exactly, a rerun runs nothing, a `kill -9` loses nothing and runs no trial twice, and the same
 //! completion order proposes the same trials.
 
+mod common;
+use common::runner;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 const FILE: &str = "experiments/sweeps/smoke-tpe.toml";
-
-fn runner(args: &[&str], runs: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runner"))
-        .args(args)
-        .arg("--runs-dir")
-        .arg(runs)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("runner binary runs")
-}
 
 /// The journal's events, as JSON values.
 fn journal(runs: &Path) -> Vec<serde_json::Value> {

@@ -249,33 +249,53 @@ fn run_locally(s: &Loaded, runs_dir: &Path, jobs: usize, out: Output) -> Result<
         .iter()
         .filter_map(|p| crate::report::runs::Run::load(&p.dir.path).ok())
         .collect();
-    if out.json {
-        super::report::print_runs(&runs)?;
-    } else if !runs.is_empty() {
-        let (table, _) = crate::report::compare::compare_sorted(
-            &runs,
-            None,
-            false,
-            (s.sweep.metric, s.sweep.maximize),
-        );
-        out!("{}", table.render(crate::report::table::Format::Table))?;
-    }
-    if !out.quiet {
-        eprintln!("{}", sw::status_line(&s.planned));
-    }
     let failed = results.iter().filter(|r| r.exit_code != Some(0)).count();
-    if interrupted.load(Ordering::SeqCst) {
-        return Err(Error::Interrupted(
-            "sweep stopped; run it again to resume".into(),
-        ));
+    let end = SweepEnd {
+        sort: (s.sweep.metric, s.sweep.maximize),
+        status: sw::status_line(&s.planned),
+        interrupted: interrupted.load(Ordering::SeqCst),
+        failed,
+        dir: &s.dir,
+    };
+    end.report(&runs, out)
+}
+
+/// How a sweep run here ended, for its closing output and exit code.
+pub(super) struct SweepEnd<'a> {
+    pub sort: (crate::report::metrics::Metric, bool),
+    pub status: String,
+    pub interrupted: bool,
+    pub failed: usize,
+    pub dir: &'a Path,
+}
+
+impl SweepEnd<'_> {
+    /// Prints the sweep's runs best first (or one JSON object each) and its status line; the
+    /// error says whether it was stopped or trials failed.
+    pub fn report(&self, runs: &[crate::report::runs::Run], out: Output) -> Result<()> {
+        if out.json {
+            super::report::print_runs(runs)?;
+        } else if !runs.is_empty() {
+            let (table, _) = crate::report::compare::compare_sorted(runs, None, false, self.sort);
+            out!("{}", table.render(crate::report::table::Format::Table))?;
+        }
+        if !out.quiet {
+            eprintln!("{}", self.status);
+        }
+        if self.interrupted {
+            return Err(Error::Interrupted(
+                "sweep stopped; run it again to resume".into(),
+            ));
+        }
+        if self.failed > 0 {
+            return Err(Error::Failed(format!(
+                "{} trial(s) failed; logs in {}",
+                self.failed,
+                self.dir.display()
+            )));
+        }
+        Ok(())
     }
-    if failed > 0 {
-        return Err(Error::Failed(format!(
-            "{failed} trial(s) failed; logs in {}",
-            s.dir.display()
-        )));
-    }
-    Ok(())
 }
 
 fn submit_to_slurm(

@@ -3,7 +3,7 @@
 
 use super::args::Output;
 use super::stdout::{out, outln};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::report::table::{Cell, Format, Table};
 use crate::sweep::adaptive::{self, Study, TrialRecord};
 use crate::sweep::journal::Journal;
@@ -40,32 +40,14 @@ pub fn run(study: &Study, jobs: usize, dry_run: bool, out: Output) -> Result<()>
         .values()
         .filter_map(|r| crate::report::runs::Run::load(&study.runs_dir.join(&r.run)).ok())
         .collect();
-    if out.json {
-        super::report::print_runs(&runs)?;
-    } else if !runs.is_empty() {
-        let (table, _) = crate::report::compare::compare_sorted(
-            &runs,
-            None,
-            false,
-            (study.sweep.metric, study.sweep.maximize),
-        );
-        out!("{}", table.render(Format::Table))?;
-    }
-    if !out.quiet {
-        eprintln!("{}", summary_line(study, &records));
-    }
-    if interrupted.load(Ordering::SeqCst) {
-        return Err(Error::Interrupted(
-            "sweep stopped; run it again to resume".into(),
-        ));
-    }
-    if failed > 0 {
-        return Err(Error::Failed(format!(
-            "{failed} trial(s) failed; logs in {}",
-            study.dir.display()
-        )));
-    }
-    Ok(())
+    let end = super::sweep::SweepEnd {
+        sort: (study.sweep.metric, study.sweep.maximize),
+        status: summary_line(study, &records),
+        interrupted: interrupted.load(Ordering::SeqCst),
+        failed,
+        dir: &study.dir,
+    };
+    end.report(&runs, out)
 }
 
 /// What a trial is now: its run's word when it ended, else running or waiting to be taken again.
