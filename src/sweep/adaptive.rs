@@ -16,7 +16,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -363,22 +363,14 @@ impl Study<'_> {
 
     /// The `runner run` of a claimed trial, with its output appended to `trial-<index>.log`.
     fn run_trial(&self, exe: &Path, claim: &Claim, threads: usize) -> Result<Option<i32>> {
-        let mut cmd = Command::new(exe);
-        cmd.arg("run")
-            .arg(&self.sweep.base)
-            .arg("--runs-dir")
-            .arg(self.runs_dir)
-            .arg("--wait");
-        for s in spec::set_args(&claim.overrides) {
-            cmd.arg("--set").arg(s);
-        }
-        if let Some(rule) = self.sweep.early_stop {
-            cmd.arg("--early-stop-manifest")
-                .arg(self.dir.join(manifest::FILE))
-                .arg("--early-stop")
-                .arg(rule.to_arg());
-        }
-        cmd.env("RAYON_NUM_THREADS", threads.to_string());
+        let mut cmd = super::launch::trial_command(
+            exe,
+            self.sweep,
+            &claim.overrides,
+            self.runs_dir,
+            &self.dir,
+            threads,
+        );
         super::launch::die_with_parent(&mut cmd);
         let log_path = self.dir.join(format!("trial-{}.log", claim.trial));
         let log = std::fs::OpenOptions::new()

@@ -6,7 +6,7 @@ use super::spec::{self, Sweep};
 use super::{manifest, pending, slurm, Planned};
 use crate::error::{Error, Result};
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -84,30 +84,13 @@ impl Local<'_> {
     /// The `runner run` command line of a trial.
     fn command(
         &self,
-        exe: &PathBuf,
+        exe: &Path,
         sweep: &Sweep,
         p: &Planned,
         sweep_dir: &Path,
         threads: usize,
     ) -> Command {
-        let mut cmd = Command::new(exe);
-        // `--wait`: a trial whose run another runner holds (a trial of an earlier, killed sweep
-        // still finishing) waits for it and then takes its result, instead of failing as busy.
-        cmd.arg("run")
-            .arg(&sweep.base)
-            .arg("--runs-dir")
-            .arg(self.runs_dir)
-            .arg("--wait");
-        for s in spec::set_args(&p.overrides) {
-            cmd.arg("--set").arg(s);
-        }
-        if let Some(rule) = sweep.early_stop {
-            cmd.arg("--early-stop-manifest")
-                .arg(sweep_dir.join(manifest::FILE));
-            cmd.arg("--early-stop").arg(rule.to_arg());
-        }
-        cmd.env("RAYON_NUM_THREADS", threads.to_string());
-        cmd
+        trial_command(exe, sweep, &p.overrides, self.runs_dir, sweep_dir, threads)
     }
 
     /// Starts a trial with its output in `trial-<index>.log`.
@@ -197,6 +180,36 @@ impl Launcher for SlurmArray<'_> {
             self.dry_run,
         )
     }
+}
+
+/// The `runner run` of a trial: the base with the trial's overrides, `--wait` (a trial whose
+/// run another runner holds, e.g. a trial of an earlier, killed sweep still stopping, waits for
+/// it and then takes its result instead of failing as busy), the sweep's early stopping against
+/// its manifest, and its share of the cores.
+pub fn trial_command(
+    exe: &Path,
+    sweep: &Sweep,
+    overrides: &spec::Trial,
+    runs_dir: &Path,
+    sweep_dir: &Path,
+    threads: usize,
+) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.arg("run")
+        .arg(&sweep.base)
+        .arg("--runs-dir")
+        .arg(runs_dir)
+        .arg("--wait");
+    for s in spec::set_args(overrides) {
+        cmd.arg("--set").arg(s);
+    }
+    if let Some(rule) = sweep.early_stop {
+        cmd.arg("--early-stop-manifest")
+            .arg(sweep_dir.join(manifest::FILE));
+        cmd.arg("--early-stop").arg(rule.to_arg());
+    }
+    cmd.env("RAYON_NUM_THREADS", threads.to_string());
+    cmd
 }
 
 /// Makes the child get SIGTERM when this process dies, however it dies (`kill -9` included), so
