@@ -119,3 +119,24 @@ fn kill_9_at_random_points_loses_no_trial_and_runs_none_twice() {
         String::from_utf8_lossy(&runner(&["sweep", "status", FILE], r).stdout).into_owned();
     assert!(status.starts_with("8 of 8 trials: 8 complete"), "{status}");
 }
+
+#[test]
+fn two_sweep_processes_share_one_budget() {
+    let runs = tempfile::tempdir().unwrap();
+    let r = runs.path();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_runner"))
+            .args(["sweep", FILE, "-q", "--runs-dir"])
+            .arg(r)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (spawn(), spawn());
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    let events = journal(r);
+    assert_eq!(count(&events, "proposed"), 8);
+    assert_eq!(count(&events, "finished"), 8);
+    assert!(finished_twice(&events).is_empty());
+}
