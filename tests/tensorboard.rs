@@ -2,6 +2,8 @@
 //! Python package's EventAccumulator). Skipped, saying why, when no Python with that package is
 //! found: `RUNNER_TENSORBOARD_PYTHON` names one, else `python3` is tried.
 
+mod common;
+
 use std::process::Command;
 
 const READ: &str = "
@@ -47,14 +49,7 @@ fn tensorboard_reads_the_exported_scalars() {
         return;
     };
     let runs = tempfile::tempdir().unwrap();
-    let runner = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_runner"))
-            .args(args)
-            .env("RUNNER_RUNS_DIR", runs.path())
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .unwrap()
-    };
+    let runner = |args: &[&str]| common::runner(args, runs.path());
     let out = runner(&[
         "run",
         "experiments/smoke.toml",

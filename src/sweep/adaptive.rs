@@ -150,10 +150,10 @@ fn from_json(d: &Distribution, v: &serde_json::Value) -> Option<f64> {
     match d {
         Distribution::Choice(c) => c
             .iter()
-            .position(|item| serde_json::to_value(item).ok().as_ref() == Some(v)),
-        _ => return v.as_f64(),
+            .position(|item| serde_json::to_value(item).ok().as_ref() == Some(v))
+            .map(|i| i as f64),
+        _ => v.as_f64(),
     }
-    .map(|i| i as f64)
 }
 
 /// Whether the process that last took a trial still runs it: its run's lock is held, or the

@@ -155,16 +155,13 @@ fn run_json(run: &Run, group: usize, keys: &[&String]) -> Value {
         .iter()
         .map(|k| (k.to_string(), json!(value_text(run.config.get(*k)))))
         .collect();
-    let total = run
-        .summary
-        .as_ref()
-        .map_or(0, |s| s.steps)
-        .max(super::ls::steps_done(run));
+    let done = super::ls::steps_done(run);
+    let total = run.summary.as_ref().map_or(0, |s| s.steps).max(done);
     json!({
         "id": run.id,
         "group": group,
         "status": run.status(),
-        "steps_done": super::ls::steps_done(run),
+        "steps_done": done,
         "steps": total,
         "started_at": run.summary.as_ref().map(|s| s.started_at.clone()),
         "config": config,
