@@ -215,8 +215,12 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// One local cluster at a time: two would share the same two cores.
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_sweep_on_slurm_resubmits_only_the_missing_trial() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let t_start = Instant::now();
     if let Err(why) = ensure_slurm() {
         eprintln!("SKIPPED: {why}");
@@ -346,6 +350,149 @@ fn a_sweep_on_slurm_resubmits_only_the_missing_trial() {
     eprintln!(
         "Slurm test: 3 trials, task 1 cancelled at step {cut_at}, resubmitted alone and \
          resumed; {:.1} s in all",
+        t_start.elapsed().as_secs_f64()
+    );
+}
+
+fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn tpe_workers_on_slurm_meet_the_budget_when_one_is_cancelled() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let t_start = Instant::now();
+    if let Err(why) = ensure_slurm() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let cluster = match Cluster::start() {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("SKIPPED: cannot start a local Slurm cluster: {why}");
+            return;
+        }
+    };
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    std::fs::write(
+        dir.join("exp.toml"),
+        "name = \"tw\"\nseed = 0\n[model]\nkind = \"mlp\"\nhidden = [32]\n[optimizer]\n\
+         kind = \"sgd\"\nlr = 0.05\n[train]\nbatch_size = 32\nsteps = 3000\neval_every = 1000\n\
+         checkpoint_every = 100\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("sweep.toml"),
+        "name = \"tw\"\nbase = \"exp.toml\"\nmetric = \"test_accuracy\"\n[tpe]\ntrials = 6\n\
+         startup = 2\nseed = 0\n\"optimizer.lr\" = { log_uniform = [0.01, 0.2] }\n",
+    )
+    .unwrap();
+
+    // Two pulling workers, one core each.
+    let out = runner(
+        &cluster,
+        dir,
+        &[
+            "sweep",
+            "sweep.toml",
+            "--slurm",
+            "--workers",
+            "2",
+            "--cpus-per-task",
+            "1",
+            "--json",
+        ],
+    );
+    let sub = &json_lines(&out)[0];
+    assert_eq!(sub["array"], "0-1", "{sub}");
+    let job = sub["job_id"].as_str().unwrap().to_string();
+    let sweep_dir = std::fs::read_dir(dir.join("runs/sweeps"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+
+    // Cancel worker 1 once the trial it runs has written a checkpoint.
+    let log1 = sweep_dir.join(format!("slurm/task-{job}_1.log"));
+    let t0 = Instant::now();
+    let (trial, run_dir) = loop {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "worker 1 never checkpointed a trial"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let log = std::fs::read_to_string(&log1).unwrap_or_default();
+        // "[sweep] started trial N (<run dir>): --set ..."
+        let Some(line) = log
+            .lines()
+            .rfind(|l| l.starts_with("[sweep] started trial"))
+        else {
+            continue;
+        };
+        let trial: u64 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
+        let path = line.split_once('(').unwrap().1.split_once(')').unwrap().0;
+        let run_dir = PathBuf::from(path);
+        if run_dir.join("checkpoint.safetensors").exists() {
+            break (trial, run_dir);
+        }
+    };
+    let status = runner(&cluster, dir, &["sweep", "status", "sweep.toml"]);
+    let text = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(
+        text.contains(&format!("{job}_0 running")) && text.contains(&format!("{job}_1 running")),
+        "status shows the workers:\n{text}"
+    );
+    assert!(cluster
+        .command("scancel")
+        .arg(format!("{job}_1"))
+        .status()
+        .unwrap()
+        .success());
+
+    // Worker 0 takes the cancelled worker's trial over and finishes the budget alone.
+    cluster.wait_idle(Duration::from_secs(300));
+    let events = read_json_lines(&sweep_dir.join("journal.jsonl"));
+    let of = |kind: &str| -> Vec<u64> {
+        events
+            .iter()
+            .filter(|e| e["event"] == kind)
+            .map(|e| e["trial"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(of("proposed"), vec![0, 1, 2, 3, 4, 5], "{events:?}");
+    let mut finished = of("finished");
+    finished.sort_unstable();
+    assert_eq!(finished, vec![0, 1, 2, 3, 4, 5], "each trial finished once");
+    assert!(of("failed").is_empty(), "{events:?}");
+    let started = of("started").iter().filter(|&&t| t == trial).count();
+    assert_eq!(started, 2, "trial {trial} was taken twice: {events:?}");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["resumed"].as_array().map(Vec::len), Some(1), "{meta}");
+    let status = runner(&cluster, dir, &["sweep", "status", "sweep.toml"]);
+    let text = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(text.starts_with("6 of 6 trials: 6 complete"), "{text}");
+
+    // The resumed trial equals an uninterrupted run, bit for bit.
+    let verify = runner(&cluster, dir, &["verify", run_dir.to_str().unwrap(), "-q"]);
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("result: bit-identical"));
+
+    // Nothing is left to submit.
+    let out = runner(
+        &cluster,
+        dir,
+        &["sweep", "sweep.toml", "--slurm", "--workers", "2", "--json"],
+    );
+    assert_eq!(json_lines(&out)[0]["tasks"], 0);
+    eprintln!(
+        "Slurm TPE test: 6 trials, 2 workers, worker 1 cancelled during trial {trial}, which \
+         worker 0 resumed; {:.1} s in all",
         t_start.elapsed().as_secs_f64()
     );
 }

@@ -72,6 +72,58 @@ fn workers_meet_the_budget_and_a_rerun_runs_nothing() {
 }
 
 #[test]
+fn starting_the_sweep_again_reruns_its_failed_trials_once() {
+    let runs = tempfile::tempdir().unwrap();
+    let r = runs.path();
+    assert!(runner(&["sweep", FILE, "-j", "2"], r).status.success());
+    // Make trial 5 a failure, as a crashed run leaves it: its `finished` line becomes `failed`
+    // and its run directory is gone.
+    let sweep_dir = std::fs::read_dir(r.join("sweeps"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut events = journal(r);
+    let run = events
+        .iter()
+        .find(|e| e["event"] == "proposed" && e["trial"] == 5)
+        .unwrap()["run"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for e in events.iter_mut() {
+        if e["event"] == "finished" && e["trial"] == 5 {
+            *e = serde_json::json!({"event": "failed", "trial": 5, "exit": 1, "at": e["at"]});
+        }
+    }
+    let text: String = events.iter().map(|e| format!("{e}\n")).collect();
+    std::fs::write(sweep_dir.join("journal.jsonl"), text).unwrap();
+    std::fs::remove_dir_all(r.join(&run)).unwrap();
+    let status =
+        String::from_utf8_lossy(&runner(&["sweep", "status", FILE], r).stdout).into_owned();
+    assert!(
+        status.contains("7 complete") && status.contains("1 failed"),
+        "{status}"
+    );
+
+    let again = runner(&["sweep", FILE, "-j", "2"], r);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("1 failed trial(s) to run again"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("started trial 5"), "{stderr}");
+    assert_eq!(stderr.matches("started trial").count(), 1, "{stderr}");
+    let events = journal(r);
+    assert_eq!(count(&events, "reopened"), 1);
+    assert_eq!(count(&events, "proposed"), 8);
+    assert!(r.join(&run).join("summary.json").is_file());
+    assert!(stderr.contains("8 of 8 trials: 8 complete"), "{stderr}");
+}
+
+#[test]
 fn the_same_completion_order_proposes_the_same_trials() {
     let params = |runs: &Path| -> Vec<serde_json::Value> {
         assert!(runner(&["sweep", FILE, "-q"], runs).status.success());

@@ -51,6 +51,10 @@ pub struct SlurmArgs {
     /// Trials per array task, run one after another (for short trials).
     #[arg(long, value_name = "M", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub pack: u32,
+    /// [tpe] sweeps: submit K array tasks that each take trials from the sweep's journal and
+    /// run them one after another until the budget is met (submitting again tops them up to K).
+    #[arg(long, value_name = "K", requires = "slurm", value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers: Option<u32>,
     /// Any other sbatch option, as one word (repeatable): --sbatch-arg=--account=ml
     #[arg(
         long = "sbatch-arg",

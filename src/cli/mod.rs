@@ -104,8 +104,10 @@ one log per trial beside it.
 
 A [tpe] sweep proposes each trial from the finished ones instead: -j N workers pull trials from
 <sweep-dir>/journal.jsonl (ask, run, tell) until `trials` are proposed and ended; a trial whose
-worker died is taken over and resumed; running it again after the end runs nothing. Several
-`runner sweep FILE` processes sharing the runs directory cooperate through the journal.
+worker died is taken over and resumed; running it again after the end runs nothing, except its
+failed trials, once. Several `runner sweep FILE` processes sharing the runs directory cooperate
+through the journal; on Slurm, --slurm --workers K submits K such workers as an array (submitting
+again tops them up to K).
 
 With --slurm the trials go to a Slurm job array instead: runner writes
 <sweep-dir>/slurm/submit-<time>.sh (array task T runs trials T*pack .. T*pack+pack-1 of the
@@ -120,6 +122,7 @@ Examples:
   runner sweep experiments/sweeps/lr.toml -j 2
   runner sweep status experiments/sweeps/lr.toml
   runner sweep experiments/sweeps/smoke-tpe.toml -j 2
+  runner sweep experiments/sweeps/smoke-tpe.toml --slurm --workers 4 --cpus-per-task 2
   runner sweep experiments/sweeps/lr.toml --slurm --partition cpu --time 01:00:00 --max-parallel 8
   runner sweep experiments/sweeps/width.toml --slurm --pack 3 --sbatch-arg=--account=ml --dry-run")]
     Sweep(sweep::SweepArgs),

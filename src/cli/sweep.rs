@@ -28,6 +28,16 @@ pub struct SweepArgs {
     pub store: RunsDirArg,
     #[command(flatten)]
     pub slurm: SlurmArgs,
+    /// What each array task of `--slurm --workers` runs: one worker of the [tpe] sweep whose
+    /// directory has this name (a sweep file edited since submission is refused, not started
+    /// as a new sweep).
+    #[arg(
+        long,
+        value_name = "SWEEP_DIR_NAME",
+        hide = true,
+        conflicts_with = "slurm"
+    )]
+    pub slurm_worker: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,14 +108,21 @@ pub fn sweep(args: SweepArgs, out: Output) -> Result<()> {
         let parsed = spec::load(file).map_err(Error::Input)?;
         if let Some(tpe) = &parsed.tpe {
             let study = study(&parsed, tpe, &args.store.runs_dir)?;
+            if let Some(name) = &args.slurm_worker {
+                return super::sweep_tpe::work_in_slurm(&study, name, file, out);
+            }
             if args.slurm.slurm {
-                return Err(Error::Input(
-                    "--slurm does not run [tpe] sweeps yet: run `runner sweep FILE -j N` on one \
-                     machine, or several of them sharing the runs directory"
-                        .into(),
-                ));
+                return super::sweep_tpe::submit(&study, file, args.slurm, args.dry_run, out);
             }
             return super::sweep_tpe::run(&study, args.jobs as usize, args.dry_run, out);
+        }
+        if args.slurm.workers.is_some() {
+            return Err(Error::Input(format!(
+                "{}: --workers is for [tpe] sweeps, whose trials are proposed one at a time; a \
+                 grid or random sweep on Slurm runs one array task per trial (--pack M for \
+                 several per task)",
+                file.display()
+            )));
         }
     }
     if let Some(SweepAction::Status { file, store }) = args.action {
@@ -311,13 +328,38 @@ fn submit_to_slurm(
         dry_run,
     };
     let sub = array_job.launch(&s.sweep, &s.planned, &s.dir)?;
+    let max_parallel = array_job.options.max_parallel;
+    let nothing = format!(
+        "{} ({} queued or running in Slurm)",
+        sw::status_line(&s.planned),
+        sub.in_slurm
+    );
+    let what = format!(
+        "{} task(s) for {} trial(s){}",
+        sub.array.len(),
+        sub.trials,
+        if sub.in_slurm > 0 {
+            format!(", {} already in Slurm left out", sub.in_slurm)
+        } else {
+            String::new()
+        }
+    );
+    report_submission(&sub, max_parallel, &nothing, &what, &s.dir, out)
+}
+
+/// Prints what a submission did: the job id on stdout (or one JSON line), the rest on stderr.
+pub(super) fn report_submission(
+    sub: &slurm::Submission,
+    max_parallel: Option<u32>,
+    nothing: &str,
+    what: &str,
+    dir: &Path,
+    out: Output,
+) -> Result<()> {
     let array = format!(
         "{}{}",
         slurm::array_ranges(&sub.array),
-        array_job
-            .options
-            .max_parallel
-            .map_or(String::new(), |k| format!("%{k}"))
+        max_parallel.map_or(String::new(), |k| format!("%{k}"))
     );
     if out.json {
         outln!(
@@ -338,23 +380,10 @@ fn submit_to_slurm(
         }
     };
     if sub.array.is_empty() {
-        say(format!(
-            "nothing to submit: {} ({} queued or running in Slurm)",
-            sw::status_line(&s.planned),
-            sub.in_slurm
-        ));
+        say(format!("nothing to submit: {nothing}"));
         return Ok(());
     }
-    let what = format!(
-        "array {array}: {} task(s) for {} trial(s){}",
-        sub.array.len(),
-        sub.trials,
-        if sub.in_slurm > 0 {
-            format!(", {} already in Slurm left out", sub.in_slurm)
-        } else {
-            String::new()
-        }
-    );
+    let what = format!("array {array}: {what}");
     match &sub.job {
         None => say(format!(
             "wrote {} ({what}); not submitted (--dry-run)",
@@ -368,7 +397,7 @@ fn submit_to_slurm(
                 "submitted Slurm job {} ({what})\nscript: {}\nlogs:   {}/slurm/task-{}_<task>.log\nstatus: runner sweep status <file>",
                 job.job_id,
                 sub.script.display(),
-                s.dir.display(),
+                dir.display(),
                 job.job_id
             ));
         }

@@ -1,12 +1,14 @@
 //! `runner sweep FILE` and `runner sweep status FILE` for `[tpe]` sweeps: local workers that
 //! pull trials from the journal, and the journal read back.
 
-use super::args::Output;
+use super::args::{Output, SlurmArgs};
 use super::stdout::{out, outln};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::report::table::{Cell, Format, Table};
 use crate::sweep::adaptive::{self, Study, TrialRecord};
 use crate::sweep::journal::Journal;
+use crate::sweep::slurm;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 
 pub fn run(study: &Study, jobs: usize, dry_run: bool, out: Output) -> Result<()> {
@@ -26,10 +28,81 @@ pub fn run(study: &Study, jobs: usize, dry_run: bool, out: Output) -> Result<()>
             journal.path.display()
         );
     }
+    let reopened = study.reopen_failed()?;
+    if reopened > 0 && !out.quiet {
+        eprintln!("[sweep] {reopened} failed trial(s) to run again");
+    }
+    work(study, jobs, out)
+}
+
+/// An array task of `--slurm --workers`: one worker, on the sweep the submission named.
+pub fn work_in_slurm(study: &Study, dir_name: &str, file: &Path, out: Output) -> Result<()> {
+    if study.dir.file_name().is_none_or(|n| n != dir_name) {
+        return Err(Error::Input(format!(
+            "{}: this Slurm worker was submitted for sweep {dir_name}, but the file now gives {} \
+             (edited since?); the worker stops rather than start another sweep",
+            file.display(),
+            study.dir.display()
+        )));
+    }
+    work(study, 1, out)
+}
+
+/// `--slurm --workers K`: failed trials reopened, then K pulling workers submitted as an array
+/// (fewer when some already run or fewer trials are left).
+pub fn submit(
+    study: &Study,
+    file: &Path,
+    slurm: SlurmArgs,
+    dry_run: bool,
+    out: Output,
+) -> Result<()> {
+    let Some(workers) = slurm.workers else {
+        return Err(Error::Input(format!(
+            "{}: a [tpe] sweep runs on Slurm as pulling workers: add --workers K (K array tasks \
+             that each take trials from the journal until the {} trials are done)",
+            file.display(),
+            study.tpe.trials
+        )));
+    };
+    if !dry_run {
+        study.reopen_failed()?;
+    }
+    let unfinished = study.unfinished();
+    let options = slurm.options();
+    let sub = slurm::submit_workers(
+        file,
+        &study.dir,
+        study.runs_dir,
+        workers as usize,
+        unfinished,
+        &options,
+        dry_run,
+    )?;
+    let (records, _) = adaptive::trials(&Journal::new(&study.dir).read());
+    let nothing = format!(
+        "{} ({} worker(s) queued or running in Slurm)",
+        summary_line(study, &records),
+        sub.in_slurm
+    );
+    let what = format!(
+        "{} worker(s) for {unfinished} unfinished trial(s){}",
+        sub.array.len(),
+        if sub.in_slurm > 0 {
+            format!(", {} already in Slurm", sub.in_slurm)
+        } else {
+            String::new()
+        }
+    );
+    super::sweep::report_submission(&sub, options.max_parallel, &nothing, &what, &study.dir, out)
+}
+
+fn work(study: &Study, jobs: usize, out: Output) -> Result<()> {
+    let journal = Journal::new(&study.dir);
     let interrupted = super::start_training()?;
     if !out.quiet {
         eprintln!(
-            "[sweep] {} workers pulling from {}",
+            "[sweep] {} worker(s) pulling from {}",
             jobs.max(1),
             journal.path.display()
         );
@@ -50,17 +123,25 @@ pub fn run(study: &Study, jobs: usize, dry_run: bool, out: Output) -> Result<()>
     end.report(&runs, out)
 }
 
-/// What a trial is now: its run's word when it ended, else running or waiting to be taken again.
-fn state(r: &TrialRecord) -> String {
+/// What a trial is now: its run's word when it ended, else running, or waiting to be taken
+/// again (its worker died or was cancelled).
+fn state(study: &Study, r: &TrialRecord) -> String {
     match (&r.finished, &r.failed) {
         (Some((status, _)), _) => status.clone(),
         (None, Some(_)) => "failed".into(),
-        (None, None) => "running".into(),
+        (None, None) => {
+            let run = crate::rundir::RunDir::new(study.runs_dir.join(&r.run));
+            if adaptive::taken(r, &run) {
+                "running".into()
+            } else {
+                "waiting".into()
+            }
+        }
     }
 }
 
 fn summary_line(study: &Study, records: &std::collections::BTreeMap<usize, TrialRecord>) -> String {
-    let count = |w: &str| records.values().filter(|r| state(r) == w).count();
+    let count = |w: &str| records.values().filter(|r| state(study, r) == w).count();
     let best = records
         .iter()
         .filter_map(|(t, r)| Some((t, r.finished.as_ref()?.1?)))
@@ -74,12 +155,13 @@ fn summary_line(study: &Study, records: &std::collections::BTreeMap<usize, Trial
         });
     let (scale, decimals, unit) = study.sweep.metric.format();
     format!(
-        "{} of {} trials: {} complete, {} pruned, {} running, {} failed, {} diverged{}",
+        "{} of {} trials: {} complete, {} pruned, {} running, {} waiting, {} failed, {} diverged{}",
         records.len(),
         study.tpe.trials,
         count("complete"),
         count("pruned"),
         count("running"),
+        count("waiting"),
         count("failed"),
         count("diverged"),
         best.map_or(String::new(), |(t, m)| format!(
@@ -103,7 +185,7 @@ pub fn status(study: &Study, out: Output) -> Result<()> {
                 "{}",
                 serde_json::json!({
                     "trial": t,
-                    "state": state(r),
+                    "state": state(study, r),
                     "run": r.run,
                     "params": r.params,
                     metric.name(): r.finished.as_ref().and_then(|f| f.1),
@@ -114,6 +196,14 @@ pub fn status(study: &Study, out: Output) -> Result<()> {
         return Ok(());
     }
     outln!("{}", summary_line(study, &records))?;
+    let workers = slurm::active_workers(&study.dir);
+    if !workers.is_empty() {
+        let each: Vec<String> = workers
+            .iter()
+            .map(|w| format!("{} {}", w.task, w.state))
+            .collect();
+        outln!("Slurm workers: {}", each.join(", "))?;
+    }
     let keys: Vec<&String> = study.tpe.axes.iter().map(|(k, _)| k).collect();
     let mut header = vec!["trial", "state", metric.column(), "finished"];
     header.extend(keys.iter().map(|k| k.as_str()));
@@ -126,7 +216,7 @@ pub fn status(study: &Study, out: Output) -> Result<()> {
     for (t, r) in &records {
         let mut row = vec![
             Cell::text(t.to_string()),
-            Cell::text(state(r)),
+            Cell::text(state(study, r)),
             r.finished
                 .as_ref()
                 .and_then(|f| f.1)

@@ -85,6 +85,7 @@ pub fn trials(events: &[Event]) -> (BTreeMap<usize, TrialRecord>, Vec<usize>) {
                 t.finished = Some((status.clone(), *metric));
             }
             Event::Failed { exit, .. } => t.failed = Some(*exit),
+            Event::Reopened { .. } => t.failed = None,
         }
     }
     (map, order)
@@ -158,7 +159,7 @@ fn from_json(d: &Distribution, v: &serde_json::Value) -> Option<f64> {
 
 /// Whether the process that last took a trial still runs it: its run's lock is held, or the
 /// worker is a live process on this machine.
-fn taken(record: &TrialRecord, run: &RunDir) -> bool {
+pub fn taken(record: &TrialRecord, run: &RunDir) -> bool {
     if run.is_locked() {
         return true;
     }
@@ -183,6 +184,34 @@ impl Study<'_> {
             pid: std::process::id(),
             at: journal::now(),
         }
+    }
+
+    /// Marks every failed trial to be run again: what `runner sweep` does when started (not its
+    /// Slurm workers, which would otherwise rerun a trial that always fails in a loop). Returns
+    /// how many.
+    pub fn reopen_failed(&self) -> Result<usize> {
+        self.journal().update(|events| {
+            let (records, _) = trials(events);
+            let reopened: Vec<Event> = records
+                .iter()
+                .filter(|(_, r)| r.finished.is_none() && r.failed.is_some())
+                .map(|(&trial, _)| Event::Reopened {
+                    trial,
+                    at: journal::now(),
+                })
+                .collect();
+            Ok((reopened.len(), reopened))
+        })
+    }
+
+    /// Trials of the budget that have not ended yet (not proposed, running, or to be taken).
+    pub fn unfinished(&self) -> usize {
+        let (records, _) = trials(&self.journal().read());
+        let ended = records
+            .values()
+            .filter(|r| r.finished.is_some() || r.failed.is_some())
+            .count();
+        self.tpe.trials.saturating_sub(ended)
     }
 
     /// Takes the next trial: one whose worker died, else a new proposal while fewer than
@@ -395,7 +424,12 @@ impl Study<'_> {
     pub fn work(&self, jobs: usize, interrupted: &AtomicBool, quiet: bool) -> Result<usize> {
         let exe = std::env::current_exe()
             .map_err(|e| Error::Failed(format!("cannot find the runner executable: {e}")))?;
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // A Slurm worker is given its cores in RAYON_NUM_THREADS (from --cpus-per-task).
+        let cores = std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let threads = (cores / jobs.max(1)).max(1);
         let failed = std::sync::atomic::AtomicUsize::new(0);
         let say = |line: String| {

@@ -40,12 +40,15 @@ pub enum Event {
         metric: Option<f64>,
         at: String,
     },
-    /// The trial's run failed (it will not be proposed again, nor retried by this sweep run).
+    /// The trial's run failed. Workers leave it until the sweep is started again, which
+    /// reopens it (so a trial that always fails runs once per `runner sweep`, not in a loop).
     Failed {
         trial: usize,
         exit: Option<i32>,
         at: String,
     },
+    /// `runner sweep` was started again: this failed trial is to be run again.
+    Reopened { trial: usize, at: String },
 }
 
 impl Event {
@@ -54,7 +57,8 @@ impl Event {
             Event::Proposed { trial, .. }
             | Event::Started { trial, .. }
             | Event::Finished { trial, .. }
-            | Event::Failed { trial, .. } => *trial,
+            | Event::Failed { trial, .. }
+            | Event::Reopened { trial, .. } => *trial,
         }
     }
 }

@@ -36,6 +36,9 @@ pub struct Job {
     pub pack: usize,
     pub script: String,
     pub submitted_at: String,
+    /// Its tasks are pulling workers of a `[tpe]` sweep, not fixed shares of the manifest.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub workers: bool,
 }
 
 /// What a submission did (or, with `dry_run`, would do).
@@ -77,22 +80,33 @@ fn quote(s: &str) -> String {
 pub fn script(
     job_name: &str,
     sweep_dir: &Path,
-    runs_dir: &Path,
+    work: &Work,
     exe: &Path,
     workdir: &Path,
     array: &[usize],
     opts: &Options,
 ) -> String {
     let mut s = String::from("#!/bin/bash\n");
-    let which = match opts.pack {
-        1 => "Array task T runs trial T".to_string(),
-        p => format!("Array task T runs trials {p}T to {p}T+{}", p - 1),
+    s += &match work {
+        Work::Manifest { .. } => {
+            let which = match opts.pack {
+                1 => "Array task T runs trial T".to_string(),
+                p => format!("Array task T runs trials {p}T to {p}T+{}", p - 1),
+            };
+            format!(
+                "# Written by `runner sweep --slurm`. {which} of\n\
+                 # manifest.jsonl (complete ones are skipped); an interrupted trial resumes from its\n\
+                 # checkpoint when the sweep is submitted again.\n"
+            )
+        }
+        Work::Worker { .. } => {
+            "# Written by `runner sweep --slurm --workers`. Each array task is a worker \
+             that takes\n# trials from journal.jsonl (a new proposal, or one whose worker died, \
+             resumed from its\n# checkpoint), runs them one after another, and ends when the \
+             budget is met.\n"
+                .to_string()
+        }
     };
-    s += &format!(
-        "# Written by `runner sweep --slurm`. {which} of\n\
-         # manifest.jsonl (complete ones are skipped); an interrupted trial resumes from its\n\
-         # checkpoint when the sweep is submitted again.\n"
-    );
     let mut directive = |d: String| s += &format!("#SBATCH {d}\n");
     directive(format!("--job-name={job_name}"));
     let limit = opts.max_parallel.map_or(String::new(), |k| format!("%{k}"));
@@ -115,16 +129,41 @@ pub fn script(
     for a in &opts.sbatch_args {
         directive(a.clone());
     }
+    let q = |p: &Path| quote(&p.display().to_string());
+    let command = match work {
+        Work::Manifest { runs_dir } => format!(
+            "slurm-task {} --task \"$SLURM_ARRAY_TASK_ID\" --pack {} --runs-dir {}",
+            q(&sweep_dir.join(super::manifest::FILE)),
+            opts.pack,
+            q(runs_dir),
+        ),
+        Work::Worker {
+            sweep_file,
+            runs_dir,
+        } => format!(
+            "sweep {} --slurm-worker {} --runs-dir {}",
+            q(sweep_file),
+            quote(&sweep_dir.file_name().unwrap_or_default().to_string_lossy()),
+            q(runs_dir),
+        ),
+    };
     s += &format!(
-        "\nexport RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\ncd {}\nexec {} slurm-task {} \
-         --task \"$SLURM_ARRAY_TASK_ID\" --pack {} --runs-dir {}\n",
-        quote(&workdir.display().to_string()),
-        quote(&exe.display().to_string()),
-        quote(&sweep_dir.join(super::manifest::FILE).display().to_string()),
-        opts.pack,
-        quote(&runs_dir.display().to_string()),
+        "\nexport RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\ncd {}\nexec {} {command}\n",
+        q(workdir),
+        q(exe),
     );
     s
+}
+
+/// What each array task of a submission runs.
+pub enum Work<'a> {
+    /// Its share of the manifest's trials (`--pack` per task), fixed by the task's index.
+    Manifest { runs_dir: &'a Path },
+    /// A worker of a `[tpe]` sweep: pulls trials from the journal until none is left.
+    Worker {
+        sweep_file: &'a Path,
+        runs_dir: &'a Path,
+    },
 }
 
 /// The name the sweep's jobs carry in Slurm (`squeue --name`).
@@ -179,7 +218,7 @@ pub fn active(sweep_dir: &Path) -> BTreeMap<usize, InSlurm> {
             continue;
         };
         let (Some(job_rec), Ok(t)) = (
-            jobs.iter().find(|j| j.job_id == *job),
+            jobs.iter().find(|j| j.job_id == *job && !j.workers),
             task.parse::<usize>(),
         ) else {
             continue;
@@ -195,6 +234,36 @@ pub fn active(sweep_dir: &Path) -> BTreeMap<usize, InSlurm> {
         }
     }
     out
+}
+
+/// The sweep's pulling workers that Slurm has queued or running (from `squeue`).
+pub fn active_workers(sweep_dir: &Path) -> Vec<InSlurm> {
+    let jobs = jobs(sweep_dir);
+    if !jobs.iter().any(|j| j.workers) {
+        return Vec::new();
+    }
+    let Ok(o) = Command::new("squeue")
+        .args(["-h", "-r", "-o", "%F %K %T", "--name"])
+        .arg(job_name(sweep_dir))
+        .output()
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let [job, task, state] = f.as_slice() else {
+                return None;
+            };
+            jobs.iter()
+                .any(|j| j.job_id == *job && j.workers)
+                .then(|| InSlurm {
+                    task: format!("{job}_{task}"),
+                    state: state.to_lowercase(),
+                })
+        })
+        .collect()
 }
 
 /// Final states of finished array tasks from `sacct` (needs Slurm accounting); empty otherwise.
@@ -294,15 +363,81 @@ pub fn submit(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    let (script, job) = if array.is_empty() {
+        (PathBuf::new(), None)
+    } else {
+        let runs_dir = &absolute(runs_dir, "the runs directory")?;
+        sbatch(
+            sweep_dir,
+            &Work::Manifest { runs_dir },
+            &array,
+            opts,
+            dry_run,
+        )?
+    };
+    Ok(Submission {
+        job,
+        script,
+        array,
+        trials: todo.len(),
+        in_slurm: in_slurm.len(),
+    })
+}
+
+/// Submits `workers` array tasks that each pull trials of a `[tpe]` sweep from its journal
+/// (`runner sweep FILE --slurm-worker`), fewer if Slurm already runs some of this sweep's
+/// workers or fewer trials are left. Returns at once.
+pub fn submit_workers(
+    sweep_file: &Path,
+    sweep_dir: &Path,
+    runs_dir: &Path,
+    workers: usize,
+    unfinished: usize,
+    opts: &Options,
+    dry_run: bool,
+) -> Result<Submission> {
+    let in_slurm = active_workers(sweep_dir).len();
+    let wanted = workers.min(unfinished).saturating_sub(in_slurm);
+    let array: Vec<usize> = (0..wanted).collect();
+    let (script, job) = if array.is_empty() {
+        (PathBuf::new(), None)
+    } else {
+        let sweep_file = absolute(sweep_file, "the sweep file")?;
+        let runs_dir = absolute(runs_dir, "the runs directory")?;
+        let work = Work::Worker {
+            sweep_file: &sweep_file,
+            runs_dir: &runs_dir,
+        };
+        sbatch(sweep_dir, &work, &array, opts, dry_run)?
+    };
+    Ok(Submission {
+        job,
+        script,
+        array,
+        trials: unfinished,
+        in_slurm,
+    })
+}
+
+fn absolute(p: &Path, what: &str) -> Result<PathBuf> {
+    std::path::absolute(p).map_err(|e| Error::io(&format!("resolve {what}"), p, e))
+}
+
+/// Writes the sbatch script of `array` (the paths in `work` absolute) and, unless `dry_run`, submits it and records the job
+/// in `slurm/jobs.jsonl`.
+fn sbatch(
+    sweep_dir: &Path,
+    work: &Work,
+    array: &[usize],
+    opts: &Options,
+    dry_run: bool,
+) -> Result<(PathBuf, Option<Job>)> {
     let slurm_dir = sweep_dir.join("slurm");
     std::fs::create_dir_all(&slurm_dir).map_err(|e| Error::io("create", &slurm_dir, e))?;
     let script_path = slurm_dir.join(format!(
         "submit-{}.sh",
         chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
     ));
-    let absolute = |p: &Path, what: &str| {
-        std::path::absolute(p).map_err(|e| Error::io(&format!("resolve {what}"), p, e))
-    };
     let exe = std::env::current_exe()
         .map_err(|e| Error::Failed(format!("cannot find the runner executable: {e}")))?;
     let workdir = std::env::current_dir()
@@ -310,25 +445,15 @@ pub fn submit(
     let text = script(
         &job_name(sweep_dir),
         &absolute(sweep_dir, "the sweep directory")?,
-        &absolute(runs_dir, "the runs directory")?,
+        work,
         &exe,
         &workdir,
-        &array,
+        array,
         opts,
     );
-    let mut submission = Submission {
-        job: None,
-        script: script_path.clone(),
-        array: array.clone(),
-        trials: todo.len(),
-        in_slurm: in_slurm.len(),
-    };
-    if array.is_empty() {
-        return Ok(submission);
-    }
     crate::rundir::atomic::write(&script_path, text.as_bytes())?;
     if dry_run {
-        return Ok(submission);
+        return Ok((script_path, None));
     }
     let out = Command::new("sbatch")
         .arg("--parsable")
@@ -353,16 +478,16 @@ pub fn submit(
     let job_id = stdout.trim().split(';').next().unwrap_or("").to_string();
     let job = Job {
         job_id,
-        array,
+        array: array.to_vec(),
         pack: opts.pack,
         script: script_path.display().to_string(),
         submitted_at: crate::rundir::meta::now(),
+        workers: matches!(work, Work::Worker { .. }),
     };
     let mut lines = std::fs::read_to_string(jobs_file(sweep_dir)).unwrap_or_default();
     lines += &(serde_json::to_string(&job).expect("job serialises") + "\n");
     crate::rundir::atomic::write(&jobs_file(sweep_dir), lines.as_bytes())?;
-    submission.job = Some(job);
-    Ok(submission)
+    Ok((script_path, Some(job)))
 }
 
 /// `runner slurm-task`: runs array task `task`'s trials of the manifest, one after another.
@@ -460,7 +585,9 @@ mod tests {
         let s = script(
             "runner-lr-0123",
             Path::new("/r/sweeps/lr-0123"),
-            Path::new("/r"),
+            &Work::Manifest {
+                runs_dir: Path::new("/r"),
+            },
             Path::new("/opt/it's/runner"),
             Path::new("/home/a"),
             &[0, 1, 2, 4],
@@ -476,6 +603,34 @@ mod tests {
             "#SBATCH --signal=B:TERM@120",
             "#SBATCH --output=/r/sweeps/lr-0123/slurm/task-%A_%a.log",
             "exec '/opt/it'\\''s/runner' slurm-task '/r/sweeps/lr-0123/manifest.jsonl' --task \"$SLURM_ARRAY_TASK_ID\" --pack 2 --runs-dir '/r'",
+        ] {
+            assert!(s.lines().any(|l| l == line), "{line}\n{s}");
+        }
+    }
+
+    #[test]
+    fn a_worker_script_runs_one_pulling_worker_of_the_named_sweep() {
+        let opts = Options {
+            cpus_per_task: 2,
+            pack: 1,
+            ..Options::default()
+        };
+        let work = Work::Worker {
+            sweep_file: Path::new("/h/sweeps/tpe.toml"),
+            runs_dir: Path::new("/r"),
+        };
+        let s = script(
+            "runner-tpe-0123",
+            Path::new("/r/sweeps/tpe-0123"),
+            &work,
+            Path::new("/bin/runner"),
+            Path::new("/h"),
+            &[0, 1, 2],
+            &opts,
+        );
+        for line in [
+            "#SBATCH --array=0-2",
+            "exec '/bin/runner' sweep '/h/sweeps/tpe.toml' --slurm-worker 'tpe-0123' --runs-dir '/r'",
         ] {
             assert!(s.lines().any(|l| l == line), "{line}\n{s}");
         }
