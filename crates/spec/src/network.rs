@@ -42,6 +42,17 @@ impl Block {
     }
 }
 
+/// The keys whose values decide a network's type (the rest of `[model]`, such as dropout,
+/// activation and init, are chosen when the network runs).
+pub const SHAPE_KEYS: &[&str] = &[
+    "model.kind",
+    "model.hidden",
+    "model.conv",
+    "model.kernel",
+    "model.padding",
+    "model.pool",
+];
+
 /// A network's shape: everything that decides its dfdx type.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Network {

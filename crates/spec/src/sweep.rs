@@ -412,7 +412,7 @@ fn parse_search(
     let mut axes = Vec::new();
     for (k, v) in t {
         let dist = distribution(&k, v).map_err(|m| err(format!("[{section}] key '{k}': {m}")))?;
-        if k.starts_with("model.") && !matches!(dist, Distribution::Choice(_)) {
+        if shapes_the_network(&k) && !matches!(dist, Distribution::Choice(_)) {
             return Err(err(format!(
                 "[{section}] key '{k}': a model shape sampled from a range can be a network that is \
                  not compiled in (networks are compiled at build time from the values sweep files \
@@ -560,7 +560,7 @@ pub fn tpe_network_variants(sweep: &Sweep) -> Vec<Trial> {
         .map(|(k, v)| Override::set(k, v.clone()))
         .collect()];
     for (key, dist) in sweep.tpe.iter().flat_map(|t| &t.axes) {
-        if let (true, Distribution::Choice(values)) = (key.starts_with("model."), dist) {
+        if let (true, Distribution::Choice(values)) = (shapes_the_network(key), dist) {
             combos = combos
                 .into_iter()
                 .flat_map(|c| {
@@ -574,6 +574,10 @@ pub fn tpe_network_variants(sweep: &Sweep) -> Vec<Trial> {
         }
     }
     combos
+}
+
+fn shapes_the_network(key: &str) -> bool {
+    crate::network::SHAPE_KEYS.contains(&key)
 }
 
 fn sample(d: &Distribution, rng: &mut ChaCha8Rng) -> Value {
@@ -623,6 +627,17 @@ mod tests {
         assert!(bad.contains("[tpe] key 'startup'"), "{bad}");
         let empty = parse_err(&format!("{HEAD}[tpe]\ntrials = 2\n"));
         assert!(empty.contains("[tpe] has no axes"), "{empty}");
+        // A range over a key that shapes the network is refused; dropout does not shape it.
+        let width = parse_err(&format!(
+            "{HEAD}[tpe]\ntrials = 2\n\"model.hidden\" = {{ int = [16, 64] }}\n"
+        ));
+        assert!(width.contains("list the values with { choice"), "{width}");
+        let s = parse_ok(&format!(
+            "{HEAD}[tpe]\ntrials = 2\n\"model.dropout\" = {{ uniform = [0.0, 0.5] }}\n\
+             \"model.hidden\" = {{ choice = [[32], [64]] }}\n"
+        ));
+        let variants: Vec<Vec<String>> = tpe_network_variants(&s).iter().map(set_args).collect();
+        assert_eq!(variants, [["model.hidden=[32]"], ["model.hidden=[64]"]]);
     }
 
     #[test]
