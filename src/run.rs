@@ -204,6 +204,7 @@ fn new_meta(
         os: std::env::consts::OS.to_string(),
         arch: std::env::consts::ARCH.to_string(),
         cpu_model: meta::cpu_model(),
+        kernels: meta::kernels(),
         threads: rayon::current_num_threads(),
         flush_denormals: crate::fpmode::enabled(),
         started_at,
@@ -327,9 +328,10 @@ impl<'a> Run<'a> {
         }
         crate::verbose::say(|| {
             format!(
-                "{} threads, CPU {}",
+                "{} threads, CPU {}, kernels {}",
                 rayon::current_num_threads(),
-                meta::cpu_model()
+                meta::cpu_model(),
+                meta::kernels()
             )
         });
         let hash = exp.hash(&digest);
@@ -440,6 +442,7 @@ impl<'a> Run<'a> {
                 at: meta::now(),
                 after_step: step,
                 threads: rayon::current_num_threads(),
+                kernels: meta::kernels(),
                 command: std::env::args().collect(),
             });
             m.finished_at = None;

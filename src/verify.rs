@@ -56,6 +56,31 @@ pub struct Report {
     /// The digests in summary.json against the run's files.
     pub recorded_digests: Check,
     pub identical: bool,
+    /// The kernels' paths the run was made on (with its resumes, `+`-joined when they differ;
+    /// empty if its meta.json does not say) and the re-run's.
+    pub run_kernels: String,
+    pub rerun_kernels: String,
+    /// The git commits of the builds that made the run and the re-run (empty if unknown).
+    pub run_build: String,
+    pub rerun_build: String,
+}
+
+/// The kernels' paths of a run's meta.json (the start's, then any other a resume used,
+/// `+`-joined) and the commit of the build that made it.
+fn facts_of(run: &RunDir) -> (String, String) {
+    let Some(meta) = std::fs::read_to_string(run.file(rundir::META))
+        .ok()
+        .and_then(|t| serde_json::from_str::<rundir::meta::Meta>(&t).ok())
+    else {
+        return (String::new(), String::new());
+    };
+    let mut paths: Vec<String> = Vec::new();
+    for k in std::iter::once(meta.kernels).chain(meta.resumed.into_iter().map(|r| r.kernels)) {
+        if !k.is_empty() && !paths.contains(&k) {
+            paths.push(k);
+        }
+    }
+    (paths.join("+"), meta.git_commit)
 }
 
 impl std::fmt::Display for Report {
@@ -69,6 +94,31 @@ impl std::fmt::Display for Report {
         writeln!(f, "  eval.csv          {}", self.eval)?;
         writeln!(f, "  weights           {}", self.weights)?;
         writeln!(f, "  summary digests   {}", self.recorded_digests)?;
+        if self.run_kernels != self.rerun_kernels {
+            writeln!(
+                f,
+                "  kernels           run on {}, re-run on {}",
+                if self.run_kernels.is_empty() {
+                    "an unrecorded path"
+                } else {
+                    &self.run_kernels
+                },
+                self.rerun_kernels
+            )?;
+        }
+        if !self.identical && self.run_build != self.rerun_build {
+            writeln!(
+                f,
+                "  build             run made by runner {}, re-run by {}: a release that changed \
+                 the arithmetic (CHANGELOG.md says which) differs in the last bits",
+                if self.run_build.is_empty() {
+                    "(unrecorded)"
+                } else {
+                    &self.run_build
+                },
+                self.rerun_build
+            )?;
+        }
         write!(
             f,
             "result: {}",
@@ -141,6 +191,7 @@ pub fn verify(
     let identical = ![&metrics, &eval, &weights, &recorded_digests]
         .iter()
         .any(|c| c.differs());
+    let (run_facts, rerun_facts) = (facts_of(&run), facts_of(&rerun));
     Ok(Report {
         run: dir.display().to_string(),
         steps: n,
@@ -151,6 +202,10 @@ pub fn verify(
         weights,
         recorded_digests,
         identical,
+        run_kernels: run_facts.0,
+        rerun_kernels: rerun_facts.0,
+        run_build: run_facts.1,
+        rerun_build: rerun_facts.1,
     })
 }
 

@@ -218,6 +218,10 @@ pub fn main() -> i32 {
     if cli.verbose {
         crate::verbose::enable();
     }
+    if let Err(e) = gemm::isa::choose() {
+        eprintln!("error: {e}");
+        return crate::error::Error::Input(String::new()).exit_code();
+    }
     match execute(cli) {
         Ok(()) => 0,
         Err(e) if stdout::is_closed_pipe(&e) => 0,

@@ -1,5 +1,5 @@
-//! A safe, strided front for the `gemm` crate. 0.19 with `x86-v4`: AVX-512 kernels, chosen at
-//! run time where the CPU has them (dfdx 0.13 itself uses gemm 0.15, AVX2 at most).
+//! A safe, strided front for `gemm::gemm` (`vendor/gemm-0.15-shim`): its fixed-order kernels on
+//! AVX2 and AVX-512, the same bits on both (gemm 0.19 on CPUs that have neither).
 
 /// A read-only matrix view: `rows x cols`, element `(r, c)` at `data[r * rs + c * cs]`.
 #[derive(Clone, Copy)]

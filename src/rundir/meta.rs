@@ -13,6 +13,10 @@ pub struct Meta {
     pub os: String,
     pub arch: String,
     pub cpu_model: String,
+    /// The kernels' path (`avx512`, `avx2`: the same bits; `generic` on CPUs without AVX2 and
+    /// FMA, whose bits may differ); empty in runs made before it was recorded.
+    #[serde(default)]
+    pub kernels: String,
     pub threads: usize,
     /// Whether subnormal floats were flushed to zero (see `RUNNER_FLUSH_DENORMALS`).
     pub flush_denormals: bool,
@@ -39,6 +43,9 @@ pub struct Resumed {
     pub at: String,
     pub after_step: u64,
     pub threads: usize,
+    /// The kernels' path of this continuation (see [`Meta::kernels`]).
+    #[serde(default)]
+    pub kernels: String,
     pub command: Vec<String>,
 }
 
@@ -59,6 +66,13 @@ pub fn cpu_model() -> String {
                 .map(|(_, v)| v.trim().to_string())
         })
         .unwrap_or_default()
+}
+
+/// The kernels' path this process runs (`RUNNER_ISA` or the CPU's best; see `gemm::isa`).
+pub fn kernels() -> String {
+    gemm::isa::selected()
+        .map_or("generic", |isa| isa.name())
+        .to_string()
 }
 
 pub fn now() -> String {

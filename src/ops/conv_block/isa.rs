@@ -15,18 +15,17 @@ impl Isa {
         }
     }
 
-    /// Whether this CPU has the instruction set (AVX2 with FMA) and its registers split
-    /// `channels` evenly.
+    /// Whether this process may run the instruction set (the CPU has it and `RUNNER_ISA` does
+    /// not rule it out: see `gemm::isa`) and its registers split `channels` evenly.
     pub fn fits(self, channels: usize) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
+            use gemm::isa::Isa as Path;
             channels.is_multiple_of(self.lanes())
-                && match self {
-                    Isa::Avx512 => is_x86_feature_detected!("avx512f"),
-                    Isa::Avx2 => {
-                        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-                    }
-                }
+                && matches!(
+                    (self, gemm::isa::selected()),
+                    (Isa::Avx512, Some(Path::Avx512)) | (Isa::Avx2, Some(_))
+                )
         }
         #[cfg(not(target_arch = "x86_64"))]
         {

@@ -7,13 +7,17 @@
 //! A register tile is 4 rows of `X` by 6 rows of `W` (AVX-512; 3 by 3 with AVX2). The inner
 //! dimension is cut into chunks small enough that the tile's `W` rows stay in L1 while every
 //! batch row passes; the partial sums wait in a small buffer between chunks. Lane `j` of an
-//! output's partial sum adds the products at `j`, `j + lanes`, ... in order, and the lanes are
-//! summed in a fixed order: the same bits at any thread count (threads take whole `W` panels).
+//! output's partial sum adds the products at `j`, `j + 16`, ... in order (16 lanes on both
+//! instruction sets: AVX2 runs lanes 0-7, then 8-15), and the lanes are summed in a fixed
+//! order: the same bits on AVX2 and AVX-512 and at any thread count (threads take whole `W`
+//! panels).
 
-use crate::skinny::Isa;
+use crate::isa::Isa;
 use rayon::prelude::*;
 
-/// Vectors of the inner dimension per chunk: 2 KB of each row with AVX-512.
+/// Lanes of the partial sums, on both instruction sets: what fixes the order of the sums.
+pub const LANES: usize = 16;
+/// Vectors of the inner dimension per chunk: 2 KB of each row.
 const CHUNK_VECTORS: usize = 32;
 /// Tiles of `W` rows per parallel task.
 const TILES_PER_TASK: usize = 8;
@@ -25,7 +29,7 @@ unsafe impl Send for Ptr {}
 unsafe impl Sync for Ptr {}
 
 /// `c[r][o] (+)= Σ_p x[r][p] w[o][p]` for `m` rows of `x`, `n` rows of `w`, inner dimension `k`
-/// (a multiple of the vector width); `c` at any strides.
+/// (a multiple of [`LANES`]); `c` at any strides.
 ///
 /// # Safety
 /// The CPU has `isa`; the matrices are valid at their strides; `c` overlaps neither input.
@@ -41,7 +45,7 @@ pub unsafe fn gemm(
     w: *const f32,
     w_rs: isize,
 ) {
-    let lanes = isa.lanes();
+    let lanes = LANES;
     assert_eq!(k % lanes, 0, "the inner dimension is whole vectors");
     let (tile_rows, tile_outs) = isa.dot_tile();
     let per_task = TILES_PER_TASK * tile_outs;
@@ -97,18 +101,25 @@ pub struct Tile {
 
 #[cfg(target_arch = "x86_64")]
 pub mod simd {
-    use super::Tile;
-    use crate::vector::Vector;
+    use super::{Tile, LANES};
+    use crate::vector::{Pair, Vector};
     use std::arch::x86_64::*;
+
+    const _: () = assert!(<__m512 as Vector>::LANES == LANES && <Pair as Vector>::LANES == LANES);
+    const _: () = assert!(2 * <__m256 as Vector>::LANES == LANES);
 
     #[target_feature(enable = "avx512f")]
     pub unsafe fn avx512<const R: usize, const O: usize>(t: &Tile) {
-        tile::<__m512, R, O>(t)
+        tile::<__m512, R, O>(t, 0)
     }
 
+    /// The 16 lanes in two passes of 8: lanes 0-7 of every partial sum over the chunk, then
+    /// lanes 8-15. Each lane adds the same products in the same order as the AVX-512 kernel's,
+    /// and a pass needs one register per partial sum, not two.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn avx2<const R: usize, const O: usize>(t: &Tile) {
-        tile::<__m256, R, O>(t)
+        tile::<__m256, R, O>(t, 0);
+        tile::<__m256, R, O>(t, 8);
     }
 
     #[target_feature(enable = "avx512f")]
@@ -117,14 +128,15 @@ pub mod simd {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn sum256(p: *const f32) -> f32 {
-        __m256::load(p).sum()
+    pub unsafe fn sum_pair(p: *const f32) -> f32 {
+        Pair::load(p).sum()
     }
 
-    /// `R` rows of `x` against `O` rows of `w` over one chunk.
+    /// `R` rows of `x` against `O` rows of `w` over one chunk, for lanes `lane0 ..
+    /// lane0 + V::LANES` of the 16.
     #[inline(always)]
-    unsafe fn tile<V: Vector, const R: usize, const O: usize>(t: &Tile) {
-        let at = |r: usize, o: usize| t.partial.add(r * t.stride + o * V::LANES);
+    unsafe fn tile<V: Vector, const R: usize, const O: usize>(t: &Tile, lane0: usize) {
+        let at = |r: usize, o: usize| t.partial.add(r * t.stride + o * LANES + lane0);
         let mut acc = [[V::zero(); O]; R];
         if !t.first {
             for (r, acc) in acc.iter_mut().enumerate() {
@@ -133,10 +145,12 @@ pub mod simd {
                 }
             }
         }
-        let xs: [*const f32; R] = std::array::from_fn(|r| t.x.offset(r as isize * t.x_rs));
-        let ws: [*const f32; O] = std::array::from_fn(|o| t.w.offset(o as isize * t.w_rs));
+        let xs: [*const f32; R] =
+            std::array::from_fn(|r| t.x.offset(r as isize * t.x_rs).add(lane0));
+        let ws: [*const f32; O] =
+            std::array::from_fn(|o| t.w.offset(o as isize * t.w_rs).add(lane0));
         for v in 0..t.vectors {
-            let off = v * V::LANES;
+            let off = v * LANES;
             let xv: [V; R] = std::array::from_fn(|r| V::load(xs[r].add(off)));
             for (o, w) in ws.iter().enumerate() {
                 let wv = V::load(w.add(off));

@@ -1,25 +1,25 @@
-//! f32 products with few rows on the left (at most [`SMALL`]: a training batch), the shapes of
-//! a dense layer's forward pass `x Wᵀ` and input gradient `g W`, with the weight a few megabytes.
-//! gemm 0.19 packs the weight into panels on every call, which at a batch of 50 costs about as
-//! much as the arithmetic; here the weight is read in place, once per call, and only
-//! batch-sized operands are ever copied. (The weight gradient `gᵀ x`, with the batch as its
-//! inner dimension, stays with gemm 0.19: this form measured slower there.)
+//! f32 products in a fixed order of arithmetic: every product dfdx and runner make, when the
+//! CPU has AVX2 or AVX-512 (gemm 0.19 chooses its blocking of the inner dimension from the
+//! CPU's cache sizes, and so sums in an order that differs between machines). Each output is a
+//! sum over the inner dimension `p` in order, from zero, by fused multiply-adds, then added to
+//! `C` (or written): the same bits on every instruction set, cache size and thread count.
 //!
-//! `x Wᵀ` goes to the dot-product kernels in `dot`. Anything else is put in the form
-//! `C[r][c] (+)= Σ_p A[r][p] B[p][c]` where rows of `B` and `C` are contiguous (vector loads
-//! along `c`) and `A` is read one scalar at a time (broadcast), at any strides: the product as
-//! given or its transpose, whichever needs less copying. A tile of `C` (up to 6 rows by 4
-//! vectors with AVX-512) stays in registers while `p` runs over the whole inner dimension, in
-//! order, from zero; then the tile is added to `C` (or written). Tiles go to threads in blocks
-//! fixed by the shape, so the bits do not depend on the thread count.
+//! Shaped for a dense layer's products with a weight of a few megabytes: the weight is read in
+//! place, once per call, and only batch-sized operands are ever copied. `x Wᵀ` (rows of both
+//! contiguous along `p`) goes to the dot-product kernels in `dot`. Anything else is put in the
+//! form `C[r][c] (+)= Σ_p A[r][p] B[p][c]` where rows of `B` and `C` are contiguous (vector
+//! loads along `c`) and `A` is read one scalar at a time (broadcast), at any strides: the
+//! product as given or its transpose, whichever needs less copying (the two do the same
+//! arithmetic). A tile of `C` (up to 6 rows by 4 vectors with AVX-512) stays in registers while
+//! `p` runs over the whole inner dimension. Tiles go to threads in blocks fixed by the shape.
 
+use crate::isa::Isa;
 use rayon::prelude::*;
 
-/// Products with at most this many rows on the left (above it gemm 0.19 measured faster: at a
-/// batch of 100 the forward pass took 3.6 ms here against 3.1 ms).
+/// Up to this many rows (a batch), threads take column panels; above it, row panels.
 const SMALL: usize = 64;
-/// At most this many values copied into packed operands or a transposed output.
-const PACK_LIMIT: usize = 1 << 20;
+/// Rows of `X` per call of the dot-product kernels.
+const DOT_ROWS: usize = 128;
 
 /// Element `(r, c)` of a strided matrix is at `ptr + r * rs + c * cs`.
 #[derive(Clone, Copy)]
@@ -75,8 +75,7 @@ impl Form {
     }
 }
 
-/// `dst (m x n) = [dst +] lhs (m x k) · rhs (k x n)` on `isa` if this module serves the shape
-/// (`m` at most [`SMALL`]); `false` leaves `dst` untouched.
+/// `dst (m x n) = [dst +] lhs (m x k) · rhs (k x n)` on `isa`.
 ///
 /// # Safety
 /// As `gemm::gemm`: valid, non-overlapping matrices at the given strides; the CPU has `isa`.
@@ -96,24 +95,38 @@ pub(crate) unsafe fn gemm(
     rhs: *const f32,
     rhs_cs: isize,
     rhs_rs: isize,
-) -> bool {
-    if m > SMALL || m == 0 || n == 0 || k == 0 {
-        return false;
+) {
+    if m == 0 || n == 0 {
+        return;
     }
-    if lhs_cs == 1 && rhs_rs == 1 && k.is_multiple_of(isa.lanes()) {
-        // `lhs · rhs` with `rhs = Wᵀ`: rows of both contiguous along `k`.
-        crate::dot::gemm(
-            isa,
-            (m, n, k),
-            dst,
-            (dst_rs, dst_cs),
-            accumulate,
-            lhs,
-            lhs_rs,
-            rhs,
-            rhs_cs,
-        );
-        return true;
+    if k == 0 {
+        if !accumulate {
+            for r in 0..m as isize {
+                for c in 0..n as isize {
+                    *dst.offset(r * dst_rs + c * dst_cs) = 0.0;
+                }
+            }
+        }
+        return;
+    }
+    if lhs_cs == 1 && rhs_rs == 1 && k.is_multiple_of(crate::dot::LANES) {
+        // `lhs · rhs` with `rhs = Wᵀ`: rows of both contiguous along `k`. Many rows (an
+        // evaluation batch) go in blocks, so that a block's rows stay in cache while the whole
+        // weight passes once per block.
+        for r0 in (0..m).step_by(DOT_ROWS) {
+            crate::dot::gemm(
+                isa,
+                (DOT_ROWS.min(m - r0), n, k),
+                dst.offset(r0 as isize * dst_rs),
+                (dst_rs, dst_cs),
+                accumulate,
+                lhs.offset(r0 as isize * lhs_rs),
+                lhs_rs,
+                rhs,
+                rhs_cs,
+            );
+        }
+        return;
     }
     let (a, b, c) = (
         Mat {
@@ -152,11 +165,7 @@ pub(crate) unsafe fn gemm(
         .into_iter()
         .min_by_key(|f| f.copies(k, lanes))
         .expect("two forms");
-    if form.copies(k, lanes) > PACK_LIMIT {
-        return false;
-    }
     run(isa, form, k, accumulate);
-    true
 }
 
 /// Copies `b` and `c` where their rows are not whole contiguous vectors, runs the tiles, and
@@ -196,6 +205,38 @@ unsafe fn run(isa: Isa, form: Form, k: usize, accumulate: bool) {
     };
     let (tile_rows, tile_vectors) = isa.tile();
     let tile_cols = tile_vectors * lanes;
+    // `A` read along `p` at a stride (a transposed operand: the weight gradient's `gᵀ`, rows
+    // 4 KB apart and all in one L1 set) is copied once, each tile's rows side by side.
+    let mut a_buf = Vec::new();
+    let a_packed = a.cs != 1;
+    if a_packed {
+        a_buf.resize(rows.next_multiple_of(tile_rows) * k, 0.0f32);
+        for p in 0..k {
+            for r in 0..rows {
+                a_buf[(r - r % tile_rows) * k + p * tile_rows + r % tile_rows] = *a.at(r, p);
+            }
+        }
+    }
+    let a_copy = Mat {
+        ptr: a_buf.as_mut_ptr(),
+        rs: 1,
+        cs: tile_rows as isize,
+    };
+    // A tile's rows of `A`, from row `r` (a multiple of `tile_rows`).
+    let a_tile = move |r: usize| {
+        let packed = a_copy;
+        if a_packed {
+            Mat {
+                ptr: packed.ptr.add(r * k),
+                ..packed
+            }
+        } else {
+            Mat {
+                ptr: a.at(r, 0),
+                ..a
+            }
+        }
+    };
     // Few rows (the batch): tasks are column panels, each `B` panel read from cache for every
     // row tile. Many rows: tasks are row panels, each row of `A` read once.
     let by_columns = rows <= SMALL;
@@ -217,10 +258,7 @@ unsafe fn run(isa: Isa, form: Form, k: usize, accumulate: bool) {
             let (nr, nv) = (tile_rows.min(r1 - r), tile_vectors.min((c1 - c) / lanes));
             let t = Tile {
                 k,
-                a: Mat {
-                    ptr: a.at(r, 0),
-                    ..a
-                },
+                a: a_tile(r),
                 b: b.at(0, c),
                 b_rs: b.rs,
                 c: out.at(r, c),
@@ -236,8 +274,9 @@ unsafe fn run(isa: Isa, form: Form, k: usize, accumulate: bool) {
                 }
             }
         } else {
-            for r in (r0..r1).step_by(tile_rows) {
-                for c in (c0..c1).step_by(tile_cols) {
+            // A panel's rows of `A` and one tile column of `B` stay in L1 across its row tiles.
+            for c in (c0..c1).step_by(tile_cols) {
+                for r in (r0..r1).step_by(tile_rows) {
                     tile(r, c);
                 }
             }
@@ -264,35 +303,7 @@ struct Tile {
     accumulate: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Isa {
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-}
-
 impl Isa {
-    /// The instruction sets this CPU has, best first.
-    pub fn available() -> Vec<Isa> {
-        let mut sets = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx512f") {
-                sets.push(Isa::Avx512);
-            }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                sets.push(Isa::Avx2);
-            }
-        }
-        sets
-    }
-
-    /// The best instruction set this CPU has for these kernels, if any.
-    pub(crate) fn detect() -> Option<Isa> {
-        Self::available().first().copied()
-    }
-
     pub(crate) fn lanes(self) -> usize {
         match self {
             #[cfg(target_arch = "x86_64")]
@@ -324,13 +335,14 @@ impl Isa {
         }
     }
 
-    /// The sum of the vector of lanes at `p`, in a fixed order.
+    /// The sum of the [`crate::dot::LANES`] partial sums at `p`, in a fixed order (the same on
+    /// both instruction sets).
     pub(crate) unsafe fn sum(self, p: *const f32) -> f32 {
         match self {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => crate::dot::simd::sum512(p),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => crate::dot::simd::sum256(p),
+            Isa::Avx2 => crate::dot::simd::sum_pair(p),
         }
     }
 

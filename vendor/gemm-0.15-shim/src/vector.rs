@@ -63,7 +63,7 @@ vector!(
     _mm512_storeu_ps,
     _mm512_fmadd_ps,
     _mm512_add_ps,
-    |v| _mm512_reduce_add_ps(v)
+    sum512
 );
 vector!(
     __m256,
@@ -83,4 +83,54 @@ unsafe fn sum256(v: __m256) -> f32 {
     let h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
     let q = _mm_add_ps(h, _mm_movehl_ps(h, h));
     _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps::<1>(q, q)))
+}
+
+/// The 16 lanes of an AVX-512 register summed as [`Pair`]'s: lane `i` plus lane `i + 8`, then
+/// as [`sum256`].
+#[inline(always)]
+unsafe fn sum512(v: __m512) -> f32 {
+    let lo = _mm512_castps512_ps256(v);
+    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+    sum256(_mm256_add_ps(lo, hi))
+}
+
+/// 16 lanes in two AVX2 registers (lanes 0-7, 8-15): the AVX-512 kernels' arithmetic, lane for
+/// lane, on CPUs without AVX-512.
+#[derive(Clone, Copy)]
+pub struct Pair(__m256, __m256);
+
+impl Vector for Pair {
+    const LANES: usize = 16;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        Pair(_mm256_setzero_ps(), _mm256_setzero_ps())
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        Pair(_mm256_set1_ps(x), _mm256_set1_ps(x))
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        Pair(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)))
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        _mm256_storeu_ps(p, self.0);
+        _mm256_storeu_ps(p.add(8), self.1);
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, a: Self, b: Self) -> Self {
+        Pair(
+            _mm256_fmadd_ps(a.0, b.0, self.0),
+            _mm256_fmadd_ps(a.1, b.1, self.1),
+        )
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        Pair(_mm256_add_ps(self.0, b.0), _mm256_add_ps(self.1, b.1))
+    }
+    #[inline(always)]
+    unsafe fn sum(self) -> f32 {
+        sum256(_mm256_add_ps(self.0, self.1))
+    }
 }

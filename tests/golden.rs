@@ -1,0 +1,191 @@
+//! The same bits on every kernel path and every machine: short runs of the reference CNN, a
+//! LeNet, the smoke networks and the training vocabulary (dropout, GELU, label smoothing, a
+//! schedule, clipping, weight decay, a validation split), on every path this CPU can run
+//! (`RUNNER_ISA=avx512`, `avx2`), against the digests committed in `tests/golden/digests.txt`.
+//! Those were made on an AVX-512 machine; one with AVX2 alone checks its path against them.
+//!
+//! After a deliberate change to the arithmetic (say so in the commit, with the old and new
+//! digests), `RUNNER_GOLDEN_UPDATE=1 cargo test --test golden` rewrites the file, and only when
+//! every path gave the same bits.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+const DIGESTS: &str = "tests/golden/digests.txt";
+
+/// `(case, experiment file, --set overrides)`. Steps are few: a test, not a training run.
+const CASES: &[(&str, &str, &[&str])] = &[
+    ("smoke", "experiments/smoke.toml", &[]),
+    ("smoke-cnn", "experiments/smoke-cnn.toml", &[]),
+    (
+        "baseline-40",
+        "experiments/baseline.toml",
+        &["train.steps=40", "train.eval_every=40"],
+    ),
+    (
+        "lenet5-30",
+        "experiments/lenet5.toml",
+        &["train.steps=30", "train.eval_every=30"],
+    ),
+    (
+        "baseline-vocabulary-12",
+        "experiments/baseline-cosine.toml",
+        &[
+            "train.steps=12",
+            "train.eval_every=12",
+            "schedule.warmup_steps=4",
+            "model.dropout=0.3",
+            "train.label_smoothing=0.1",
+            "data.validation=2000",
+        ],
+    ),
+    (
+        "smoke-vocabulary",
+        "experiments/smoke.toml",
+        &[
+            "model.activation=gelu",
+            "model.dropout=0.2",
+            "train.label_smoothing=0.1",
+            "train.clip_grad_norm=0.5",
+            "optimizer.kind=adam",
+            "~optimizer.momentum",
+            "optimizer.lr=0.003",
+            "optimizer.weight_decay=0.01",
+            "schedule.kind=cosine",
+            "schedule.warmup_steps=10",
+            "data.validation=5000",
+        ],
+    ),
+];
+
+/// The paths this CPU can run (from `runner`'s own check of `RUNNER_ISA`).
+fn paths() -> Vec<&'static str> {
+    ["avx512", "avx2"]
+        .into_iter()
+        .filter(|isa| {
+            Command::new(env!("CARGO_BIN_EXE_runner"))
+                .arg("models")
+                .env("RUNNER_ISA", isa)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect()
+}
+
+/// One line per case: `case metrics eval weights`, the summary's digests (the weights' as one
+/// SHA-256 over the sorted per-tensor digests).
+fn digest_line(case: &str, run_dir: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
+            .unwrap();
+    let d = &summary["digests"];
+    let weights: BTreeMap<String, String> = serde_json::from_value(d["weights"].clone()).unwrap();
+    let mut h = Sha256::new();
+    for (name, digest) in &weights {
+        h.update(format!("{name} {digest}\n"));
+    }
+    let short = |s: &str| s.chars().take(16).collect::<String>();
+    format!(
+        "{case} {} {} {}",
+        short(d["metrics"].as_str().unwrap()),
+        short(d["eval"].as_str().unwrap()),
+        short(&format!("{:x}", h.finalize()))
+    )
+}
+
+fn run_case(isa: &str, (case, file, sets): &(&str, &str, &[&str])) -> String {
+    let runs = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runner"));
+    cmd.arg("run")
+        .arg(file)
+        .arg("-q")
+        .arg("--runs-dir")
+        .arg(runs.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUNNER_ISA", isa);
+    for s in *sets {
+        cmd.arg("--set").arg(s);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{case} on {isa}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run_dir = std::fs::read_dir(runs.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("summary.json").is_file())
+        .unwrap();
+    let meta = std::fs::read_to_string(run_dir.join("meta.json")).unwrap();
+    assert!(
+        meta.contains(&format!("\"kernels\": \"{isa}\"")),
+        "{case}: meta.json records the path it ran on"
+    );
+    digest_line(case, &run_dir)
+}
+
+#[test]
+fn every_path_gives_the_committed_digests() {
+    let paths = paths();
+    if paths.is_empty() {
+        eprintln!("SKIPPED: this CPU has neither AVX-512 nor AVX2 with FMA (the generic path)");
+        return;
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DIGESTS);
+    let committed: BTreeMap<String, String> = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| (l.split(' ').next().unwrap().to_string(), l.to_string()))
+        .collect();
+    let mut lines = Vec::new();
+    let mut wrong = Vec::new();
+    for case in CASES {
+        let got: Vec<(&str, String)> = paths
+            .iter()
+            .map(|&isa| (isa, run_case(isa, case)))
+            .collect();
+        for (isa, line) in &got {
+            assert_eq!(
+                line, &got[0].1,
+                "{} gives other bits on {isa} than on {}",
+                case.0, got[0].0
+            );
+        }
+        if committed.get(case.0) != Some(&got[0].1) {
+            wrong.push(format!(
+                "{}: committed {:?}, got {:?} on {}",
+                case.0,
+                committed.get(case.0),
+                got[0].1,
+                paths.join(" and ")
+            ));
+        }
+        lines.push(got[0].1.clone());
+    }
+    if std::env::var_os("RUNNER_GOLDEN_UPDATE").is_some() {
+        let text = format!(
+            "# case metrics.csv eval.csv weights: the first 16 hex digits of summary.json's digests\n\
+             # (weights: SHA-256 over the sorted per-tensor digests). Written by\n\
+             # RUNNER_GOLDEN_UPDATE=1 cargo test --test golden, with {} giving the same bits.\n{}\n",
+            paths.join(" and "),
+            lines.join("\n")
+        );
+        std::fs::write(&path, text).unwrap();
+        eprintln!("wrote {}", path.display());
+        return;
+    }
+    assert!(
+        wrong.is_empty(),
+        "digests differ from {DIGESTS}:\n{}",
+        wrong.join("\n")
+    );
+    eprintln!(
+        "{} cases on {}: the committed digests",
+        CASES.len(),
+        paths.join(" and ")
+    );
+}
