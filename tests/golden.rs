@@ -189,3 +189,119 @@ fn every_path_gives_the_committed_digests() {
         paths.join(" and ")
     );
 }
+
+#[test]
+fn verify_on_the_other_path_is_bit_identical_and_names_both_paths() {
+    let paths = paths();
+    if paths.len() < 2 {
+        eprintln!("SKIPPED: this CPU runs one path only ({paths:?})");
+        return;
+    }
+    let runs = tempfile::tempdir().unwrap();
+    let runner = |isa: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_runner"))
+            .args(args)
+            .arg("--runs-dir")
+            .arg(runs.path())
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("RUNNER_ISA", isa)
+            .output()
+            .unwrap()
+    };
+    let run = runner("avx2", &["run", "experiments/smoke.toml", "-q"]);
+    assert!(run.status.success());
+    let dir = std::fs::read_dir(runs.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("summary.json").is_file())
+        .unwrap();
+    let out = runner("avx512", &["verify", dir.to_str().unwrap(), "-q"]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("kernels           run on avx2, re-run on avx512"),
+        "{report}"
+    );
+    assert!(report.contains("result: bit-identical"), "{report}");
+}
+
+/// The mixed-cluster case: a run interrupted on one path and resumed on the other ends with the
+/// bits of an uninterrupted run, and `meta.json` records both paths.
+#[test]
+fn a_run_resumed_on_the_other_path_is_bit_identical_and_says_so() {
+    let paths = paths();
+    if paths.len() < 2 {
+        eprintln!("SKIPPED: this CPU runs one path only ({paths:?})");
+        return;
+    }
+    let runs = tempfile::tempdir().unwrap();
+    let command = |isa: &str, args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_runner"));
+        c.args(args)
+            .arg("--runs-dir")
+            .arg(runs.path())
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("RUNNER_ISA", isa);
+        c
+    };
+    let exp = [
+        "run",
+        "experiments/mlp.toml",
+        "-q",
+        "--set",
+        "train.steps=600",
+        "--set",
+        "train.eval_every=300",
+        "--set",
+        "train.checkpoint_every=50",
+        "--set",
+        "model.hidden=[256]",
+    ];
+    let mut child = command("avx2", &exp)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let dir = loop {
+        let found = std::fs::read_dir(runs.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.join("checkpoint.safetensors").is_file());
+        if let Some(d) = found {
+            break d;
+        }
+        assert!(t0.elapsed().as_secs() < 120, "no checkpoint");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // SAFETY: kill only sends a signal to our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    child.wait().unwrap();
+    let summary = std::fs::read_to_string(dir.join("summary.json")).unwrap();
+    if summary.contains("\"complete\"") {
+        eprintln!("SKIPPED: the run finished before the interrupt");
+        return;
+    }
+    let resumed = command("avx512", &["resume", dir.to_str().unwrap(), "-q"])
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["kernels"], "avx2", "{meta}");
+    assert_eq!(meta["resumed"][0]["kernels"], "avx512", "{meta}");
+    let out = command("avx2", &["verify", dir.to_str().unwrap(), "-q"])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("run on avx2+avx512, re-run on avx2"),
+        "{report}"
+    );
+    assert!(report.contains("result: bit-identical"), "{report}");
+}
