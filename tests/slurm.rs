@@ -218,30 +218,43 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
 /// One local cluster at a time: two would share the same two cores.
 static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-#[test]
-fn a_sweep_on_slurm_resubmits_only_the_missing_trial() {
-    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    let t_start = Instant::now();
+/// A started cluster and a directory holding `exp.toml`, a small MLP of `steps` steps named
+/// `name` (evaluated three times, checkpointed every 100 steps); `None`, having said why, where
+/// Slurm cannot be installed or started.
+fn cluster_and_experiment(name: &str, steps: u32) -> Option<(Cluster, tempfile::TempDir)> {
     if let Err(why) = ensure_slurm() {
         eprintln!("SKIPPED: {why}");
-        return;
+        return None;
     }
     let cluster = match Cluster::start() {
         Ok(c) => c,
         Err(why) => {
             eprintln!("SKIPPED: cannot start a local Slurm cluster: {why}");
-            return;
+            return None;
         }
     };
     let work = tempfile::tempdir().unwrap();
-    let dir = work.path();
     std::fs::write(
-        dir.join("exp.toml"),
-        "name = \"slurm\"\nseed = 0\n[model]\nkind = \"mlp\"\nhidden = [32]\n[optimizer]\n\
-         kind = \"sgd\"\nlr = 0.05\n[train]\nbatch_size = 32\nsteps = 6000\neval_every = 2000\n\
-         checkpoint_every = 100\n",
+        work.path().join("exp.toml"),
+        format!(
+            "name = \"{name}\"\nseed = 0\n[model]\nkind = \"mlp\"\nhidden = [32]\n\
+             [optimizer]\nkind = \"sgd\"\nlr = 0.05\n[train]\nbatch_size = 32\nsteps = {steps}\n\
+             eval_every = {}\ncheckpoint_every = 100\n",
+            steps / 3
+        ),
     )
     .unwrap();
+    Some((cluster, work))
+}
+
+#[test]
+fn a_sweep_on_slurm_resubmits_only_the_missing_trial() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let t_start = Instant::now();
+    let Some((cluster, work)) = cluster_and_experiment("slurm", 6000) else {
+        return;
+    };
+    let dir = work.path();
     std::fs::write(
         dir.join("sweep.toml"),
         "name = \"sl\"\nbase = \"exp.toml\"\nseeds = [0, 1, 2]\n",
@@ -354,38 +367,14 @@ fn a_sweep_on_slurm_resubmits_only_the_missing_trial() {
     );
 }
 
-fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 #[test]
 fn tpe_workers_on_slurm_meet_the_budget_when_one_is_cancelled() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let t_start = Instant::now();
-    if let Err(why) = ensure_slurm() {
-        eprintln!("SKIPPED: {why}");
+    let Some((cluster, work)) = cluster_and_experiment("tw", 3000) else {
         return;
-    }
-    let cluster = match Cluster::start() {
-        Ok(c) => c,
-        Err(why) => {
-            eprintln!("SKIPPED: cannot start a local Slurm cluster: {why}");
-            return;
-        }
     };
-    let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    std::fs::write(
-        dir.join("exp.toml"),
-        "name = \"tw\"\nseed = 0\n[model]\nkind = \"mlp\"\nhidden = [32]\n[optimizer]\n\
-         kind = \"sgd\"\nlr = 0.05\n[train]\nbatch_size = 32\nsteps = 3000\neval_every = 1000\n\
-         checkpoint_every = 100\n",
-    )
-    .unwrap();
     std::fs::write(
         dir.join("sweep.toml"),
         "name = \"tw\"\nbase = \"exp.toml\"\nmetric = \"test_accuracy\"\n[tpe]\ntrials = 6\n\
@@ -457,7 +446,11 @@ fn tpe_workers_on_slurm_meet_the_budget_when_one_is_cancelled() {
 
     // Worker 0 takes the cancelled worker's trial over and finishes the budget alone.
     cluster.wait_idle(Duration::from_secs(300));
-    let events = read_json_lines(&sweep_dir.join("journal.jsonl"));
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(sweep_dir.join("journal.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let of = |kind: &str| -> Vec<u64> {
         events
             .iter()
