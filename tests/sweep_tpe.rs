@@ -192,3 +192,29 @@ fn two_sweep_processes_share_one_budget() {
     assert_eq!(count(&events, "finished"), 8);
     assert!(finished_twice(&events).is_empty());
 }
+
+#[test]
+fn asha_stops_tpe_trials_and_the_budget_still_holds() {
+    let runs = tempfile::tempdir().unwrap();
+    let r = runs.path();
+    let file = "experiments/sweeps/smoke-tpe-asha.toml";
+    let out = runner(&["sweep", file, "-j", "2"], r);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let events = journal(r);
+    assert_eq!(count(&events, "proposed"), 9);
+    assert_eq!(count(&events, "finished"), 9);
+    assert!(finished_twice(&events).is_empty());
+    let pruned: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"] == "finished" && e["status"] == "pruned")
+        .collect();
+    // Which trials stop depends on their accuracy and the order they reach a rung; of nine
+    // spread over two orders of magnitude of lr, some do.
+    assert!(!pruned.is_empty(), "{stderr}");
+    assert!(pruned.iter().all(|e| e["metric"].is_number()), "{pruned:?}");
+    let status =
+        String::from_utf8_lossy(&runner(&["sweep", "status", file], r).stdout).into_owned();
+    assert!(status.starts_with("9 of 9 trials: "), "{status}");
+    assert!(!status.contains(" 0 pruned"), "{status}");
+}
