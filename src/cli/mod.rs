@@ -31,7 +31,10 @@ holds its lock), 130 interrupted (Ctrl-C, SIGTERM).
 
 --json prints one JSON object per run on stdout (dir, name, hash, status, steps, test_accuracy,
 test_loss, best_test_accuracy, ms_per_step, ...) for run, sweep, ls and compare; --quiet drops
-progress output.";
+progress output.
+
+Environment: RUNNER_RUNS_DIR (as --runs-dir); RAYON_NUM_THREADS (threads); RUNNER_ISA=avx512|avx2
+(the kernel path; default: the CPU's best). Neither threads nor path changes a run's bits.";
 
 #[derive(Debug, Parser)]
 #[command(name = "runner", version, about = ABOUT, after_help = AFTER_HELP)]
