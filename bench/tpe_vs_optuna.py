@@ -10,9 +10,11 @@ For each search seed, in turn (so drift on a shared machine hits all three alike
 each in a fresh runs directory. Prints, per method, the median over seeds of the best validation
 accuracy after 20 and after all trials (in the order trials finished), the median wall time of a
 whole search and its trials per hour, then the ratios. --json also writes every trial.
+--same-trials separates speed from search: runner runs exactly the trials Optuna proposed.
 Not part of CI: 5 seeds take about an hour on 2 cores.
 
     python3 bench/tpe_vs_optuna.py --seeds 5 --json /tmp/tpe.json
+    python3 bench/tpe_vs_optuna.py --seeds 3 --same-trials
 """
 import argparse
 import json
@@ -72,6 +74,29 @@ def run_optuna(python, seed, jobs, trials):
     return [{"value": t["value"], "params": t["params"]} for t in result["trials"]], result["wall_s"]
 
 
+def replay(runner, tmp, seed, trials, jobs):
+    """Optuna's trials of one search, run by runner as a [zip] sweep: wall time, same work."""
+    base = open(SWEEP).read()
+    settings = base[base.index("[set]"):base.index("[tpe]")]
+    zipped = {
+        "optimizer.lr": [t["params"]["lr"] for t in trials],
+        "train.batch_size": [t["params"]["batch_size"] for t in trials],
+        "model.hidden": [[t["params"]["hidden"]] for t in trials],
+        "model.dropout": [t["params"]["dropout"] for t in trials],
+    }
+    text = (f'name = "mlp-replay"\nbase = "{ROOT}/experiments/mlp.toml"\n'
+            f'metric = "val_accuracy"\n\n{settings}[zip]\n'
+            + "".join(f'"{k}" = {json.dumps(v)}\n' for k, v in zipped.items()))
+    path = os.path.join(tmp, f"replay-{seed}.toml")
+    with open(path, "w") as f:
+        f.write(text)
+    t0 = time.perf_counter()
+    subprocess.run([runner, "sweep", path, "-j", str(jobs), "--runs-dir",
+                    os.path.join(tmp, f"runs-replay-{seed}"), "-q"],
+                   check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
 def best_after(trials, n):
     return max(t["value"] for t in trials[:n])
 
@@ -85,12 +110,28 @@ def main():
                                                      os.path.join(ROOT, "..", "cache", "bench-venv")))
     p.add_argument("--methods", nargs="+", default=["runner-tpe", "runner-random", "optuna-tpe"])
     p.add_argument("--json", help="write every trial of every search here")
+    p.add_argument("--same-trials", action="store_true",
+                   help="speed alone: for each seed, Optuna's search, then runner running exactly "
+                        "its trials (a [zip] sweep); prints both wall times")
     args = p.parse_args()
     python = os.path.join(args.venv, "bin", "python")
     if "optuna-tpe" in args.methods:
         if subprocess.run([python, "-c", "import optuna, torch"], capture_output=True).returncode:
             sys.exit(f"{python} lacks optuna or torch: {python} -m pip install optuna torch")
     trials_per_search = int(re.search(r"(?m)^trials = (\d+)$", open(SWEEP).read()).group(1))
+    if args.same_trials:
+        ratios = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for seed in range(args.seeds):
+                trials, optuna_wall = run_optuna(python, seed, args.jobs, trials_per_search)
+                runner_wall = replay(args.runner, tmp, seed, trials, args.jobs)
+                ratios.append(runner_wall / optuna_wall)
+                print(f"seed {seed}: the same {len(trials)} trials, Optuna + PyTorch "
+                      f"{optuna_wall:.1f} s, runner {runner_wall:.1f} s ({ratios[-1]:.2f}x)",
+                      flush=True)
+        print(f"median runner / Optuna wall time on the same trials: "
+              f"{statistics.median(ratios):.2f}x")
+        return
     results = {m: [] for m in args.methods}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
