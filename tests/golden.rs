@@ -95,16 +95,29 @@ fn digest_line(case: &str, run_dir: &Path) -> String {
     )
 }
 
-fn run_case(isa: &str, (case, file, sets): &(&str, &str, &[&str])) -> String {
-    let runs = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runner"));
-    cmd.arg("run")
-        .arg(file)
-        .arg("-q")
+/// `runner ARGS --runs-dir RUNS` on kernel path `isa`, in the repository root.
+fn runner_on(isa: &str, runs: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_runner"));
+    c.args(args)
         .arg("--runs-dir")
-        .arg(runs.path())
+        .arg(runs)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("RUNNER_ISA", isa);
+    c
+}
+
+/// The run directory under `runs` (the tests make one each).
+fn the_run(runs: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("summary.json").is_file())
+        .unwrap()
+}
+
+fn run_case(isa: &str, (case, file, sets): &(&str, &str, &[&str])) -> String {
+    let runs = tempfile::tempdir().unwrap();
+    let mut cmd = runner_on(isa, runs.path(), &["run", file, "-q"]);
     for s in *sets {
         cmd.arg("--set").arg(s);
     }
@@ -114,11 +127,7 @@ fn run_case(isa: &str, (case, file, sets): &(&str, &str, &[&str])) -> String {
         "{case} on {isa}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let run_dir = std::fs::read_dir(runs.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.join("summary.json").is_file())
-        .unwrap();
+    let run_dir = the_run(runs.path());
     let meta = std::fs::read_to_string(run_dir.join("meta.json")).unwrap();
     assert!(
         meta.contains(&format!("\"kernels\": \"{isa}\"")),
@@ -198,23 +207,10 @@ fn verify_on_the_other_path_is_bit_identical_and_names_both_paths() {
         return;
     }
     let runs = tempfile::tempdir().unwrap();
-    let runner = |isa: &str, args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_runner"))
-            .args(args)
-            .arg("--runs-dir")
-            .arg(runs.path())
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("RUNNER_ISA", isa)
-            .output()
-            .unwrap()
-    };
+    let runner = |isa: &str, args: &[&str]| runner_on(isa, runs.path(), args).output().unwrap();
     let run = runner("avx2", &["run", "experiments/smoke.toml", "-q"]);
     assert!(run.status.success());
-    let dir = std::fs::read_dir(runs.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.join("summary.json").is_file())
-        .unwrap();
+    let dir = the_run(runs.path());
     let out = runner("avx512", &["verify", dir.to_str().unwrap(), "-q"]);
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{report}");
@@ -235,15 +231,7 @@ fn a_run_resumed_on_the_other_path_is_bit_identical_and_says_so() {
         return;
     }
     let runs = tempfile::tempdir().unwrap();
-    let command = |isa: &str, args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_runner"));
-        c.args(args)
-            .arg("--runs-dir")
-            .arg(runs.path())
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("RUNNER_ISA", isa);
-        c
-    };
+    let command = |isa: &str, args: &[&str]| runner_on(isa, runs.path(), args);
     let exp = [
         "run",
         "experiments/mlp.toml",

@@ -1,17 +1,12 @@
 //! `runner sweep` end to end on the smoke sweep: -j 2, idempotence, resume, manifest.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
 fn sweep(args: &[&str], runs: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runner"))
-        .arg("sweep")
-        .args(args)
-        .arg("--runs-dir")
-        .arg(runs)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("runner binary runs")
+    common::runner(&[&["sweep"], args].concat(), runs)
 }
 
 fn started(out: &Output) -> usize {

@@ -10,16 +10,19 @@ use std::process::Command;
 
 const FILE: &str = "experiments/sweeps/smoke-tpe.toml";
 
-/// The journal's events, as JSON values.
-fn journal(runs: &Path) -> Vec<serde_json::Value> {
-    let sweeps = runs.join("sweeps");
-    let dir = std::fs::read_dir(&sweeps)
+/// The one sweep directory under `runs`.
+fn sweep_dir(runs: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(runs.join("sweeps"))
         .unwrap()
         .next()
         .unwrap()
         .unwrap()
-        .path();
-    std::fs::read_to_string(dir.join("journal.jsonl"))
+        .path()
+}
+
+/// The journal's events, as JSON values.
+fn journal(runs: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(sweep_dir(runs).join("journal.jsonl"))
         .unwrap()
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -78,12 +81,7 @@ fn starting_the_sweep_again_reruns_its_failed_trials_once() {
     assert!(runner(&["sweep", FILE, "-j", "2"], r).status.success());
     // Make trial 5 a failure, as a crashed run leaves it: its `finished` line becomes `failed`
     // and its run directory is gone.
-    let sweep_dir = std::fs::read_dir(r.join("sweeps"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let sweep_dir = sweep_dir(r);
     let mut events = journal(r);
     let run = events
         .iter()

@@ -141,7 +141,9 @@ fn state(study: &Study, r: &TrialRecord) -> String {
 }
 
 fn summary_line(study: &Study, records: &std::collections::BTreeMap<usize, TrialRecord>) -> String {
-    let count = |w: &str| records.values().filter(|r| state(study, r) == w).count();
+    // Once per trial: a state may probe the run's lock.
+    let states: Vec<String> = records.values().map(|r| state(study, r)).collect();
+    let count = |w: &str| states.iter().filter(|s| *s == w).count();
     let best = records
         .iter()
         .filter_map(|(t, r)| Some((t, r.finished.as_ref()?.1?)))

@@ -200,37 +200,13 @@ pub struct InSlurm {
 /// Trials of this sweep that Slurm has queued or running (from `squeue`); empty when Slurm's
 /// commands are not there.
 pub fn active(sweep_dir: &Path) -> BTreeMap<usize, InSlurm> {
-    let jobs = jobs(sweep_dir);
     let mut out = BTreeMap::new();
-    if jobs.is_empty() {
-        return out;
-    }
-    let Ok(o) = Command::new("squeue")
-        .args(["-h", "-r", "-o", "%F %K %T", "--name"])
-        .arg(job_name(sweep_dir))
-        .output()
-    else {
-        return out;
-    };
-    for line in String::from_utf8_lossy(&o.stdout).lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let [job, task, state] = f.as_slice() else {
+    for (job, t, task) in queued(sweep_dir) {
+        if job.workers {
             continue;
-        };
-        let (Some(job_rec), Ok(t)) = (
-            jobs.iter().find(|j| j.job_id == *job && !j.workers),
-            task.parse::<usize>(),
-        ) else {
-            continue;
-        };
-        for index in t * job_rec.pack..(t + 1) * job_rec.pack {
-            out.insert(
-                index,
-                InSlurm {
-                    task: format!("{job}_{task}"),
-                    state: state.to_lowercase(),
-                },
-            );
+        }
+        for index in t * job.pack..(t + 1) * job.pack {
+            out.insert(index, task.clone());
         }
     }
     out
@@ -238,8 +214,18 @@ pub fn active(sweep_dir: &Path) -> BTreeMap<usize, InSlurm> {
 
 /// The sweep's pulling workers that Slurm has queued or running (from `squeue`).
 pub fn active_workers(sweep_dir: &Path) -> Vec<InSlurm> {
+    queued(sweep_dir)
+        .into_iter()
+        .filter(|(job, ..)| job.workers)
+        .map(|(.., task)| task)
+        .collect()
+}
+
+/// The array tasks of this sweep's submissions that `squeue` shows: the submission, the task's
+/// index, and its Slurm id and state. Empty when Slurm's commands are not there.
+fn queued(sweep_dir: &Path) -> Vec<(Job, usize, InSlurm)> {
     let jobs = jobs(sweep_dir);
-    if !jobs.iter().any(|j| j.workers) {
+    if jobs.is_empty() {
         return Vec::new();
     }
     let Ok(o) = Command::new("squeue")
@@ -256,12 +242,15 @@ pub fn active_workers(sweep_dir: &Path) -> Vec<InSlurm> {
             let [job, task, state] = f.as_slice() else {
                 return None;
             };
-            jobs.iter()
-                .any(|j| j.job_id == *job && j.workers)
-                .then(|| InSlurm {
+            let submission = jobs.iter().find(|j| j.job_id == *job)?;
+            Some((
+                submission.clone(),
+                task.parse().ok()?,
+                InSlurm {
                     task: format!("{job}_{task}"),
                     state: state.to_lowercase(),
-                })
+                },
+            ))
         })
         .collect()
 }
