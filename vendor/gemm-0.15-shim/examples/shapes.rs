@@ -1,5 +1,7 @@
 //! Times the dense layers' products of the reference network on the fixed-order kernels and on
 //! gemm 0.19: `cargo run --release -p gemm@0.15.99 --example shapes` (RUNNER_ISA chooses).
+//! ONLY=text times the shapes whose name contains it; SHIFT=n starts both inputs n floats past
+//! a cache line (allocators often give 16 bytes past one: SHIFT=4), which costs split loads.
 
 use std::time::Instant;
 
@@ -66,9 +68,22 @@ fn main() {
         ),
     ];
     let isa = gemm::isa::selected().map_or("generic", |i| i.name());
+    let only = std::env::var("ONLY").unwrap_or_default();
     for &(name, m, n, k, (ars, acs), (brs, bcs), acc) in shapes {
-        let a: Vec<f32> = (0..m * k).map(|i| (i % 97) as f32 / 97.0 - 0.5).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| (i % 89) as f32 / 89.0 - 0.5).collect();
+        if !name.contains(&only) {
+            continue;
+        }
+        let shift: usize = std::env::var("SHIFT").map_or(0, |s| s.parse().unwrap());
+        let aligned = |n: usize, f: &dyn Fn(usize) -> f32| -> (Vec<f32>, usize) {
+            let mut v = vec![0.0f32; n + 32];
+            let off = (v.as_ptr() as usize / 4).wrapping_neg() % 16 + shift;
+            for i in 0..n {
+                v[off + i] = f(i);
+            }
+            (v, off)
+        };
+        let (a, ao) = aligned(m * k, &|i| (i % 97) as f32 / 97.0 - 0.5);
+        let (b, bo) = aligned(k * n, &|i| (i % 89) as f32 / 89.0 - 0.5);
         let mut c = vec![0.0f32; m * n];
         let reps = (2e9 / (2.0 * (m * n * k) as f64)).clamp(5.0, 2000.0) as usize;
         let mut time = |shim: bool| {
@@ -76,7 +91,7 @@ fn main() {
             for _ in 0..reps {
                 // SAFETY: the slices hold the matrices at these strides; `c` is apart.
                 unsafe {
-                    let args = (c.as_mut_ptr(), a.as_ptr(), b.as_ptr());
+                    let args = (c.as_mut_ptr(), a.as_ptr().add(ao), b.as_ptr().add(bo));
                     if shim {
                         gemm::gemm(
                             m,

@@ -4,21 +4,21 @@
 //! of partial sums added up at the end: no lane is spent on padding a batch of 50 to 64 (the
 //! outer-product form in `skinny` must), and the weight is read in place, once.
 //!
-//! A register tile is 4 rows of `X` by 6 rows of `W` (AVX-512; 3 by 3 with AVX2). The inner
-//! dimension is cut into chunks small enough that the tile's `W` rows stay in L1 while every
-//! batch row passes; the partial sums wait in a small buffer between chunks. Lane `j` of an
-//! output's partial sum adds the products at `j`, `j + 16`, ... in order (16 lanes on both
-//! instruction sets: AVX2 runs lanes 0-7, then 8-15), and the lanes are summed in a fixed
-//! order: the same bits on AVX2 and AVX-512 and at any thread count (threads take whole `W`
-//! panels).
+//! A register tile is 4 rows of `X` by 6 rows of `W` (AVX-512; 3 by 4 with AVX2). The inner
+//! dimension is cut into chunks (`Isa::dot_chunk`): on AVX-512 one chunk of up to 256 vectors,
+//! so a tile's sums stay in registers over the reference's whole inner dimension; on AVX2 small
+//! ones whose `W` rows are copied into L1 and read by every row tile. The partial sums wait in
+//! a buffer between chunks; the chunk loop runs outside the tile loops, so a chunk of every
+//! row stays in cache while the task's tiles pass. Lane `j` of an output's partial sum adds the
+//! products at `j`, `j + 16`, ... in order (16 lanes on both instruction sets: AVX2 runs lanes
+//! 0-7, then 8-15), and the lanes are summed in a fixed order: the same bits on AVX2 and
+//! AVX-512, for any chunking and at any thread count (threads take whole `W` panels).
 
 use crate::isa::Isa;
 use rayon::prelude::*;
 
 /// Lanes of the partial sums, on both instruction sets: what fixes the order of the sums.
 pub const LANES: usize = 16;
-/// Vectors of the inner dimension per chunk: 2 KB of each row.
-const CHUNK_VECTORS: usize = 32;
 /// Tiles of `W` rows per parallel task.
 const TILES_PER_TASK: usize = 8;
 
@@ -49,40 +49,131 @@ pub unsafe fn gemm(
     assert_eq!(k % lanes, 0, "the inner dimension is whole vectors");
     let (tile_rows, tile_outs) = isa.dot_tile();
     let per_task = TILES_PER_TASK * tile_outs;
+    let chunk_len = isa.dot_chunk() * lanes;
+    let packed = isa.dot_packed();
+    // `x` (batch-sized) copied to start on a cache line: a vector load that straddles two
+    // lines costs two (AVX2 eval 59 -> 48 ms at 1000 rows when both were 16 bytes off).
+    let mut x_buf = vec![0.0f32; m * k + LANES];
+    let x_start = x_buf.as_ptr().align_offset(64).min(LANES);
+    let x_copy = &mut x_buf[x_start..][..m * k];
+    for (r, row) in x_copy.chunks_exact_mut(k).enumerate() {
+        let src = x.offset(r as isize * x_rs);
+        if packed {
+            for chunk in (0..k).step_by(chunk_len) {
+                let len = (k - chunk).min(chunk_len);
+                pack(src.add(chunk), row.as_mut_ptr().add(chunk), len);
+            }
+        } else {
+            std::ptr::copy_nonoverlapping(src, row.as_mut_ptr(), k);
+        }
+    }
+    let (x, x_rs) = (x_copy.as_ptr(), k as isize);
     let (c, x, w) = (Ptr(c), Ptr(x as *mut f32), Ptr(w as *mut f32));
     (0..n.div_ceil(per_task)).into_par_iter().for_each(|task| {
         let (c, x, w) = (c, x, w);
-        // Partial sums of one tile column: `[row][out][lane]`.
-        let stride = tile_outs * lanes;
+        let (o_start, o_end) = (task * per_task, ((task + 1) * per_task).min(n));
+        // Partial sums of the task's outputs: `[row][out][lane]`.
+        let stride = (o_end - o_start) * lanes;
         let mut partial = vec![0.0f32; m * stride];
-        let end = ((task + 1) * per_task).min(n);
-        for o0 in (task * per_task..end).step_by(tile_outs) {
-            let outs = tile_outs.min(end - o0);
-            for chunk in (0..k).step_by(CHUNK_VECTORS * lanes) {
-                let vectors = (k - chunk).min(CHUNK_VECTORS * lanes) / lanes;
+        let w_len = if packed {
+            tile_outs * chunk_len + LANES
+        } else {
+            0
+        };
+        let mut w_buf = vec![0.0f32; w_len];
+        let w_tile = w_buf
+            .as_mut_ptr()
+            .add(w_buf.as_ptr().align_offset(64).min(LANES));
+        // A chunk of every row of `x` stays in L2 while each tile of `w` rows passes over it:
+        // `x` is read from memory once per task, not once per tile.
+        for chunk in (0..k).step_by(chunk_len) {
+            let vectors = (k - chunk).min(chunk_len) / lanes;
+            let width = vectors * lanes;
+            for o0 in (o_start..o_end).step_by(tile_outs) {
+                let outs = tile_outs.min(o_end - o0);
+                let (w_at, w_at_rs) = if packed {
+                    for o in 0..outs {
+                        let src = w.0.offset((o0 + o) as isize * w_rs).add(chunk);
+                        pack(src, w_tile.add(o * width), width);
+                        // The next tile's row, fetched while this tile runs.
+                        if o0 + tile_outs + o < o_end {
+                            let next = src.offset(tile_outs as isize * w_rs);
+                            for line in (0..width).step_by(16) {
+                                prefetch(next.add(line));
+                            }
+                        }
+                    }
+                    (w_tile as *const f32, width as isize)
+                } else {
+                    (
+                        w.0.offset(o0 as isize * w_rs).add(chunk) as *const f32,
+                        w_rs,
+                    )
+                };
+                // Where the second half of a vector's lanes starts: packed, each half of the
+                // chunk's vectors is contiguous.
+                let half = if packed { width / 2 } else { LANES / 2 };
                 for r0 in (0..m).step_by(tile_rows) {
                     let t = Tile {
                         x: x.0.offset(r0 as isize * x_rs).add(chunk),
                         x_rs,
-                        w: w.0.offset(o0 as isize * w_rs).add(chunk),
-                        w_rs,
+                        w: w_at,
+                        w_rs: w_at_rs,
                         vectors,
-                        partial: partial.as_mut_ptr().add(r0 * stride),
+                        half,
+                        partial: partial
+                            .as_mut_ptr()
+                            .add(r0 * stride + (o0 - o_start) * lanes),
                         stride,
                         first: chunk == 0,
                     };
                     isa.dot_kernel(tile_rows.min(m - r0), outs, &t);
                 }
             }
-            for r in 0..m {
-                for o in 0..outs {
-                    let s = isa.sum(partial.as_ptr().add(r * stride + o * lanes));
-                    let d = c.0.offset(r as isize * c_rs + (o0 + o) as isize * c_cs);
-                    *d = if accumulate { *d + s } else { s };
-                }
-            }
+        }
+        for r in 0..m {
+            isa.dot_sums(&Sums {
+                partial: partial.as_ptr().add(r * stride),
+                outs: o_end - o_start,
+                c: c.0.offset(r as isize * c_rs + o_start as isize * c_cs),
+                c_cs,
+                accumulate,
+            });
         }
     });
+}
+
+/// Copies `len` values (whole vectors of [`LANES`]) as AVX2 reads them, in two passes: lanes 0-7
+/// of every vector, then lanes 8-15, each half contiguous.
+unsafe fn pack(src: *const f32, dst: *mut f32, len: usize) {
+    let (half, vectors) = (LANES / 2, len / LANES);
+    for v in 0..vectors {
+        for h in 0..2 {
+            std::ptr::copy_nonoverlapping(
+                src.add(v * LANES + h * half),
+                dst.add(h * vectors * half + v * half),
+                half,
+            );
+        }
+    }
+}
+
+/// A hint to fetch the cache line at `p` into L1.
+fn prefetch(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+}
+
+/// One row's outputs from their partial sums: `c[o] (+)= sum(partial[o])` for `o < outs`.
+pub struct Sums {
+    partial: *const f32,
+    outs: usize,
+    c: *mut f32,
+    c_cs: isize,
+    accumulate: bool,
 }
 
 /// One register tile: `x` and `w` at the tile's first row and the chunk's first column,
@@ -93,6 +184,8 @@ pub struct Tile {
     w: *const f32,
     w_rs: isize,
     vectors: usize,
+    /// Offset of lanes 8-15 of the first vector.
+    half: usize,
     partial: *mut f32,
     stride: usize,
     /// The first chunk starts the sums from zero; later ones continue them.
@@ -101,7 +194,7 @@ pub struct Tile {
 
 #[cfg(target_arch = "x86_64")]
 pub mod simd {
-    use super::{Tile, LANES};
+    use super::{Sums, Tile, LANES};
     use crate::vector::{Pair, Vector};
     use std::arch::x86_64::*;
 
@@ -110,58 +203,81 @@ pub mod simd {
 
     #[target_feature(enable = "avx512f")]
     pub unsafe fn avx512<const R: usize, const O: usize>(t: &Tile) {
-        tile::<__m512, R, O>(t, 0)
+        tile::<__m512, R, O, 1, LANES>(t, 0)
     }
 
-    /// The 16 lanes in two passes of 8: lanes 0-7 of every partial sum over the chunk, then
-    /// lanes 8-15. Each lane adds the same products in the same order as the AVX-512 kernel's,
-    /// and a pass needs one register per partial sum, not two.
+    /// The 16 lanes as two registers of 8, lanes 0-7 then 8-15 at each step: each lane adds the
+    /// same products in the same order as the AVX-512 kernel's.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn avx2<const R: usize, const O: usize>(t: &Tile) {
-        tile::<__m256, R, O>(t, 0);
-        tile::<__m256, R, O>(t, 8);
+        tile::<__m256, R, O, 1, { LANES / 2 }>(t, 0);
+        tile::<__m256, R, O, 1, { LANES / 2 }>(t, 1);
     }
 
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn sum512(p: *const f32) -> f32 {
-        __m512::load(p).sum()
+    pub unsafe fn sums512(s: &Sums) {
+        sums::<__m512>(s)
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn sum_pair(p: *const f32) -> f32 {
-        Pair::load(p).sum()
+    pub unsafe fn sums_pair(s: &Sums) {
+        sums::<Pair>(s)
     }
 
-    /// `R` rows of `x` against `O` rows of `w` over one chunk, for lanes `lane0 ..
-    /// lane0 + V::LANES` of the 16.
+    /// Each output's [`LANES`] partial sums added in the fixed order of [`Vector::sum`].
     #[inline(always)]
-    unsafe fn tile<V: Vector, const R: usize, const O: usize>(t: &Tile, lane0: usize) {
-        let at = |r: usize, o: usize| t.partial.add(r * t.stride + o * LANES + lane0);
-        let mut acc = [[V::zero(); O]; R];
+    unsafe fn sums<V: Vector>(s: &Sums) {
+        for o in 0..s.outs {
+            let sum = V::load(s.partial.add(o * LANES)).sum();
+            let d = s.c.offset(o as isize * s.c_cs);
+            *d = if s.accumulate { *d + sum } else { sum };
+        }
+    }
+
+    /// `R` rows of `x` against `O` rows of `w` over one chunk, each vector of [`LANES`] in `P`
+    /// registers of `V` (`P * V::LANES == LANES`).
+    #[inline(always)]
+    unsafe fn tile<V: Vector, const R: usize, const O: usize, const P: usize, const STEP: usize>(
+        t: &Tile,
+        pass: usize,
+    ) {
+        let lane0 = pass * V::LANES;
+        let at = |r: usize, o: usize, h: usize| {
+            t.partial
+                .add(r * t.stride + o * LANES + lane0 + h * V::LANES)
+        };
+        let mut acc = [[[V::zero(); P]; O]; R];
         if !t.first {
             for (r, acc) in acc.iter_mut().enumerate() {
                 for (o, acc) in acc.iter_mut().enumerate() {
-                    *acc = V::load(at(r, o));
+                    for (h, acc) in acc.iter_mut().enumerate() {
+                        *acc = V::load(at(r, o, h));
+                    }
                 }
             }
         }
+        let start = pass * t.half;
         let xs: [*const f32; R] =
-            std::array::from_fn(|r| t.x.offset(r as isize * t.x_rs).add(lane0));
+            std::array::from_fn(|r| t.x.offset(r as isize * t.x_rs).add(start));
         let ws: [*const f32; O] =
-            std::array::from_fn(|o| t.w.offset(o as isize * t.w_rs).add(lane0));
+            std::array::from_fn(|o| t.w.offset(o as isize * t.w_rs).add(start));
         for v in 0..t.vectors {
-            let off = v * LANES;
-            let xv: [V; R] = std::array::from_fn(|r| V::load(xs[r].add(off)));
-            for (o, w) in ws.iter().enumerate() {
-                let wv = V::load(w.add(off));
-                for (acc, &x) in acc.iter_mut().zip(&xv) {
-                    acc[o] = acc[o].mul_add(x, wv);
+            for h in 0..P {
+                let off = v * STEP + h * V::LANES;
+                let xv: [V; R] = std::array::from_fn(|r| V::load(xs[r].add(off)));
+                for (o, w) in ws.iter().enumerate() {
+                    let wv = V::load(w.add(off));
+                    for (acc, &x) in acc.iter_mut().zip(&xv) {
+                        acc[o][h] = acc[o][h].mul_add(x, wv);
+                    }
                 }
             }
         }
         for (r, acc) in acc.iter().enumerate() {
             for (o, acc) in acc.iter().enumerate() {
-                acc.store(at(r, o));
+                for (h, acc) in acc.iter().enumerate() {
+                    acc.store(at(r, o, h));
+                }
             }
         }
     }

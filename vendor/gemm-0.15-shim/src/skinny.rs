@@ -331,18 +331,44 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => (4, 6),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => (3, 3),
+            Isa::Avx2 => (3, 4),
         }
     }
 
-    /// The sum of the [`crate::dot::LANES`] partial sums at `p`, in a fixed order (the same on
-    /// both instruction sets).
-    pub(crate) unsafe fn sum(self, p: *const f32) -> f32 {
+    /// Vectors of [`crate::dot::LANES`] per chunk of the dot-product form's inner dimension
+    /// (any chunking gives the same sums). AVX-512: 16 KB of each row, the whole inner
+    /// dimension of the reference's first dense layer, so its tiles never leave registers
+    /// (34 against 37 ms over 64 vectors for 1000 rows). AVX2: chunks whose tile of `W` rows,
+    /// packed, stays in L1 (see [`Isa::dot_packed`]).
+    pub(crate) fn dot_chunk(self) -> usize {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => crate::dot::simd::sum512(p),
+            Isa::Avx512 => 256,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => crate::dot::simd::sum_pair(p),
+            Isa::Avx2 => 32,
+        }
+    }
+
+    /// Whether the dot-product form packs its operands: AVX2 runs each chunk twice, lanes 0-7
+    /// then 8-15, and reads each half from contiguous memory when `X` and each tile of `W`
+    /// rows are copied that way (the copy of `W` is read by every row tile).
+    pub(crate) fn dot_packed(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => false,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => true,
+        }
+    }
+
+    /// A row of the dot-product form's outputs, each the sum of its [`crate::dot::LANES`]
+    /// partial sums in a fixed order (the same on both instruction sets).
+    pub(crate) unsafe fn dot_sums(self, s: &crate::dot::Sums) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => crate::dot::simd::sums512(s),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => crate::dot::simd::sums_pair(s),
         }
     }
 
@@ -361,7 +387,8 @@ impl Isa {
             match self {
                 Isa::Avx512 => dispatch!(avx512; 1 1, 1 2, 1 3, 1 4, 1 5, 1 6, 2 1, 2 2, 2 3, 2 4,
                     2 5, 2 6, 3 1, 3 2, 3 3, 3 4, 3 5, 3 6, 4 1, 4 2, 4 3, 4 4, 4 5, 4 6),
-                Isa::Avx2 => dispatch!(avx2; 1 1, 1 2, 1 3, 2 1, 2 2, 2 3, 3 1, 3 2, 3 3),
+                Isa::Avx2 => dispatch!(avx2; 1 1, 1 2, 1 3, 1 4, 2 1, 2 2, 2 3, 2 4, 3 1, 3 2,
+                    3 3, 3 4),
             }
         }
     }
@@ -413,6 +440,14 @@ mod simd {
     unsafe fn tile<T: Vector, const R: usize, const V: usize>(t: &Tile) {
         let rows: [*const f32; R] =
             std::array::from_fn(|r| t.a.ptr.offset(r as isize * t.a.rs) as *const f32);
+        // The tile's `C` is only touched after the whole inner dimension: fetch it meanwhile (the
+        // weight gradient's `C` is megabytes, out of cache, and read at every tile).
+        for r in 0..R {
+            let c = t.c.offset(r as isize * t.c_rs);
+            for v in 0..V {
+                _mm_prefetch::<_MM_HINT_T0>(c.add(v * T::LANES) as *const i8);
+            }
+        }
         let mut acc = [[T::zero(); V]; R];
         for p in 0..t.k as isize {
             let b = t.b.offset(p * t.b_rs);
