@@ -24,6 +24,8 @@ pub type FirstBlock<const I: usize, const O: usize, const K: usize, const P: usi
 pub type ConvRelu<const I: usize, const O: usize, const K: usize, const P: usize> =
     (Conv2D<I, O, K, P>, Act);
 pub type Dense<const I: usize, const O: usize> = Linear<I, O, f32, Cpu>;
+/// An MLP's first dense layer: its input is the image batch, which needs no gradient.
+pub use crate::ops::FirstDense;
 
 /// What a network's activation and dropout layers do on the coming pass.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -78,6 +80,7 @@ macro_rules! fixed {
 
 fixed!(
     Dense<I, O> => [const I: usize, const O: usize],
+    FirstDense<I, O> => [const I: usize, const O: usize],
     Conv2D<I, O, K, P> => [const I: usize, const O: usize, const K: usize, const P: usize],
     Flatten<F> => [const F: usize],
     ToImage => [],

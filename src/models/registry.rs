@@ -2,7 +2,7 @@
 //! files (see `runner_spec::catalog`), one statically typed dfdx network per declared shape.
 
 #[allow(unused_imports)] // which layers the generated networks use depends on the files
-use super::layers::{Block, ConvRelu, Dense, FirstBlock};
+use super::layers::{Block, ConvRelu, Dense, FirstBlock, FirstDense};
 use super::network::{Net, Network as DfdxNetwork, Setup};
 use super::Trainable;
 use crate::ops::activation::Hidden;

@@ -5,6 +5,7 @@
 pub mod activation;
 pub mod conv2d;
 pub mod conv_block;
+pub mod first_dense;
 pub mod gemm;
 pub mod params;
 pub mod pool2d;
@@ -13,6 +14,7 @@ pub mod tensors;
 
 pub use conv2d::Conv2D;
 pub use conv_block::ConvPoolRelu;
+pub use first_dense::FirstDense;
 pub use pool2d::MaxPool2D;
 pub use reshape::{Flatten, ToImage};
 

@@ -114,7 +114,7 @@ pub fn scan(dirs: &[PathBuf], name: impl Fn(&Path) -> String) -> (Catalog, Vec<S
 
 /// The Rust source the build script writes: `COMPILED` (key, declaration, files) and
 /// `build_network`, a match from key to the statically typed network. It expects `Dense`,
-/// `FirstBlock`, `Block`, `ConvRelu`, `Hidden`, `ToImage`, `Flatten`, `Setup`,
+/// `FirstDense`, `FirstBlock`, `Block`, `ConvRelu`, `Hidden`, `ToImage`, `Flatten`, `Setup`,
 /// `ChaCha8Rng`, `Result`, `Trainable` and `make` in scope.
 pub fn rust_source(catalog: &Catalog) -> String {
     let mut out = String::from(
@@ -198,7 +198,7 @@ mod tests {
         assert!(problems[0].contains("broken.toml"), "{problems:?}");
         let source = rust_source(&catalog);
         assert!(source.contains(
-            "\"mlp[300,100]\" => make::<(Dense<784, 300>, Hidden, Dense<300, 100>, Hidden, \
+            "\"mlp[300,100]\" => make::<(FirstDense<784, 300>, Hidden, Dense<300, 100>, Hidden, \
              Dense<100, 10>)>(setup, rng),"
         ));
         assert!(source.contains(

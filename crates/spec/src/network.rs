@@ -188,15 +188,20 @@ impl Network {
     }
 
     /// The Rust type of the network, in the names `runner`'s `models` module has in scope
-    /// (`Dense`, `FirstBlock`, `Block`, `ConvRelu`, `Hidden`, `ToImage`, `Flatten`). Tuples of more than six
+    /// (`Dense`, `FirstDense`, `FirstBlock`, `Block`, `ConvRelu`, `Hidden`, `ToImage`,
+    /// `Flatten`). The first layer of each kind is the one that computes no input gradient. Tuples of more than six
     /// modules (dfdx's limit) nest their tail; up to five, the layout (and so the parameter
     /// names) is what the fixed registry had.
     pub fn rust_type(&self) -> String {
         match self {
             Network::Mlp { hidden } if hidden.is_empty() => {
-                format!("Dense<{IMAGE_PIXELS}, {CLASSES}>")
+                format!("FirstDense<{IMAGE_PIXELS}, {CLASSES}>")
             }
-            Network::Mlp { hidden } => tuple(dense_stack(IMAGE_PIXELS, hidden)),
+            Network::Mlp { hidden } => {
+                let mut layers = dense_stack(IMAGE_PIXELS, hidden);
+                layers[0] = format!("First{}", layers[0]);
+                tuple(layers)
+            }
             Network::Cnn { blocks, hidden } => {
                 let mut convs = Vec::new();
                 let mut channels = 1;
@@ -353,11 +358,11 @@ mod tests {
     #[test]
     fn existing_networks_keep_their_types() {
         let cases = [
-            (mlp(&[]), "Dense<784, 10>"),
-            (mlp(&[32]), "(Dense<784, 32>, Hidden, Dense<32, 10>)"),
+            (mlp(&[]), "FirstDense<784, 10>"),
+            (mlp(&[32]), "(FirstDense<784, 32>, Hidden, Dense<32, 10>)"),
             (
                 mlp(&[512, 256]),
-                "(Dense<784, 512>, Hidden, Dense<512, 256>, Hidden, Dense<256, 10>)",
+                "(FirstDense<784, 512>, Hidden, Dense<512, 256>, Hidden, Dense<256, 10>)",
             ),
             (
                 cnn(&[32, 64], 5, Padding::Same, &[1024]),
@@ -387,7 +392,7 @@ mod tests {
         let deep = Network::of(&mlp(&[8, 7, 6])).unwrap();
         assert_eq!(
             deep.rust_type(),
-            "(Dense<784, 8>, Hidden, Dense<8, 7>, Hidden, Dense<7, 6>, (Hidden, Dense<6, 10>))"
+            "(FirstDense<784, 8>, Hidden, Dense<8, 7>, Hidden, Dense<7, 6>, (Hidden, Dense<6, 10>))"
         );
     }
 

@@ -1,0 +1,134 @@
+//! `FirstDense`: a network's first dense layer, whose input is data. dfdx's `Linear` computes
+//! the input's gradient on every step (its matmul's backward always fills both operands'), a
+//! product as large as the weight's gradient that nothing reads; this layer skips it. Otherwise
+//! it is `Linear`: the same parameters, names and initialisation, dfdx's own forward product
+//! and bias, and the weight's gradient in the same arithmetic (so the same bits).
+
+use super::gemm::{matmul, View};
+use dfdx::nn::tensor_collection::{ModuleVisitor, TensorCollection, TensorOptions};
+use dfdx::prelude::*;
+use rand_distr::Uniform;
+
+/// The layer: `x Wᵀ + b`, `weight` `[O, I]` and `bias` `[O]` as in dfdx's `Linear`.
+#[derive(Debug, Clone)]
+pub struct FirstDense<const I: usize, const O: usize, E: Dtype = f32, D: Storage<E> = Cpu> {
+    pub weight: Tensor<Rank2<O, I>, E, D>,
+    pub bias: Tensor<Rank1<O>, E, D>,
+}
+
+impl<const I: usize, const O: usize> TensorCollection<f32, Cpu> for FirstDense<I, O, f32, Cpu> {
+    type To<E2: Dtype, D2: Device<E2>> = FirstDense<I, O, E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, f32, Cpu>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            (
+                Self::tensor(
+                    "weight",
+                    |s| &s.weight,
+                    |s| &mut s.weight,
+                    TensorOptions::reset_with(|t| t.try_fill_with_distr(dfdx_default::<I>())),
+                ),
+                Self::tensor(
+                    "bias",
+                    |s| &s.bias,
+                    |s| &mut s.bias,
+                    TensorOptions::reset_with(|t| t.try_fill_with_distr(dfdx_default::<I>())),
+                ),
+            ),
+            |(weight, bias)| FirstDense { weight, bias },
+        )
+    }
+}
+
+/// dfdx's `Linear` initialisation: uniform in ±1/√I (runner's `init` replaces it).
+fn dfdx_default<const I: usize>() -> Uniform<f32> {
+    let bound = 1.0 / (I as f32).sqrt();
+    Uniform::new(-bound, bound)
+}
+
+impl<B: Dim, const I: usize, const O: usize, T: Tape<f32, Cpu>>
+    Module<Tensor<(B, Const<I>), f32, Cpu, T>> for FirstDense<I, O, f32, Cpu>
+{
+    type Output = Tensor<(B, Const<O>), f32, Cpu, T>;
+    type Error = CpuError;
+
+    fn try_forward(&self, x: Tensor<(B, Const<I>), f32, Cpu, T>) -> Result<Self::Output, CpuError> {
+        let (x, mut tape) = x.split_tape();
+        // dfdx's own product, off the tape (it reads the weight in place).
+        let out = x.clone().try_matmul(self.weight.clone().try_permute()?)?;
+        if T::OWNS_TAPE {
+            let (out_id, weight) = (out.clone(), self.weight.clone());
+            tape.add_backward_op(move |grads| {
+                let grad_out = grads.get_or_alloc_mut(&out_id)?.to_vec();
+                let rows = x.shape().0.size();
+                // `dW += gᵀ x`: each element the same chain of products over the batch as
+                // dfdx's `xᵀ g` into the transposed weight, so the same bits.
+                matmul(
+                    View::transposed(&grad_out, O, rows),
+                    View::rows(&super::data(&x), rows, I),
+                    grads.get_or_alloc_mut(&weight)?,
+                    true,
+                );
+                Ok(())
+            });
+        }
+        let out = out.put_tape(tape);
+        let shape = *out.shape();
+        out.try_add(self.bias.retaped::<T>().try_broadcast_like(&shape)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dfdx::nn::modules::Linear;
+
+    /// Outputs, weight and bias gradients bit for bit those of dfdx's `Linear` with the same
+    /// parameters, at a batch of 50 and of 130 (more rows than a block of the kernels), on a
+    /// width that is and one that is not a multiple of 16; and the gradient of the input, which
+    /// this layer skips, is never allocated.
+    #[test]
+    fn matches_dfdx_linear_bit_for_bit_without_the_input_gradient() {
+        fn check<const I: usize, const O: usize>(rows: usize) {
+            let dev = Cpu::default();
+            let linear = Linear::<I, O, f32, Cpu>::build(&dev);
+            let first = FirstDense::<I, O, f32, Cpu> {
+                weight: linear.weight.clone(),
+                bias: linear.bias.clone(),
+            };
+            let xs: Vec<f32> = (0..rows * I)
+                .map(|j| ((j * 7919) % 1013) as f32 / 1013.0 - 0.5)
+                .collect();
+            let x = dev.tensor_from_vec(xs, (rows, Const::<I>));
+            let y_lin = linear.forward(x.clone().traced(Gradients::leaky()));
+            let y_first = first.forward(x.clone().traced(Gradients::leaky()));
+            let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+            let forward = bits(y_first.as_vec());
+            assert_eq!(bits(y_lin.as_vec()), forward, "forward");
+            let g_lin = (y_lin.square().sum()).backward();
+            let g_first = (y_first.square().sum()).backward();
+            assert_eq!(
+                bits(g_lin.get(&linear.weight).as_vec()),
+                bits(g_first.get(&first.weight).as_vec()),
+                "weight gradient"
+            );
+            assert_eq!(
+                bits(g_lin.get(&linear.bias).as_vec()),
+                bits(g_first.get(&first.bias).as_vec()),
+                "bias gradient"
+            );
+            // dfdx's `get` panics on a tensor without a gradient.
+            let has_grad = |g: &Gradients<f32, Cpu>| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| g.get(&x))).is_ok()
+            };
+            assert!(has_grad(&g_lin));
+            assert!(!has_grad(&g_first), "input gradient computed");
+            // Without a tape (evaluation) the same values.
+            assert_eq!(bits(first.forward(x).as_vec()), forward);
+        }
+        check::<48, 20>(50);
+        check::<40, 33>(130);
+    }
+}
