@@ -110,9 +110,6 @@ pub unsafe fn gemm(
                         w_rs,
                     )
                 };
-                // Where the second half of a vector's lanes starts: packed, each half of the
-                // chunk's vectors is contiguous.
-                let half = if packed { width / 2 } else { LANES / 2 };
                 for r0 in (0..m).step_by(tile_rows) {
                     let t = Tile {
                         x: x.0.offset(r0 as isize * x_rs).add(chunk),
@@ -120,7 +117,7 @@ pub unsafe fn gemm(
                         w: w_at,
                         w_rs: w_at_rs,
                         vectors,
-                        half,
+                        half: width / 2,
                         partial: partial
                             .as_mut_ptr()
                             .add(r0 * stride + (o0 - o_start) * lanes),
@@ -184,7 +181,7 @@ pub struct Tile {
     w: *const f32,
     w_rs: isize,
     vectors: usize,
-    /// Offset of lanes 8-15 of the first vector.
+    /// Where lanes 8-15 start in a packed chunk (AVX2; see [`pack`]).
     half: usize,
     partial: *mut f32,
     stride: usize,
@@ -203,15 +200,16 @@ pub mod simd {
 
     #[target_feature(enable = "avx512f")]
     pub unsafe fn avx512<const R: usize, const O: usize>(t: &Tile) {
-        tile::<__m512, R, O, 1, LANES>(t, 0)
+        tile::<__m512, R, O, LANES>(t, 0)
     }
 
-    /// The 16 lanes as two registers of 8, lanes 0-7 then 8-15 at each step: each lane adds the
-    /// same products in the same order as the AVX-512 kernel's.
+    /// The 16 lanes in two passes of 8 over the packed chunk: lanes 0-7 of every partial sum,
+    /// then lanes 8-15. Each lane adds the same products in the same order as the AVX-512
+    /// kernel's, and a pass needs one register per partial sum, not two.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn avx2<const R: usize, const O: usize>(t: &Tile) {
-        tile::<__m256, R, O, 1, { LANES / 2 }>(t, 0);
-        tile::<__m256, R, O, 1, { LANES / 2 }>(t, 1);
+        tile::<__m256, R, O, { LANES / 2 }>(t, 0);
+        tile::<__m256, R, O, { LANES / 2 }>(t, 1);
     }
 
     #[target_feature(enable = "avx512f")]
@@ -234,25 +232,20 @@ pub mod simd {
         }
     }
 
-    /// `R` rows of `x` against `O` rows of `w` over one chunk, each vector of [`LANES`] in `P`
-    /// registers of `V` (`P * V::LANES == LANES`).
+    /// `R` rows of `x` against `O` rows of `w` over one chunk, for lanes `pass * V::LANES ..`
+    /// of the 16: a vector every `STEP` values from `pass * t.half`.
     #[inline(always)]
-    unsafe fn tile<V: Vector, const R: usize, const O: usize, const P: usize, const STEP: usize>(
+    unsafe fn tile<V: Vector, const R: usize, const O: usize, const STEP: usize>(
         t: &Tile,
         pass: usize,
     ) {
         let lane0 = pass * V::LANES;
-        let at = |r: usize, o: usize, h: usize| {
-            t.partial
-                .add(r * t.stride + o * LANES + lane0 + h * V::LANES)
-        };
-        let mut acc = [[[V::zero(); P]; O]; R];
+        let at = |r: usize, o: usize| t.partial.add(r * t.stride + o * LANES + lane0);
+        let mut acc = [[V::zero(); O]; R];
         if !t.first {
             for (r, acc) in acc.iter_mut().enumerate() {
                 for (o, acc) in acc.iter_mut().enumerate() {
-                    for (h, acc) in acc.iter_mut().enumerate() {
-                        *acc = V::load(at(r, o, h));
-                    }
+                    *acc = V::load(at(r, o));
                 }
             }
         }
@@ -262,22 +255,18 @@ pub mod simd {
         let ws: [*const f32; O] =
             std::array::from_fn(|o| t.w.offset(o as isize * t.w_rs).add(start));
         for v in 0..t.vectors {
-            for h in 0..P {
-                let off = v * STEP + h * V::LANES;
-                let xv: [V; R] = std::array::from_fn(|r| V::load(xs[r].add(off)));
-                for (o, w) in ws.iter().enumerate() {
-                    let wv = V::load(w.add(off));
-                    for (acc, &x) in acc.iter_mut().zip(&xv) {
-                        acc[o][h] = acc[o][h].mul_add(x, wv);
-                    }
+            let off = v * STEP;
+            let xv: [V; R] = std::array::from_fn(|r| V::load(xs[r].add(off)));
+            for (o, w) in ws.iter().enumerate() {
+                let wv = V::load(w.add(off));
+                for (acc, &x) in acc.iter_mut().zip(&xv) {
+                    acc[o] = acc[o].mul_add(x, wv);
                 }
             }
         }
         for (r, acc) in acc.iter().enumerate() {
             for (o, acc) in acc.iter().enumerate() {
-                for (h, acc) in acc.iter().enumerate() {
-                    acc.store(at(r, o, h));
-                }
+                acc.store(at(r, o));
             }
         }
     }
