@@ -134,7 +134,7 @@ fn main() {
         return;
     }
     runner::malloc::tune();
-    runner::fpmode::install();
+    runner::pool::install();
     println!("{} rayon threads", rayon::current_num_threads());
     let geometry = |h, cin, cout| Geometry {
         batch: 50,

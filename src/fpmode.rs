@@ -2,7 +2,8 @@
 //!
 //! Late in training, tiny gradients and moments become subnormal and x86 arithmetic on them is
 //! many times slower. TensorFlow (the reference) flushes them to zero on its compute threads;
-//! runner does the same unless `RUNNER_FLUSH_DENORMALS=0`. Results stay deterministic.
+//! runner does the same unless `RUNNER_FLUSH_DENORMALS=0`, on every thread of the pool
+//! (the `pool` module). Results stay deterministic.
 
 /// Whether subnormals are flushed (the environment can turn it off).
 pub fn enabled() -> bool {
@@ -20,20 +21,6 @@ pub fn flush_denormals_on_this_thread() {
         csr |= (1 << 15) | (1 << 6);
         std::arch::asm!("ldmxcsr [{}]", in(reg) &csr, options(nostack, readonly));
     }
-}
-
-/// Applies the setting to the calling thread and to rayon's global pool (which dfdx's matmul
-/// and this project's kernels use). Call once, before any parallel work.
-pub fn install() -> bool {
-    if !enabled() {
-        return false;
-    }
-    flush_denormals_on_this_thread();
-    // Fails only if the pool was already built (e.g. in tests); then its threads keep IEEE mode.
-    rayon::ThreadPoolBuilder::new()
-        .start_handler(|_| flush_denormals_on_this_thread())
-        .build_global()
-        .is_ok()
 }
 
 #[cfg(test)]

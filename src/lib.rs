@@ -10,6 +10,7 @@ pub mod fpmode;
 pub mod malloc;
 pub mod models;
 pub mod optim;
+pub mod pool;
 pub mod progress;
 pub mod report;
 pub mod run;

@@ -7,7 +7,7 @@ use std::path::Path;
 /// Lowest first. Modules on one line may not import each other either, except where noted.
 const LAYERS: &[&[&str]] = &[
     &["error", "verbose", "fpmode", "malloc", "Error", "Result"],
-    &["config"],
+    &["config", "pool"],
     &["data"],
     &["ops"],
     &["optim"],

@@ -280,10 +280,10 @@ fn execute(cli: Cli) -> Result<()> {
     }
 }
 
-/// The set-up of every command that trains: the floating-point mode, and a flag that Ctrl-C
-/// and SIGTERM set and the training loop checks after every step.
+/// The set-up of every command that trains: the thread pool and its floating-point mode, and a
+/// flag that Ctrl-C and SIGTERM set and the training loop checks after every step.
 fn start_training() -> Result<Arc<AtomicBool>> {
-    crate::fpmode::install();
+    crate::pool::install();
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
     ctrlc::set_handler(move || f.store(true, Ordering::SeqCst))
