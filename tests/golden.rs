@@ -199,11 +199,18 @@ fn every_path_gives_the_committed_digests() {
     );
 }
 
-#[test]
-fn verify_on_the_other_path_is_bit_identical_and_names_both_paths() {
+/// Whether this CPU runs both paths (else says the test is skipped).
+fn both_paths() -> bool {
     let paths = paths();
     if paths.len() < 2 {
         eprintln!("SKIPPED: this CPU runs one path only ({paths:?})");
+    }
+    paths.len() >= 2
+}
+
+#[test]
+fn verify_on_the_other_path_is_bit_identical_and_names_both_paths() {
+    if !both_paths() {
         return;
     }
     let runs = tempfile::tempdir().unwrap();
@@ -225,9 +232,7 @@ fn verify_on_the_other_path_is_bit_identical_and_names_both_paths() {
 /// bits of an uninterrupted run, and `meta.json` records both paths.
 #[test]
 fn a_run_resumed_on_the_other_path_is_bit_identical_and_says_so() {
-    let paths = paths();
-    if paths.len() < 2 {
-        eprintln!("SKIPPED: this CPU runs one path only ({paths:?})");
+    if !both_paths() {
         return;
     }
     let runs = tempfile::tempdir().unwrap();

@@ -267,18 +267,11 @@ unsafe fn run(isa: Isa, form: Form, k: usize, accumulate: bool) {
             };
             isa.tile_kernel(nr, nv, &t);
         };
-        if by_columns {
-            for c in (c0..c1).step_by(tile_cols) {
-                for r in (r0..r1).step_by(tile_rows) {
-                    tile(r, c);
-                }
-            }
-        } else {
-            // A panel's rows of `A` and one tile column of `B` stay in L1 across its row tiles.
-            for c in (c0..c1).step_by(tile_cols) {
-                for r in (r0..r1).step_by(tile_rows) {
-                    tile(r, c);
-                }
+        // Column tiles outside: one tile column of `B` stays in L1 across the panel's row
+        // tiles (and, in a row panel, so do the panel's rows of `A`).
+        for c in (c0..c1).step_by(tile_cols) {
+            for r in (r0..r1).step_by(tile_rows) {
+                tile(r, c);
             }
         }
     });
