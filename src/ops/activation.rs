@@ -35,11 +35,21 @@ impl Dropout {
     /// step, layer and its index, so masks are the same at any thread count and after a resume,
     /// with no generator state to checkpoint. 24 random bits, compared with `p` as an f32
     /// (exact: both are multiples of 2^-24 at most).
+    #[inline(always)]
     pub fn keeps(&self, i: usize) -> bool {
         let bits = mix(self
             .key
             .wrapping_add((i as u64).wrapping_add(1).wrapping_mul(GOLDEN)));
         ((bits >> 40) as f32) * (1.0 / (1u64 << 24) as f32) >= self.p
+    }
+
+    /// `out[k]` = [`scale`](Self::scale) where element `first + k` is kept, else 0: the
+    /// masks of [`keeps`](Self::keeps), in a loop without branches.
+    pub fn factors(&self, first: usize, out: &mut [f32]) {
+        let scale = self.scale();
+        for (k, f) in out.iter_mut().enumerate() {
+            *f = if self.keeps(first + k) { scale } else { 0.0 };
+        }
     }
 
     /// What a kept element is multiplied by (inverted dropout): 1 / (1 - p).
@@ -51,6 +61,7 @@ impl Dropout {
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// SplitMix64's finaliser: a bijective 64-bit mix.
+#[inline(always)]
 fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -59,6 +70,7 @@ fn mix(mut z: u64) -> u64 {
 
 /// The activation's value and slope at `x`. Where the slope has a kink (0 for ReLU-like
 /// functions), the left side's, as PyTorch takes it.
+#[inline(always)]
 pub fn value_and_slope(kind: Activation, x: f32) -> (f32, f32) {
     match kind {
         Activation::Relu => {
@@ -123,7 +135,6 @@ pub fn activate<S: Shape, T: Tape<f32, Cpu>>(
     }
     let (x, mut tape) = x.split_tape();
     let xs = super::data(&x);
-    let factor = move |i: usize| dropout.map_or(1.0, |d| if d.keeps(i) { d.scale() } else { 0.0 });
     // The forward pass keeps each element's slope (times its dropout factor) for the backward
     // pass, so each transcendental function is evaluated once per element.
     let mut ys = super::zeroed(xs.len());
@@ -132,25 +143,20 @@ pub fn activate<S: Shape, T: Tape<f32, Cpu>>(
     } else {
         Vec::new()
     };
-    let element = |i: usize, y: &mut f32, slope: Option<&mut f32>| {
-        let (value, d) = value_and_slope(kind, xs[i]);
-        let f = factor(i);
-        *y = value * f;
-        if let Some(slope) = slope {
-            *slope = d * f;
-        }
-    };
     if T::OWNS_TAPE {
         for_each_chunk_pair(&mut ys, &mut slopes, |start, ys, slopes| {
-            for (k, (y, d)) in ys.iter_mut().zip(slopes).enumerate() {
-                element(start + k, y, Some(d));
-            }
+            apply(
+                kind,
+                dropout,
+                start,
+                &xs[start..][..ys.len()],
+                ys,
+                Some(slopes),
+            )
         });
     } else {
         for_each_chunk(&mut ys, |start, ys| {
-            for (k, y) in ys.iter_mut().enumerate() {
-                element(start + k, y, None);
-            }
+            apply(kind, dropout, start, &xs[start..][..ys.len()], ys, None)
         });
     }
     let out = x.device().try_tensor_from_vec(ys, *x.shape())?;
@@ -168,6 +174,72 @@ pub fn activate<S: Shape, T: Tape<f32, Cpu>>(
         });
     }
     Ok(out.put_tape(tape))
+}
+
+/// `ys[k] = kind(xs[k]) * factor` and `slopes[k] = kind'(xs[k]) * factor` for element
+/// `start + k`, where the factor is dropout's (`scale` or 0) or 1. The activation is chosen once
+/// per chunk, not per element, and the dropout factors are drawn in blocks by a loop the
+/// compiler vectorises: per element, an inlined activation instead of a call and a `match`
+/// (hidden 1024, batch 128: 1.1 ms of a 7.7 ms training step before).
+fn apply(
+    kind: Activation,
+    dropout: Option<Dropout>,
+    start: usize,
+    xs: &[f32],
+    ys: &mut [f32],
+    slopes: Option<&mut [f32]>,
+) {
+    macro_rules! with_kind {
+        ($($kind:ident),*) => {
+            match kind {
+                $(Activation::$kind => apply_with(
+                    |x| value_and_slope(Activation::$kind, x), dropout, start, xs, ys, slopes,
+                ),)*
+            }
+        };
+    }
+    with_kind!(Relu, LeakyRelu, Gelu, Tanh, Sigmoid, Elu)
+}
+
+/// Dropout factors drawn per block: enough to amortise the loop, small enough for the stack.
+const FACTOR_BLOCK: usize = 256;
+
+#[inline(always)]
+fn apply_with(
+    act: impl Fn(f32) -> (f32, f32),
+    dropout: Option<Dropout>,
+    start: usize,
+    xs: &[f32],
+    ys: &mut [f32],
+    mut slopes: Option<&mut [f32]>,
+) {
+    let mut factors = [1.0f32; FACTOR_BLOCK];
+    for (b, (xs, ys)) in xs
+        .chunks(FACTOR_BLOCK)
+        .zip(ys.chunks_mut(FACTOR_BLOCK))
+        .enumerate()
+    {
+        let first = start + b * FACTOR_BLOCK;
+        let factors = &mut factors[..xs.len()];
+        if let Some(d) = dropout {
+            d.factors(first, factors);
+        }
+        match slopes.as_deref_mut() {
+            Some(slopes) => {
+                let slopes = &mut slopes[b * FACTOR_BLOCK..][..xs.len()];
+                for (((y, d), &x), &f) in ys.iter_mut().zip(slopes).zip(xs).zip(&*factors) {
+                    let (value, slope) = act(x);
+                    *y = value * f;
+                    *d = slope * f;
+                }
+            }
+            None => {
+                for ((y, &x), &f) in ys.iter_mut().zip(xs).zip(&*factors) {
+                    *y = act(x).0 * f;
+                }
+            }
+        }
+    }
 }
 
 /// [`for_each_chunk`] over two slices of the same length at once.
