@@ -7,10 +7,12 @@ pub mod conv2d;
 pub mod conv_block;
 pub mod first_dense;
 pub mod gemm;
+mod isa;
 pub mod params;
 pub mod pool2d;
 pub mod reshape;
 pub mod tensors;
+mod vector;
 
 pub use conv2d::Conv2D;
 pub use conv_block::ConvPoolRelu;

@@ -10,8 +10,8 @@
 //! different order from the GEMM's.
 
 use super::buffers::{aligned_zeros, pooled_len, tap_major};
-use super::isa::Isa;
 use crate::ops::conv2d::cpu::Geometry;
+use crate::ops::isa::Isa;
 use std::cell::RefCell;
 
 /// Pool windows per tile: two accumulators per window column and row pair, within the
@@ -100,8 +100,8 @@ thread_local! {
 
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::super::vector::{pool_window, Vector};
     use super::{max_windows, Geometry, Isa};
+    use crate::ops::vector::{pool_window, Vector};
     use std::arch::x86_64::*;
 
     /// Every tile of one padded image.

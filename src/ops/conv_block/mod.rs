@@ -12,12 +12,10 @@
 
 mod buffers;
 mod direct_forward;
-mod isa;
 mod single_channel;
 mod sparse_backward;
 #[cfg(test)]
 mod testing;
-mod vector;
 mod winograd;
 
 use super::activation::{activate, commutes_with_max};

@@ -6,8 +6,8 @@
 //! input times the routed gradient with the channels in registers, without unfolding the image.
 
 use super::buffers::{pad_image, pooled_len, DEAD};
-use super::isa::Isa;
 use crate::ops::conv2d::cpu::{Geometry, Partial};
+use crate::ops::isa::Isa;
 use std::cell::RefCell;
 
 /// Whether these kernels serve `g`: one input channel, a 3x3 or 5x5 kernel, output channels in
@@ -180,8 +180,8 @@ fn weight_grads_with(
 /// The kernels, generic over the vector type and compiled once per instruction set.
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::super::vector::{pool_window, Vector};
     use super::{padded_hw, Geometry, Isa, Kernel};
+    use crate::ops::vector::{pool_window, Vector};
     use std::arch::x86_64::*;
 
     /// Convolution, bias and 2x2 max-pool of one padded image (`wt` is `[k*k][cout]`).

@@ -10,8 +10,8 @@
 //! results do not depend on the thread count; they differ in rounding from the GEMM path's.
 
 use super::buffers::{aligned_zeros, pad_image, pooled_len, DEAD};
-use super::isa::Isa;
 use crate::ops::conv2d::cpu::{Geometry, Partial};
+use crate::ops::isa::Isa;
 use std::cell::RefCell;
 
 /// A term of a sum: `weight * source[offset..]`, for one run of `k * cin` values.
@@ -207,8 +207,8 @@ fn accumulate(isa: Isa, dst: &mut [f32], terms: &[Term], src: &[f32]) {
 
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::super::vector::Vector;
     use super::{Isa, Term};
+    use crate::ops::vector::Vector;
     use std::arch::x86_64::*;
 
     /// # Safety
@@ -293,9 +293,9 @@ mod simd {
 
 #[cfg(test)]
 mod tests {
-    use super::super::isa::test_values as val;
     use super::*;
     use crate::ops::conv2d::cpu::naive;
+    use crate::ops::isa::test_values as val;
 
     /// All three gradients against the direct loops (in f64) on the routed gradient (each live
     /// window's gradient at its chosen input, zero elsewhere), for both kernel sizes, both

@@ -1,8 +1,8 @@
 //! Shared test references of the block's kernels: the im2col path, and the forward cases.
 
 use super::buffers::pooled_len;
-use super::isa;
 use crate::ops::conv2d::cpu::{self as conv, Geometry};
+use crate::ops::isa;
 use crate::ops::pool2d::cpu as pool;
 
 /// Reference for the vector kernels' tests: the im2col convolution, then the pool, image by

@@ -11,8 +11,8 @@
 //! the same bits at any thread count.
 
 use super::buffers::{aligned_zeros, pad_image, pooled_len, tap_major};
-use super::isa::Isa;
 use crate::ops::conv2d::cpu::Geometry;
+use crate::ops::isa::Isa;
 use std::cell::RefCell;
 
 /// Kernel size these transforms are for.
@@ -135,8 +135,8 @@ fn scratch(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
 
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::super::vector::{pool_window, Vector};
     use super::{Geometry, Isa, ALPHA, K, POINTS};
+    use crate::ops::vector::{pool_window, Vector};
     use std::arch::x86_64::*;
 
     /// The kernel transform: `u[p][ci][co]` from `taps[k][k][ci][co]`.
@@ -508,9 +508,9 @@ mod simd {
 
 #[cfg(test)]
 mod tests {
-    use super::super::isa::test_values as val;
     use super::super::testing::{check_forward, forward_cases};
     use super::*;
+    use crate::ops::isa::test_values as val;
 
     /// Against the im2col GEMM followed by the pool (an independent path), on `forward_cases`
     /// (1, 2 and 4 output vectors per register block, partial blocks of tiles), on every

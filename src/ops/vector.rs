@@ -1,4 +1,4 @@
-//! The few vector operations the block's direct kernels need, over AVX-512 and AVX2 registers,
+//! The few vector operations runner's kernels need, over AVX-512 and AVX2 registers,
 //! so that each kernel is written once and compiled per instruction set.
 
 #![cfg(target_arch = "x86_64")]

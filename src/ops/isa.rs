@@ -1,4 +1,5 @@
-//! The vector instruction sets the block's kernels are compiled for, chosen at run time.
+//! The vector instruction sets runner's own kernels (the conv blocks', the first dense layer's) are
+//! compiled for, chosen at run time.
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Isa {
