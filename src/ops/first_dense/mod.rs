@@ -2,7 +2,11 @@
 //! the input's gradient on every step (its matmul's backward always fills both operands'), a
 //! product as large as the weight's gradient that nothing reads; this layer skips it. Otherwise
 //! it is `Linear`: the same parameters, names and initialisation, dfdx's own forward product
-//! and bias, and the weight's gradient in the same arithmetic (so the same bits).
+//! and bias, and the weight's gradient in the same arithmetic (so the same bits). Where the input
+//! is mostly zeros (MNIST's pixels), both products run over its nonzero values alone
+//! ([`sparse`]), again in the same bits.
+
+mod sparse;
 
 use super::gemm::{matmul, View};
 use dfdx::nn::tensor_collection::{ModuleVisitor, TensorCollection, TensorOptions};
@@ -56,27 +60,67 @@ impl<B: Dim, const I: usize, const O: usize, T: Tape<f32, Cpu>>
 
     fn try_forward(&self, x: Tensor<(B, Const<I>), f32, Cpu, T>) -> Result<Self::Output, CpuError> {
         let (x, mut tape) = x.split_tape();
-        // dfdx's own product, off the tape (it reads the weight in place).
-        let out = x.clone().try_matmul(self.weight.clone().try_permute()?)?;
+        let rows = x.shape().0.size();
+        let xs = super::data(&x);
+        let isa = sparse::applies(&xs, I);
+        let out = match isa.and_then(|isa| self.sparse_forward(isa, &xs, rows)) {
+            Some(y) => x
+                .device()
+                .try_tensor_from_vec(y, (x.shape().0, Const::<O>))?,
+            // dfdx's own product, off the tape (it reads the weight in place).
+            None => x.clone().try_matmul(self.weight.clone().try_permute()?)?,
+        };
         if T::OWNS_TAPE {
             let (out_id, weight) = (out.clone(), self.weight.clone());
             tape.add_backward_op(move |grads| {
                 let grad_out = grads.get_or_alloc_mut(&out_id)?.to_vec();
-                let rows = x.shape().0.size();
-                // `dW += gᵀ x`: each element the same chain of products over the batch as
-                // dfdx's `xᵀ g` into the transposed weight, so the same bits.
-                matmul(
-                    View::transposed(&grad_out, O, rows),
-                    View::rows(&super::data(&x), rows, I),
-                    grads.get_or_alloc_mut(&weight)?,
-                    true,
-                );
+                let dw = grads.get_or_alloc_mut(&weight)?;
+                let dims = (rows, I, O);
+                if !isa.is_some_and(|isa| sparse::weight_grad(isa, &xs, &grad_out, dims, dw)) {
+                    // `dW += gᵀ x`: each element the same chain of products over the batch as
+                    // dfdx's `xᵀ g` into the transposed weight, so the same bits.
+                    matmul(
+                        View::transposed(&grad_out, O, rows),
+                        View::rows(&xs, rows, I),
+                        dw,
+                        true,
+                    );
+                }
                 Ok(())
             });
         }
         let out = out.put_tape(tape);
         let shape = *out.shape();
         out.try_add(self.bias.retaped::<T>().try_broadcast_like(&shape)?)
+    }
+}
+
+impl<const I: usize, const O: usize> FirstDense<I, O, f32, Cpu> {
+    /// `x Wᵀ` over the nonzero inputs, or `None` where a weight is not finite.
+    fn sparse_forward(
+        &self,
+        isa: crate::ops::isa::Isa,
+        xs: &[f32],
+        rows: usize,
+    ) -> Option<Vec<f32>> {
+        thread_local! {
+            /// The weight's values: dfdx lends no slice of a tensor, and a fresh buffer of this
+            /// size costs page faults on every step.
+            static WEIGHT: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let mut y = super::zeroed(rows * O);
+        let done = WEIGHT.with(|w| {
+            let mut fresh = Vec::new();
+            let mut held = w.try_borrow_mut();
+            let w = match held.as_deref_mut() {
+                Ok(w) => w,
+                Err(_) => &mut fresh,
+            };
+            w.resize(O * I, 0.0);
+            self.weight.copy_into(w);
+            sparse::forward(isa, xs, w, (rows, I, O), &mut y)
+        });
+        done.then_some(y)
     }
 }
 
@@ -87,11 +131,12 @@ mod tests {
 
     /// Outputs, weight and bias gradients bit for bit those of dfdx's `Linear` with the same
     /// parameters, at a batch of 50 and of 130 (more rows than a block of the kernels), on a
-    /// width that is and one that is not a multiple of 16; and the gradient of the input, which
-    /// this layer skips, is never allocated.
+    /// width that is and one that is not a multiple of 16, with dense inputs and with four in
+    /// five zeros (the sparse kernels, where the CPU has them); and the gradient of the input,
+    /// which this layer skips, is never allocated.
     #[test]
     fn matches_dfdx_linear_bit_for_bit_without_the_input_gradient() {
-        fn check<const I: usize, const O: usize>(rows: usize) {
+        fn check<const I: usize, const O: usize>(rows: usize, sparse: bool) {
             let dev = Cpu::default();
             let linear = Linear::<I, O, f32, Cpu>::build(&dev);
             let first = FirstDense::<I, O, f32, Cpu> {
@@ -100,7 +145,15 @@ mod tests {
             };
             let xs: Vec<f32> = (0..rows * I)
                 .map(|j| ((j * 7919) % 1013) as f32 / 1013.0 - 0.5)
+                .map(|v| if sparse && v.abs() < 0.4 { 0.0 } else { v })
                 .collect();
+            let by_lists = sparse::applies(&xs, I).is_some();
+            if sparse && I.is_multiple_of(16) {
+                assert_eq!(
+                    by_lists,
+                    super::super::isa::Isa::fitting(64).next().is_some()
+                );
+            }
             let x = dev.tensor_from_vec(xs, (rows, Const::<I>));
             let y_lin = linear.forward(x.clone().traced(Gradients::leaky()));
             let y_first = first.forward(x.clone().traced(Gradients::leaky()));
@@ -128,7 +181,10 @@ mod tests {
             // Without a tape (evaluation) the same values.
             assert_eq!(bits(first.forward(x).as_vec()), forward);
         }
-        check::<48, 20>(50);
-        check::<40, 33>(130);
+        for sparse in [false, true] {
+            check::<48, 20>(50, sparse);
+            check::<40, 33>(130, sparse);
+            check::<784, 70>(130, sparse);
+        }
     }
 }

@@ -1,0 +1,656 @@
+//! The first dense layer's two products over the nonzero inputs alone. Its input is data, and
+//! MNIST's pixels are 81 % zeros: the dense kernels spend four fifths of their multiply-adds on
+//! zeros. Here each product runs over lists of the nonzero inputs, vectorised across blocks of
+//! [`BLOCK`] outputs, with the weights (forward) or the result (weight gradient) transposed per
+//! block so that those outputs are contiguous.
+//!
+//! Same bits as the dense fixed-order kernels (`vendor/gemm-0.15-shim`): each output's sums
+//! take the same terms in the same order, less the terms whose input is zero. Skipping such a
+//! term cannot change a sum: a fused multiply-add of a finite value by zero adds a signed zero,
+//! which leaves any sum as it is, except that `-0 + +0` is `+0`; and sums that start from `+0`
+//! are never `-0` (an exact cancellation rounds to `+0`). Where the skipped factor is not finite
+//! (`inf * 0` is NaN) the dense kernels run instead.
+//! - Forward (`x Wᵀ`, the shim's dot-product form): lane `j` of an output chains the products
+//!   at inputs `j, j + 16, ...` from zero, and the 16 lanes are summed in `Vector::sum`'s order.
+//! - Weight gradient (`dW += gᵀ x`, the outer-product form): each element chains the products
+//!   over the batch in order, from zero, then is added to `dW`.
+
+use crate::ops::isa::Isa;
+use rayon::prelude::*;
+
+/// Lanes of the forward's partial sums: the shim's dot-product form's (`gemm::dot::LANES`).
+const LANES: usize = 16;
+/// Outputs per parallel task, vectorised over: 4 AVX-512 or 8 AVX2 registers.
+pub const BLOCK: usize = 64;
+/// Up to this share of nonzero inputs the lists win (hidden 1024, batch 128, one thread:
+/// see `docs/kernels.md`); above it the dense kernels run.
+const MAX_DENSITY: f64 = 0.4;
+
+/// A nonzero input: where its row of the other operand starts, and its value.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+struct Entry {
+    at: u32,
+    x: f32,
+}
+
+/// The instruction set the sparse kernels run on for `x` (`rows x ins`), or `None` where the
+/// dense kernels should: no AVX2 path, an input width the shim's dot-product form does not
+/// take, or too dense an input.
+pub fn applies(x: &[f32], ins: usize) -> Option<Isa> {
+    let isa = Isa::fitting(BLOCK).next()?;
+    let nonzero = x.iter().filter(|&&v| v != 0.0).count();
+    (ins.is_multiple_of(LANES) && (nonzero as f64) <= MAX_DENSITY * x.len() as f64).then_some(isa)
+}
+
+/// `y (rows x outs) = x (rows x ins) · wᵀ` for `w` `[outs][ins]`, in the dense forward's bits.
+/// Returns false, with `y` in an unspecified state, where a weight is not finite.
+pub fn forward(isa: Isa, x: &[f32], w: &[f32], (rows, ins, outs): Dims, y: &mut [f32]) -> bool {
+    assert!(
+        ins.is_multiple_of(LANES),
+        "the dot-product form's inner dimension"
+    );
+    assert_eq!(
+        (x.len(), w.len(), y.len()),
+        (rows * ins, outs * ins, rows * outs)
+    );
+    let lanes = by_row_and_lane(x, rows, ins);
+    let y = Shared(y.as_mut_ptr());
+    let finite = (0..outs.div_ceil(BLOCK)).into_par_iter().map(|block| {
+        let o0 = block * BLOCK;
+        let width = BLOCK.min(outs - o0);
+        with_scratch(|scratch| {
+            let (wt, partial) = (&mut scratch.a, &mut scratch.b);
+            let finite = transpose_block(&w[o0 * ins..][..width * ins], ins, wt);
+            // Lane by lane, so that the lane's rows of `wt` (a sixteenth: 12.5 KB for the
+            // reference) stay in L1 while every row of the batch reads them.
+            let partial = buffer(partial, ROW_GROUP.min(rows) * LANES * BLOCK);
+            let mut out = [0.0f32; BLOCK];
+            for r0 in (0..rows).step_by(ROW_GROUP) {
+                let group = ROW_GROUP.min(rows - r0);
+                for lane in 0..LANES {
+                    for r in 0..group {
+                        let run = (r0 + r) * LANES + lane;
+                        let entries = &lanes.entries[lanes.starts[run]..lanes.starts[run + 1]];
+                        let dst = &mut partial[(r * LANES + lane) * BLOCK..][..BLOCK];
+                        // SAFETY: the CPU has `isa` (`applies` chose it from `Isa::fitting`); every
+                        // entry's `at` is a row of `wt` (below `ins`), `BLOCK` values each.
+                        unsafe { simd::chain(isa, entries, wt.as_ptr(), dst.as_mut_ptr()) };
+                    }
+                }
+                for r in 0..group {
+                    let lanes = &partial[r * LANES * BLOCK..][..LANES * BLOCK];
+                    // SAFETY: the CPU has `isa`; `lanes` holds 16 runs of `BLOCK` values, `out` one.
+                    unsafe { simd::lane_sums(isa, lanes.as_ptr(), out.as_mut_ptr()) };
+                    // SAFETY: blocks write disjoint columns `o0..o0 + width` of `y`'s rows.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            out.as_ptr(),
+                            y.at((r0 + r) * outs + o0),
+                            width,
+                        );
+                    }
+                }
+            }
+            finite
+        })
+    });
+    finite.reduce(|| true, |a, b| a && b)
+}
+
+/// `dw [outs][ins] += gᵀ x` for `g` `rows x outs` and `x` `rows x ins`, in the dense kernels'
+/// bits. Returns false, leaving `dw` unchanged, where a gradient is not finite.
+pub fn weight_grad(
+    isa: Isa,
+    x: &[f32],
+    g: &[f32],
+    (rows, ins, outs): Dims,
+    dw: &mut [f32],
+) -> bool {
+    assert_eq!(
+        (x.len(), g.len(), dw.len()),
+        (rows * ins, rows * outs, outs * ins)
+    );
+    if !all_finite(g) {
+        return false;
+    }
+    let columns = by_column(x, rows, ins);
+    dw.par_chunks_mut(BLOCK * ins)
+        .enumerate()
+        .for_each(|(block, dw)| {
+            let width = dw.len() / ins;
+            // The block's columns of `g`, contiguous (`[row][BLOCK]`, zero past `width`): rows of
+            // `g` itself lie 4 KB apart, and would share the same few sets of L1.
+            with_scratch(|scratch| {
+                let gb = buffer(&mut scratch.a, rows * BLOCK);
+                if width < BLOCK {
+                    gb.fill(0.0);
+                }
+                for (dst, src) in gb.chunks_exact_mut(BLOCK).zip(g.chunks_exact(outs)) {
+                    dst[..width].copy_from_slice(&src[block * BLOCK..][..width]);
+                }
+                // `t[p][o]`: the sums of the block's outputs, input by input.
+                let t = buffer(&mut scratch.b, ins * BLOCK);
+                for (p, t) in t.chunks_exact_mut(BLOCK).enumerate() {
+                    let column = &columns.entries[columns.starts[p]..columns.starts[p + 1]];
+                    // SAFETY: the CPU has `isa`; each entry's `at` is a row of `gb` (below `rows`),
+                    // `BLOCK` values each; `t` holds `BLOCK` values.
+                    unsafe { simd::chain(isa, column, gb.as_ptr(), t.as_mut_ptr()) };
+                }
+                add_transposed(t, dw, width, ins);
+            })
+        });
+    true
+}
+
+/// Rows of the batch whose partial sums a forward task keeps at once (512 KB per block).
+const ROW_GROUP: usize = 128;
+
+/// `(rows, ins, outs)`: the batch, the layer's inputs and its outputs.
+pub type Dims = (usize, usize, usize);
+
+/// Entries in runs: run `i` is `entries[starts[i]..starts[i + 1]]`.
+struct Runs {
+    entries: Vec<Entry>,
+    starts: Vec<usize>,
+}
+
+/// Per row, per lane `j`, the row's nonzero inputs at `j, j + 16, ...` in order (`at`: the
+/// input's row in [`transpose_block`]'s order, [`lane_major`]).
+fn by_row_and_lane(x: &[f32], rows: usize, ins: usize) -> Runs {
+    let mut entries = Vec::with_capacity(x.len() / 4);
+    let mut starts = Vec::with_capacity(rows * LANES + 1);
+    starts.push(0);
+    for row in x.chunks_exact(ins) {
+        for lane in 0..LANES {
+            for p in (lane..ins).step_by(LANES) {
+                if row[p] != 0.0 {
+                    entries.push(Entry {
+                        at: lane_major(p, ins) as u32,
+                        x: row[p],
+                    });
+                }
+            }
+            starts.push(entries.len());
+        }
+    }
+    debug_assert_eq!(starts.len(), rows * LANES + 1);
+    Runs { entries, starts }
+}
+
+/// Per input, its nonzero values down the batch in order (`at`: the row).
+fn by_column(x: &[f32], rows: usize, ins: usize) -> Runs {
+    let mut starts = vec![0usize; ins + 1];
+    for row in x.chunks_exact(ins) {
+        for (p, &v) in row.iter().enumerate() {
+            starts[p + 1] += (v != 0.0) as usize;
+        }
+    }
+    for p in 0..ins {
+        starts[p + 1] += starts[p];
+    }
+    let mut next = starts.clone();
+    let mut entries = vec![Entry { at: 0, x: 0.0 }; starts[ins]];
+    for (r, row) in x.chunks_exact(ins).enumerate() {
+        for (p, &v) in row.iter().enumerate() {
+            if v != 0.0 {
+                entries[next[p]] = Entry { at: r as u32, x: v };
+                next[p] += 1;
+            }
+        }
+    }
+    debug_assert!(rows == 0 || next[..ins] == starts[1..]);
+    Runs { entries, starts }
+}
+
+/// A task's buffers, kept from call to call: zeroing fresh ones cost more than the kernels
+/// (the forward's partial sums are 8 MB a call for the reference's first layer).
+#[derive(Default)]
+struct Scratch {
+    a: Vec<f32>,
+    b: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+/// `f` on this thread's [`Scratch`] (a fresh one if it is in use further up the stack).
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => f(&mut s),
+        Err(_) => f(&mut Scratch::default()),
+    })
+}
+
+/// The first `len` values of `v`, grown (with zeros) as needed; their values are stale.
+fn buffer(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    &mut v[..len]
+}
+
+/// Where input `p`'s row goes in a transposed block: lane by lane (`p % 16`), so that a lane's
+/// rows are contiguous.
+fn lane_major(p: usize, ins: usize) -> usize {
+    (p % LANES) * (ins / LANES) + p / LANES
+}
+
+/// A block of weight rows (`width <= BLOCK` rows of `ins`) as `[ins][BLOCK]` with its rows in
+/// [`lane_major`] order, zero past `width`, into `wt`; whether every weight is finite.
+fn transpose_block(w: &[f32], ins: usize, wt: &mut Vec<f32>) -> bool {
+    let width = w.len() / ins;
+    let wt = buffer(wt, ins * BLOCK);
+    if width < BLOCK {
+        wt.fill(0.0);
+    }
+    let whole = width - width % 8;
+    // Consecutive inputs of a tile of 8 go to rows `ins / 16` apart (see `lane_major`).
+    let step = ins / LANES * BLOCK;
+    // SAFETY: the CPU has AVX2 (`applies` chose one of the two paths); rows `o0..o0 + 8` of `w` hold
+    // inputs `p0..p0 + 8` (`ins` is a multiple of 16, `o0 + 8 <= width`); `wt` holds rows
+    // `lane_major(p0 + i)` (`lane_major(p0) + i * step / BLOCK`) to column `o0 + 8`.
+    unsafe {
+        simd::transpose_tiles::<false>(
+            (ins, whole),
+            (w.as_ptr(), ins, |p0, o0| o0 * ins + p0),
+            (wt.as_mut_ptr(), step, |p0, o0| {
+                lane_major(p0, ins) * BLOCK + o0
+            }),
+        )
+    };
+    for p0 in (0..ins).step_by(8) {
+        let base = lane_major(p0, ins) * BLOCK;
+        for o in whole..width {
+            for i in 0..8 {
+                wt[base + i * step + o] = w[o * ins + p0 + i];
+            }
+        }
+    }
+    all_finite(w)
+}
+
+/// Whether no value is infinite or NaN, in a loop the compiler vectorises.
+fn all_finite(v: &[f32]) -> bool {
+    v.iter()
+        .map(|x| x.to_bits() & 0x7fff_ffff)
+        .max()
+        .unwrap_or(0)
+        < 0x7f80_0000
+}
+
+/// `dw[o][p] += t[p][o]` for the block's `width` outputs, by 8x8 transposes.
+fn add_transposed(t: &[f32], dw: &mut [f32], width: usize, ins: usize) {
+    assert!(ins.is_multiple_of(8) && t.len() == ins * BLOCK && dw.len() == width * ins);
+    let whole = width - width % 8;
+    // SAFETY: the CPU has AVX2 (`applies` chose one of the two paths); `t` holds rows `p0..p0 + 8` of
+    // `BLOCK`, `dw` rows `o0..o0 + 8` of `ins` (asserted above, `o0 + 8 <= width`).
+    unsafe {
+        simd::transpose_tiles::<true>(
+            (ins, whole),
+            (t.as_ptr(), BLOCK, |p0, o0| p0 * BLOCK + o0),
+            (dw.as_mut_ptr(), ins, |p0, o0| o0 * ins + p0),
+        )
+    };
+    for p0 in (0..ins).step_by(8) {
+        for o in whole..width {
+            for i in 0..8 {
+                dw[o * ins + p0 + i] += t[(p0 + i) * BLOCK + o];
+            }
+        }
+    }
+}
+
+/// `y`'s pointer, shared by the tasks that write its disjoint parts.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+// SAFETY: `forward`'s tasks write disjoint columns of `y` through it.
+unsafe impl Send for Shared {}
+// SAFETY: as for `Send`: no two tasks write the same value.
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// # Safety
+    /// `at` is inside the slice the pointer came from.
+    unsafe fn at(self, at: usize) -> *mut f32 {
+        // SAFETY: the caller's contract.
+        unsafe { self.0.add(at) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use super::{Entry, Isa, BLOCK};
+    use crate::ops::vector::Vector;
+    use std::arch::x86_64::*;
+
+    /// `dst[o] = Σ x * src[at * BLOCK + o]` over `entries` in order, from zero, for `BLOCK`
+    /// outputs `o`.
+    ///
+    /// # Safety
+    /// The CPU has `isa`; for each entry, `src + at * BLOCK` holds `BLOCK` values; `dst` holds
+    /// `BLOCK` values.
+    pub unsafe fn chain(isa: Isa, entries: &[Entry], src: *const f32, dst: *mut f32) {
+        // SAFETY: this function's contract.
+        unsafe {
+            match isa {
+                Isa::Avx512 => chain512(entries, src, dst),
+                Isa::Avx2 => chain256(entries, src, dst),
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn chain512(entries: &[Entry], src: *const f32, dst: *mut f32) {
+        // SAFETY: `chain`'s contract; the CPU has AVX-512F.
+        unsafe { chain_with::<__m512, { BLOCK / 16 }>(entries, src, dst) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn chain256(entries: &[Entry], src: *const f32, dst: *mut f32) {
+        // SAFETY: `chain`'s contract; the CPU has AVX2 and FMA.
+        unsafe { chain_with::<__m256, { BLOCK / 8 }>(entries, src, dst) }
+    }
+
+    #[inline(always)]
+    unsafe fn chain_with<V: Vector, const N: usize>(
+        entries: &[Entry],
+        src: *const f32,
+        dst: *mut f32,
+    ) {
+        // SAFETY: `chain`'s contract: every load is inside an entry's row, every store in `dst`.
+        unsafe {
+            let mut acc = [V::zero(); N];
+            for e in entries {
+                let (x, row) = (V::splat(e.x), src.add(e.at as usize * BLOCK));
+                for (v, acc) in acc.iter_mut().enumerate() {
+                    *acc = acc.mul_add(x, V::load(row.add(v * V::LANES)));
+                }
+            }
+            for (v, acc) in acc.iter().enumerate() {
+                acc.store(dst.add(v * V::LANES));
+            }
+        }
+    }
+
+    /// For every tile origin `(p0, o0)` (`p0` below `ins`, `o0` below `whole`, steps of 8): the
+    /// 8x8 tile at `src + src_at(p0, o0)` (rows `src_rs` apart), transposed, written (or with
+    /// `ADD`, added) to the tile at `dst + dst_at(p0, o0)` (rows `dst_rs` apart). AVX registers
+    /// on both paths (AVX-512 CPUs have AVX2); data movement only, but for `ADD`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; every tile is inside its allocation; `src` and `dst` do not overlap.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn transpose_tiles<const ADD: bool>(
+        (ins, whole): (usize, usize),
+        (src, src_rs, src_at): (*const f32, usize, impl Fn(usize, usize) -> usize),
+        (dst, dst_rs, dst_at): (*mut f32, usize, impl Fn(usize, usize) -> usize),
+    ) {
+        for p0 in (0..ins).step_by(8) {
+            for o0 in (0..whole).step_by(8) {
+                // SAFETY: this function's contract.
+                unsafe {
+                    transpose8::<ADD>(
+                        src.add(src_at(p0, o0)),
+                        src_rs,
+                        dst.add(dst_at(p0, o0)),
+                        dst_rs,
+                    )
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn transpose8<const ADD: bool>(
+        src: *const f32,
+        src_rs: usize,
+        dst: *mut f32,
+        dst_rs: usize,
+    ) {
+        // SAFETY: `transpose_tiles`' contract: eight rows of eight values at each end.
+        unsafe {
+            let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(src.add(i * src_rs)));
+            let lo = |a, b| _mm256_unpacklo_ps(a, b);
+            let hi = |a, b| _mm256_unpackhi_ps(a, b);
+            let t = [
+                lo(r[0], r[1]),
+                hi(r[0], r[1]),
+                lo(r[2], r[3]),
+                hi(r[2], r[3]),
+                lo(r[4], r[5]),
+                hi(r[4], r[5]),
+                lo(r[6], r[7]),
+                hi(r[6], r[7]),
+            ];
+            let u = [
+                _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+                _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
+                _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+                _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
+                _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+                _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
+                _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+                _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
+            ];
+            for i in 0..4 {
+                let (a, b) = (
+                    _mm256_permute2f128_ps::<0x20>(u[i], u[i + 4]),
+                    _mm256_permute2f128_ps::<0x31>(u[i], u[i + 4]),
+                );
+                for (row, v) in [(i, a), (i + 4, b)] {
+                    let d = dst.add(row * dst_rs);
+                    let v = if ADD {
+                        _mm256_add_ps(_mm256_loadu_ps(d), v)
+                    } else {
+                        v
+                    };
+                    _mm256_storeu_ps(d, v);
+                }
+            }
+        }
+    }
+
+    /// `out[o]` = the 16 lanes `lanes[j * BLOCK + o]` summed as `Vector::sum` sums a
+    /// register's: lanes `j` and `j + 8`, then those sums `i` and `i + 4`, then `0 + 2` and
+    /// `1 + 3`, then the last two.
+    ///
+    /// # Safety
+    /// The CPU has `isa`; `lanes` holds `16 * BLOCK` values, `out` `BLOCK`.
+    pub unsafe fn lane_sums(isa: Isa, lanes: *const f32, out: *mut f32) {
+        // SAFETY: this function's contract.
+        unsafe {
+            match isa {
+                Isa::Avx512 => lane_sums512(lanes, out),
+                Isa::Avx2 => lane_sums256(lanes, out),
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn lane_sums512(lanes: *const f32, out: *mut f32) {
+        // SAFETY: `lane_sums`' contract; the CPU has AVX-512F.
+        unsafe { lane_sums_with::<__m512>(lanes, out) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn lane_sums256(lanes: *const f32, out: *mut f32) {
+        // SAFETY: `lane_sums`' contract; the CPU has AVX2.
+        unsafe { lane_sums_with::<__m256>(lanes, out) }
+    }
+
+    #[inline(always)]
+    unsafe fn lane_sums_with<V: Vector>(lanes: *const f32, out: *mut f32) {
+        // SAFETY: `lane_sums`' contract.
+        unsafe {
+            for o in (0..BLOCK).step_by(V::LANES) {
+                let l = |j: usize| V::load(lanes.add(j * BLOCK + o));
+                let s: [V; 8] = std::array::from_fn(|i| l(i).add(l(i + 8)));
+                let h: [V; 4] = std::array::from_fn(|i| s[i].add(s[i + 4]));
+                h[0].add(h[2]).add(h[1].add(h[3])).store(out.add(o));
+            }
+        }
+    }
+}
+
+/// Off x86-64 `applies` is always `None`: nothing calls these.
+#[cfg(not(target_arch = "x86_64"))]
+mod simd {
+    use super::{Entry, Isa};
+
+    pub unsafe fn chain(_: Isa, _: &[Entry], _: *const f32, _: *mut f32) {
+        unreachable!("no vector instruction set off x86-64")
+    }
+
+    pub unsafe fn lane_sums(_: Isa, _: *const f32, _: *mut f32) {
+        unreachable!("no vector instruction set off x86-64")
+    }
+
+    pub unsafe fn transpose_tiles<const ADD: bool>(
+        _: (usize, usize),
+        _: (*const f32, usize, impl Fn(usize, usize) -> usize),
+        _: (*mut f32, usize, impl Fn(usize, usize) -> usize),
+    ) {
+        unreachable!("no vector instruction set off x86-64")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::gemm::{matmul, View};
+    use crate::ops::isa::test_values;
+
+    /// Every path this CPU can run, whatever `RUNNER_ISA` says (the dense kernels give the same
+    /// bits on both, so either is the reference).
+    fn paths() -> Vec<Isa> {
+        let mut paths = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                paths.push(Isa::Avx512);
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                paths.push(Isa::Avx2);
+            }
+        }
+        paths
+    }
+
+    /// Inputs with about `percent` % nonzeros (positive and negative), row 1 all zeros.
+    fn sparse_input(rows: usize, ins: usize, percent: u64, seed: u64) -> Vec<f32> {
+        let mut x = test_values(rows * ins, seed);
+        for (i, v) in x.iter_mut().enumerate() {
+            let h = (i as u64 ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+            if h % 100 >= percent || i / ins.max(1) == 1 {
+                *v = 0.0;
+            }
+        }
+        x
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// Both products bit for bit those of the dense fixed-order kernels, on every path, at
+    /// widths that are and are not whole blocks (and not whole tiles of 8), one row, more rows
+    /// than a row group, and the reference's input width; and within rounding of f64 sums.
+    #[test]
+    fn products_match_the_dense_kernels_bit_for_bit_on_every_path() {
+        let paths = paths();
+        if paths.is_empty() {
+            eprintln!("no AVX2 or AVX-512 on this CPU: the sparse kernels never run");
+            return;
+        }
+        for (rows, ins, outs) in [(50, 784, 200), (130, 48, 70), (1, 16, 64), (3, 32, 9)] {
+            let x = sparse_input(rows, ins, 20, rows as u64);
+            let w = test_values(outs * ins, 7);
+            let g = test_values(rows * outs, 11);
+            let dw0 = test_values(outs * ins, 13);
+            let mut y_dense = vec![0.0; rows * outs];
+            matmul(
+                View::rows(&x, rows, ins),
+                View::transposed(&w, ins, outs),
+                &mut y_dense,
+                false,
+            );
+            let mut dw_dense = dw0.clone();
+            matmul(
+                View::transposed(&g, outs, rows),
+                View::rows(&x, rows, ins),
+                &mut dw_dense,
+                true,
+            );
+            for r in 0..rows {
+                for o in 0..outs {
+                    let want: f64 = (0..ins)
+                        .map(|p| x[r * ins + p] as f64 * w[o * ins + p] as f64)
+                        .sum();
+                    assert!((y_dense[r * outs + o] as f64 - want).abs() < 1e-4);
+                }
+            }
+            for &isa in &paths {
+                let case = format!("{isa:?} rows {rows} ins {ins} outs {outs}");
+                let mut y = vec![f32::NAN; rows * outs];
+                assert!(forward(isa, &x, &w, (rows, ins, outs), &mut y), "{case}");
+                assert_eq!(bits(&y), bits(&y_dense), "forward, {case}");
+                let mut dw = dw0.clone();
+                assert!(
+                    weight_grad(isa, &x, &g, (rows, ins, outs), &mut dw),
+                    "{case}"
+                );
+                assert_eq!(bits(&dw), bits(&dw_dense), "weight gradient, {case}");
+                let (o, p) = (outs - 1, ins / 2);
+                let want = dw0[o * ins + p] as f64
+                    + (0..rows)
+                        .map(|b| g[b * outs + o] as f64 * x[b * ins + p] as f64)
+                        .sum::<f64>();
+                assert!((dw[o * ins + p] as f64 - want).abs() < 1e-4, "{case}");
+            }
+        }
+    }
+
+    /// A weight or gradient that is not finite where the input is zero would turn the dense
+    /// sums into NaN: the sparse kernels decline, and leave the gradient as it was.
+    #[test]
+    fn non_finite_factors_send_the_products_to_the_dense_kernels() {
+        let (rows, ins, outs) = (4, 32, 10);
+        let x = sparse_input(rows, ins, 20, 3);
+        for &isa in &paths() {
+            let mut w = test_values(outs * ins, 5);
+            w[3 * ins + 7] = f32::INFINITY;
+            assert!(!forward(
+                isa,
+                &x,
+                &w,
+                (rows, ins, outs),
+                &mut vec![0.0; rows * outs]
+            ));
+            let mut g = test_values(rows * outs, 6);
+            g[5] = f32::NAN;
+            let mut dw = test_values(outs * ins, 8);
+            let before = dw.clone();
+            assert!(!weight_grad(isa, &x, &g, (rows, ins, outs), &mut dw));
+            assert_eq!(bits(&dw), bits(&before));
+        }
+    }
+
+    /// The kernels take sparse inputs of whole 16-lane widths only.
+    #[test]
+    fn applies_only_to_sparse_inputs_of_whole_lane_widths() {
+        if paths().is_empty() {
+            return;
+        }
+        assert!(applies(&sparse_input(8, 48, 20, 1), 48).is_some());
+        assert!(
+            applies(&sparse_input(8, 40, 20, 1), 40).is_none(),
+            "40 inputs"
+        );
+        assert!(
+            applies(&test_values(8 * 48, 1), 48).is_none(),
+            "dense input"
+        );
+    }
+}
