@@ -98,6 +98,9 @@ pub fn update(rule: Rule, decay: Decay, p: &mut [f32], g: &mut [f32], slots: &mu
 /// as separate passes: they round exactly as dfdx's fused loops do, and the rule's loops stay
 /// free of branches.
 fn update_chunk(rule: Rule, decay: Decay, p: &mut [f32], g: &mut [f32], slots: &mut [&mut [f32]]) {
+    if let (Rule::Adam(k), Decay::None, [m, v]) = (rule, decay, &mut *slots) {
+        return adam_in_place(&k, p, g, m, v);
+    }
     if let Decay::L2(wd) = decay {
         add_scaled(g, p, wd);
     }
@@ -130,6 +133,20 @@ fn adam(k: &AdamStep, g: &mut [f32], m: &mut [f32], v: &mut [f32]) {
         let m_hat = *m * k.correction1;
         let v_hat = *v * k.correction2;
         *g = k.lr * m_hat / (v_hat.sqrt() + k.eps);
+    }
+}
+
+/// [`adam`], then `p -= step` and `g = 0`, in one pass: Adam without weight decay (the common
+/// case) reads and writes each buffer once instead of twice. The same operations per element.
+fn adam_in_place(k: &AdamStep, p: &mut [f32], g: &mut [f32], m: &mut [f32], v: &mut [f32]) {
+    let one = 1.0f32;
+    for (((p, g), m), v) in p.iter_mut().zip(g.iter_mut()).zip(m).zip(v) {
+        *m = *m * k.beta1 + *g * (one - k.beta1);
+        *v = *v * k.beta2 + g.powi(2) * (one - k.beta2);
+        let m_hat = *m * k.correction1;
+        let v_hat = *v * k.correction2;
+        *p -= k.lr * m_hat / (v_hat.sqrt() + k.eps);
+        *g = 0.0;
     }
 }
 
