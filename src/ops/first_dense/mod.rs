@@ -103,24 +103,9 @@ impl<const I: usize, const O: usize> FirstDense<I, O, f32, Cpu> {
         xs: &[f32],
         rows: usize,
     ) -> Option<Vec<f32>> {
-        thread_local! {
-            /// The weight's values: dfdx lends no slice of a tensor, and a fresh buffer of this
-            /// size costs page faults on every step.
-            static WEIGHT: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
         let mut y = super::zeroed(rows * O);
-        let done = WEIGHT.with(|w| {
-            let mut fresh = Vec::new();
-            let mut held = w.try_borrow_mut();
-            let w = match held.as_deref_mut() {
-                Ok(w) => w,
-                Err(_) => &mut fresh,
-            };
-            w.resize(O * I, 0.0);
-            self.weight.copy_into(w);
-            sparse::forward(isa, xs, w, (rows, I, O), &mut y)
-        });
-        done.then_some(y)
+        let fill = |w: &mut [f32]| self.weight.copy_into(w);
+        sparse::forward_copying(isa, xs, fill, (rows, I, O), &mut y).then_some(y)
     }
 }
 

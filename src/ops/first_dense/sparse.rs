@@ -17,6 +17,8 @@
 
 use crate::ops::isa::Isa;
 use rayon::prelude::*;
+use std::cell::RefCell;
+use std::thread::LocalKey;
 
 /// Lanes of the forward's partial sums: the shim's dot-product form's (`gemm::dot::LANES`).
 const LANES: usize = 16;
@@ -107,6 +109,23 @@ pub fn forward(isa: Isa, x: &[f32], w: &[f32], (rows, ins, outs): Dims, y: &mut 
         })
     });
     finite.reduce(|| true, |a, b| a && b)
+}
+
+/// [`forward`] with the weight written by `fill` into a buffer this thread keeps: dfdx lends no
+/// slice of a tensor, and a fresh buffer of its size costs page faults on every step.
+pub fn forward_copying(
+    isa: Isa,
+    x: &[f32],
+    fill: impl FnOnce(&mut [f32]),
+    dims: Dims,
+    y: &mut [f32],
+) -> bool {
+    let (_, ins, outs) = dims;
+    with_local(&WEIGHT, |w| {
+        let w = buffer(w, outs * ins);
+        fill(w);
+        forward(isa, x, w, dims, y)
+    })
 }
 
 /// `dw [outs][ins] += gᵀ x` for `g` `rows x outs` and `x` `rows x ins`, in the dense kernels'
@@ -251,15 +270,22 @@ struct Scratch {
 }
 
 thread_local! {
-    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+    /// The caller's copy of the weight (see [`forward_copying`]).
+    static WEIGHT: RefCell<Vec<f32>> = RefCell::default();
 }
 
-/// `f` on this thread's [`Scratch`] (a fresh one if it is in use further up the stack).
-fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
-    SCRATCH.with(|s| match s.try_borrow_mut() {
-        Ok(mut s) => f(&mut s),
-        Err(_) => f(&mut Scratch::default()),
+/// `f` on this thread's value of `key` (a fresh one if it is in use further up the stack).
+fn with_local<T: Default, R>(key: &'static LocalKey<RefCell<T>>, f: impl FnOnce(&mut T) -> R) -> R {
+    key.with(|v| match v.try_borrow_mut() {
+        Ok(mut v) => f(&mut v),
+        Err(_) => f(&mut T::default()),
     })
+}
+
+/// `f` on this thread's [`Scratch`].
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    with_local(&SCRATCH, f)
 }
 
 /// The first `len` values of `v`, grown (with zeros) as needed; their values are stale.
@@ -599,17 +625,16 @@ mod tests {
     /// Every path this CPU can run, whatever `RUNNER_ISA` says (the dense kernels give the same
     /// bits on both, so either is the reference).
     fn paths() -> Vec<Isa> {
-        let mut paths = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx512f") {
-                paths.push(Isa::Avx512);
-            }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                paths.push(Isa::Avx2);
-            }
-        }
-        paths
+        use gemm::isa::Isa as Path;
+        Path::available()
+            .into_iter()
+            .map(|path| match path {
+                #[cfg(target_arch = "x86_64")]
+                Path::Avx512 => Isa::Avx512,
+                #[cfg(target_arch = "x86_64")]
+                Path::Avx2 => Isa::Avx2,
+            })
+            .collect()
     }
 
     /// Inputs with about `percent` % nonzeros (positive and negative), row 1 all zeros.
