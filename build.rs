@@ -46,6 +46,9 @@ fn main() {
         .map(|v| v.trim_matches('"').to_string())
         .unwrap_or_default();
     println!("cargo:rustc-env=RUNNER_DFDX_VERSION={dfdx}");
+    // On-demand network builds use the profile of the binary that asks for them.
+    let profile = std::env::var("PROFILE").unwrap_or_default();
+    println!("cargo:rustc-env=RUNNER_PROFILE={profile}");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/index");
     println!("cargo:rerun-if-changed=Cargo.lock");

@@ -5,6 +5,7 @@
 //! [`train`]) and writes a content-hashed run directory ([`rundir`], [`run`]).
 
 pub mod cli;
+pub mod compile;
 pub mod data;
 pub mod fpmode;
 pub mod malloc;

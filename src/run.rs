@@ -57,7 +57,6 @@ pub struct Resolved {
 
 pub fn resolve(experiment: &Path, overrides: &[Override], runs_dir: &Path) -> Result<Resolved> {
     let mut exp = config::load(experiment, overrides)?;
-    models::check_supported(&exp.model, experiment)?;
     let source = Source::for_config(&exp.data);
     let (data, digest) = match source.known_digest() {
         Some(d) => (None, d),
@@ -226,6 +225,7 @@ fn new_meta(
 pub fn run(req: &RunRequest, interrupted: &AtomicBool) -> Result<RunResult> {
     let wall = Instant::now();
     let resolved = resolve(&req.experiment, &req.overrides, &req.runs_dir)?;
+    models::check_supported(&resolved.exp.model, &req.experiment)?;
     run_resolved(req, resolved, wall, interrupted)
 }
 
@@ -656,6 +656,7 @@ pub fn resume(dir: &Path, wait: bool, quiet: bool, interrupted: &AtomicBool) -> 
         .unwrap_or(Path::new("."))
         .to_path_buf();
     let resolved = resolve(&config, &[], &runs_dir)?;
+    models::check_supported(&resolved.exp.model, &config)?;
     if resolved.dir.path.file_name() != dir.file_name() {
         return Err(Error::Input(format!(
             "{}: its config.toml belongs to run {}; was the directory renamed or the config edited?",

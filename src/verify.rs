@@ -160,6 +160,7 @@ pub fn verify(
     // A re-run of N steps is the run with train.steps = N: a schedule whose rates depend on the
     // number of steps would run differently.
     let exp = crate::config::load(&config, &[])?;
+    crate::models::check_supported(&exp.model, &config)?;
     if let Some(schedule) = exp
         .schedule
         .filter(|s| n < summary.steps && s.depends_on_length())

@@ -9,6 +9,9 @@
 //! every path gave the same bits.
 
 use std::collections::BTreeMap;
+
+mod common;
+use common::{digest_line, the_run};
 use std::path::Path;
 use std::process::Command;
 
@@ -73,28 +76,6 @@ fn paths() -> Vec<&'static str> {
         .collect()
 }
 
-/// One line per case: `case metrics eval weights`, the summary's digests (the weights' as one
-/// SHA-256 over the sorted per-tensor digests).
-fn digest_line(case: &str, run_dir: &Path) -> String {
-    use sha2::{Digest, Sha256};
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
-            .unwrap();
-    let d = &summary["digests"];
-    let weights: BTreeMap<String, String> = serde_json::from_value(d["weights"].clone()).unwrap();
-    let mut h = Sha256::new();
-    for (name, digest) in &weights {
-        h.update(format!("{name} {digest}\n"));
-    }
-    let short = |s: &str| s.chars().take(16).collect::<String>();
-    format!(
-        "{case} {} {} {}",
-        short(d["metrics"].as_str().unwrap()),
-        short(d["eval"].as_str().unwrap()),
-        short(&format!("{:x}", h.finalize()))
-    )
-}
-
 /// `runner ARGS --runs-dir RUNS` on kernel path `isa`, in the repository root.
 fn runner_on(isa: &str, runs: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_runner"));
@@ -104,15 +85,6 @@ fn runner_on(isa: &str, runs: &Path, args: &[&str]) -> Command {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("RUNNER_ISA", isa);
     c
-}
-
-/// The run directory under `runs` (the tests make one each).
-fn the_run(runs: &Path) -> std::path::PathBuf {
-    std::fs::read_dir(runs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.join("summary.json").is_file())
-        .unwrap()
 }
 
 fn run_case(isa: &str, (case, file, sets): &(&str, &str, &[&str])) -> String {

@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["ops"],
     &["optim"],
     &["models"],
-    &["rundir", "progress"],
+    &["rundir", "progress", "compile"],
     &["train"],
     &["run"],
     &["verify", "report"],

@@ -4,7 +4,7 @@ use crate::config::{overrides, Override};
 use crate::error::Result;
 use crate::sweep::slurm;
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What every command's output obeys: `--json` and `--quiet`.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +67,10 @@ pub struct SlurmArgs {
     /// checkpoints (sbatch --signal=B:TERM@S; Slurm may send it up to a minute late).
     #[arg(long, value_name = "S", default_value_t = 120)]
     pub signal_before: u32,
+    /// Where a binary built on demand (for networks the installed one lacks) is copied for the
+    /// nodes to run: a directory they see. Default: <runs-dir>/builds.
+    #[arg(long, value_name = "DIR", requires = "slurm")]
+    pub build_dir: Option<PathBuf>,
 }
 
 /// `--runs-dir`, shared by every command.
@@ -99,8 +103,11 @@ impl ExperimentArgs {
 
 impl SlurmArgs {
     /// The sbatch settings of the array job.
-    pub fn options(self) -> slurm::Options {
-        slurm::Options {
+    /// The submission's options; `runs_dir` holds the default build directory.
+    pub fn options(self, runs_dir: &Path) -> Result<slurm::Options> {
+        let build_dir = self.build_dir.unwrap_or_else(|| runs_dir.join("builds"));
+        Ok(slurm::Options {
+            executable: crate::compile::for_nodes(&build_dir)?,
             partition: self.partition,
             time: self.time,
             cpus_per_task: self.cpus_per_task,
@@ -109,6 +116,6 @@ impl SlurmArgs {
             pack: self.pack as usize,
             sbatch_args: self.sbatch_args,
             signal_before_s: self.signal_before,
-        }
+        })
     }
 }

@@ -64,6 +64,11 @@ pub struct GcArgs {
     /// Say what would be removed; remove nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Remove cached on-demand builds instead of runs: those a newer build of the same source
+    /// supersedes (it has all their networks) and those of other source versions older than
+    /// --older-than.
+    #[arg(long)]
+    pub builds: bool,
     #[command(flatten)]
     pub store: RunsDirArg,
 }
@@ -289,6 +294,19 @@ pub fn rm(args: RmArgs) -> Result<()> {
 /// with no live process) and started longer ago than `--older-than`. Complete and pruned runs
 /// are results and stay; a run a live process holds is never touched.
 pub fn gc(args: GcArgs) -> Result<()> {
+    if args.builds {
+        let removed = crate::compile::gc(chrono::Utc::now() - args.older_than, args.dry_run)?;
+        let verb = if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        for (path, why) in &removed {
+            outln!("{verb} {path} ({why})")?;
+        }
+        eprintln!("{} cached build(s) {verb}", removed.len());
+        return Ok(());
+    }
     let (all, _) = runs::discover(&args.store.runs_dir);
     let cutoff = chrono::Utc::now() - args.older_than;
     let mut removed = 0;

@@ -33,8 +33,14 @@ holds its lock), 130 interrupted (Ctrl-C, SIGTERM).
 test_loss, best_test_accuracy, ms_per_step, ...) for run, sweep, ls and compare; --quiet drops
 progress output.
 
+Networks the binary lacks are compiled on demand (run, sweep, resume, verify): from the checkout
+it was built from or RUNNER_SOURCE, with cargo, cached in RUNNER_CACHE_DIR (default
+~/.cache/runner); --no-build or RUNNER_BUILD=never fails instead.
+
 Environment: RUNNER_RUNS_DIR (as --runs-dir); RAYON_NUM_THREADS (threads); RUNNER_ISA=avx512|avx2
-(the kernel path; default: the CPU's best). Neither threads nor path changes a run's bits.";
+(the kernel path; default: the CPU's best). Neither threads nor path changes a run's bits.
+RUNNER_MNIST_DIR: the vendored MNIST's directory (default: the checkout's data/mnist, then
+~/.local/share/runner/mnist).";
 
 #[derive(Debug, Parser)]
 #[command(name = "runner", version, about = ABOUT, after_help = AFTER_HELP)]
@@ -53,6 +59,10 @@ pub struct Cli {
     /// errors their full cause and what the exit code means.
     #[arg(long, short, global = true)]
     pub verbose: bool,
+    /// Never build a network this binary lacks (also RUNNER_BUILD=never): fail as before
+    /// on-demand builds instead.
+    #[arg(long, global = true)]
+    pub no_build: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,8 +105,8 @@ Examples:
   runner verify runs/baseline-0123456789ab --steps 200
   RAYON_NUM_THREADS=1 runner verify runs/mlp-0123456789ab")]
     Verify(run::VerifyArgs),
-    /// List the networks compiled into this binary and the files that asked for each (--json:
-    /// one object per network).
+    /// List the networks compiled into this binary and the files that asked for each, then those
+    /// cached on-demand builds add (--json: one object per network, with `compiled_in`).
     Models,
     /// Run a sweep file's trials (skipping complete ones), or show its status: `runner sweep status FILE`.
     #[command(after_help = "\
@@ -225,7 +235,21 @@ pub fn main() -> i32 {
         eprintln!("error: {e}");
         return crate::error::Error::Input(String::new()).exit_code();
     }
-    match execute(cli) {
+    let quiet = cli.quiet;
+    let policy = match crate::compile::Policy::choose(cli.no_build) {
+        Ok(p) => p,
+        Err(e) => {
+            crate::compile::cache::eprintln_safe(&format!("error: {e}"));
+            return e.exit_code();
+        }
+    };
+    let result = match execute(cli) {
+        Err(Error::NotCompiled { networks, message }) => {
+            Err(crate::compile::provide(&networks, &message, policy, quiet))
+        }
+        other => other,
+    };
+    match result {
         Ok(()) => 0,
         Err(e) if stdout::is_closed_pipe(&e) => 0,
         Err(e) => {

@@ -147,14 +147,40 @@ pub fn resolve(args: ResolveArgs) -> Result<()> {
     Ok(())
 }
 
+/// The networks of this binary, then those of the cached on-demand builds that it lacks.
 pub fn models(out: Output) -> Result<()> {
+    let mine = |key: &str| crate::models::find(key).is_some();
+    let mut cached: Vec<(String, crate::compile::cache::NetworkSpec)> = Vec::new();
+    for entry in crate::compile::cached() {
+        for n in entry.record.networks {
+            if !mine(&n.key) && !cached.iter().any(|(_, c)| c.key == n.key) {
+                cached.push((entry.dir.display().to_string(), n));
+            }
+        }
+    }
     if out.json {
-        for (key, declaration, files) in crate::models::COMPILED {
-            let line = serde_json::json!({"key": key, "model": declaration, "files": files});
+        for c in crate::models::compiled() {
+            let line = serde_json::json!({"key": c.key, "model": c.declaration, "files": c.files,
+                "compiled_in": true});
             outln!("{line}")?;
         }
-    } else {
-        out!("{}", crate::models::describe_registry())?;
+        for (build, n) in &cached {
+            let line = serde_json::json!({"key": n.key, "model": n.declaration, "files": n.files,
+                "compiled_in": false, "build": build});
+            outln!("{line}")?;
+        }
+        return Ok(());
+    }
+    out!("{}", crate::models::describe_registry())?;
+    if !cached.is_empty() {
+        outln!(
+            "{} more in cached on-demand builds ({}; used when a command needs them):",
+            cached.len(),
+            crate::compile::cache::builds_dir().display()
+        )?;
+        for (build, n) in &cached {
+            outln!("  {}\n      in {build}", n.declaration)?;
+        }
     }
     Ok(())
 }

@@ -106,6 +106,7 @@ pub fn sweep(args: SweepArgs, out: Output) -> Result<()> {
     }
     if let Some(file) = &args.file {
         let parsed = spec::load(file).map_err(Error::Input)?;
+        networks_first(&parsed, file, args.dry_run)?;
         if let Some(tpe) = &parsed.tpe {
             let study = study(&parsed, tpe, &args.store.runs_dir)?;
             if let Some(name) = &args.slurm_worker {
@@ -152,6 +153,33 @@ pub fn sweep(args: SweepArgs, out: Output) -> Result<()> {
         return Ok(());
     }
     run_locally(&s, runs_dir, args.jobs as usize, out)
+}
+
+/// Every network the sweep can train is compiled in before its first trial (or the error that
+/// makes `runner` build them all at once). A dry run lists them on stderr, and whether each is
+/// compiled in (stdout keeps the plan alone, for scripts).
+fn networks_first(sweep: &spec::Sweep, file: &Path, dry_run: bool) -> Result<()> {
+    let networks = runner_spec::catalog::sweep_networks(sweep).map_err(Error::Input)?;
+    if !dry_run {
+        return crate::models::require(&networks, file);
+    }
+    let compiled = |n: &runner_spec::network::Network| crate::models::find(&n.key()).is_some();
+    let missing = networks.iter().filter(|n| !compiled(n)).count();
+    let mut text = format!(
+        "networks: {} ({})\n",
+        networks.len(),
+        if missing == 0 {
+            "all compiled in".to_string()
+        } else {
+            format!("{missing} not compiled in: the sweep builds them before its first trial")
+        }
+    );
+    for n in &networks {
+        let state = if compiled(n) { "compiled" } else { "to build" };
+        text += &format!("  {state:<9} [model] {n}\n");
+    }
+    crate::compile::cache::eprintln_safe(text.trim_end());
+    Ok(())
 }
 
 /// A trial's row of `sweep status`: its state, steps, the sweep's metric and overrides.
@@ -324,7 +352,7 @@ fn submit_to_slurm(
 ) -> Result<()> {
     let array_job = SlurmArray {
         runs_dir,
-        options: args.options(),
+        options: args.options(runs_dir)?,
         dry_run,
     };
     let sub = array_job.launch(&s.sweep, &s.planned, &s.dir)?;

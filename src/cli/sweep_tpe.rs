@@ -69,7 +69,7 @@ pub fn submit(
         study.reopen_failed()?;
     }
     let unfinished = study.unfinished();
-    let options = slurm.options();
+    let options = slurm.options(study.runs_dir)?;
     let sub = slurm::submit_workers(
         file,
         &study.dir,

@@ -93,18 +93,33 @@ impl Source {
     }
 }
 
-/// The vendored copy: `$RUNNER_MNIST_DIR`, else `data/mnist` of this source tree, else
-/// `data/mnist` under the current directory.
-pub fn vendored_dir() -> PathBuf {
+/// Where the vendored copy is looked for, in order: `$RUNNER_MNIST_DIR` alone when set; else
+/// `data/mnist` of the source tree this binary was built from, then
+/// `$XDG_DATA_HOME/runner/mnist` (`~/.local/share/runner/mnist`), for an installed binary whose
+/// checkout is gone.
+pub fn vendored_candidates() -> Vec<PathBuf> {
     if let Some(dir) = std::env::var_os("RUNNER_MNIST_DIR") {
-        return PathBuf::from(dir);
+        return vec![PathBuf::from(dir)];
     }
-    let built_in = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
-    if built_in.is_dir() {
-        built_in
-    } else {
-        PathBuf::from("data/mnist")
+    let mut out = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist")];
+    let data_home = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")));
+    if let Some(home) = data_home {
+        out.push(home.join("runner/mnist"));
     }
+    out
+}
+
+/// The first of [`vendored_candidates`] that exists (else the first, which the error names).
+pub fn vendored_dir() -> PathBuf {
+    let candidates = vendored_candidates();
+    candidates
+        .iter()
+        .find(|d| d.is_dir())
+        .unwrap_or(&candidates[0])
+        .clone()
 }
 
 /// One digest over the four per-file checksums, in `FILES` order.
@@ -118,6 +133,18 @@ pub fn digest_of<'a>(sums: impl IntoIterator<Item = (&'a str, &'a str)>) -> Stri
 
 impl Dataset {
     pub fn load(source: &Source) -> Result<Dataset> {
+        if source.expected.is_some() && !source.dir.is_dir() {
+            let tried: Vec<String> = vendored_candidates()
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            return Err(Error::Data(format!(
+                "the vendored MNIST is not in {}; copy data/mnist of runner's source there, or \
+                 point RUNNER_MNIST_DIR at a directory holding {}",
+                tried.join(" or "),
+                FILES.join(", ")
+            )));
+        }
         if !source.dir.is_dir() {
             return Err(Error::Data(format!(
                 "data directory {} does not exist; it must hold {}",

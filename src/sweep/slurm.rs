@@ -16,6 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// `sbatch` settings for a submission.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
+    /// The binary the nodes run (a copy of an on-demand build where they can see it); `None`:
+    /// this process's own executable.
+    pub executable: Option<PathBuf>,
     pub partition: Option<String>,
     pub time: Option<String>,
     pub cpus_per_task: u16,
@@ -427,8 +430,11 @@ fn sbatch(
         "submit-{}.sh",
         chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
     ));
-    let exe = std::env::current_exe()
-        .map_err(|e| Error::Failed(format!("cannot find the runner executable: {e}")))?;
+    let exe = match &opts.executable {
+        Some(exe) => exe.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| Error::Failed(format!("cannot find the runner executable: {e}")))?,
+    };
     let workdir = std::env::current_dir()
         .map_err(|e| Error::io("read the current directory", Path::new("."), e))?;
     let text = script(
@@ -562,6 +568,7 @@ mod tests {
     #[test]
     fn the_script_names_every_setting_and_quotes_paths() {
         let opts = Options {
+            executable: None,
             partition: Some("gpu".into()),
             time: Some("01:00:00".into()),
             cpus_per_task: 4,
@@ -600,6 +607,7 @@ mod tests {
     #[test]
     fn a_worker_script_runs_one_pulling_worker_of_the_named_sweep() {
         let opts = Options {
+            executable: None,
             cpus_per_task: 2,
             pack: 1,
             ..Options::default()

@@ -1,10 +1,12 @@
 //! Helpers shared by integration tests (each test crate uses some of them).
 #![allow(dead_code)]
 
-/// Runs the built binary in the repository root with `--runs-dir runs` after `args`.
+/// Runs the built binary in the repository root with `--runs-dir runs` after `args`. It never
+/// builds a network on demand (`RUNNER_BUILD=never`): tests/on_demand.rs tests that.
 pub fn runner(args: &[&str], runs: &std::path::Path) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
         .args(args)
+        .env("RUNNER_BUILD", "never")
         .arg("--runs-dir")
         .arg(runs)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -24,4 +26,36 @@ pub fn kill_seed() -> u64 {
                 .unwrap()
                 .as_nanos() as u64
         })
+}
+
+/// One line per case: `case metrics eval weights`, the first 16 hex digits of the summary's
+/// digests (the weights' as one SHA-256 over the sorted per-tensor digests).
+pub fn digest_line(case: &str, run_dir: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
+            .unwrap();
+    let d = &summary["digests"];
+    let weights: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(d["weights"].clone()).unwrap();
+    let mut h = Sha256::new();
+    for (name, digest) in &weights {
+        h.update(format!("{name} {digest}\n"));
+    }
+    let short = |s: &str| s.chars().take(16).collect::<String>();
+    format!(
+        "{case} {} {} {}",
+        short(d["metrics"].as_str().unwrap()),
+        short(d["eval"].as_str().unwrap()),
+        short(&format!("{:x}", h.finalize()))
+    )
+}
+
+/// The run directory under `runs` (tests that use it make one each).
+pub fn the_run(runs: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("summary.json").is_file())
+        .unwrap()
 }

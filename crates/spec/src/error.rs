@@ -12,6 +12,13 @@ pub enum Error {
     /// The dataset files are missing, corrupt or inconsistent.
     #[error("{0}")]
     Data(String),
+    /// The networks a command needs are not compiled into this binary: `runner` builds one
+    /// that has them (see `runner::compile`) or reports `message`. Exit code 2, as bad input.
+    #[error("{message}")]
+    NotCompiled {
+        networks: Vec<crate::network::Network>,
+        message: String,
+    },
     /// Reading or writing a file failed.
     #[error("{context}: {source}")]
     Io {
@@ -41,7 +48,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Failed(_) => 1,
-            Error::Input(_) => 2,
+            Error::Input(_) | Error::NotCompiled { .. } => 2,
             Error::Data(_) => 3,
             Error::Io { .. } => 4,
             Error::Diverged(_) => 5,
@@ -54,7 +61,9 @@ impl Error {
     pub fn exit_code_meaning(&self) -> &'static str {
         match self {
             Error::Failed(_) => "run failed",
-            Error::Input(_) => "bad input: experiment, --set or arguments",
+            Error::Input(_) | Error::NotCompiled { .. } => {
+                "bad input: experiment, --set or arguments"
+            }
             Error::Data(_) => "bad dataset files",
             Error::Io { .. } => "file-system error",
             Error::Diverged(_) => "diverged: non-finite loss",

@@ -551,27 +551,80 @@ pub fn expand(sweep: &Sweep) -> Vec<Trial> {
     trials
 }
 
-/// What a `[tpe]` sweep may train, for compiling its networks: `[set]` with every combination of
-/// its `model.*` choices (the other axes do not change the network).
-pub fn tpe_network_variants(sweep: &Sweep) -> Vec<Trial> {
+/// Keys only a sweep file has: an experiment file (which may also have `name` and `base`) has
+/// none of them.
+const SWEEP_ONLY_KEYS: &[&str] = &[
+    "metric",
+    "goal",
+    "seeds",
+    "set",
+    "grid",
+    "zip",
+    "random",
+    "tpe",
+    "early_stop",
+];
+
+/// Whether a parsed file is a sweep: it has a sweep table or key. Both `runner` and the build
+/// script decide by this, so a `base = ...` experiment is never taken for a sweep.
+pub fn is_sweep(table: &Table) -> bool {
+    SWEEP_ONLY_KEYS.iter().any(|k| table.contains_key(*k))
+}
+
+/// Every network a sweep can train, as overrides of its base: `[set]` with every combination of
+/// the values its grid, zip entries and `[random]` / `[tpe]` choices give the keys that shape the
+/// network (the other axes, seeds and samples leave the network as it is). Known before the
+/// first trial, and as small as the shape axes, however many trials the sweep has.
+pub fn network_variants(sweep: &Sweep) -> Vec<Trial> {
+    let shaping = |axes: &[(String, Vec<Value>)]| -> Vec<(String, Vec<Value>)> {
+        axes.iter()
+            .filter(|(k, _)| shapes_the_network(k))
+            .cloned()
+            .collect()
+    };
     let mut combos: Vec<Trial> = vec![sweep
         .set
         .iter()
         .map(|(k, v)| Override::set(k, v.clone()))
         .collect()];
-    for (key, dist) in sweep.tpe.iter().flat_map(|t| &t.axes) {
-        if let (true, Distribution::Choice(values)) = (shapes_the_network(key), dist) {
-            combos = combos
-                .into_iter()
-                .flat_map(|c| {
-                    values.iter().map(move |v| {
-                        let mut t = c.clone();
-                        t.push(Override::set(key, v.clone()));
-                        t
-                    })
+    let mut axes: Vec<Vec<Vec<(String, Value)>>> = Vec::new();
+    for (key, values) in shaping(&sweep.grid) {
+        axes.push(values.into_iter().map(|v| vec![(key.clone(), v)]).collect());
+    }
+    let zip = shaping(&sweep.zip);
+    if let Some((_, first)) = zip.first() {
+        axes.push(
+            (0..first.len())
+                .map(|i| {
+                    zip.iter()
+                        .map(|(k, vs)| (k.clone(), vs[i].clone()))
+                        .collect()
                 })
-                .collect();
+                .collect(),
+        );
+    }
+    let searched = sweep.random.iter().flat_map(|r| &r.axes);
+    for (key, dist) in searched.chain(sweep.tpe.iter().flat_map(|t| &t.axes)) {
+        if let (true, Distribution::Choice(values)) = (shapes_the_network(key), dist) {
+            axes.push(
+                values
+                    .iter()
+                    .map(|v| vec![(key.clone(), v.clone())])
+                    .collect(),
+            );
         }
+    }
+    for options in axes {
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                options.iter().map(move |o| {
+                    let mut t = c.clone();
+                    t.extend(o.iter().map(|(k, v)| Override::set(k, v.clone())));
+                    t
+                })
+            })
+            .collect();
     }
     combos
 }
@@ -636,7 +689,7 @@ mod tests {
             "{HEAD}[tpe]\ntrials = 2\n\"model.dropout\" = {{ uniform = [0.0, 0.5] }}\n\
              \"model.hidden\" = {{ choice = [[32], [64]] }}\n"
         ));
-        let variants: Vec<Vec<String>> = tpe_network_variants(&s).iter().map(set_args).collect();
+        let variants: Vec<Vec<String>> = network_variants(&s).iter().map(set_args).collect();
         assert_eq!(variants, [["model.hidden=[32]"], ["model.hidden=[64]"]]);
     }
 
