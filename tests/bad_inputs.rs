@@ -632,7 +632,27 @@ fn every_bad_input_fails_cleanly_with_a_helpful_message() {
         let (code, err) = run_with(dir.path(), &c, cmd);
         check(c.name, code, &err, 3, &c.says, &mut failures);
     }
-    let total = cases.len() + 5 + 1 + 1;
+    {
+        // The vendored MNIST nowhere to be found: the error names where it looked and the way out.
+        let dir = tempfile::tempdir().unwrap();
+        let c = case(
+            "vendored data missing",
+            MLP,
+            &r,
+            3,
+            &[
+                "vendored MNIST",
+                "nowhere-here",
+                "RUNNER_MNIST_DIR",
+                "train-images-idx3-ubyte.gz",
+            ],
+        );
+        let mut cmd = Command::new(BIN);
+        cmd.env("RUNNER_MNIST_DIR", dir.path().join("nowhere-here"));
+        let (code, err) = run_with(dir.path(), &c, cmd);
+        check(c.name, code, &err, 3, &c.says, &mut failures);
+    }
+    let total = cases.len() + 5 + 1 + 1 + 1;
     eprintln!("{total} bad-input cases, {} failed", failures.len());
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert!(total >= 40);

@@ -419,3 +419,52 @@ fn a_slurm_script_is_written_and_its_task_runs_its_pack_of_trials() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no trials for task 2"));
 }
+
+/// An on-demand build (a binary started with RUNNER_BUILT) submitting to Slurm copies itself to
+/// --build-dir, a place the nodes see, and its script runs that copy; `ls` skips that directory.
+#[test]
+fn a_slurm_script_of_an_on_demand_build_runs_its_copy_in_the_build_dir() {
+    let runs = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args([
+            "sweep",
+            "experiments/sweeps/smoke.toml",
+            "--slurm",
+            "--dry-run",
+        ])
+        .arg("--runs-dir")
+        .arg(runs.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUNNER_BUILT", "test-build")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copy = runs.path().join("builds/test-build/runner");
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        std::fs::read(env!("CARGO_BIN_EXE_runner")).unwrap()
+    );
+    let sweep_dir = std::fs::read_dir(runs.path().join("sweeps"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let script = std::fs::read_dir(sweep_dir.join("slurm"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "sh"))
+        .expect("script written");
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(text.contains(&copy.display().to_string()), "{text}");
+    let ls = common::runner(&["ls"], runs.path());
+    assert!(
+        !String::from_utf8_lossy(&ls.stderr).contains("builds"),
+        "{}",
+        String::from_utf8_lossy(&ls.stderr)
+    );
+}

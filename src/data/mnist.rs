@@ -142,7 +142,7 @@ impl Dataset {
                 "the vendored MNIST is not in {}; copy data/mnist of runner's source there, or \
                  point RUNNER_MNIST_DIR at a directory holding {}",
                 tried.join(" or "),
-                FILES.join(", ")
+                FILES.map(|f| format!("{f}.gz")).join(", ")
             )));
         }
         if !source.dir.is_dir() {

@@ -232,7 +232,8 @@ pub fn discover(runs_dir: &Path) -> (Vec<Run>, Vec<String>) {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if name.starts_with('.') || name == "sweeps" {
+        // Not runs: sweep directories, and on-demand builds copied for Slurm's nodes.
+        if name.starts_with('.') || name == "sweeps" || name == "builds" {
             continue;
         }
         match Run::load(&dir) {
