@@ -3,9 +3,10 @@
 //! cached and reused; a sweep builds every network before its first trial; two first runs build
 //! once; a corrupt or half-written cache entry is rebuilt; `--no-build` keeps the plain error.
 //!
-//! One test, its steps in order, over one build cache (`target/tmp/on-demand-cache`): the first
-//! build compiles runner's library there (minutes on 2 cores, once per checkout until the source
-//! changes), each later one a crate per new network and the link (seconds).
+//! One test, its steps in order, over one build cache (`target/tmp/on-demand-cache`) and the test
+//! build's target directory: the first build compiles runner's library again (a minute or two on
+//! 2 cores, once per checkout until the source changes), each later one a crate per new network
+//! and the link (seconds).
 
 mod common;
 use common::{digest_line, the_run};
@@ -20,12 +21,15 @@ fn cache() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("on-demand-cache")
 }
 
-/// `runner ARGS` in the repository root, building on demand into the shared cache.
+/// `runner ARGS` in the repository root, building on demand into the shared cache, with cargo's
+/// target directory that of the test build (its compiled dependencies are reused: minutes less).
 fn runner(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_runner"));
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
     c.args(args)
         .current_dir(ROOT)
         .env("RUNNER_CACHE_DIR", cache())
+        .env("RUNNER_BUILD_TARGET_DIR", target)
         .env_remove("RUNNER_BUILD")
         .env_remove("RUNNER_BUILT")
         .env_remove("RUNNER_SOURCE");
@@ -83,6 +87,7 @@ fn networks_are_built_on_demand() {
     two_first_runs_build_once();
     a_corrupt_or_half_written_entry_is_rebuilt();
     no_build_keeps_the_error();
+    a_build_that_cannot_happen_says_why_and_caches_nothing();
 }
 
 /// The digests of the two fixtures from a binary built with
@@ -294,4 +299,54 @@ fn no_build_keeps_the_error() {
         assert_eq!(builds(&out), 0, "{stderr}");
         assert!(!dir.path().join("runs").exists(), "nothing written");
     }
+}
+
+fn a_build_that_cannot_happen_says_why_and_caches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let width = fresh_width();
+    let file = mlp_file(dir.path(), "cannot", &format!("[{width}]"));
+    let run = |env: (&str, &Path)| {
+        runner(&["run", file.to_str().unwrap(), "--runs-dir"])
+            .arg(dir.path().join("runs"))
+            .env(env.0, env.1)
+            .output()
+            .unwrap()
+    };
+    // cargo fails: the error points at the build's log, and no entry has the network.
+    let out = run(("CARGO", Path::new("false")));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        stderr.contains("building the networks failed") && stderr.contains("nothing was added"),
+        "{stderr}"
+    );
+    let log = stderr
+        .split_whitespace()
+        .find(|w| w.ends_with(".log;"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(Path::new(log.trim_end_matches(';')).is_file(), "{stderr}");
+    let cached = std::fs::read_dir(cache().join("builds"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .any(|p| {
+            std::fs::read_to_string(p.join("build.json"))
+                .is_ok_and(|t| t.contains(&format!("\"mlp[{width}]\"")))
+        });
+    assert!(!cached, "a failed build is not cached");
+    // No cargo at all, and a source tree that is not runner's: each says what to do.
+    let out = run(("CARGO", Path::new("/nonexistent/cargo")));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Rust's toolchain"),
+        "{}",
+        text(&out)
+    );
+    let out = run(("RUNNER_SOURCE", dir.path()));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        stderr.contains("is not a checkout of runner's source") && stderr.contains("RUNNER_SOURCE"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("runs").exists(), "nothing written");
 }

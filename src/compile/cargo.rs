@@ -86,6 +86,36 @@ fn dependency(name: &str, path: &Path) -> String {
     format!("{name} = {{ path = {:?} }}\n", path.display().to_string())
 }
 
+/// The source's `[dev-dependencies]`, as `[dependencies]` lines (paths made absolute).
+fn dev_dependencies(source: &Source) -> Result<String> {
+    let path = source.root.join("Cargo.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+    let mut deps = table
+        .get("dev-dependencies")
+        .cloned()
+        .unwrap_or_else(|| toml::Value::Table(Default::default()));
+    absolute_paths(&mut deps, &source.root);
+    let mut out = String::new();
+    for (name, spec) in deps.as_table().into_iter().flatten() {
+        // One line each, a table inline: its values are strings, booleans and lists of strings.
+        let spec = match spec {
+            toml::Value::Table(t) => format!(
+                "{{ {} }}",
+                t.iter()
+                    .map(|(k, v)| format!("{k} = {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            other => other.to_string(),
+        };
+        out += &format!("{name} = {spec}\n");
+    }
+    Ok(out)
+}
+
 /// Writes the workspace for these on-demand networks.
 fn write(dir: &Path, source: &Source, extra: &[NetworkSpec]) -> Result<()> {
     let mut members = vec!["main".to_string()];
@@ -123,11 +153,16 @@ fn write(dir: &Path, source: &Source, extra: &[NetworkSpec]) -> Result<()> {
             n.key, n.declaration, n.rust_type, n.files
         );
     }
+    // Sharing a checkout's target directory (as the test suite does): resolve dependency features
+    // as its test build did, with its dev-dependencies, so that its compiled crates are reused.
+    if std::env::var_os("RUNNER_BUILD_TARGET_DIR").is_some_and(|d| !d.is_empty()) {
+        main_deps += &dev_dependencies(source)?;
+    }
     put(
         &dir.join("main/Cargo.toml"),
         &format!(
             "[package]\nname = \"runner-on-demand\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
-             publish = false\n\n[[bin]]\nname = \"runner\"\npath = \"src/main.rs\"\n\n\
+             publish = false\n\n[[bin]]\nname = \"{BIN}\"\npath = \"src/main.rs\"\n\n\
              [dependencies]\n{main_deps}"
         ),
     )?;
@@ -173,8 +208,20 @@ struct Timings {
 
 const TIMINGS: &str = "timings.json";
 
+/// The binary's name in the workspace: not `runner`, so that a target directory shared with a
+/// checkout never has its `runner` replaced.
+const BIN: &str = "runner-on-demand";
+
+/// Cargo's target directory: `RUNNER_BUILD_TARGET_DIR` (a checkout's `target/` reuses the
+/// dependencies it compiled), else the workspace's own.
+fn target_dir(dir: &Path) -> PathBuf {
+    std::env::var_os("RUNNER_BUILD_TARGET_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| dir.join("target"), PathBuf::from)
+}
+
 fn target_profile_dir(dir: &Path) -> PathBuf {
-    dir.join("target").join(match source::profile() {
+    target_dir(dir).join(match source::profile() {
         "dev" | "test" => "debug",
         "bench" => "release",
         other => other,
@@ -237,7 +284,7 @@ pub fn build(
     };
     let say = |line: &str| {
         if !quiet {
-            cache::eprintln_safe(line);
+            crate::errln!("{line}");
         }
     };
     say(&format!(
@@ -267,7 +314,7 @@ pub fn build(
             "runner-on-demand",
         ])
         .arg("--target-dir")
-        .arg(dir.join("target"))
+        .arg(target_dir(&dir))
         .env_remove("RUNNER_EXPERIMENTS")
         .env_remove("CARGO_TARGET_DIR")
         .env("CARGO_TERM_COLOR", "never")
@@ -364,5 +411,5 @@ pub fn build(
         serde_json::to_string(&timings).expect("timings serialise"),
     );
     say(&format!("runner: compiled in {seconds:.1} s"));
-    Ok(target_profile_dir(&dir).join(cache::BINARY))
+    Ok(target_profile_dir(&dir).join(BIN))
 }
