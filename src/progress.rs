@@ -66,7 +66,7 @@ impl Progress {
                 let elapsed = self.start.elapsed().as_secs_f64();
                 let per_step = elapsed / (step - first) as f64;
                 let eta = per_step * (self.total - step) as f64;
-                eprintln!(
+                crate::errln!(
                     "step {step}/{} ({:.0}%)  loss {loss:.4}  acc {:.2}%  {:.1} ms/step  ETA {}",
                     self.total,
                     100.0 * step as f64 / self.total as f64,
@@ -96,7 +96,7 @@ impl Progress {
         }
         match &self.bar {
             Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
+            None => crate::errln!("{line}"),
         }
     }
 

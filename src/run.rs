@@ -107,7 +107,7 @@ fn name_dataset(exp: &mut Experiment, dir: &Path, digest: &str) {
     }
     match crate::data::known::recognise(digest) {
         Some(name) if name != exp.data.dataset => {
-            eprintln!(
+            crate::errln!(
                 "runner: {} holds {name} (recognised by its checksums); \
                  data.dataset = \"{name}\"",
                 dir.display()
@@ -115,7 +115,7 @@ fn name_dataset(exp: &mut Experiment, dir: &Path, digest: &str) {
             exp.data.dataset = name.to_string();
         }
         Some(_) => {}
-        None => eprintln!(
+        None => crate::errln!(
             "runner: warning: {} is not MNIST (its checksums differ) but data.dataset says \
              \"mnist\"; name it (e.g. --set data.dataset=fashion-mnist) so runs show what they \
              trained on",
@@ -415,7 +415,7 @@ impl<'a> Run<'a> {
             Ok(r) => Some(r),
             Err(why) => {
                 if self.dir.file(rundir::SUMMARY).exists() {
-                    eprintln!("runner: starting {} over: {why}", self.dir.path.display());
+                    crate::errln!("runner: starting {} over: {why}", self.dir.path.display());
                 }
                 None
             }
@@ -426,7 +426,7 @@ impl<'a> Run<'a> {
     fn resume_from(&mut self, r: Resumption) -> (Option<(CsvLog, CsvLog)>, Start) {
         let step = r.ckpt.state.totals.steps_done;
         if !self.req.quiet {
-            eprintln!(
+            crate::errln!(
                 "runner: resuming {} after step {step}",
                 self.dir.path.display()
             );

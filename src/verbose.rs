@@ -14,9 +14,19 @@ pub fn on() -> bool {
     ON.load(Ordering::Relaxed)
 }
 
+/// `eprintln!` that ignores a closed or failing stderr: progress and logs must never stop the
+/// work (`2>&1 | head`, a terminal that went away); the run goes on and its files stay true.
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Prints `runner: <message>` when verbose; the message is only built then.
 pub fn say(message: impl FnOnce() -> String) {
     if on() {
-        eprintln!("runner: {}", message());
+        crate::errln!("runner: {}", message());
     }
 }

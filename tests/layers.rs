@@ -6,7 +6,9 @@ use std::path::Path;
 
 /// Lowest first. Modules on one line may not import each other either, except where noted.
 const LAYERS: &[&[&str]] = &[
-    &["error", "verbose", "fpmode", "malloc", "Error", "Result"],
+    &[
+        "error", "verbose", "fpmode", "malloc", "Error", "Result", "errln",
+    ],
     &["config", "pool"],
     &["data"],
     &["ops"],

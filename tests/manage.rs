@@ -100,7 +100,22 @@ fn tag_note_show_and_remove_runs() {
         .open(locked.join(".lock"))
         .unwrap();
     lock.lock().unwrap();
+    // Two runs by one name: a script must say --yes.
     let out = runner(&["rm", "smoke"], r);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("names 2 runs")
+            && String::from_utf8_lossy(&out.stderr).contains("--yes"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(r.join("smoke-fe52b4313503").exists(), "nothing removed");
+    let out = runner(&["rm", "smoke", "--yes"], r);
     assert_eq!(
         out.status.code(),
         Some(6),
@@ -151,4 +166,78 @@ fn gc_removes_old_unfinished_runs_only() {
     assert!(r.join("smoke-fe52b4313503").exists() && r.join(&recent).exists());
     assert!(runner(&["gc", "--older-than", "0m"], r).status.success());
     assert!(!r.join(&recent).exists() && r.join("smoke-fe52b4313503").exists());
+}
+
+/// Finding 2 of issue 34: `rm small-cnn` also removed `small-cnn-reg-...`. A name names its own
+/// runs in every command, never those of a longer name that starts the same; `name-<hash
+/// prefix>` and a bare hash prefix name one run.
+#[test]
+fn a_name_selects_its_own_runs_in_every_command() {
+    let runs = tempfile::tempdir().unwrap();
+    let r = runs.path();
+    for name in ["smoke", "smoke-reg"] {
+        let set = format!("name={name}");
+        let out = runner(
+            &[
+                "run",
+                "experiments/smoke.toml",
+                "--set",
+                &set,
+                "--set",
+                "train.steps=2",
+                "-q",
+            ],
+            r,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let ids = |args: &[&str]| -> Vec<String> {
+        stdout(&runner(args, r))
+            .lines()
+            .filter_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                Some(v["run"].as_str().or(v["dir"].as_str())?.to_string())
+            })
+            .collect()
+    };
+    let reg = ids(&["ls", "smoke-reg", "--json"]);
+    assert_eq!(reg.len(), 1, "{reg:?}");
+    for args in [&["ls", "smoke", "--json"][..], &["show", "smoke", "--json"]] {
+        let listed = ids(args);
+        assert_eq!(listed.len(), 1, "{args:?}: {listed:?}");
+        assert!(!listed[0].contains("smoke-reg"), "{args:?}: {listed:?}");
+    }
+    assert!(runner(&["tag", "smoke", "k=v"], r).status.success());
+    let reg_dir = std::fs::read_dir(r)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("smoke-reg-")
+        })
+        .unwrap();
+    assert!(
+        !reg_dir.join("annotations.json").exists(),
+        "tagged smoke-reg"
+    );
+    let hash = reg_dir.file_name().unwrap().to_string_lossy()["smoke-reg-".len()..].to_string();
+    assert_eq!(
+        ids(&["ls", &format!("smoke-reg-{}", &hash[..4]), "--json"]).len(),
+        1
+    );
+    assert_eq!(ids(&["ls", &hash[..6], "--json"]).len(), 1);
+    let out = runner(&["rm", "smoke"], r);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(reg_dir.is_dir(), "rm smoke removed smoke-reg");
+    assert_eq!(ids(&["ls", "--json"]).len(), 1);
 }

@@ -328,6 +328,23 @@ fn trials_die_with_a_killed_sweep() {
     }
 }
 
+/// The one sweep directory under `runs` and the text of its one sbatch script.
+fn the_slurm_script(runs: &Path) -> (std::path::PathBuf, String) {
+    let sweep_dir = std::fs::read_dir(runs.join("sweeps"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let script = std::fs::read_dir(sweep_dir.join("slurm"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "sh"))
+        .expect("script written");
+    let text = std::fs::read_to_string(&script).unwrap();
+    (sweep_dir, text)
+}
+
 /// What a Slurm array task does, without Slurm: the script written by `--slurm --dry-run`
 /// calls `runner slurm-task MANIFEST --task T --pack M`, which runs trials T*M..T*M+M-1.
 #[test]
@@ -356,18 +373,7 @@ fn a_slurm_script_is_written_and_its_task_runs_its_pack_of_trials() {
         "{err}"
     );
     assert!(err.contains("not submitted (--dry-run)"), "{err}");
-    let sweep_dir = std::fs::read_dir(runs.path().join("sweeps"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let script = std::fs::read_dir(sweep_dir.join("slurm"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "sh"))
-        .expect("script written");
-    let text = std::fs::read_to_string(&script).unwrap();
+    let (sweep_dir, text) = the_slurm_script(runs.path());
     for line in [
         "#SBATCH --array=0-1%2",
         "#SBATCH --time=00:10:00",
@@ -448,18 +454,7 @@ fn a_slurm_script_of_an_on_demand_build_runs_its_copy_in_the_build_dir() {
         std::fs::read(&copy).unwrap(),
         std::fs::read(env!("CARGO_BIN_EXE_runner")).unwrap()
     );
-    let sweep_dir = std::fs::read_dir(runs.path().join("sweeps"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let script = std::fs::read_dir(sweep_dir.join("slurm"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "sh"))
-        .expect("script written");
-    let text = std::fs::read_to_string(&script).unwrap();
+    let (_, text) = the_slurm_script(runs.path());
     assert!(text.contains(&copy.display().to_string()), "{text}");
     let ls = common::runner(&["ls"], runs.path());
     assert!(
@@ -467,4 +462,54 @@ fn a_slurm_script_of_an_on_demand_build_runs_its_copy_in_the_build_dir() {
         "{}",
         String::from_utf8_lossy(&ls.stderr)
     );
+}
+
+/// Finding 5 of issue 34: a sweep could not delete a key of its base (`[set]` rejected
+/// `"~optimizer.momentum"`, so an SGD base could not become Adam). Now `"~KEY" = true` removes
+/// it, as `--set ~KEY` does; anything but `true`, or an unknown key, is an error naming it.
+#[test]
+fn a_sweep_set_removes_a_key_of_its_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/smoke.toml");
+    let write = |text: &str| {
+        let file = dir.path().join("adam.toml");
+        std::fs::write(
+            &file,
+            format!("name = \"adam\"\nbase = {base:?}\nseeds = [0]\n{text}"),
+        )
+        .unwrap();
+        file
+    };
+    let file = write(
+        "[set]\n\"optimizer.kind\" = \"adam\"\n\"~optimizer.momentum\" = true\n\
+         \"optimizer.lr\" = 0.003\n\"train.steps\" = 2\n\"train.eval_every\" = 2\n",
+    );
+    let runs = dir.path().join("runs");
+    let out = sweep(&[file.to_str().unwrap()], &runs);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = common::the_run(&runs);
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        config.contains("kind = \"adam\"") && !config.contains("momentum"),
+        "{config}"
+    );
+    for (text, says) in [
+        (
+            "[set]\n\"~optimizer.momentum\" = false\n",
+            "write \"~optimizer.momentum\" = true",
+        ),
+        (
+            "[set]\n\"~optimizer.momentun\" = true\n",
+            "unknown key 'optimizer.momentun'",
+        ),
+    ] {
+        let out = sweep(&[write(text).to_str().unwrap(), "--dry-run"], &runs);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{says}: {stderr}");
+    }
 }

@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 acc = EventAccumulator(sys.argv[1], size_guidance={'scalars': 0})
 acc.Reload()
-out = {t: [[e.step, e.value] for e in acc.Scalars(t)] for t in acc.Tags()['scalars']}
+out = {t: [[e.step, e.value, e.wall_time] for e in acc.Scalars(t)] for t in acc.Tags()['scalars']}
 hp = acc.PluginTagToContent('hparams')
 start = plugin_data_pb2.HParamsPluginData.FromString(hp['_hparams_/session_start_info'])
 end = plugin_data_pb2.HParamsPluginData.FromString(hp['_hparams_/session_end_info'])
@@ -113,6 +113,34 @@ fn tensorboard_reads_the_exported_scalars() {
             .join("eval.csv"),
     )
     .unwrap();
+    // Finding 4 of issue 34: every event had the run's start as its wall time. Now each is the
+    // start plus the step's elapsed_s, so TensorBoard's relative and wall axes mean something.
+    let walls: Vec<f64> = scalars["train/loss"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[2].as_f64().unwrap())
+        .collect();
+    assert!(walls.windows(2).all(|w| w[0] <= w[1]), "{walls:?}");
+    let metrics = std::fs::read_to_string(
+        std::fs::read_dir(runs.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.join("metrics.csv").is_file())
+            .unwrap()
+            .join("metrics.csv"),
+    )
+    .unwrap();
+    let elapsed: Vec<f64> = metrics
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
+        .collect();
+    let (span, logged_span) = (walls[59] - walls[0], elapsed[59] - elapsed[0]);
+    assert!(
+        span > 0.0 && (span - logged_span).abs() < 1e-3,
+        "{span} vs {logged_span}"
+    );
     let last: Vec<&str> = eval.lines().last().unwrap().split(',').collect();
     let logged: f64 = last[2].parse().unwrap();
     let point = &scalars["test/accuracy"][1];

@@ -79,7 +79,7 @@ pub fn report(args: ReportArgs) -> Result<()> {
     };
     let page = html::render(&runs, &opts);
     crate::rundir::atomic::write(&args.output, page.as_bytes())?;
-    eprintln!(
+    crate::errln!(
         "wrote {} ({} runs, {} KB)",
         args.output.display(),
         runs.len(),

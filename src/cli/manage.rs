@@ -52,6 +52,10 @@ pub struct RmArgs {
     /// Say what would be removed; remove nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Remove several runs without asking (without it, rm lists them and asks on a terminal,
+    /// and refuses elsewhere).
+    #[arg(long, short)]
+    pub yes: bool,
     #[command(flatten)]
     pub store: RunsDirArg,
 }
@@ -228,7 +232,7 @@ pub fn tag(args: TagArgs) -> Result<()> {
                 .map_err(|e| Error::Input(format!("{}: {e}", run.id)))?;
         }
         a.write(&dir)?;
-        eprintln!("{}: {}", run.id, a.tag_list());
+        crate::errln!("{}: {}", run.id, a.tag_list());
     }
     Ok(())
 }
@@ -243,7 +247,7 @@ pub fn note(args: NoteArgs) -> Result<()> {
         let mut a = Annotations::read(&dir);
         a.add_note(&args.text);
         a.write(&dir)?;
-        eprintln!("{}: {} note(s)", run.id, a.notes.len());
+        crate::errln!("{}: {} note(s)", run.id, a.notes.len());
     }
     Ok(())
 }
@@ -252,11 +256,15 @@ pub fn note(args: NoteArgs) -> Result<()> {
 /// process holds is never touched: it is reported and the command exits 6.
 pub fn rm(args: RmArgs) -> Result<()> {
     let mut busy = Vec::new();
-    for run in select(&args.runs, &args.store)? {
+    let chosen: Vec<_> = select(&args.runs, &args.store)?
+        .into_iter()
+        .filter(|run| !(args.incomplete && RunDir::new(run.dir.clone()).is_complete()))
+        .collect();
+    if chosen.len() > 1 && !args.yes && !args.dry_run {
+        confirm_removal(&chosen, &args.runs.join(" "))?;
+    }
+    for run in chosen {
         let dir = RunDir::new(run.dir.clone());
-        if args.incomplete && dir.is_complete() {
-            continue;
-        }
         let lock = match dir.lock(false) {
             Ok(lock) => lock,
             Err(Error::Busy(_)) => {
@@ -290,6 +298,38 @@ pub fn rm(args: RmArgs) -> Result<()> {
     }
 }
 
+/// Lists the runs `rm` would remove and asks on a terminal; elsewhere (a script) refuses, since
+/// a name can match more runs than its author thought.
+fn confirm_removal(runs: &[Run], spec: &str) -> Result<()> {
+    use std::io::IsTerminal;
+    let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Input(format!(
+            "'{spec}' names {} runs: {}; pass --yes to remove them all (--dry-run lists them)",
+            runs.len(),
+            ids.join(", ")
+        )));
+    }
+    crate::errln!(
+        "'{spec}' names {} runs:\n  {}",
+        runs.len(),
+        ids.join("\n  ")
+    );
+    {
+        use std::io::Write as _;
+        let mut err = std::io::stderr();
+        let _ = write!(err, "remove them all? [y/N] ");
+        let _ = err.flush();
+    }
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(Error::Input("nothing removed".into()))
+    }
+}
+
 /// Removes the runs that did not finish (failed, interrupted, diverged, damaged, or running
 /// with no live process) and started longer ago than `--older-than`. Complete and pruned runs
 /// are results and stay; a run a live process holds is never touched.
@@ -304,7 +344,7 @@ pub fn gc(args: GcArgs) -> Result<()> {
         for (path, why) in &removed {
             outln!("{verb} {path} ({why})")?;
         }
-        eprintln!("{} cached build(s) {verb}", removed.len());
+        crate::errln!("{} cached build(s) {verb}", removed.len());
         return Ok(());
     }
     let (all, _) = runs::discover(&args.store.runs_dir);
@@ -338,7 +378,7 @@ pub fn gc(args: GcArgs) -> Result<()> {
         }
         removed += 1;
     }
-    eprintln!(
+    crate::errln!(
         "{removed} unfinished run(s) {}",
         if args.dry_run {
             "would be removed"

@@ -232,14 +232,14 @@ pub fn main() -> i32 {
         crate::verbose::enable();
     }
     if let Err(e) = gemm::isa::choose() {
-        eprintln!("error: {e}");
+        crate::errln!("error: {e}");
         return crate::error::Error::Input(String::new()).exit_code();
     }
     let quiet = cli.quiet;
     let policy = match crate::compile::Policy::choose(cli.no_build) {
         Ok(p) => p,
         Err(e) => {
-            crate::compile::cache::eprintln_safe(&format!("error: {e}"));
+            crate::errln!("error: {e}");
             return e.exit_code();
         }
     };
@@ -253,7 +253,7 @@ pub fn main() -> i32 {
         Ok(()) => 0,
         Err(e) if stdout::is_closed_pipe(&e) => 0,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             crate::verbose::say(|| {
                 let mut detail = String::new();
                 let mut cause = std::error::Error::source(&e);

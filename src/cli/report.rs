@@ -158,7 +158,7 @@ pub fn compare(args: CompareArgs, out: Output) -> Result<()> {
         }
         Format::Csv => {
             out!("{}", table.render(Format::Csv))?;
-            eprintln!("{}", welch.summary);
+            crate::errln!("{}", welch.summary);
             Ok(())
         }
         Format::Json => {
@@ -220,7 +220,7 @@ pub fn plot(args: PlotArgs) -> Result<()> {
         panels: args.panels,
     };
     crate::report::plot::plot(&runs, &args.output, opts).map_err(Error::Input)?;
-    eprintln!("wrote {}", args.output.display());
+    crate::errln!("wrote {}", args.output.display());
     Ok(())
 }
 
@@ -242,6 +242,6 @@ pub fn print_runs(runs: &[Run]) -> Result<()> {
 
 fn warn(warnings: &[String]) {
     for w in warnings {
-        eprintln!("warning: {w}");
+        crate::errln!("warning: {w}");
     }
 }

@@ -190,7 +190,7 @@ fn print_run_result(result: RunResult, out: Output) -> Result<()> {
         RunResult::Trained(dir, summary) => (dir, summary),
         RunResult::AlreadyComplete(dir, summary) => {
             if !out.quiet {
-                eprintln!("already complete; not retraining (use --force to retrain)");
+                crate::errln!("already complete; not retraining (use --force to retrain)");
             }
             (dir, summary)
         }

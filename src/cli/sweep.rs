@@ -178,7 +178,7 @@ fn networks_first(sweep: &spec::Sweep, file: &Path, dry_run: bool) -> Result<()>
         let state = if compiled(n) { "compiled" } else { "to build" };
         text += &format!("  {state:<9} [model] {n}\n");
     }
-    crate::compile::cache::eprintln_safe(text.trim_end());
+    crate::errln!("{}", text.trim_end());
     Ok(())
 }
 
@@ -325,7 +325,7 @@ impl SweepEnd<'_> {
             out!("{}", table.render(crate::report::table::Format::Table))?;
         }
         if !out.quiet {
-            eprintln!("{}", self.status);
+            crate::errln!("{}", self.status);
         }
         if self.interrupted {
             return Err(Error::Interrupted(
@@ -404,7 +404,7 @@ pub(super) fn report_submission(
     }
     let say = |line: String| {
         if !out.quiet {
-            eprintln!("{line}")
+            crate::errln!("{line}")
         }
     };
     if sub.array.is_empty() {

@@ -30,7 +30,7 @@ pub fn run(study: &Study, jobs: usize, dry_run: bool, out: Output) -> Result<()>
     }
     let reopened = study.reopen_failed()?;
     if reopened > 0 && !out.quiet {
-        eprintln!("[sweep] {reopened} failed trial(s) to run again");
+        crate::errln!("[sweep] {reopened} failed trial(s) to run again");
     }
     work(study, jobs, out)
 }
@@ -101,7 +101,7 @@ fn work(study: &Study, jobs: usize, out: Output) -> Result<()> {
     let journal = Journal::new(&study.dir);
     let interrupted = super::start_training()?;
     if !out.quiet {
-        eprintln!(
+        crate::errln!(
             "[sweep] {} worker(s) pulling from {}",
             jobs.max(1),
             journal.path.display()

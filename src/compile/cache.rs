@@ -127,10 +127,10 @@ pub fn find(source_key: &str, keys: &[String]) -> Option<Entry> {
         if entry.intact() {
             return Some(entry);
         }
-        eprintln_safe(&format!(
+        crate::errln!(
             "runner: the cached build {} does not match its digest; removing it",
             entry.dir.display()
-        ));
+        );
         let _ = std::fs::remove_dir_all(&entry.dir);
     }
     None
@@ -190,17 +190,11 @@ pub fn lock(quiet: bool) -> Result<BuildLock> {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             if !quiet {
-                eprintln_safe("runner: another runner is building networks; waiting for it");
+                crate::errln!("runner: another runner is building networks; waiting for it");
             }
             file.lock().map_err(|e| Error::io("lock", &path, e))?;
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
     }
     Ok(BuildLock { _file: file })
-}
-
-/// Writes to stderr, ignoring a closed one (progress must never fail a command).
-pub fn eprintln_safe(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{line}");
 }

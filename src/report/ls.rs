@@ -1,7 +1,7 @@
 //! `runner ls`: one line per run, filtered and sorted.
 
 use super::metrics::{self, Metric, ReadMetric};
-use super::runs::{glob_match, Run};
+use super::runs::Run;
 use super::table::{Cell, Table};
 use crate::rundir::Status;
 
@@ -97,12 +97,7 @@ pub struct Query {
 
 fn matching<'a>(runs: &'a [Run], q: &Query) -> Vec<&'a Run> {
     runs.iter()
-        .filter(|r| {
-            q.globs.is_empty()
-                || q.globs
-                    .iter()
-                    .any(|g| glob_match(g, &r.id) || glob_match(g, &r.name))
-        })
+        .filter(|r| q.globs.is_empty() || q.globs.iter().any(|g| super::runs::names(g, r)))
         .filter(|r| {
             q.filters.iter().all(|f| {
                 let value = match tag_of(&f.key) {

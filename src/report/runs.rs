@@ -32,6 +32,8 @@ pub struct EvalRow {
     pub test_accuracy: f64,
     /// Validation loss and accuracy, in runs with a validation split.
     pub val: Option<(f64, f64)>,
+    /// Seconds since the run started (the last column).
+    pub elapsed_s: Option<f64>,
 }
 
 impl EvalRow {
@@ -41,7 +43,7 @@ impl EvalRow {
     }
 }
 
-/// One `metrics.csv` row (timing column left out).
+/// One `metrics.csv` row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepRow {
     pub step: u64,
@@ -49,6 +51,8 @@ pub struct StepRow {
     pub accuracy: f64,
     /// The learning rate the step used.
     pub lr: f64,
+    /// Seconds since the run started, when the step ended.
+    pub elapsed_s: Option<f64>,
 }
 
 impl Run {
@@ -92,6 +96,7 @@ impl Run {
                     test_loss: f.get(1)?.parse().ok()?,
                     test_accuracy: f.get(2)?.parse().ok()?,
                     val,
+                    elapsed_s: f.last().and_then(|t| t.parse().ok()),
                 })
             })
             .collect();
@@ -149,6 +154,7 @@ impl Run {
                     loss: f.get(2)?.parse().ok()?,
                     accuracy: f.get(3)?.parse().ok()?,
                     lr: f.get(4)?.parse().ok()?,
+                    elapsed_s: f.get(6).and_then(|t| t.parse().ok()),
                 })
             })
             .collect()
@@ -270,8 +276,27 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
-/// Runs named by `specs`: directories, globs over run ids, or id/name/hash prefixes under the
-/// runs directory. Errors name the spec that matched nothing.
+/// Whether `spec` (not a path) names `run`, the one rule of every command that takes runs: a glob
+/// over ids and names (`'mlp-*'`), an exact name (all its runs: `mlp`), an id or an id cut short
+/// (`mlp-3e5`: the name, then a prefix of the hash), or a hash prefix (`3e52`). A name is never
+/// a prefix of another name: `small-cnn` does not name `small-cnn-reg-...`.
+pub fn names(spec: &str, run: &Run) -> bool {
+    if spec.contains(['*', '?']) {
+        return glob_match(spec, &run.id) || glob_match(spec, &run.name);
+    }
+    let hash_prefix = |p: &str| {
+        !p.is_empty() && p.chars().all(|c| c.is_ascii_hexdigit()) && run.hash().starts_with(p)
+    };
+    run.name == spec
+        || spec
+            .strip_prefix(run.name.as_str())
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(hash_prefix)
+        || hash_prefix(spec)
+}
+
+/// Runs named by `specs`: directories, or what [`names`] matches under the runs directory.
+/// Errors name the spec that matched nothing.
 pub fn select(specs: &[String], runs_dir: &Path) -> Result<(Vec<Run>, Vec<String>), String> {
     let (all, warnings) = discover(runs_dir);
     let mut chosen: Vec<Run> = Vec::new();
@@ -285,18 +310,7 @@ pub fn select(specs: &[String], runs_dir: &Path) -> Result<(Vec<Run>, Vec<String
             }
             continue;
         }
-        let matches: Vec<&Run> = all
-            .iter()
-            .filter(|r| {
-                if spec.contains(['*', '?']) {
-                    glob_match(spec, &r.id)
-                } else {
-                    r.id.starts_with(spec.as_str())
-                        || r.hash().starts_with(spec.as_str())
-                        || r.name == *spec
-                }
-            })
-            .collect();
+        let matches: Vec<&Run> = all.iter().filter(|r| names(spec, r)).collect();
         if matches.is_empty() {
             return Err(format!(
                 "'{spec}' matches no run under {}",

@@ -49,7 +49,8 @@ fn events(run: &Run, start: f64) -> Vec<u8> {
             ("train/accuracy", row.accuracy),
             ("train/lr", row.lr),
         ];
-        record(&mut out, &event(start, row.step, Payload::Scalars(&values)));
+        let wall = start + row.elapsed_s.unwrap_or(0.0);
+        record(&mut out, &event(wall, row.step, Payload::Scalars(&values)));
     }
     for e in &run.evals {
         let mut values = vec![
@@ -59,13 +60,12 @@ fn events(run: &Run, start: f64) -> Vec<u8> {
         if let Some((loss, acc)) = e.val {
             values.extend([("val/loss", loss), ("val/accuracy", acc)]);
         }
-        record(&mut out, &event(start, e.step, Payload::Scalars(&values)));
+        let wall = start + e.elapsed_s.unwrap_or(0.0);
+        record(&mut out, &event(wall, e.step, Payload::Scalars(&values)));
     }
     let last = run.summary.as_ref().map_or(0, |s| s.steps_done);
-    record(
-        &mut out,
-        &event(start, last, Payload::Raw(&session_end(run))),
-    );
+    let end = start + run.summary.as_ref().map_or(0.0, |s| s.wall_time_s);
+    record(&mut out, &event(end, last, Payload::Raw(&session_end(run))));
     out
 }
 

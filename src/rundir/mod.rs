@@ -332,7 +332,7 @@ impl RunDir {
                         self.path.display()
                     )));
                 }
-                eprintln!("waiting for run {} ({holder})", self.path.display());
+                crate::errln!("waiting for run {} ({holder})", self.path.display());
                 file.lock().map_err(|e| Error::io("lock", &path, e))?;
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),

@@ -110,11 +110,7 @@ pub fn sweep_dir(sweep: &Sweep, tpe: &Tpe, runs_dir: &Path) -> Result<PathBuf> {
 }
 
 fn set_overrides(sweep: &Sweep) -> Trial {
-    sweep
-        .set
-        .iter()
-        .map(|(k, v)| Override::set(k, v.clone()))
-        .collect()
+    sweep.set.clone()
 }
 
 /// The search space of the estimator, axis by axis.
@@ -434,7 +430,7 @@ impl Study<'_> {
         let failed = std::sync::atomic::AtomicUsize::new(0);
         let say = |line: String| {
             if !quiet {
-                eprintln!("{line}");
+                crate::errln!("{line}");
             }
         };
         std::thread::scope(|scope| -> Result<()> {

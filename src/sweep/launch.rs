@@ -77,7 +77,7 @@ impl Launcher for Local<'_> {
 impl Local<'_> {
     fn say(&self, line: String) {
         if !self.quiet {
-            eprintln!("{line}");
+            crate::errln!("{line}");
         }
     }
 

@@ -511,7 +511,7 @@ pub fn run_task(
         if interrupted.load(Ordering::SeqCst) {
             break;
         }
-        eprintln!("[slurm-task] trial {}: {}", t.index, t.set.join(" "));
+        crate::errln!("[slurm-task] trial {}: {}", t.index, t.set.join(" "));
         let overrides = t
             .set
             .iter()
@@ -537,12 +537,12 @@ pub fn run_task(
             early_stop,
         };
         match run::run(&req, interrupted) {
-            Ok(_) => eprintln!("[slurm-task] trial {} done", t.index),
+            Ok(_) => crate::errln!("[slurm-task] trial {} done", t.index),
             Err(e @ Error::Interrupted(_)) => return Err(e),
             // Another task (an older submission) is on it: not this task's failure.
-            Err(Error::Busy(m)) => eprintln!("[slurm-task] trial {} skipped: {m}", t.index),
+            Err(Error::Busy(m)) => crate::errln!("[slurm-task] trial {} skipped: {m}", t.index),
             Err(e) => {
-                eprintln!("[slurm-task] trial {} FAILED: {e}", t.index);
+                crate::errln!("[slurm-task] trial {} FAILED: {e}", t.index);
                 failed.push(t.index);
             }
         }

@@ -30,7 +30,8 @@ pub struct Sweep {
     /// `true` to maximise the metric.
     pub maximize: bool,
     pub seeds: Option<Vec<i64>>,
-    pub set: Vec<(String, Value)>,
+    /// `[set]`: overrides of every trial (`"~KEY" = true` removes a key of the base).
+    pub set: Vec<Override>,
     pub grid: Vec<(String, Vec<Value>)>,
     pub zip: Vec<(String, Vec<Value>)>,
     pub random: Option<Random>,
@@ -112,11 +113,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Sweep, String> {
     };
     let mut set = Vec::new();
     for (k, mut v) in sub("set")? {
+        if let Some(key) = k.strip_prefix('~') {
+            set.push(removal(key, &v).map_err(|m| err(format!("[set] key '{k}': {m}")))?);
+            continue;
+        }
         if let Some(hint) = unquoted_dotted_key("set", &k, &v) {
             return Err(err(hint));
         }
         config::check_key_value(&k, &mut v).map_err(|m| err(format!("[set] {m}")))?;
-        set.push((k, v));
+        set.push(Override::set(&k, v));
     }
     let grid = parse_axes("grid", sub("grid")?, &err)?;
     let zip = parse_axes("zip", sub("zip")?, &err)?;
@@ -251,6 +256,25 @@ impl Header {
 
 /// TOML reads an unquoted `optimizer.lr = ...` as a table `optimizer` holding `lr`: the message
 /// for such a key says to quote it, naming the dotted key as written.
+/// `"~KEY" = true` in `[set]`: every trial removes KEY from the base (as `--set ~KEY` does).
+fn removal(key: &str, v: &Value) -> Result<Override, String> {
+    if schema::find(key).is_none() {
+        return Err(format!(
+            "unknown key '{key}'{}",
+            config::unknown_key_hint(key)
+        ));
+    }
+    if *v != Value::Boolean(true) {
+        return Err(format!(
+            "a '~' key removes '{key}' from the base experiment; write \"~{key}\" = true"
+        ));
+    }
+    Ok(Override {
+        key: key.to_string(),
+        value: None,
+    })
+}
+
 fn unquoted_dotted_key(section: &str, k: &str, v: &Value) -> Option<String> {
     let Value::Table(inner) = v else {
         return None;
@@ -536,11 +560,7 @@ pub fn expand(sweep: &Sweep) -> Vec<Trial> {
     let mut trials = Vec::new();
     for combo in &combos {
         for seed in &seeds {
-            let mut t: Trial = sweep
-                .set
-                .iter()
-                .map(|(k, v)| Override::set(k, v.clone()))
-                .collect();
+            let mut t: Trial = sweep.set.clone();
             t.extend(combo.iter().map(|(k, v)| Override::set(k, v.clone())));
             if let Some(s) = seed {
                 t.push(Override::set("seed", Value::Integer(*s)));
@@ -551,24 +571,13 @@ pub fn expand(sweep: &Sweep) -> Vec<Trial> {
     trials
 }
 
-/// Keys only a sweep file has: an experiment file (which may also have `name` and `base`) has
-/// none of them.
-const SWEEP_ONLY_KEYS: &[&str] = &[
-    "metric",
-    "goal",
-    "seeds",
-    "set",
-    "grid",
-    "zip",
-    "random",
-    "tpe",
-    "early_stop",
-];
-
-/// Whether a parsed file is a sweep: it has a sweep table or key. Both `runner` and the build
-/// script decide by this, so a `base = ...` experiment is never taken for a sweep.
+/// Whether a parsed file is a sweep: it has a key only sweep files have (any of theirs but
+/// `name` and `base`, which experiment files have too). Both `runner` and the build script
+/// decide by this, so a `base = ...` experiment is never taken for a sweep.
 pub fn is_sweep(table: &Table) -> bool {
-    SWEEP_ONLY_KEYS.iter().any(|k| table.contains_key(*k))
+    TOP_KEYS
+        .iter()
+        .any(|k| !matches!(*k, "name" | "base") && table.contains_key(*k))
 }
 
 /// Every network a sweep can train, as overrides of its base: `[set]` with every combination of
@@ -582,11 +591,7 @@ pub fn network_variants(sweep: &Sweep) -> Vec<Trial> {
             .cloned()
             .collect()
     };
-    let mut combos: Vec<Trial> = vec![sweep
-        .set
-        .iter()
-        .map(|(k, v)| Override::set(k, v.clone()))
-        .collect()];
+    let mut combos: Vec<Trial> = vec![sweep.set.clone()];
     let mut axes: Vec<Vec<Vec<(String, Value)>>> = Vec::new();
     for (key, values) in shaping(&sweep.grid) {
         axes.push(values.into_iter().map(|v| vec![(key.clone(), v)]).collect());

@@ -244,6 +244,7 @@ mod tests {
                 loss: step as f64,
                 accuracy: 0.0,
                 lr: 1.0 / step as f64,
+                elapsed_s: None,
             })
             .collect()
     }
