@@ -209,6 +209,9 @@ fn new_meta(
         started_at,
         finished_at: None,
         command: std::env::args().collect(),
+        cwd: std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
         data_dir: data.dir.display().to_string(),
         data_checksums_enforced: source.expected.is_some(),
         data_checksums: data.checksums.iter().cloned().collect(),

@@ -371,6 +371,14 @@ fn every_bad_input_fails_cleanly_with_a_helpful_message() {
             2,
             &["optimizer.lr", "> 0"],
         ),
+        // One limit everywhere (issue 34: the type check said 1..=1048576, the README 16384).
+        case(
+            "set width past the limit",
+            MLP,
+            &run_exp(&["--set", "model.hidden=[2000000]"]),
+            2,
+            &["model.hidden", "16384"],
+        ),
         // Files.
         case(
             "missing file",

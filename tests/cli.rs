@@ -719,3 +719,27 @@ fn experiment_files_compose_and_report_every_mistake() {
         text(&out).1
     );
 }
+
+/// Issue 34, small truths: meta.json's command is relative to a directory it did not record; it
+/// now records `cwd`, so the command can be replayed.
+#[test]
+fn meta_json_records_the_directory_the_command_ran_in() {
+    let runs = tempfile::tempdir().unwrap();
+    let out = runner(
+        &[
+            "run",
+            "experiments/smoke.toml",
+            "-q",
+            "--set",
+            "train.steps=1",
+        ],
+        runs.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(only_run_dir(runs.path()).join("meta.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["cwd"], env!("CARGO_MANIFEST_DIR"), "{meta}");
+    assert_eq!(meta["command"][2], "experiments/smoke.toml", "{meta}");
+}

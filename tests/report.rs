@@ -436,3 +436,32 @@ fn defaults_left_out_of_configs_read_as_their_values() {
     assert_eq!(json["config"]["model.dropout"], 0.0);
     assert_eq!(json["config"]["schedule.kind"], "constant");
 }
+
+/// Issue 34, finding 7: `--where` took equality only; `optimizer.lr<0.01` was rejected. Now `=`,
+/// `!=`, `<`, `<=`, `>`, `>=` (orderings on numbers; a non-number is an error naming it).
+#[test]
+fn where_compares_numbers() {
+    let count = |filter: &str| {
+        let out = runner(&["ls", "--json", "--where", filter], &fixtures());
+        assert!(
+            out.status.success(),
+            "{filter}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let all = count("optimizer.lr>0");
+    assert_eq!(all, 7);
+    assert_eq!(count("optimizer.lr<0.1"), 3);
+    assert_eq!(count("optimizer.lr<=0.1"), 6);
+    assert_eq!(count("optimizer.lr>=1e-1"), 4);
+    assert_eq!(count("optimizer.lr!=0.05"), 4);
+    assert_eq!(count("optimizer.lr=5e-2"), 3);
+    let out = runner(&["ls", "--where", "optimizer.lr<fast"], &fixtures());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("compares numbers"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

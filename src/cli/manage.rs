@@ -116,7 +116,7 @@ pub fn show(args: ShowArgs, out: Output) -> Result<()> {
             obj["config"] = run
                 .config
                 .iter()
-                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .map(|(k, v)| (k.clone(), crate::report::table::toml_json(v)))
                 .collect::<serde_json::Map<_, _>>()
                 .into();
             outln!("{obj}")?;
@@ -212,14 +212,6 @@ fn files(dir: &RunDir) -> Vec<(String, u64)> {
         .collect();
     files.sort();
     files
-}
-
-fn toml_to_json(v: &str) -> serde_json::Value {
-    v.parse::<toml::Value>()
-        .ok()
-        .or_else(|| format!("x = {v}").parse::<toml::Table>().ok()?.remove("x"))
-        .and_then(|t| serde_json::to_value(t).ok())
-        .unwrap_or_else(|| v.into())
 }
 
 /// Sets or removes tags on every run the spec matches.
@@ -399,13 +391,5 @@ mod tests {
         assert_eq!(super::parse_age("2"), Ok(chrono::Duration::days(2)));
         assert!(super::parse_age("7w").is_err());
         assert!(super::parse_age("soon").is_err());
-    }
-
-    #[test]
-    fn config_values_become_json_values() {
-        assert_eq!(super::toml_to_json("0.001"), serde_json::json!(0.001));
-        assert_eq!(super::toml_to_json("\"adam\""), serde_json::json!("adam"));
-        assert_eq!(super::toml_to_json("[32, 64]"), serde_json::json!([32, 64]));
-        assert_eq!(super::toml_to_json("true"), serde_json::json!(true));
     }
 }

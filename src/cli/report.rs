@@ -10,12 +10,14 @@ use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct LsArgs {
-    /// Globs over run directory names or experiment names (default: all runs).
+    /// Runs: names, name-<hash prefix>, hash prefixes, or globs over run directory and
+    /// experiment names (default: all runs).
     pub patterns: Vec<String>,
     #[command(flatten)]
     pub common: ReportArgs,
-    /// Keep runs whose config key has this value (numbers compare by value: 1e-4 = 0.0001).
-    /// Repeatable.
+    /// Keep runs whose config key (or tag.KEY) compares so: KEY=VALUE, KEY!=VALUE, and on
+    /// numbers KEY<VALUE, KEY<=VALUE, KEY>VALUE, KEY>=VALUE (numbers compare by value: 1e-4 =
+    /// 0.0001; quote the argument for the shell). Repeatable: all must hold.
     #[arg(long = "where", value_name = "KEY=VALUE")]
     pub filters: Vec<crate::report::ls::Filter>,
     /// Sort by a config key or one of test_acc, best_acc, test_loss, ms_per_step, steps, started

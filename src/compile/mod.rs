@@ -165,8 +165,12 @@ fn exec(entry: &cache::Entry) -> Result<std::convert::Infallible> {
     use std::os::unix::process::CommandExt;
     crate::verbose::say(|| format!("running the on-demand build {}", entry.dir.display()));
     let binary = entry.binary();
+    let mut args = std::env::args_os();
+    // The name it was called by, so that meta.json's command is the one the user typed.
+    let arg0 = args.next().unwrap_or_else(|| "runner".into());
     let err = std::process::Command::new(&binary)
-        .args(std::env::args_os().skip(1))
+        .arg0(arg0)
+        .args(args)
         .env(BUILT_ENV, entry.id())
         .exec();
     Err(Error::io("run the on-demand build", &binary, err))

@@ -9,7 +9,62 @@ use crate::rundir::Status;
 #[derive(Debug, Clone)]
 pub struct Filter {
     pub key: String,
+    pub op: Op,
     pub value: String,
+}
+
+/// How a `--where` filter compares: `=`, `!=`, and on numbers `<`, `<=`, `>`, `>=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Op {
+    /// Longest first, so that `<=` is not read as `<`.
+    const SPELLINGS: [(&'static str, Op); 6] = [
+        ("!=", Op::Ne),
+        ("<=", Op::Le),
+        (">=", Op::Ge),
+        ("=", Op::Eq),
+        ("<", Op::Lt),
+        (">", Op::Gt),
+    ];
+
+    fn as_str(self) -> &'static str {
+        Op::SPELLINGS
+            .iter()
+            .find(|(_, op)| *op == self)
+            .map_or("=", |(s, _)| s)
+    }
+}
+
+impl Filter {
+    /// Whether a run's value (`None`: the run lacks the key) passes. Orderings need numbers on
+    /// both sides; a run without the key passes only `!=`.
+    pub fn accepts(&self, value: Option<&str>) -> bool {
+        let Some(v) = value else {
+            return self.op == Op::Ne;
+        };
+        let number = |s: &str| s.trim_matches('"').parse::<f64>().ok();
+        match self.op {
+            Op::Eq => values_equal(v, &self.value),
+            Op::Ne => !values_equal(v, &self.value),
+            op => match (number(v), number(&self.value)) {
+                (Some(x), Some(y)) => match op {
+                    Op::Lt => x < y,
+                    Op::Le => x <= y,
+                    Op::Gt => x > y,
+                    _ => x >= y,
+                },
+                _ => false,
+            },
+        }
+    }
 }
 
 impl Query {
@@ -21,7 +76,7 @@ impl Query {
             .chain(
                 self.filters
                     .iter()
-                    .map(|f| format!("--where {}={}", f.key, f.value)),
+                    .map(|f| format!("--where {}{}{}", f.key, f.op.as_str(), f.value)),
             )
             .collect::<Vec<_>>()
             .join(" ")
@@ -31,12 +86,31 @@ impl Query {
 impl std::str::FromStr for Filter {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (k, v) = s
-            .split_once('=')
-            .ok_or_else(|| format!("--where {s:?}: expected KEY=VALUE, e.g. optimizer.lr=1e-4"))?;
+        let expected = || {
+            format!(
+                "--where {s:?}: expected KEY=VALUE, KEY!=VALUE or, on numbers, KEY<VALUE, \
+                 KEY<=VALUE, KEY>VALUE, KEY>=VALUE (e.g. 'optimizer.lr<0.01', tag.paper=fig3)"
+            )
+        };
+        let at = s.find(['=', '!', '<', '>']).ok_or_else(expected)?;
+        let (key, rest) = s.split_at(at);
+        let (spelling, op) = Op::SPELLINGS
+            .iter()
+            .find(|(sp, _)| rest.starts_with(sp))
+            .ok_or_else(expected)?;
+        let value = rest[spelling.len()..].trim();
+        if key.trim().is_empty() || value.is_empty() {
+            return Err(expected());
+        }
+        if !matches!(op, Op::Eq | Op::Ne) && value.trim_matches('"').parse::<f64>().is_err() {
+            return Err(format!(
+                "--where {s:?}: {spelling} compares numbers, and {value:?} is not one"
+            ));
+        }
         Ok(Filter {
-            key: k.trim().to_string(),
-            value: v.trim().to_string(),
+            key: key.trim().to_string(),
+            op: *op,
+            value: value.to_string(),
         })
     }
 }
@@ -104,7 +178,7 @@ fn matching<'a>(runs: &'a [Run], q: &Query) -> Vec<&'a Run> {
                     Some(tag) => r.tags.get(tag),
                     None => r.config.get(&f.key),
                 };
-                value.is_some_and(|v| values_equal(v, &f.value))
+                f.accepts(value.map(String::as_str))
             })
         })
         .collect()

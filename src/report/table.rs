@@ -10,6 +10,17 @@ pub enum Format {
     Markdown,
 }
 
+/// A config value in TOML spelling as JSON, the one form every command prints: numbers, booleans
+/// and lists keep their types (`[300, 100]` is a list), strings lose their quotes. (Parsed as
+/// the value of a key: alone, `[32]` would read as a TOML table header.)
+pub fn toml_json(v: &str) -> Value {
+    toml::from_str::<toml::Table>(&format!("v = {v}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .and_then(|t| serde_json::to_value(t).ok())
+        .unwrap_or_else(|| Value::String(v.trim_matches('"').to_string()))
+}
+
 /// One cell: the text people read, and the value scripts get in JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cell {
@@ -37,20 +48,11 @@ impl Cell {
         }
     }
 
-    /// A config value in TOML spelling: numbers and booleans stay typed in JSON.
+    /// A config value in TOML spelling, typed in JSON by [`toml_json`].
     pub fn toml_value(v: &str) -> Cell {
-        let parsed = toml::from_str::<toml::Table>(&format!("v = {v}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"));
-        let json = match parsed {
-            Some(toml::Value::Integer(i)) => Value::from(i),
-            Some(toml::Value::Float(f)) => Value::from(f),
-            Some(toml::Value::Boolean(b)) => Value::from(b),
-            _ => Value::String(v.trim_matches('"').to_string()),
-        };
         Cell {
             text: v.trim_matches('"').to_string(),
-            json,
+            json: toml_json(v),
             best: false,
         }
     }
@@ -170,7 +172,15 @@ impl Table {
             let extra_values = extra_keys
                 .iter()
                 .map(|k| extras.and_then(|m| m.get(k)).map_or(String::new(), plain));
-            w.write_record(row.iter().map(|c| plain(&c.json)).chain(extra_values))
+            // A list in a cell keeps its TOML spelling (`[300, 100]`), one field.
+            let cells = row.iter().map(|c| {
+                if c.json.is_array() {
+                    c.text.clone()
+                } else {
+                    plain(&c.json)
+                }
+            });
+            w.write_record(cells.chain(extra_values))
                 .expect("in-memory CSV");
         }
         String::from_utf8(w.into_inner().expect("in-memory CSV")).expect("CSV of UTF-8 text")
@@ -221,5 +231,21 @@ impl Table {
             out.push_str(&format!("| {} |\n", cells.join(" | ")));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 34, finding 3: `show --json` printed `[32]` as `{"32": {}}` (read as a TOML table
+    /// header), `ls` and `compare` printed lists as strings.
+    #[test]
+    fn config_values_become_json_values() {
+        assert_eq!(toml_json("0.001"), serde_json::json!(0.001));
+        assert_eq!(toml_json("\"adam\""), serde_json::json!("adam"));
+        assert_eq!(toml_json("[32]"), serde_json::json!([32]));
+        assert_eq!(toml_json("[32, 64]"), serde_json::json!([32, 64]));
+        assert_eq!(toml_json("true"), serde_json::json!(true));
     }
 }

@@ -23,6 +23,10 @@ pub struct Meta {
     pub started_at: String,
     pub finished_at: Option<String>,
     pub command: Vec<String>,
+    /// The directory the command ran in (its relative paths are relative to it); empty in runs
+    /// made before it was recorded.
+    #[serde(default)]
+    pub cwd: String,
     pub data_dir: String,
     /// Whether the dataset checksums were enforced (the vendored copy) or only recorded.
     pub data_checksums_enforced: bool,

@@ -107,7 +107,10 @@ pub const SCHEDULE_KINDS: &[&str] = &[
 
 /// Largest `train.steps` accepted: keeps step arithmetic far from overflow.
 pub const MAX_STEPS: i64 = 1_000_000_000;
-const MAX_WIDTH: i64 = 1 << 20;
+/// The network's limits (one source: `network`), as the schema's integer bounds.
+const MAX_WIDTH: i64 = crate::network::MAX_WIDTH as i64;
+const MAX_FILTERS: i64 = crate::network::MAX_FILTERS as i64;
+const MAX_KERNEL: i64 = crate::network::MAX_KERNEL as i64;
 
 const UNBOUNDED: i64 = i64::MAX;
 
@@ -176,13 +179,16 @@ pub const KEYS: &[KeySpec] = &[
         "model.conv",
         ValueType::IntList {
             min: 1,
-            max: MAX_WIDTH,
+            max: MAX_FILTERS,
         },
         &["cnn"],
     ),
     for_kinds(
         "model.kernel",
-        ValueType::PerBlock(&ValueType::Int { min: 1, max: 27 }),
+        ValueType::PerBlock(&ValueType::Int {
+            min: 1,
+            max: MAX_KERNEL,
+        }),
         &["cnn"],
     ),
     for_kinds(
