@@ -122,7 +122,10 @@ pub fn find(source_key: &str, keys: &[String]) -> Option<Entry> {
         .into_iter()
         .filter(|e| e.record.source_key == source_key && keys.iter().all(|k| e.record.has(k)))
         .collect();
-    fits.sort_by_key(|e| std::cmp::Reverse(e.record.networks.len()));
+    fits.sort_by(|a, b| {
+        let rank = |e: &Entry| (e.record.networks.len(), e.record.built_at.clone());
+        rank(b).cmp(&rank(a))
+    });
     for entry in fits {
         if entry.intact() {
             return Some(entry);

@@ -182,14 +182,8 @@ fn write(dir: &Path, source: &Source, extra: &[NetworkSpec]) -> Result<()> {
     if let Ok(text) = std::fs::read_to_string(&lock) {
         put(&dir.join("Cargo.lock"), &text)?;
     }
-    // Its cargo configuration too (target-cpu), which cargo reads from the working directory.
-    let config = source.root.join(".cargo/config.toml");
-    match std::fs::read_to_string(&config) {
-        Ok(text) => put(&dir.join(".cargo/config.toml"), &text)?,
-        Err(_) => {
-            let _ = std::fs::remove_file(dir.join(".cargo/config.toml"));
-        }
-    }
+    // A copy of the checkout's cargo configuration, from before builds ran in the checkout.
+    let _ = std::fs::remove_file(dir.join(".cargo/config.toml"));
     Ok(())
 }
 
@@ -304,8 +298,11 @@ pub fn build(
     let mut log_file = std::fs::File::create(log).map_err(|e| Error::io("create", log, e))?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let start = Instant::now();
+    // Run from the checkout, so that cargo reads its configuration (`.cargo/config.toml`:
+    // target-cpu) exactly as a build there does: a copy in the workspace would be read twice
+    // when the cache lies inside the checkout (flags repeated, every dependency compiled again).
     let mut child = Command::new(&cargo)
-        .current_dir(&dir)
+        .current_dir(&source.root)
         .args([
             "build",
             "--profile",
@@ -313,6 +310,8 @@ pub fn build(
             "-p",
             "runner-on-demand",
         ])
+        .arg("--manifest-path")
+        .arg(dir.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(target_dir(&dir))
         .env_remove("RUNNER_EXPERIMENTS")

@@ -91,10 +91,10 @@ fn try_provide(
     if let Some(entry) = cache::find(&source_key, &keys) {
         return exec(&entry);
     }
-    let _lock = cache::lock(quiet)?;
+    let lock = cache::lock(quiet)?;
     // Another process may have built it while this one waited.
     if let Some(entry) = cache::find(&source_key, &keys) {
-        drop(_lock);
+        drop(lock);
         return exec(&entry);
     }
     let networks = wanted(missing, &source_key);
@@ -106,7 +106,7 @@ fn try_provide(
         .collect();
     let id = cache::id(&source_key, &networks);
     let log = cache::builds_dir().join("logs").join(format!("{id}.log"));
-    let started = chrono::Local::now();
+    let started = chrono::Utc::now();
     let t0 = std::time::Instant::now();
     let binary = cargo::build(&source, &source_key, &extra, &log, quiet)?;
     let record = cache::Record {
@@ -120,7 +120,7 @@ fn try_provide(
         build_seconds: t0.elapsed().as_secs_f64(),
     };
     let entry = cache::install(&id, &binary, record)?;
-    drop(_lock);
+    drop(lock);
     exec(&entry)
 }
 
