@@ -104,15 +104,8 @@ fn tensorboard_reads_the_exported_scalars() {
     assert_eq!(scalars["end_status"], 1);
     assert_eq!(scalars["test/accuracy"].as_array().unwrap().len(), 2);
     // The values are the logs' values (as f32).
-    let eval = std::fs::read_to_string(
-        std::fs::read_dir(runs.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.join("eval.csv").is_file())
-            .unwrap()
-            .join("eval.csv"),
-    )
-    .unwrap();
+    let run = common::the_run(runs.path());
+    let eval = std::fs::read_to_string(run.join("eval.csv")).unwrap();
     // Finding 4 of issue 34: every event had the run's start as its wall time. Now each is the
     // start plus the step's elapsed_s, so TensorBoard's relative and wall axes mean something.
     let walls: Vec<f64> = scalars["train/loss"]
@@ -122,15 +115,7 @@ fn tensorboard_reads_the_exported_scalars() {
         .map(|p| p[2].as_f64().unwrap())
         .collect();
     assert!(walls.windows(2).all(|w| w[0] <= w[1]), "{walls:?}");
-    let metrics = std::fs::read_to_string(
-        std::fs::read_dir(runs.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.join("metrics.csv").is_file())
-            .unwrap()
-            .join("metrics.csv"),
-    )
-    .unwrap();
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     let elapsed: Vec<f64> = metrics
         .lines()
         .skip(1)
