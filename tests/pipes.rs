@@ -125,4 +125,15 @@ fn a_closed_stderr_stops_the_output_not_the_work() {
         trials.lines().all(|l| l.contains("\"state\":\"complete\"")),
         "{trials}"
     );
+    let page = runs.path().join("report.html");
+    let report = [
+        "report",
+        "experiments/sweeps/smoke.toml",
+        "-o",
+        page.to_str().unwrap(),
+    ];
+    assert_eq!(with_reader_gone_after_a_line(&report, runs.path()), Some(0));
+    assert!(std::fs::read_to_string(&page)
+        .unwrap()
+        .contains("report-data"));
 }

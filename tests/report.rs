@@ -418,6 +418,22 @@ fn plots_have_panels_groups_and_whole_legends() {
         &fixtures(),
     );
     assert_eq!(out.status.code(), Some(2));
+    // Issue 34, finding 8: legends named every differing key; --label chooses them.
+    let plot = ["plot", "smoke-*", "-o", svg.to_str().unwrap()];
+    let out = runner(&[&plot[..], &["--label", "seed"]].concat(), &fixtures());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.contains("seed=0") && !text.contains("optimizer.lr="),
+        "{text}"
+    );
+    let out = runner(&[&plot[..], &["--label", "colour"]].concat(), &fixtures());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--label colour"));
 }
 
 /// Keys the canonical form leaves out at their default read as that default, not as a blank:
@@ -464,4 +480,175 @@ fn where_compares_numbers() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Issue 34, finding 3: JSON forms disagreed (`--json ls` had `dir` and `steps` and no config,
+/// `ls --format json` had `run` and `tags` and no `steps`; `show --json` printed `[32]` as
+/// `{"32": {}}`; lists were strings). Now one object per run everywhere, config values typed.
+#[test]
+fn one_json_object_for_a_run_everywhere() {
+    const FIELDS: [&str; 20] = [
+        "run",
+        "dir",
+        "name",
+        "hash",
+        "status",
+        "error",
+        "steps",
+        "steps_done",
+        "test_accuracy",
+        "test_loss",
+        "best_test_accuracy",
+        "best_test_step",
+        "val_accuracy",
+        "val_loss",
+        "ms_per_step",
+        "wall_time_s",
+        "started_at",
+        "finished_at",
+        "tags",
+        "config",
+    ];
+    let runs = tempfile::tempdir().unwrap();
+    let r = runs.path();
+    let lines = |args: &[&str]| -> Vec<serde_json::Value> {
+        let out = runner(args, r);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let trained = lines(&[
+        "--json",
+        "run",
+        "experiments/smoke.toml",
+        "-q",
+        "--set",
+        "train.steps=2",
+        "--set",
+        "train.eval_every=2",
+        "--set",
+        "model.hidden=[300, 100]",
+    ]);
+    assert_eq!(trained.len(), 1);
+    let run = &trained[0];
+    let keys: Vec<&str> = run
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut expected = FIELDS.to_vec();
+    expected.sort();
+    let mut got = keys.clone();
+    got.sort();
+    assert_eq!(got, expected, "the documented fields");
+    assert_eq!(run["config"]["model.hidden"], serde_json::json!([300, 100]));
+    assert_eq!(run["config"]["optimizer.lr"], serde_json::json!(0.1));
+    assert_eq!(run["steps_done"], 2);
+    let id = run["run"].as_str().unwrap();
+    assert_eq!(lines(&["--json", "ls"])[0], *run);
+    assert_eq!(lines(&["ls", "--format", "json"])[0], *run);
+    assert_eq!(lines(&["--json", "compare", id])[0], *run);
+    let shown = &lines(&["--json", "show", id])[0];
+    for field in FIELDS {
+        assert_eq!(shown[field], run[field], "show --json: {field}");
+    }
+    // The docs list the same fields.
+    let docs = std::fs::read_to_string("docs/run-directory.md").unwrap();
+    for field in FIELDS {
+        assert!(
+            docs.contains(&format!("`{field}`")),
+            "docs/run-directory.md lacks `{field}`"
+        );
+    }
+}
+
+/// Issue 34, finding 7: `compare` and `ls` did not take a sweep (file or directory), tables
+/// could not lose columns, and `compare` ranked by test accuracy whatever the sweep's metric.
+#[test]
+fn compare_and_ls_take_sweeps_and_columns() {
+    let runs = tempfile::tempdir().unwrap();
+    let r = runs.path();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("loss.toml");
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/smoke.toml");
+    // Ranked by test loss (smallest first): the order differs from test accuracy's.
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"loss\"\nbase = {base:?}\nmetric = \"test_loss\"\n[set]\n\
+             \"train.steps\" = 30\n\"train.eval_every\" = 30\n[grid]\n\
+             \"optimizer.lr\" = [0.02, 0.1, 0.4]\n"
+        ),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    assert!(runner(&["sweep", file, "-q"], r).status.success());
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = runner(args, r);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let rows = json(&["compare", file, "--format", "json"]);
+    let losses: Vec<f64> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["test_loss"].as_f64().unwrap())
+        .collect();
+    assert_eq!(losses.len(), 3);
+    assert!(
+        losses.windows(2).all(|w| w[0] <= w[1]),
+        "sorted by test_loss: {losses:?}"
+    );
+    // The sweep directory names the same runs.
+    let sweep_dir = std::fs::read_dir(r.join("sweeps"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let by_dir = json(&["compare", sweep_dir.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(by_dir.as_array().unwrap().len(), 3);
+    // ls of the sweep, with columns removed and added.
+    let out = runner(&["ls", file, "--columns=-hash,-started,-name,seed"], r);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let header = text.lines().next().unwrap();
+    assert!(
+        !header.contains("hash") && !header.contains("started"),
+        "{header}"
+    );
+    assert!(
+        header.contains("seed") && header.contains("optimizer.lr"),
+        "{header}"
+    );
+    assert_eq!(text.lines().count(), 2 + 3);
+    let out = runner(&["compare", file, "--columns=-wall_s,-train_loss"], r);
+    let header = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        !header.contains("wall_s") && header.contains("test_loss"),
+        "{header}"
+    );
+    let out = runner(&["compare", file, "--columns=-colour"], r);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--columns -colour: no such column"));
 }

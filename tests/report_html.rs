@@ -214,6 +214,13 @@ fn the_report_renders_sorts_and_stays_quiet_in_a_real_browser() {
         order.windows(2).all(|w| acc(&w[0]) >= acc(&w[1])),
         "{order:?}"
     );
+    // With no fragment the rows are already best first by the sweep's metric (issue 34: the
+    // report's table was in run order).
+    assert_eq!(
+        row_order(&dom),
+        order,
+        "the default order is not the sweep metric's"
+    );
     let (ascending, _) = render(&browser, &file, "#sort=test_accuracy");
     let up = row_order(&ascending);
     assert!(up.windows(2).all(|w| acc(&w[0]) <= acc(&w[1])), "{up:?}");

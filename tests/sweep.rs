@@ -513,3 +513,159 @@ fn a_sweep_set_removes_a_key_of_its_base() {
         assert!(stderr.contains(says), "{says}: {stderr}");
     }
 }
+
+/// Finding 5 of issue 34, in axes: `"~KEY"` in a `[zip]` (or `[grid]`) list removes the key in
+/// the trials where it is `true` and keeps it where `false`, so one sweep compares SGD with
+/// momentum against Adam.
+#[test]
+fn a_sweep_axis_removes_a_key_where_true() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/smoke.toml");
+    let file = dir.path().join("optimizers.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"optimizers\"\nbase = {base:?}\n[set]\n\"train.steps\" = 2\n\
+             \"train.eval_every\" = 2\n[zip]\n\"optimizer.kind\" = [\"sgd\", \"adam\"]\n\
+             \"optimizer.lr\" = [0.1, 0.003]\n\"~optimizer.momentum\" = [false, true]\n"
+        ),
+    )
+    .unwrap();
+    let runs = dir.path().join("runs");
+    let out = sweep(&[file.to_str().unwrap()], &runs);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = common::runner(&["ls", "--json"], &runs);
+    let configs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["config"].clone())
+        .collect();
+    assert_eq!(configs.len(), 2);
+    let by_kind = |kind: &str| {
+        configs
+            .iter()
+            .find(|c| c["optimizer.kind"] == kind)
+            .unwrap()
+    };
+    assert_eq!(by_kind("sgd")["optimizer.momentum"], 0.9);
+    assert!(by_kind("adam").get("optimizer.momentum").is_none());
+    // Only booleans: anything else names the key and what to write.
+    std::fs::write(
+        &file,
+        format!("name = \"bad\"\nbase = {base:?}\n[grid]\n\"~optimizer.momentum\" = [1, 0]\n"),
+    )
+    .unwrap();
+    let out = sweep(&[file.to_str().unwrap(), "--dry-run"], &runs);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("[grid] key '~optimizer.momentum'") && stderr.contains("[true, false]"),
+        "{stderr}"
+    );
+}
+
+/// Finding 6 of issue 34: after an interruption the final table ranked two interrupted trials
+/// first and marked one best, with no status column, and the same trial was "running",
+/// "waiting" or "interrupted" depending on the command. Now the table has a status column,
+/// complete trials come first and only they are marked best; every command says
+/// "interrupted".
+#[test]
+fn an_interrupted_trial_is_never_ranked_against_complete_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/smoke.toml");
+    let file = dir.path().join("two.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"two\"\nbase = {base:?}\n[set]\n\"train.eval_every\" = 30\n\
+             \"train.checkpoint_every\" = 30\n[zip]\n\"optimizer.lr\" = [0.0005, 0.1]\n\
+             \"train.steps\" = [60, 1000000]\n"
+        ),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let runs = dir.path().join("runs");
+    // The weak trial, complete.
+    let set = [
+        "--set",
+        "train.eval_every=30",
+        "--set",
+        "train.checkpoint_every=30",
+    ];
+    let weak = [
+        &["run", "experiments/smoke.toml", "-q"][..],
+        &set,
+        &["--set", "optimizer.lr=0.0005", "--set", "train.steps=60"],
+    ]
+    .concat();
+    assert!(common::runner(&weak, &runs).status.success());
+    // The strong trial, interrupted (SIGINT) after three evaluations.
+    let mut strong = Command::new(env!("CARGO_BIN_EXE_runner"));
+    strong
+        .args(["run", "experiments/smoke.toml", "-q", "--runs-dir"])
+        .arg(&runs)
+        .args(set)
+        .args(["--set", "optimizer.lr=0.1", "--set", "train.steps=1000000"])
+        .env("RUNNER_BUILD", "never")
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    let mut child = strong.spawn().unwrap();
+    let evals = || -> usize {
+        std::fs::read_dir(&runs)
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join("eval.csv")).ok())
+            .map(|t| t.lines().count().saturating_sub(1))
+            .max()
+            .unwrap_or(0)
+    };
+    let start = std::time::Instant::now();
+    while evals() < 4 && start.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+
+    let out = common::runner(&["compare", file], &runs);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].contains("status"), "{table}");
+    assert!(
+        lines[2].contains("complete"),
+        "the complete trial is first:\n{table}"
+    );
+    assert!(
+        lines[3].contains("interrupted") && !lines[3].contains('*'),
+        "the interrupted trial is after it, unranked:\n{table}"
+    );
+    // Its accuracy is the higher one: ranking by it alone would have put it first.
+    let out = common::runner(&["compare", file, "--format", "json"], &runs);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let acc = |i: usize| rows[i]["test_accuracy"].as_f64().unwrap();
+    assert!(acc(1) > acc(0), "{rows}");
+    assert_eq!(rows[1]["status"], "interrupted");
+    // One word in every command.
+    let status = String::from_utf8_lossy(&sweep(&["status", file], &runs).stdout).into_owned();
+    assert!(
+        status.contains("1 complete") && status.contains("1 interrupted"),
+        "{status}"
+    );
+    let ls = String::from_utf8_lossy(&common::runner(&["ls", file], &runs).stdout).into_owned();
+    assert_eq!(ls.matches("interrupted").count(), 1, "{ls}");
+    assert_eq!(
+        ls.lines().count(),
+        4,
+        "ls of a sweep file lists its trials:\n{ls}"
+    );
+}

@@ -5,9 +5,8 @@ use crate::error::{Error, Result};
 use crate::report::html::{self, Options};
 use crate::report::metrics::Metric;
 use crate::report::runs::Run;
-use crate::sweep::{self as sw, manifest, spec};
 use clap::Args;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -26,30 +25,14 @@ pub struct ReportArgs {
     pub store: RunsDirArg,
 }
 
-/// What the arguments name: run directories, and the sweep they come from if one was named.
-#[derive(Default)]
-struct Chosen {
-    specs: Vec<String>,
-    sweep: Option<SweepView>,
-}
-
-/// A named sweep: its name, the keys it varies, and its metric and goal (a sweep file has them;
-/// a sweep directory does not).
-struct SweepView {
-    name: String,
-    axes: Vec<String>,
-    metric: Option<(Metric, bool)>,
-}
-
 pub fn report(args: ReportArgs) -> Result<()> {
-    let chosen = expand(&args.runs, &args.store.runs_dir)?;
-    let runs = super::report::select(&chosen.specs, &args.store)?;
+    let (runs, sweep) = super::report::select_with_sweep(&args.runs, &args.store)?;
     if runs.is_empty() {
         return Err(Error::Input(
             "nothing to report: the sweep has no trial that has started".into(),
         ));
     }
-    let (sweep, axes, sweep_metric) = match chosen.sweep {
+    let (sweep, axes, sweep_metric) = match sweep {
         Some(s) => (Some(s.name), Some(s.axes), s.metric),
         None => (None, None, None),
     };
@@ -94,79 +77,4 @@ fn default_metric(runs: &[Run]) -> (Metric, bool) {
     } else {
         (Metric::BestTestAccuracy, true)
     }
-}
-
-/// Sweep files and sweep directories replaced by their trials' run directories (those that
-/// exist); other arguments kept as they are.
-fn expand(specs: &[String], runs_dir: &Path) -> Result<Chosen> {
-    let mut chosen = Chosen::default();
-    for s in specs {
-        let path = Path::new(s);
-        let trials = if path.is_file() && path.extension().is_some_and(|e| e == "toml") {
-            let sweep = spec::load(path).map_err(Error::Input)?;
-            let planned = sw::plan(&sweep, runs_dir)?;
-            let keys = varied(planned.iter().map(|p| {
-                p.overrides
-                    .iter()
-                    .map(|o| (o.key.clone(), o.to_string()))
-                    .collect()
-            }));
-            let dirs = planned.into_iter().map(|p| p.dir.path).collect();
-            let metric = (sweep.metric, sweep.maximize);
-            Some((sweep.name, keys, dirs, Some(metric)))
-        } else if path.join(manifest::FILE).is_file() {
-            let entries = manifest::read(&path.join(manifest::FILE))?;
-            let keys = varied(entries.iter().map(|e| {
-                e.overrides
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.to_string()))
-                    .collect()
-            }));
-            let name = path.file_name().map_or(String::new(), |n| {
-                let n = n.to_string_lossy();
-                n.rsplit_once('-')
-                    .map_or(n.to_string(), |(name, _)| name.into())
-            });
-            let dirs = entries.into_iter().map(|e| e.run_dir).collect();
-            Some((name, keys, dirs, None))
-        } else {
-            None
-        };
-        match trials {
-            Some((name, keys, dirs, metric)) => {
-                let dirs: Vec<PathBuf> = dirs;
-                chosen.specs.extend(
-                    dirs.iter()
-                        .filter(|d| d.join(crate::rundir::CONFIG).is_file())
-                        .map(|d| d.display().to_string()),
-                );
-                chosen.sweep = Some(SweepView {
-                    name,
-                    axes: html::plotted_keys(&keys),
-                    metric,
-                });
-            }
-            None => chosen.specs.push(s.clone()),
-        }
-    }
-    Ok(chosen)
-}
-
-/// The keys whose values differ among the trials (`(key, value)` lists), in first-seen order:
-/// the sweep's axes, without the keys its `[set]` gives every trial.
-fn varied(trials: impl Iterator<Item = Vec<(String, String)>>) -> Vec<String> {
-    let trials: Vec<Vec<(String, String)>> = trials.collect();
-    let mut keys: Vec<String> = Vec::new();
-    for (k, _) in trials.iter().flatten() {
-        if !keys.contains(k) {
-            keys.push(k.clone());
-        }
-    }
-    keys.retain(|k| {
-        let value =
-            |t: &Vec<(String, String)>| t.iter().find(|(key, _)| key == k).map(|p| p.1.clone());
-        let first = trials.first().and_then(value);
-        trials.iter().any(|t| value(t) != first)
-    });
-    keys
 }

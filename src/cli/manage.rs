@@ -104,19 +104,12 @@ pub fn show(args: ShowArgs, out: Output) -> Result<()> {
         let command = meta_command(&dir);
         let files = files(&dir);
         if out.json {
-            let mut obj = rundir::run_json(&run.dir, run.summary.as_ref());
-            obj["tags"] = serde_json::to_value(&notes.tags).unwrap_or_default();
+            let mut obj = run.json();
             obj["notes"] = serde_json::to_value(&notes.notes).unwrap_or_default();
             obj["command"] = command.clone().into();
             obj["files"] = files
                 .iter()
                 .map(|(n, size)| (n.clone(), serde_json::Value::from(*size)))
-                .collect::<serde_json::Map<_, _>>()
-                .into();
-            obj["config"] = run
-                .config
-                .iter()
-                .map(|(k, v)| (k.clone(), crate::report::table::toml_json(v)))
                 .collect::<serde_json::Map<_, _>>()
                 .into();
             outln!("{obj}")?;
@@ -143,7 +136,7 @@ fn describe(
             outln!(
                 "status:    {} ({}/{} steps)",
                 s.status,
-                crate::report::ls::steps_done(run),
+                run.steps_done(),
                 s.steps
             )?;
             let pct = |x: Option<f64>| x.map_or("-".into(), |a| format!("{:.2}%", a * 100.0));

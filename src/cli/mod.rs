@@ -6,6 +6,7 @@ mod html;
 mod manage;
 mod report;
 mod run;
+mod selection;
 mod stdout;
 mod sweep;
 mod sweep_tpe;

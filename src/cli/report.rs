@@ -1,6 +1,7 @@
 //! `runner ls`, `compare`, `diff` and `plot`: reading run directories back.
 
 use super::args::{Output, ReportArgs, RunsDirArg};
+use super::selection::SweepView;
 use super::stdout::{out, outln};
 use crate::error::{Error, Result};
 use crate::report::runs::{self, Run};
@@ -10,8 +11,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct LsArgs {
-    /// Runs: names, name-<hash prefix>, hash prefixes, or globs over run directory and
-    /// experiment names (default: all runs).
+    /// Runs: names, name-<hash prefix>, hash prefixes, globs over run directory and
+    /// experiment names, sweep files or sweep directories (default: all runs).
     pub patterns: Vec<String>,
     #[command(flatten)]
     pub common: ReportArgs,
@@ -27,9 +28,14 @@ pub struct LsArgs {
     /// Sort in descending order.
     #[arg(long)]
     pub desc: bool,
-    /// Add columns: config keys (e.g. optimizer.lr,seed) or metrics (e.g. best_acc,val_acc).
-    /// The keys that differ among the listed runs are always shown.
-    #[arg(long, value_name = "COL,...", value_delimiter = ',')]
+    /// Add columns: config keys (e.g. optimizer.lr,seed) or metrics (e.g. best_acc,val_acc);
+    /// remove one with -NAME (e.g. --columns=-hash,-started,seed).
+    #[arg(
+        long,
+        value_name = "COL,...",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
     pub columns: Vec<String>,
 }
 
@@ -42,9 +48,19 @@ pub struct CompareArgs {
     /// Compare at this step (last evaluation at or before it) instead of the end.
     #[arg(long, value_name = "STEP")]
     pub at: Option<u64>,
-    /// Add Welch's t-test p-value between the two best groups of seed replicates.
+    /// Add Welch's t-test p-value between the two best groups of seed replicates (on the
+    /// sweep's metric when given a sweep, else test accuracy).
     #[arg(long)]
     pub stats: bool,
+    /// Add config keys as columns, or remove columns written -NAME
+    /// (e.g. --columns=seed,-wall_s,-train_loss).
+    #[arg(
+        long,
+        value_name = "COL,...",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
+    pub columns: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +86,10 @@ pub struct PlotArgs {
         default_value = "loss,eval-loss,accuracy,lr"
     )]
     pub panels: Vec<crate::report::plot::Panel>,
+    /// Config keys whose values name the curves in the legend (e.g. --label optimizer.lr);
+    /// default: every key that differs among the runs.
+    #[arg(long, value_name = "KEY,...", value_delimiter = ',')]
+    pub label: Vec<String>,
     #[command(flatten)]
     pub store: RunsDirArg,
 }
@@ -109,8 +129,23 @@ pub struct DiffArgs {
 pub fn ls(args: LsArgs, out: Output) -> Result<()> {
     let (runs, warnings) = runs::discover(&args.common.store.runs_dir);
     warn(&warnings);
+    // A sweep stands for its trials' runs, each named by its directory.
+    let chosen = super::selection::expand(&args.patterns, &args.common.store.runs_dir)?;
+    let globs = chosen
+        .specs
+        .iter()
+        .map(|s| {
+            let path = std::path::Path::new(s);
+            match path.file_name() {
+                Some(id) if path.join(crate::rundir::CONFIG).is_file() => {
+                    id.to_string_lossy().into_owned()
+                }
+                _ => s.clone(),
+            }
+        })
+        .collect();
     let query = crate::report::ls::Query {
-        globs: args.patterns,
+        globs,
         filters: args.filters,
         sort: args.sort,
         desc: args.desc,
@@ -125,11 +160,11 @@ pub fn ls(args: LsArgs, out: Output) -> Result<()> {
             args.common.store.runs_dir.display()
         )));
     }
-    if out.json {
-        // The table's order, one object per listed run.
+    if out.json || args.common.format == Format::Json {
+        // The table's order, one run object per listed run (the same as every command's).
         for row in &table.rows {
             if let Some(r) = runs.iter().find(|r| r.id == row[0].text) {
-                outln!("{}", crate::rundir::run_json(&r.dir, r.summary.as_ref()))?;
+                outln!("{}", r.json())?;
             }
         }
     } else {
@@ -139,7 +174,7 @@ pub fn ls(args: LsArgs, out: Output) -> Result<()> {
 }
 
 pub fn compare(args: CompareArgs, out: Output) -> Result<()> {
-    let runs = select(&args.runs, &args.common.store)?;
+    let (runs, sweep) = select_with_sweep(&args.runs, &args.common.store)?;
     if runs.is_empty() {
         return Err(Error::Input("no runs to compare".into()));
     }
@@ -147,7 +182,17 @@ pub fn compare(args: CompareArgs, out: Output) -> Result<()> {
         print_runs(&runs)?;
         return Ok(());
     }
-    let (table, welch) = crate::report::compare::compare(&runs, args.at, args.stats);
+    // A sweep's own metric ranks its trials; else test accuracy.
+    let sort = sweep
+        .and_then(|s| s.metric)
+        .unwrap_or((crate::report::metrics::Metric::TestAccuracy, true));
+    let opts = crate::report::compare::Options {
+        at: args.at,
+        stats: args.stats,
+        sort,
+        columns: args.columns,
+    };
+    let (table, welch) = crate::report::compare::compare(&runs, &opts).map_err(Error::Input)?;
     let Some(welch) = welch else {
         return out!("{}", table.render(args.common.format));
     };
@@ -220,24 +265,34 @@ pub fn plot(args: PlotArgs) -> Result<()> {
         smoothing: args.smooth,
         log_loss: args.log_loss,
         panels: args.panels,
+        label: args.label,
     };
     crate::report::plot::plot(&runs, &args.output, opts).map_err(Error::Input)?;
     crate::errln!("wrote {}", args.output.display());
     Ok(())
 }
 
-/// The runs that `specs` name, warning about directories that are not runs.
-/// The runs `specs` name, warnings about skipped directories on stderr.
+/// The runs `specs` name (sweep files and directories: their trials' runs), warnings about
+/// skipped directories on stderr.
 pub(super) fn select(specs: &[String], store: &RunsDirArg) -> Result<Vec<Run>> {
-    let (runs, warnings) = runs::select(specs, &store.runs_dir).map_err(Error::Input)?;
+    Ok(select_with_sweep(specs, store)?.0)
+}
+
+/// [`select`], with the sweep named, if one was.
+pub(super) fn select_with_sweep(
+    specs: &[String],
+    store: &RunsDirArg,
+) -> Result<(Vec<Run>, Option<SweepView>)> {
+    let chosen = super::selection::expand(specs, &store.runs_dir)?;
+    let (runs, warnings) = runs::select(&chosen.specs, &store.runs_dir).map_err(Error::Input)?;
     warn(&warnings);
-    Ok(runs)
+    Ok((runs, chosen.sweep))
 }
 
 /// One `--json` object per run.
 pub fn print_runs(runs: &[Run]) -> Result<()> {
     for r in runs {
-        outln!("{}", crate::rundir::run_json(&r.dir, r.summary.as_ref()))?;
+        outln!("{}", r.json())?;
     }
     Ok(())
 }

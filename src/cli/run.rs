@@ -196,7 +196,13 @@ fn print_run_result(result: RunResult, out: Output) -> Result<()> {
         }
     };
     if out.json {
-        outln!("{}", crate::rundir::run_json(&dir.path, Some(&summary)))?;
+        let run = crate::report::runs::Run::load(&dir.path).map_err(|why| {
+            Error::Failed(format!(
+                "{}: cannot read the run back: {why}",
+                dir.path.display()
+            ))
+        })?;
+        outln!("{}", run.json())?;
     } else {
         outln!("{}", run::describe(&summary, &dir))?;
     }

@@ -198,7 +198,7 @@ fn trial_view(p: &Planned, metric: crate::report::metrics::Metric) -> TrialView 
         steps: run
             .as_ref()
             .zip(summary)
-            .map(|(r, s)| (crate::report::ls::steps_done(r), s.steps)),
+            .map(|(r, s)| (r.steps_done(), s.steps)),
         metric: summary.and_then(|s| metric.read(&crate::report::metrics::recorded(s))),
     }
 }
@@ -321,7 +321,11 @@ impl SweepEnd<'_> {
         if out.json {
             super::report::print_runs(runs)?;
         } else if !runs.is_empty() {
-            let (table, _) = crate::report::compare::compare_sorted(runs, None, false, self.sort);
+            let opts = crate::report::compare::Options {
+                sort: self.sort,
+                ..Default::default()
+            };
+            let (table, _) = crate::report::compare::compare(runs, &opts).map_err(Error::Input)?;
             out!("{}", table.render(crate::report::table::Format::Table))?;
         }
         if !out.quiet {

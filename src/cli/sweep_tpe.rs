@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::report::table::{Cell, Format, Table};
 use crate::sweep::adaptive::{self, Study, TrialRecord};
 use crate::sweep::journal::Journal;
-use crate::sweep::slurm;
+use crate::sweep::{slurm, TrialState};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
@@ -123,30 +123,35 @@ fn work(study: &Study, jobs: usize, out: Output) -> Result<()> {
     end.report(&runs, out)
 }
 
-/// What a trial is now: its run's word when it ended, else running, or waiting to be taken
-/// again (its worker died or was cancelled).
+/// What a trial is now, in the words of every sweep: its run directory's state (the run is the
+/// truth, not the journal: a trial whose run was removed or damaged is missing), or failed when
+/// the journal says its run failed before writing its directory.
 fn state(study: &Study, r: &TrialRecord) -> String {
-    match (&r.finished, &r.failed) {
-        (Some((status, _)), _) => status.clone(),
-        (None, Some(_)) => "failed".into(),
-        (None, None) => {
-            let run = crate::rundir::RunDir::new(study.runs_dir.join(&r.run));
-            if adaptive::taken(r, &run) {
-                "running".into()
-            } else {
-                "waiting".into()
-            }
-        }
+    let run = crate::rundir::RunDir::new(study.runs_dir.join(&r.run));
+    match TrialState::of(&run) {
+        TrialState::Missing if r.failed.is_some() => TrialState::Failed.word().into(),
+        TrialState::Missing if adaptive::taken(r, &run) => TrialState::Running.word().into(),
+        state => state.word().into(),
     }
 }
 
 fn summary_line(study: &Study, records: &std::collections::BTreeMap<usize, TrialRecord>) -> String {
     // Once per trial: a state may probe the run's lock.
     let states: Vec<String> = records.values().map(|r| state(study, r)).collect();
-    let count = |w: &str| states.iter().filter(|s| *s == w).count();
+    let counts: Vec<String> = TrialState::ALL
+        .iter()
+        .map(|s| {
+            let n = states.iter().filter(|w| *w == s.word()).count();
+            format!("{n} {}", s.word())
+        })
+        .collect();
+    // The best among complete trials only: an interrupted or pruned trial's number is not
+    // comparable.
     let best = records
         .iter()
-        .filter_map(|(t, r)| Some((t, r.finished.as_ref()?.1?)))
+        .zip(&states)
+        .filter(|(_, state)| *state == TrialState::Complete.word())
+        .filter_map(|((t, r), _)| Some((t, r.finished.as_ref()?.1?)))
         .max_by(|a, b| {
             let o = a.1.total_cmp(&b.1);
             if study.sweep.maximize {
@@ -157,15 +162,10 @@ fn summary_line(study: &Study, records: &std::collections::BTreeMap<usize, Trial
         });
     let (scale, decimals, unit) = study.sweep.metric.format();
     format!(
-        "{} of {} trials: {} complete, {} pruned, {} running, {} waiting, {} failed, {} diverged{}",
+        "{} of {} trials: {}{}",
         records.len(),
         study.tpe.trials,
-        count("complete"),
-        count("pruned"),
-        count("running"),
-        count("waiting"),
-        count("failed"),
-        count("diverged"),
+        counts.join(", "),
         best.map_or(String::new(), |(t, m)| format!(
             "; best: trial {t}, {} {:.*}{unit}",
             study.sweep.metric.name(),
@@ -191,7 +191,8 @@ pub fn status(study: &Study, out: Output) -> Result<()> {
                     "run": r.run,
                     "params": r.params,
                     metric.name(): r.finished.as_ref().and_then(|f| f.1),
-                    "finished": r.finish_order,
+                    // The same count as the text table's: 1 for the first to finish.
+                    "finished": r.finish_order.map(|o| o + 1),
                 })
             )?;
         }

@@ -24,22 +24,45 @@ pub fn differing_keys(runs: &[&Run]) -> Vec<String> {
         .collect()
 }
 
-/// The comparison table and, with `with_stats`, a line with Welch's t-test between the two
-/// groups with the best mean test accuracy.
-pub fn compare(runs: &[Run], at: Option<u64>, with_stats: bool) -> (Table, Option<Welch>) {
-    compare_sorted(runs, at, with_stats, (Metric::TestAccuracy, true))
+/// What `compare` shows.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Compare at this step (the last evaluation at or before it) instead of the end.
+    pub at: Option<u64>,
+    /// Add Welch's t-test.
+    pub stats: bool,
+    /// The metric that ranks the rows, and whether larger is better.
+    pub sort: (Metric, bool),
+    /// Config keys to add as columns and, written `-NAME`, columns to remove.
+    pub columns: Vec<String>,
 }
 
-/// Like [`compare`], with rows sorted by the metric `sort.0` (best first: largest when `sort.1`,
-/// else smallest).
-pub fn compare_sorted(
-    runs: &[Run],
-    at: Option<u64>,
-    with_stats: bool,
-    sort: (Metric, bool),
-) -> (Table, Option<Welch>) {
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            at: None,
+            stats: false,
+            sort: (Metric::TestAccuracy, true),
+            columns: Vec::new(),
+        }
+    }
+}
+
+/// The comparison table, rows sorted by the metric `sort.0` (best first: largest when `sort.1`,
+/// else smallest), and with `with_stats` a line with Welch's t-test on that metric between the
+/// two best groups. Only complete runs are ranked: groups of unfinished runs (interrupted,
+/// failed, pruned, ...) come after the complete ones, with their status, and are never marked
+/// best.
+pub fn compare(runs: &[Run], opts: &Options) -> Result<(Table, Option<Welch>), String> {
+    let Options {
+        at,
+        stats: with_stats,
+        sort,
+        ref columns,
+    } = *opts;
     let mut groups = group_by_config(runs, at);
-    // Best first by the sort metric (missing values last); ties by run id, so output is stable.
+    // Complete first, then best first by the sort metric (missing values last); ties by run id,
+    // so output is stable.
     let (sort_col, maximize) = sort;
     groups.sort_by(|a, b| {
         let ord = match (a.mean(sort_col).map(|m| m.0), b.mean(sort_col).map(|m| m.0)) {
@@ -49,19 +72,34 @@ pub fn compare_sorted(
             (None, Some(_)) => std::cmp::Ordering::Greater,
             (None, None) => std::cmp::Ordering::Equal,
         };
-        ord.then_with(|| a.runs[0].id.cmp(&b.runs[0].id))
+        b.complete()
+            .cmp(&a.complete())
+            .then(ord)
+            .then_with(|| a.runs[0].id.cmp(&b.runs[0].id))
     });
     let all: Vec<&Run> = runs.iter().collect();
     let replicated = groups.iter().any(|g| g.runs.len() > 1);
-    let config_cols: Vec<String> = differing_keys(&all)
+    let (added, removed) = super::ls::split_columns(columns);
+    let mut config_cols: Vec<String> = differing_keys(&all)
         .into_iter()
         .filter(|k| !(replicated && k == "seed"))
         .collect();
+    for key in added {
+        if !runs.iter().any(|r| r.config.contains_key(&key)) {
+            return Err(format!(
+                "--columns {key}: not a config key of these runs (metrics are all shown)"
+            ));
+        }
+        if !config_cols.contains(&key) {
+            config_cols.push(key);
+        }
+    }
 
     let mut table = Table::default();
     table.headers.push("run".into());
     table.headers.extend(config_cols.iter().cloned());
     table.headers.push("n".into());
+    table.headers.push("status".into());
     let shown = shown_metrics(&groups);
     table
         .headers
@@ -87,6 +125,7 @@ pub fn compare_sorted(
             json: g.runs.len().into(),
             best: false,
         });
+        row.push(Cell::text(g.status()));
         let mut extras = serde_json::Map::new();
         extras.insert(
             "runs".into(),
@@ -112,18 +151,26 @@ pub fn compare_sorted(
     for (key, metric) in table.json_keys[first_metric..].iter_mut().zip(&shown) {
         *key = metric.name().to_string();
     }
-    let datasets: Vec<String> = groups.iter().map(|g| g.runs[0].dataset()).collect();
+    // Rows are ranked only against complete rows on the same data.
+    let datasets: Vec<Option<String>> = groups
+        .iter()
+        .map(|g| g.complete().then(|| g.runs[0].dataset()))
+        .collect();
     mark_best(&mut table, &shown, &datasets);
-    let stats_line = with_stats.then(|| welch_line(&groups));
-    (table, stats_line)
+    let complete: Vec<&Group> = groups.iter().filter(|g| g.complete()).collect();
+    let stats_line = with_stats.then(|| welch_line(&complete, sort_col));
+    table.remove_columns(&removed)?;
+    Ok((table, stats_line))
 }
 
-/// Runs grouped by their config without `seed`, with their metrics at `at`.
+/// Runs grouped by their config without `seed` (complete runs apart from the others), with
+/// their metrics at `at`.
 fn group_by_config(runs: &[Run], at: Option<u64>) -> Vec<Group<'_>> {
-    let mut by_config: BTreeMap<Vec<(String, String)>, Group> = BTreeMap::new();
+    type Key = (Vec<(String, String)>, bool);
+    let mut by_config: BTreeMap<Key, Group> = BTreeMap::new();
     for run in runs {
         let g = by_config
-            .entry(run.config_without_seed())
+            .entry((run.config_without_seed(), is_complete(run)))
             .or_insert_with(|| Group {
                 runs: Vec::new(),
                 metrics: Vec::new(),
@@ -134,7 +181,30 @@ fn group_by_config(runs: &[Run], at: Option<u64>) -> Vec<Group<'_>> {
     by_config.into_values().collect()
 }
 
+fn is_complete(run: &Run) -> bool {
+    run.summary
+        .as_ref()
+        .is_some_and(|s| s.status == crate::rundir::Status::Complete)
+}
+
 impl Group<'_> {
+    /// Whether its runs are complete (a group is all complete or all not).
+    fn complete(&self) -> bool {
+        self.runs.iter().all(|r| is_complete(r))
+    }
+
+    /// The status words of its runs, each once: `complete`, or `interrupted/failed`.
+    fn status(&self) -> String {
+        let mut words: Vec<String> = Vec::new();
+        for r in &self.runs {
+            let w = r.status();
+            if !words.contains(&w) {
+                words.push(w);
+            }
+        }
+        words.join("/")
+    }
+
     /// Mean and sample standard deviation of a metric over the group's runs that have it.
     fn mean(&self, col: Metric) -> Option<(f64, Option<f64>)> {
         stats::mean_std(
@@ -156,8 +226,9 @@ fn shown_metrics(groups: &[Group]) -> Vec<Metric> {
 }
 
 /// Marks the best value of each metric column (the table's last columns, `shown`) among the
-/// rows on the same dataset (`datasets`, one per row), given two such rows or more.
-fn mark_best(table: &mut Table, shown: &[Metric], datasets: &[String]) {
+/// rows on the same dataset (`datasets`, one per row; `None`: a row not ranked), given two such
+/// rows or more.
+fn mark_best(table: &mut Table, shown: &[Metric], datasets: &[Option<String>]) {
     let first_metric = table.headers.len() - shown.len();
     for (i, &col) in shown.iter().enumerate() {
         let higher_better = col.higher_is_better();
@@ -167,9 +238,9 @@ fn mark_best(table: &mut Table, shown: &[Metric], datasets: &[String]) {
         let c = first_metric + i;
         let values: Vec<Option<f64>> = table.rows.iter().map(|r| r[c].json.as_f64()).collect();
         // Rows are ranked only against rows on the same data.
-        for dataset in datasets {
+        for dataset in datasets.iter().flatten() {
             let same: Vec<usize> = (0..values.len())
-                .filter(|&r| &datasets[r] == dataset)
+                .filter(|&r| datasets[r].as_ref() == Some(dataset))
                 .collect();
             if same.len() < 2 {
                 continue;
@@ -213,19 +284,22 @@ pub struct Welch {
     pub p: Option<f64>,
 }
 
-fn welch_line(groups: &[Group]) -> Welch {
+/// Welch's t-test on `metric` between the first two groups (the best, as sorted) with two
+/// values or more each.
+fn welch_line(groups: &[&Group], metric: Metric) -> Welch {
     let accs = |g: &Group| {
         g.metrics
             .iter()
-            .filter_map(|m| m.test_acc)
+            .filter_map(|m| metric.read(m))
             .collect::<Vec<_>>()
     };
-    let replicated: Vec<&Group> = groups.iter().filter(|g| accs(g).len() >= 2).collect();
+    let replicated: Vec<&&Group> = groups.iter().filter(|g| accs(g).len() >= 2).collect();
     match replicated.as_slice() {
         [a, b, ..] => match stats::welch_p(&accs(a), &accs(b)) {
             Some(p) => Welch {
                 summary: format!(
-                    "Welch t-test on test_acc, {} (n={}) vs {} (n={}): p = {p:.4}",
+                    "Welch t-test on {}, {} (n={}) vs {} (n={}): p = {p:.4}",
+                    metric.name(),
                     a.runs[0].id,
                     a.runs.len(),
                     b.runs[0].id,

@@ -3,7 +3,6 @@
 use super::metrics::{self, Metric, ReadMetric};
 use super::runs::Run;
 use super::table::{Cell, Table};
-use crate::rundir::Status;
 
 /// A `--where KEY=VALUE` filter on a config key.
 #[derive(Debug, Clone)]
@@ -154,8 +153,11 @@ pub fn list(runs: &[Run], q: &Query) -> Result<Table, String> {
         q.desc,
         runs,
     )?;
-    let (config_cols, metric_cols) = columns(&chosen, &q.columns)?;
-    Ok(table(&chosen, &config_cols, &metric_cols))
+    let (added, removed) = split_columns(&q.columns);
+    let (config_cols, metric_cols) = columns(&chosen, &added)?;
+    let mut table = table(&chosen, &config_cols, &metric_cols);
+    table.remove_columns(&removed)?;
+    Ok(table)
 }
 
 /// What `ls` lists and how.
@@ -165,8 +167,21 @@ pub struct Query {
     pub filters: Vec<Filter>,
     pub sort: Option<String>,
     pub desc: bool,
-    /// Extra columns: config keys or metric names.
+    /// Columns to add (config keys or metric names) and, written `-NAME`, to remove.
     pub columns: Vec<String>,
+}
+
+/// `--columns` split into the columns to add and those to remove (written `-NAME`).
+pub fn split_columns(asked: &[String]) -> (Vec<String>, Vec<String>) {
+    let (removed, added): (Vec<&String>, Vec<&String>) =
+        asked.iter().partition(|c| c.starts_with('-'));
+    (
+        added.into_iter().cloned().collect(),
+        removed
+            .into_iter()
+            .map(|c| c.trim_start_matches('-').to_string())
+            .collect(),
+    )
 }
 
 fn matching<'a>(runs: &'a [Run], q: &Query) -> Vec<&'a Run> {
@@ -199,7 +214,7 @@ fn sort_runs(chosen: &mut [&Run], key: &str, desc: bool, runs: &[Run]) -> Result
     let sort_value = |r: &Run| -> (Option<f64>, String) {
         let s = r.summary.as_ref();
         let num = match (key, Metric::parse(key)) {
-            ("steps", _) => Some(steps_done(r) as f64),
+            ("steps", _) => Some(r.steps_done() as f64),
             ("started", _) => None,
             (_, Some(m)) => s.and_then(|s| m.read(&metrics::recorded(s))),
             _ => r.config.get(key).and_then(|v| v.parse().ok()),
@@ -223,21 +238,6 @@ fn sort_runs(chosen: &mut [&Run], key: &str, desc: bool, runs: &[Run]) -> Result
         ord.then_with(|| a.id.cmp(&b.id))
     });
     Ok(())
-}
-
-/// Steps done: for a run in progress, the last step its `metrics.csv` holds (the summary is
-/// only rewritten at checkpoints), else the summary's count.
-pub fn steps_done(r: &Run) -> u64 {
-    let recorded = r.summary.as_ref().map_or(0, |s| s.steps_done);
-    if r.summary
-        .as_ref()
-        .is_some_and(|s| s.status == Status::Running)
-    {
-        let logged = r.steps(Some(1)).last().map_or(0, |row| row.step);
-        recorded.max(logged)
-    } else {
-        recorded
-    }
 }
 
 /// The config columns (keys that differ among the runs, then the config keys asked for) and the
@@ -298,8 +298,8 @@ fn table(chosen: &[&Run], config_cols: &[String], metric_cols: &[Metric]) -> Tab
         let s = r.summary.as_ref();
         let m = metrics::of(r, None);
         let steps = s.map_or_else(Cell::empty, |s| Cell {
-            text: format!("{}/{}", steps_done(r), s.steps),
-            json: steps_done(r).into(),
+            text: format!("{}/{}", r.steps_done(), s.steps),
+            json: r.steps_done().into(),
             best: false,
         });
         let mut row = vec![

@@ -143,6 +143,53 @@ impl Run {
             .map_or("unknown".into(), |s| s.status.to_string())
     }
 
+    /// Steps done: for a run that has not finished (running, killed, failed), the last step its
+    /// `metrics.csv` holds, which is ahead of the summary (rewritten only at checkpoints and at
+    /// the end); else the summary's count.
+    pub fn steps_done(&self) -> u64 {
+        let Some(s) = self.summary.as_ref() else {
+            return 0;
+        };
+        if s.status == Status::Complete {
+            return s.steps_done;
+        }
+        let logged = self.steps(Some(1)).last().map_or(0, |row| row.step);
+        s.steps_done.max(logged).min(s.steps)
+    }
+
+    /// The one JSON object of a run, which every command prints for it (`--json`, `ls --format
+    /// json`): its id, place and status, its numbers, its tags, and its config with values in
+    /// their TOML types. The field list is in docs/run-directory.md.
+    pub fn json(&self) -> serde_json::Value {
+        let s = self.summary.as_ref();
+        serde_json::json!({
+            "run": self.id,
+            "dir": self.dir.display().to_string(),
+            "name": self.name,
+            "hash": self.hash(),
+            "status": self.status(),
+            "error": s.and_then(|s| s.error.clone()),
+            "steps": s.map(|s| s.steps),
+            "steps_done": self.steps_done(),
+            "test_accuracy": s.and_then(|s| s.final_test_accuracy),
+            "test_loss": s.and_then(|s| s.final_test_loss),
+            "best_test_accuracy": s.and_then(|s| s.best_test_accuracy),
+            "best_test_step": s.and_then(|s| s.best_test_step),
+            "val_accuracy": s.and_then(|s| s.final_val_accuracy),
+            "val_loss": s.and_then(|s| s.final_val_loss),
+            "ms_per_step": s.and_then(|s| s.ms_per_step),
+            "wall_time_s": s.map(|s| s.wall_time_s),
+            "started_at": s.map(|s| s.started_at.clone()),
+            "finished_at": s.and_then(|s| s.finished_at.clone()),
+            "tags": self.tags,
+            "config": self
+                .config
+                .iter()
+                .map(|(k, v)| (k.clone(), super::table::toml_json(v)))
+                .collect::<serde_json::Map<_, _>>(),
+        })
+    }
+
     /// Training rows from `metrics.csv`. With `last`, only (at least) the last rows: read from
     /// the end of the file, so that large logs cost little.
     pub fn steps(&self, last: Option<usize>) -> Vec<StepRow> {

@@ -82,6 +82,29 @@ pub struct Table {
 }
 
 impl Table {
+    /// Removes the columns named (by header or JSON name: `hash`, `ms/step` or `ms_per_step`).
+    /// A name that is no column is an error listing the columns.
+    pub fn remove_columns(&mut self, names: &[String]) -> Result<(), String> {
+        for name in names {
+            let at = (0..self.headers.len())
+                .find(|&i| &self.headers[i] == name || self.json_keys.get(i) == Some(name))
+                .ok_or_else(|| {
+                    format!(
+                        "--columns -{name}: no such column (the columns: {})",
+                        self.headers.join(", ")
+                    )
+                })?;
+            self.headers.remove(at);
+            if at < self.json_keys.len() {
+                self.json_keys.remove(at);
+            }
+            for row in &mut self.rows {
+                row.remove(at);
+            }
+        }
+        Ok(())
+    }
+
     pub fn render(&self, format: Format) -> String {
         match format {
             Format::Table => self.aligned(),

@@ -219,31 +219,6 @@ impl Summary {
     }
 }
 
-/// The object that `--json` prints for a run: one per line, for `jq` and shell scripts.
-pub fn run_json(dir: &Path, summary: Option<&Summary>) -> serde_json::Value {
-    let id = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let hash = id.rsplit_once('-').map_or("", |(_, h)| h).to_string();
-    serde_json::json!({
-        "dir": dir.display().to_string(),
-        "name": summary.map(|s| s.name.clone()),
-        "hash": hash,
-        "status": summary.map_or("unknown".to_string(), |s| s.status.to_string()),
-        "steps": summary.map(|s| s.steps),
-        "steps_done": summary.map(|s| s.steps_done),
-        "test_accuracy": summary.and_then(|s| s.final_test_accuracy),
-        "test_loss": summary.and_then(|s| s.final_test_loss),
-        "best_test_accuracy": summary.and_then(|s| s.best_test_accuracy),
-        "best_test_step": summary.and_then(|s| s.best_test_step),
-        "val_accuracy": summary.and_then(|s| s.final_val_accuracy),
-        "val_loss": summary.and_then(|s| s.final_val_loss),
-        "ms_per_step": summary.and_then(|s| s.ms_per_step),
-        "wall_time_s": summary.map(|s| s.wall_time_s),
-    })
-}
-
 /// Holds a run directory's lock while alive.
 #[derive(Debug)]
 pub struct RunLock {

@@ -371,7 +371,9 @@ impl Study<'_> {
                     at: journal::now(),
                 }
             }
-            (Some(0) | Some(5) | Some(130) | None, _) => return Ok("interrupted".into()),
+            (Some(0) | Some(5) | Some(130) | None, _) => {
+                return Ok(super::TrialState::Interrupted.word().into())
+            }
             _ => Event::Failed {
                 trial: claim.trial,
                 exit,
@@ -380,7 +382,7 @@ impl Study<'_> {
         };
         let word = match &event {
             Event::Finished { status, .. } => status.clone(),
-            _ => format!("FAILED (exit {exit:?}, see trial-{}.log)", claim.trial),
+            _ => super::verdict(exit, &claim.run, &format!("trial-{}.log", claim.trial)),
         };
         self.journal().update(|_| Ok(((), vec![event])))?;
         Ok(word)
@@ -455,7 +457,7 @@ impl Study<'_> {
                             ));
                             let exit = self.run_trial(&exe, &claim, threads)?;
                             let word = self.tell(&claim, exit)?;
-                            if word.starts_with("FAILED") {
+                            if word.starts_with("failed") {
                                 failed.fetch_add(1, Ordering::SeqCst);
                             }
                             say(format!(

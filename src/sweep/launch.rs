@@ -137,14 +137,8 @@ impl Local<'_> {
                         index,
                         exit_code: status.code(),
                     });
-                    let verdict = if status.success() {
-                        // Complete or pruned: what its summary says.
-                        r.dir
-                            .read_summary()
-                            .map_or("complete".to_string(), |s| s.status.to_string())
-                    } else {
-                        format!("FAILED (exit {:?}, see trial-{index}.log)", status.code())
-                    };
+                    let verdict =
+                        super::verdict(status.code(), &r.dir, &format!("trial-{index}.log"));
                     self.say(format!(
                         "[sweep] trial {index} {verdict} in {:.1}s ({}/{total})",
                         r.started.elapsed().as_secs_f64(),

@@ -69,12 +69,14 @@ impl TrialState {
     }
 }
 
-impl Planned {
-    pub fn state(&self) -> TrialState {
-        if self.dir.is_complete() {
+impl TrialState {
+    /// What the trial whose run directory is `dir` is now: the run's status; missing when it
+    /// never started or is damaged (its files do not match its summary).
+    pub fn of(dir: &RunDir) -> TrialState {
+        if dir.is_complete() {
             return TrialState::Complete;
         }
-        match self.dir.read_summary().map(|s| s.status) {
+        match dir.read_summary().map(|s| s.status) {
             Some(Status::Running) => TrialState::Running,
             Some(Status::Pruned) => TrialState::Pruned,
             Some(Status::Failed) => TrialState::Failed,
@@ -83,6 +85,12 @@ impl Planned {
             Some(Status::Complete | Status::Damaged) | None => TrialState::Missing,
         }
     }
+}
+
+impl Planned {
+    pub fn state(&self) -> TrialState {
+        TrialState::of(&self.dir)
+    }
 
     pub fn id(&self) -> String {
         self.dir
@@ -90,6 +98,21 @@ impl Planned {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
+    }
+}
+
+/// How a trial's `runner run` ended, in the words of trial states: `complete` or `pruned` (what
+/// its summary says), `interrupted` (exit 130), `diverged` (exit 5), else `failed` with the exit
+/// code and the trial's log.
+pub fn verdict(exit: Option<i32>, dir: &RunDir, log: &str) -> String {
+    match exit {
+        Some(0) => dir
+            .read_summary()
+            .map_or("complete".to_string(), |s| s.status.to_string()),
+        Some(130) => TrialState::Interrupted.word().into(),
+        Some(5) => TrialState::Diverged.word().into(),
+        Some(code) => format!("failed (exit {code}, see {log})"),
+        None => format!("failed (killed by a signal, see {log})"),
     }
 }
 

@@ -542,7 +542,7 @@ pub fn run_task(
             // Another task (an older submission) is on it: not this task's failure.
             Err(Error::Busy(m)) => crate::errln!("[slurm-task] trial {} skipped: {m}", t.index),
             Err(e) => {
-                crate::errln!("[slurm-task] trial {} FAILED: {e}", t.index);
+                crate::errln!("[slurm-task] trial {} failed: {e}", t.index);
                 failed.push(t.index);
             }
         }

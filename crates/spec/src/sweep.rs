@@ -114,7 +114,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Sweep, String> {
     let mut set = Vec::new();
     for (k, mut v) in sub("set")? {
         if let Some(key) = k.strip_prefix('~') {
-            set.push(removal(key, &v).map_err(|m| err(format!("[set] key '{k}': {m}")))?);
+            // In [set], only `true` means something.
+            match removal(key, &v) {
+                Ok(true) => set.extend(axis_override(&k, &v)),
+                Ok(false) => {
+                    return Err(err(format!(
+                        "[set] key '{k}': a '~' key removes '{key}' from the base experiment; \
+                         write \"~{key}\" = true"
+                    )))
+                }
+                Err(m) => return Err(err(format!("[set] key '{k}': {m}"))),
+            }
             continue;
         }
         if let Some(hint) = unquoted_dotted_key("set", &k, &v) {
@@ -254,27 +264,26 @@ impl Header {
     }
 }
 
-/// TOML reads an unquoted `optimizer.lr = ...` as a table `optimizer` holding `lr`: the message
-/// for such a key says to quote it, naming the dotted key as written.
-/// `"~KEY" = true` in `[set]`: every trial removes KEY from the base (as `--set ~KEY` does).
-fn removal(key: &str, v: &Value) -> Result<Override, String> {
+/// `"~KEY" = true` in `[set]`: every trial removes KEY from the base (as `--set ~KEY` does); in
+/// a `[grid]` or `[zip]` list, `true` removes it in that trial and `false` keeps it. Checks the
+/// key and the value, and says whether it removes.
+fn removal(key: &str, v: &Value) -> Result<bool, String> {
     if schema::find(key).is_none() {
         return Err(format!(
             "unknown key '{key}'{}",
             config::unknown_key_hint(key)
         ));
     }
-    if *v != Value::Boolean(true) {
+    if !matches!(v, Value::Boolean(_)) {
         return Err(format!(
             "a '~' key removes '{key}' from the base experiment; write \"~{key}\" = true"
         ));
     }
-    Ok(Override {
-        key: key.to_string(),
-        value: None,
-    })
+    Ok(*v == Value::Boolean(true))
 }
 
+/// TOML reads an unquoted `optimizer.lr = ...` as a table `optimizer` holding `lr`: the message
+/// for such a key says to quote it, naming the dotted key as written.
 fn unquoted_dotted_key(section: &str, k: &str, v: &Value) -> Option<String> {
     let Value::Table(inner) = v else {
         return None;
@@ -312,6 +321,17 @@ fn parse_axes(
         };
         if items.is_empty() {
             return Err(err(format!("[{section}] key '{k}': the list is empty")));
+        }
+        if let Some(key) = k.strip_prefix('~') {
+            for item in &items {
+                removal(key, item).map_err(|m| {
+                    err(format!(
+                        "[{section}] key '{k}': {m}, or false to keep it (e.g. [true, false])"
+                    ))
+                })?;
+            }
+            out.push((k, items));
+            continue;
         }
         for item in &mut items {
             config::check_key_value(&k, item).map_err(|m| err(format!("[{section}] {m}")))?;
@@ -561,7 +581,7 @@ pub fn expand(sweep: &Sweep) -> Vec<Trial> {
     for combo in &combos {
         for seed in &seeds {
             let mut t: Trial = sweep.set.clone();
-            t.extend(combo.iter().map(|(k, v)| Override::set(k, v.clone())));
+            t.extend(combo.iter().filter_map(|(k, v)| axis_override(k, v)));
             if let Some(s) = seed {
                 t.push(Override::set("seed", Value::Integer(*s)));
             }
@@ -625,7 +645,7 @@ pub fn network_variants(sweep: &Sweep) -> Vec<Trial> {
             .flat_map(|c| {
                 options.iter().map(move |o| {
                     let mut t = c.clone();
-                    t.extend(o.iter().map(|(k, v)| Override::set(k, v.clone())));
+                    t.extend(o.iter().filter_map(|(k, v)| axis_override(k, v)));
                     t
                 })
             })
@@ -634,8 +654,21 @@ pub fn network_variants(sweep: &Sweep) -> Vec<Trial> {
     combos
 }
 
+/// What one axis value does to a trial: sets the key, or for `"~KEY"`, `true` removes KEY from
+/// the base and `false` leaves it.
+fn axis_override(key: &str, value: &Value) -> Option<Override> {
+    match key.strip_prefix('~') {
+        Some(removed) => (*value == Value::Boolean(true)).then(|| Override {
+            key: removed.to_string(),
+            value: None,
+        }),
+        None => Some(Override::set(key, value.clone())),
+    }
+}
+
+/// Whether setting (or removing, `~KEY`) the key can change the network's type.
 fn shapes_the_network(key: &str) -> bool {
-    crate::network::SHAPE_KEYS.contains(&key)
+    crate::network::SHAPE_KEYS.contains(&key.trim_start_matches('~'))
 }
 
 fn sample(d: &Distribution, rng: &mut ChaCha8Rng) -> Value {

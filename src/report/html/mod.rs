@@ -155,7 +155,7 @@ fn run_json(run: &Run, group: usize, keys: &[&String]) -> Value {
         .iter()
         .map(|k| (k.to_string(), json!(value_text(run.config.get(*k)))))
         .collect();
-    let done = super::ls::steps_done(run);
+    let done = run.steps_done();
     let total = run.summary.as_ref().map_or(0, |s| s.steps).max(done);
     json!({
         "id": run.id,

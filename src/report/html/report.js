@@ -148,8 +148,14 @@ function select(group) {
 // ---- the URL fragment: sort, direction and filter, so a view can be linked ----------------
 function loadHash() {
   const p = new URLSearchParams(location.hash.slice(1));
-  if (p.has("sort") && COLS.some((c) => c.id === p.get("sort"))) state.sort = p.get("sort");
-  state.desc = p.get("desc") === "1";
+  if (p.has("sort") && COLS.some((c) => c.id === p.get("sort"))) {
+    state.sort = p.get("sort");
+    state.desc = p.get("desc") === "1";
+  } else if (COLS.some((c) => c.id === D.metric.name)) {
+    // By default, best first by the report's metric (a sweep's own, when it is a sweep).
+    state.sort = D.metric.name;
+    state.desc = D.metric.maximize;
+  }
   state.filter = p.get("filter") || "";
   document.getElementById("filter").value = state.filter;
 }

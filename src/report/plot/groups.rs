@@ -67,13 +67,18 @@ pub struct Group {
 }
 
 /// Groups `runs` by config without `seed`, in the order of their first run; `smoothing` is the
-/// EMA weight of each run's training loss before averaging.
-pub fn groups(runs: &[Run], smoothing: f64) -> Vec<Group> {
+/// EMA weight of each run's training loss before averaging. Legends name the values of `label`
+/// keys, by default the keys that differ.
+pub fn groups(runs: &[Run], smoothing: f64, label: &[String]) -> Vec<Group> {
     let refs: Vec<&Run> = runs.iter().collect();
-    let keys: Vec<String> = differing_keys(&refs)
-        .into_iter()
-        .filter(|k| k != "seed")
-        .collect();
+    let keys: Vec<String> = if label.is_empty() {
+        differing_keys(&refs)
+            .into_iter()
+            .filter(|k| k != "seed")
+            .collect()
+    } else {
+        label.to_vec()
+    };
     let mut order: Vec<Vec<&Run>> = Vec::new();
     let mut index: BTreeMap<Vec<(String, String)>, usize> = BTreeMap::new();
     for run in runs {

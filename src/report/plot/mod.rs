@@ -65,6 +65,8 @@ pub struct PlotOptions {
     pub smoothing: f64,
     pub log_loss: bool,
     pub panels: Vec<Panel>,
+    /// Config keys whose values label the curves (default: the keys that differ).
+    pub label: Vec<String>,
 }
 
 /// Writes the plot to `out` (format from its extension: .svg or .png), atomically.
@@ -94,7 +96,14 @@ pub fn plot(runs: &[Run], out: &Path, opts: PlotOptions) -> Result<(), String> {
     if opts.panels.is_empty() {
         return Err("--panels: name at least one of loss, eval-loss, accuracy, lr".into());
     }
-    let groups = groups::groups(runs, opts.smoothing);
+    if let Some(key) = opts
+        .label
+        .iter()
+        .find(|k| !runs.iter().any(|r| r.config.contains_key(*k)))
+    {
+        return Err(format!("--label {key}: not a config key of these runs"));
+    }
+    let groups = groups::groups(runs, opts.smoothing, &opts.label);
     let (width, height) = size(&groups, &opts);
     // Same extension for the temporary file: the PNG encoder picks the format from it.
     let tmp = out.with_file_name(format!(
