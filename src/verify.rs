@@ -278,8 +278,12 @@ fn check_recorded_digests(run: &RunDir, summary: &Summary) -> Check {
     .filter_map(|(c, name)| c.then_some(name))
     .collect();
     if changed.is_empty() {
-        Check::Identical {
-            detail: "the files match the digests recorded when the run finished".into(),
+        // The digests hold; the config and the summary's numbers must agree with the files too.
+        match rundir::proof::check(run, summary, rundir::proof::Depth::Full) {
+            Ok(()) => Check::Identical {
+                detail: "the files match the digests recorded when the run finished".into(),
+            },
+            Err(why) => Check::Differs { detail: why },
         }
     } else {
         Check::Differs {

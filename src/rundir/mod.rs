@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod digest;
 pub mod integrity;
 pub mod meta;
+pub mod proof;
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -253,7 +254,9 @@ impl RunDir {
             );
         }
         if summary.status == Status::Complete {
-            if let Err(why) = integrity::check_complete(self, &summary) {
+            let proven = integrity::check_complete(self, &summary)
+                .and_then(|()| proof::check(self, &summary, proof::Depth::Remembered));
+            if let Err(why) = proven {
                 summary.status = Status::Damaged;
                 summary.error = Some(format!("the summary says complete, but {why}"));
             }

@@ -1,0 +1,161 @@
+//! Issue 35: files are believed only after they prove themselves. Each case tampers with a copy
+//! of a complete run the way the attack did and checks that every reader calls it damaged,
+//! naming the file, and that `run` trains it again saying why.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `runner ARGS --runs-dir RUNS` with its own proof cache (`RUNNER_CACHE_DIR`).
+fn runner(args: &[&str], runs: &Path, cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(args)
+        .arg("--runs-dir")
+        .arg(runs)
+        .env("RUNNER_BUILD", "never")
+        .env("RUNNER_CACHE_DIR", cache)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+fn edit(path: &Path, f: impl Fn(String) -> String) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let changed = f(text.clone());
+    assert_ne!(changed, text, "{} unchanged", path.display());
+    std::fs::write(path, changed).unwrap();
+}
+
+fn listed(runs: &Path, cache: &Path) -> serde_json::Value {
+    let out = runner(&["--json", "ls"], runs, cache);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_complete_run_proves_itself_on_every_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let made = tmp.path().join("made");
+    let out = runner(&["run", "experiments/smoke.toml", "-q"], &made, &cache);
+    assert!(out.status.success());
+    let pristine: PathBuf = common::the_run(&made);
+    let id = pristine.file_name().unwrap().to_str().unwrap().to_string();
+    type Tamper = fn(&Path);
+    let cases: [(&str, Tamper, &str); 6] = [
+        (
+            "an accuracy in eval.csv",
+            |d| edit(&d.join("eval.csv"), |t| t.replace(",0.8268,", ",0.9268,")),
+            "eval.csv does not match",
+        ),
+        (
+            "a dropped metrics.csv row",
+            |d| {
+                edit(&d.join("metrics.csv"), |t| {
+                    t.lines()
+                        .filter(|l| !l.starts_with("30,"))
+                        .map(|l| format!("{l}\n"))
+                        .collect()
+                })
+            },
+            "metrics.csv does not match",
+        ),
+        (
+            "a loss in metrics.csv",
+            |d| {
+                edit(&d.join("metrics.csv"), |t| {
+                    let mut lines: Vec<String> = t.lines().map(String::from).collect();
+                    let mut fields: Vec<String> = lines[10].split(',').map(String::from).collect();
+                    fields[2] = "0.125".into();
+                    lines[10] = fields.join(",");
+                    lines.join("\n") + "\n"
+                })
+            },
+            "metrics.csv does not match",
+        ),
+        (
+            "4 bytes inside model.safetensors",
+            |d| {
+                let p = d.join("model.safetensors");
+                let mut bytes = std::fs::read(&p).unwrap();
+                let at = bytes.len() - 100;
+                bytes[at..at + 4].copy_from_slice(&[0x00, 0x00, 0x80, 0x3f]);
+                std::fs::write(&p, bytes).unwrap();
+            },
+            "model.safetensors: tensor",
+        ),
+        (
+            "lr in config.toml",
+            |d| {
+                edit(&d.join("config.toml"), |t| {
+                    t.replace("lr = 0.1", "lr = 0.5")
+                })
+            },
+            "config.toml hashes to",
+        ),
+        (
+            "final_test_accuracy in summary.json",
+            |d| {
+                edit(&d.join("summary.json"), |t| {
+                    t.replace(
+                        "\"final_test_accuracy\": 0.8268",
+                        "\"final_test_accuracy\": 0.9968",
+                    )
+                })
+            },
+            "final_test_accuracy is not the one eval.csv holds",
+        ),
+    ];
+    for (i, (what, tamper, says)) in cases.into_iter().enumerate() {
+        let runs = tmp.path().join(format!("case-{i}"));
+        let dir = runs.join(&id);
+        copy_dir(&pristine, &dir);
+        // Read once while intact: the proof is remembered, and must not outlive the edit.
+        assert_eq!(listed(&runs, &cache)["status"], "complete", "{what}");
+        tamper(&dir);
+        let run = listed(&runs, &cache);
+        assert_eq!(run["status"], "damaged", "{what}: {run}");
+        let why = run["error"].as_str().unwrap_or_default();
+        assert!(why.contains(says), "{what}: {why}");
+        if what.contains("summary.json") {
+            // `verify` re-ran it bit-identically and said so, exit 0; the summary lies, so no.
+            let out = runner(&["verify", dir.to_str().unwrap(), "-q"], &runs, &cache);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(out.status.code(), Some(1), "{stdout}");
+            assert!(
+                stdout.contains("DIFFERS") && stdout.contains(says),
+                "{stdout}"
+            );
+        }
+        if i == 0 {
+            // `run` does not skip it: it says why and trains it again, to the original bits.
+            let out = runner(&["run", "experiments/smoke.toml"], &runs, &cache);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{stderr}");
+            assert!(
+                stderr.contains("starting") && stderr.contains(says),
+                "{stderr}"
+            );
+            assert_eq!(listed(&runs, &cache)["status"], "complete");
+            assert_eq!(
+                common::digest_line("", &dir),
+                common::digest_line("", &pristine)
+            );
+        }
+    }
+}
