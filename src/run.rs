@@ -174,6 +174,20 @@ fn resumable(
     let eval_header = rundir::eval_header(exp.data.validation > 0);
     let evals = CsvLog::resume(&dir.file(rundir::EVAL), eval_header, step, false)
         .map_err(|e| e.to_string())?;
+    if let Some(recorded) = &ckpt.state.logs {
+        for (name, want) in [
+            (rundir::METRICS, &recorded.metrics),
+            (rundir::EVAL, &recorded.eval),
+        ] {
+            let now = rundir::digest::csv_digest(&dir.file(name)).map_err(|e| e.to_string())?;
+            if now != *want {
+                return Err(format!(
+                    "{name} up to step {step} is not what {} records (edited?)",
+                    rundir::CHECKPOINT
+                ));
+            }
+        }
+    }
     let meta = std::fs::read_to_string(dir.file(rundir::META))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());

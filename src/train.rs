@@ -54,7 +54,13 @@ impl<'a> Batcher<'a> {
     /// A batcher continuing from a checkpoint's data order and generator state.
     pub fn restore(split: &'a Split, batch: usize, ckpt: &Checkpoint) -> Result<Self> {
         let s = &ckpt.state;
-        let bad = |what: &str| Error::Failed(format!("checkpoint data position: {what}"));
+        let bad = |what: &str| {
+            Error::Failed(format!(
+                "{}: data position: {what} (the checkpoint is damaged; `runner run --force` \
+                 starts the run over)",
+                crate::rundir::CHECKPOINT
+            ))
+        };
         let mut seen = vec![false; split.len()];
         let is_permutation = ckpt.order.len() == split.len()
             && ckpt.order.iter().all(|&i| {
@@ -462,6 +468,10 @@ impl Loop<'_, '_> {
         let elapsed_s = self.elapsed();
         self.sinks.metrics.sync()?;
         self.sinks.evals.sync()?;
+        let logs = checkpoint::LogDigests {
+            metrics: crate::rundir::digest::csv_digest(self.sinks.metrics.path())?,
+            eval: crate::rundir::digest::csv_digest(self.sinks.evals.path())?,
+        };
         let totals = &mut self.outcome.totals;
         totals.checkpoints += 1;
         let batcher = &self.batcher;
@@ -481,6 +491,7 @@ impl Loop<'_, '_> {
                 elapsed_s,
                 loss_ema: self.pos.loss_ema,
                 acc_ema: self.pos.acc_ema,
+                logs: Some(logs),
             },
             order: batcher.order.clone(),
             tensors: self.model.export_state(&mut self.opt)?,

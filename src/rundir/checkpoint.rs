@@ -14,6 +14,9 @@ use std::path::Path;
 /// Bumped when the layout changes; older checkpoints are then ignored (the run starts over).
 pub const FORMAT: u32 = 1;
 const STATE_KEY: &str = "runner.state";
+/// SHA-256 over the loop state and every tensor (see [`contents_digest`]): a checkpoint proves
+/// itself before a run continues from it.
+const DIGEST_KEY: &str = "runner.sha256";
 const ORDER: &str = "data.order";
 
 /// The training loop's position, beside the tensors.
@@ -35,6 +38,32 @@ pub struct LoopState {
     pub elapsed_s: f64,
     pub loss_ema: Option<f64>,
     pub acc_ema: f64,
+    /// Digests of the logs up to the checkpoint's step (`metrics.csv`, `eval.csv`, untimed, as
+    /// `digest::csv_digest`): a log edited before the step is not carried into the run.
+    /// Absent in checkpoints of earlier releases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<LogDigests>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogDigests {
+    pub metrics: String,
+    pub eval: String,
+}
+
+/// SHA-256 over the loop state's JSON and each tensor's name, dtype, shape and bytes, in name
+/// order.
+fn contents_digest(state_json: &str, tensors: &mut [(String, Dtype, Vec<usize>, &[u8])]) -> String {
+    use sha2::{Digest, Sha256};
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut h = Sha256::new();
+    h.update((state_json.len() as u64).to_le_bytes());
+    h.update(state_json.as_bytes());
+    for (name, dtype, shape, bytes) in tensors.iter() {
+        h.update(format!("\n{name} {dtype:?} {shape:?} {}\n", bytes.len()));
+        h.update(bytes);
+    }
+    crate::config::hex(&h.finalize())
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -117,7 +146,15 @@ pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
         })
         .collect::<Vec<_>>();
     let state = serde_json::to_string(&ckpt.state).expect("loop state serialises");
-    let meta = HashMap::from([(STATE_KEY.to_string(), state)]);
+    let mut parts: Vec<(String, Dtype, Vec<usize>, &[u8])> = bytes
+        .iter()
+        .map(|(name, shape, dtype, b)| (name.clone(), *dtype, shape.clone(), b.as_slice()))
+        .collect();
+    let digest = contents_digest(&state, &mut parts);
+    let meta = HashMap::from([
+        (STATE_KEY.to_string(), state),
+        (DIGEST_KEY.to_string(), digest),
+    ]);
     let encoded = safetensors::serialize(views, &Some(meta))
         .map_err(|e| Error::Failed(format!("cannot encode checkpoint: {e:?}")))?;
     atomic::write(path, &encoded)
@@ -143,6 +180,18 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         )));
     }
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("{e:?}")))?;
+    if let Some(recorded) = header.metadata().as_ref().and_then(|m| m.get(DIGEST_KEY)) {
+        let mut parts: Vec<(String, Dtype, Vec<usize>, &[u8])> = st
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| (name, view.dtype(), view.shape().to_vec(), view.data()))
+            .collect();
+        if contents_digest(state_json, &mut parts) != *recorded {
+            return Err(bad(
+                "its contents do not match the digest it records (damaged or edited)".into(),
+            ));
+        }
+    }
     let mut order = None;
     let mut tensors = Vec::new();
     for (name, view) in st.tensors() {
@@ -199,6 +248,7 @@ mod tests {
                 elapsed_s: 1.5,
                 loss_ema: Some(0.1),
                 acc_ema: 0.9,
+                logs: None,
             },
             order: vec![3, 1, 2, 0, u32::MAX],
             tensors: vec![
@@ -238,6 +288,36 @@ mod tests {
             .contains("missing"));
         let err = ckpt.take("model.0.weight", 5).unwrap_err();
         assert!(err.contains("6 values") && err.contains("needs 5"), "{err}");
+    }
+
+    /// Issue 35, finding 3: a float doubled or a loop field changed inside a checkpoint was
+    /// resumed from. Now any change to a byte of a tensor or of the loop state is refused.
+    #[test]
+    fn edited_checkpoints_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.safetensors");
+        save(&path, &sample()).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        // The last 4 bytes are data.order's last entry (tensors are stored in name order).
+        let mut order = good.clone();
+        let n = order.len();
+        order[n - 4..].copy_from_slice(&0xFFFF_FFFEu32.to_le_bytes());
+        let mut state = good.clone();
+        let field = b"batch_pos\\\":20";
+        let at = state
+            .windows(field.len())
+            .position(|w| w == field)
+            .expect("the loop state holds batch_pos");
+        state[at + field.len() - 1] = b'1';
+        assert_ne!(state, good, "the loop state was not found");
+        for bad in [order, state] {
+            std::fs::write(&path, &bad).unwrap();
+            let err = load(&path).unwrap_err().to_string();
+            assert!(
+                err.contains("c.safetensors") && err.contains("digest"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

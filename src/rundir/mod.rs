@@ -432,6 +432,10 @@ impl CsvLog {
         })
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Flushes and makes the rows durable (before a checkpoint that counts on them).
     pub fn sync(&mut self) -> Result<()> {
         self.flush()?;
