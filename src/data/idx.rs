@@ -19,21 +19,70 @@ pub struct Idx {
     pub sha256: String,
 }
 
+/// The most data bytes an IDX file may promise (MNIST's training images are 47 MB).
+pub const MAX_PAYLOAD: usize = 1 << 31;
+
 /// Reads and decompresses `path`, checks the magic number and that the payload holds exactly
-/// the number of bytes the header promises.
+/// the number of bytes the header promises. Decompression stops one byte past that promise, so
+/// a small file that inflates without end (a gzip bomb) costs no more memory than its header
+/// claims, and the claim is capped at [`MAX_PAYLOAD`].
 pub fn read_gz(path: &Path, expected_magic: u32) -> Result<Idx> {
-    let compressed = std::fs::read(path).map_err(|e| match e.kind() {
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
             Error::Data(format!("dataset file {} is missing", path.display()))
         }
         _ => Error::io("read dataset file", path, e),
     })?;
-    let mut raw = Vec::with_capacity(compressed.len() * 5);
-    GzDecoder::new(compressed.as_slice())
+    let bad = |msg: String| Error::Data(format!("{}: {msg}", path.display()));
+    let not_gzip = |e: std::io::Error| bad(format!("not a valid gzip file ({e})"));
+    let mut gz = GzDecoder::new(std::io::BufReader::with_capacity(1 << 16, file));
+    // The header: the magic number (whose low byte is the rank), then one word per dimension.
+    let mut raw = vec![0u8; 4];
+    let n = read_fully(&mut gz, &mut raw).map_err(not_gzip)?;
+    if n < 4 {
+        raw.truncate(n);
+        return decode_owned(raw, expected_magic).map_err(bad);
+    }
+    let rank = (u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]) & 0xff) as usize;
+    if rank > 4 {
+        // Not an IDX file (MNIST's have rank 1 or 3): decode says why.
+        return decode_owned(raw, expected_magic).map_err(bad);
+    }
+    raw.resize(4 * (rank + 1), 0);
+    let n = read_fully(&mut gz, &mut raw[4..]).map_err(not_gzip)?;
+    if n < 4 * rank {
+        raw.truncate(4 + n);
+        return decode_owned(raw, expected_magic).map_err(bad);
+    }
+    let promised = raw[4..]
+        .chunks_exact(4)
+        .try_fold(1usize, |acc, d| {
+            acc.checked_mul(u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize)
+        })
+        .filter(|&n| n <= MAX_PAYLOAD)
+        .ok_or_else(|| {
+            bad(format!(
+                "its header promises more than {} GiB of data; not an MNIST-like dataset",
+                MAX_PAYLOAD >> 30
+            ))
+        })?;
+    raw.reserve_exact(promised + 1);
+    gz.take(promised as u64 + 1)
         .read_to_end(&mut raw)
-        .map_err(|e| Error::Data(format!("{}: not a valid gzip file ({e})", path.display())))?;
-    decode_owned(raw, expected_magic)
-        .map_err(|msg| Error::Data(format!("{}: {msg}", path.display())))
+        .map_err(not_gzip)?;
+    decode_owned(raw, expected_magic).map_err(bad)
+}
+
+/// Fills `buf` as far as the stream goes; returns how many bytes it read.
+fn read_fully(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut at = 0;
+    while at < buf.len() {
+        match r.read(&mut buf[at..])? {
+            0 => break,
+            n => at += n,
+        }
+    }
+    Ok(at)
 }
 
 /// Parses decompressed IDX bytes. The error is a message without the file name.

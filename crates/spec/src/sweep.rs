@@ -182,7 +182,50 @@ pub fn parse(text: &str, path: &Path) -> Result<Sweep, String> {
             "the sweep has no axes: add [grid], [zip], [random], [tpe] or seeds".into(),
         ));
     }
+    let (count, how) = trial_count(&sweep);
+    if count > MAX_TRIALS as u128 {
+        return Err(err(format!(
+            "the sweep has {count} trials ({how}); at most {MAX_TRIALS}: split it into smaller \
+             sweeps"
+        )));
+    }
     Ok(sweep)
+}
+
+/// The most trials a sweep may have. Each trial is a run directory, a manifest line and, on
+/// Slurm, an array task; a larger count is a typo far more often than a plan, and expanding it
+/// would take memory in proportion.
+pub const MAX_TRIALS: usize = 100_000;
+
+/// How many trials a sweep has, counted without expanding them (saturating), and the product
+/// that gives it (`grid 1000 x 1000 x zip 3 x seeds 2`).
+pub fn trial_count(sweep: &Sweep) -> (u128, String) {
+    let mut factors: Vec<(String, usize)> = sweep
+        .grid
+        .iter()
+        .map(|(k, v)| (format!("grid '{k}' {}", v.len()), v.len()))
+        .collect();
+    if let Some((_, first)) = sweep.zip.first() {
+        factors.push((format!("zip {}", first.len()), first.len()));
+    }
+    if let Some(r) = &sweep.random {
+        factors.push((format!("random {}", r.trials), r.trials));
+    }
+    if let Some(t) = &sweep.tpe {
+        factors.push((format!("tpe {}", t.trials), t.trials));
+    }
+    if let Some(seeds) = &sweep.seeds {
+        factors.push((format!("seeds {}", seeds.len()), seeds.len()));
+    }
+    let count = factors
+        .iter()
+        .fold(1u128, |n, (_, f)| n.saturating_mul(*f as u128));
+    let how = factors
+        .into_iter()
+        .map(|(what, _)| what)
+        .collect::<Vec<_>>()
+        .join(" x ");
+    (count, how)
 }
 
 /// A sweep file's top-level values.
