@@ -159,3 +159,63 @@ fn a_complete_run_proves_itself_on_every_read() {
         }
     }
 }
+
+/// Finding 4: a `.lock` planted as a symbolic link was followed, and its target overwritten with
+/// `pid=... host=...`, by `rm --dry-run` and by `run`. Now the link is never followed (`run`
+/// replaces the link itself), and `--dry-run` writes nothing at all.
+#[test]
+fn a_planted_lock_link_is_never_followed_and_dry_runs_write_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let runs = tmp.path().join("runs");
+    let out = runner(&["run", "experiments/smoke.toml", "-q"], &runs, &cache);
+    assert!(out.status.success());
+    let dir = common::the_run(&runs);
+    std::fs::remove_file(dir.join(".lock")).unwrap();
+    let listing = |d: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing(&dir);
+    for args in [
+        &["rm", "smoke", "--dry-run"][..],
+        &["gc", "--older-than", "1m", "--dry-run"],
+    ] {
+        let out = runner(args, &runs, &cache);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            listing(&dir),
+            before,
+            "{args:?} wrote into the run directory"
+        );
+    }
+    let victim = tmp.path().join("precious.txt");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join(".lock")).unwrap();
+    let out = runner(&["rm", "smoke", "--dry-run"], &runs, &cache);
+    assert!(out.status.success());
+    let out = runner(
+        &["run", "experiments/smoke.toml", "-q", "--force"],
+        &runs,
+        &cache,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    let lock = std::fs::symlink_metadata(dir.join(".lock")).unwrap();
+    assert!(
+        lock.file_type().is_file(),
+        "the link was replaced by a lock file"
+    );
+}

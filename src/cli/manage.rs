@@ -250,6 +250,15 @@ pub fn rm(args: RmArgs) -> Result<()> {
     }
     for run in chosen {
         let dir = RunDir::new(run.dir.clone());
+        if args.dry_run {
+            // A probe, not the lock: --dry-run writes nothing, not even a lock file.
+            if dir.is_locked() {
+                busy.push(run.id.clone());
+            } else {
+                outln!("would remove {} ({})", run.dir.display(), run.status())?;
+            }
+            continue;
+        }
         let lock = match dir.lock(false) {
             Ok(lock) => lock,
             Err(Error::Busy(_)) => {
@@ -265,10 +274,6 @@ pub fn rm(args: RmArgs) -> Result<()> {
                 s.status.to_string()
             }
         });
-        if args.dry_run {
-            outln!("would remove {} ({status})", run.dir.display())?;
-            continue;
-        }
         std::fs::remove_dir_all(&run.dir).map_err(|e| Error::io("remove", &run.dir, e))?;
         drop(lock);
         outln!("removed {} ({status})", run.dir.display())?;
@@ -350,17 +355,24 @@ pub fn gc(args: GcArgs) -> Result<()> {
         if settled || started.is_some_and(|t| t > cutoff) {
             continue;
         }
-        let Ok(lock) = dir.lock(false) else {
-            continue; // a live process holds it, or it cannot be locked: leave it
-        };
         let what = format!("{} ({})", run.dir.display(), run.status());
         if args.dry_run {
-            outln!("would remove {what}")?;
-        } else {
-            std::fs::remove_dir_all(&run.dir).map_err(|e| Error::io("remove", &run.dir, e))?;
-            drop(lock);
-            outln!("removed {what}")?;
+            // A probe, not the lock: --dry-run writes nothing.
+            if !dir.is_locked() {
+                outln!("would remove {what}")?;
+                removed += 1;
+            }
+            continue;
         }
+        let lock = match dir.lock(false) {
+            Ok(lock) => lock,
+            Err(Error::Busy(_)) => continue, // a live process holds it: leave it
+            // Not removable here (a read-only file system, say): say so, do not claim 0.
+            Err(e) => return Err(e),
+        };
+        std::fs::remove_dir_all(&run.dir).map_err(|e| Error::io("remove", &run.dir, e))?;
+        drop(lock);
+        outln!("removed {what}")?;
         removed += 1;
     }
     crate::errln!(

@@ -220,6 +220,38 @@ impl Summary {
     }
 }
 
+/// Opens (creating) a run's lock file without following a link: a `.lock` planted as a
+/// symbolic link in a copied run directory is removed (the link, never its target) and a fresh
+/// file made; anything else that is not a regular file is an error naming it.
+fn open_lock_file(path: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+    };
+    let file = match open() {
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            std::fs::remove_file(path).map_err(|e| Error::io("remove the link", path, e))?;
+            open()
+        }
+        other => other,
+    }
+    .map_err(|e| Error::io("open lock file", path, e))?;
+    let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+    if !regular {
+        return Err(Error::Input(format!(
+            "{} is not a regular file; remove it (it is the run's lock)",
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
 /// Holds a run directory's lock while alive.
 #[derive(Debug)]
 pub struct RunLock {
@@ -278,13 +310,7 @@ impl RunDir {
         std::fs::create_dir_all(&self.path)
             .map_err(|e| Error::io("create run directory", &self.path, e))?;
         let path = self.file(LOCK);
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| Error::io("open lock file", &path, e))?;
+        let mut file = open_lock_file(&path)?;
         // Readers checking for a live holder take a shared lock for an instant: retry a little
         // before concluding that another runner holds it.
         let mut attempt = 0;
@@ -331,7 +357,11 @@ impl RunDir {
     /// Whether another process holds the run's lock now (a `running` run whose lock is free
     /// was killed).
     pub fn is_locked(&self) -> bool {
-        std::fs::File::open(self.file(LOCK))
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(self.file(LOCK))
             .is_ok_and(|f| matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)))
     }
 
