@@ -216,3 +216,53 @@ fn asha_stops_tpe_trials_and_the_budget_still_holds() {
     assert!(status.starts_with("9 of 9 trials: "), "{status}");
     assert!(!status.contains(" 0 pruned"), "{status}");
 }
+
+/// Issue 35, finding 6: the journal was trusted over the run directories. A finished trial whose
+/// run was removed stayed "complete" and a rerun trained nothing; a forged `finished` line made a
+/// trial without a run the best; a non-UTF-8 line made `sweep status` count 0 trials. Now the
+/// run directories decide, and a bad line is skipped with its line number.
+#[test]
+fn the_run_directories_decide_over_the_journal() {
+    let runs = tempfile::tempdir().unwrap();
+    let r = runs.path();
+    assert!(runner(&["sweep", FILE, "-q"], r).status.success());
+    let journal_path = sweep_dir(r).join("journal.jsonl");
+    // Remove one finished trial's run.
+    let first_run = journal(r)[0]["run"].as_str().unwrap().to_string();
+    assert!(runner(&["rm", &first_run], r).status.success());
+    // Forge a best trial with no run, and append bytes that are not UTF-8.
+    let mut text = std::fs::read(&journal_path).unwrap();
+    text.extend_from_slice(
+        b"{\"event\":\"finished\",\"trial\":3,\"status\":\"complete\",\"metric\":0.99,\
+          \"at\":\"2026-12-04T00:00:00Z\"}\n\xff\xfe not json\n",
+    );
+    std::fs::write(&journal_path, &text).unwrap();
+    let lines = text
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+
+    let out = runner(&["sweep", "status", FILE], r);
+    let status = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert!(status.starts_with("8 of 8 trials: 7 complete"), "{status}");
+    assert!(status.contains("1 missing"), "{status}");
+    assert!(
+        !status.contains("99.00%"),
+        "the forged line is not a result: {status}"
+    );
+    assert!(
+        stderr.contains(&format!("line {lines}: not a journal event")),
+        "{stderr}"
+    );
+
+    // Running the sweep again trains the missing trial, and only it.
+    let out = runner(&["sweep", FILE], r);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("started trial").count(), 1, "{stderr}");
+    let status =
+        String::from_utf8_lossy(&runner(&["sweep", "status", FILE], r).stdout).into_owned();
+    assert!(status.starts_with("8 of 8 trials: 8 complete"), "{status}");
+}

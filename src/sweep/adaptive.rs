@@ -78,14 +78,22 @@ pub fn trials(events: &[Event]) -> (BTreeMap<usize, TrialRecord>, Vec<usize>) {
             }
             Event::Started { host, pid, .. } => t.worker = Some((host.clone(), *pid)),
             Event::Finished { status, metric, .. } => {
+                // A trial ends once (until reopened): a later line for it is not believed.
                 if t.finished.is_none() {
                     t.finish_order = Some(order.len());
                     order.push(e.trial());
+                    t.finished = Some((status.clone(), *metric));
                 }
-                t.finished = Some((status.clone(), *metric));
             }
             Event::Failed { exit, .. } => t.failed = Some(*exit),
-            Event::Reopened { .. } => t.failed = None,
+            Event::Reopened { .. } => {
+                // Run again: failed, or its run directory was removed or damaged after it ended.
+                t.failed = None;
+                if t.finished.take().is_some() {
+                    order.retain(|&o| o != e.trial());
+                    t.finish_order = None;
+                }
+            }
         }
     }
     (map, order)
@@ -182,15 +190,22 @@ impl Study<'_> {
         }
     }
 
-    /// Marks every failed trial to be run again: what `runner sweep` does when started (not its
-    /// Slurm workers, which would otherwise rerun a trial that always fails in a loop). Returns
-    /// how many.
+    /// Marks every failed trial, and every ended trial whose run directory is gone or damaged,
+    /// to be run again: what `runner sweep` does when started (not its Slurm workers, which
+    /// would otherwise rerun a trial that always fails in a loop). Returns how many.
     pub fn reopen_failed(&self) -> Result<usize> {
         self.journal().update(|events| {
             let (records, _) = trials(events);
+            // The run directories are the truth: a trial the journal calls ended whose run was
+            // removed or damaged since is not ended.
+            let lost = |r: &TrialRecord| {
+                r.finished.is_some()
+                    && super::TrialState::of(&RunDir::new(self.runs_dir.join(&r.run)))
+                        == super::TrialState::Missing
+            };
             let reopened: Vec<Event> = records
                 .iter()
-                .filter(|(_, r)| r.finished.is_none() && r.failed.is_some())
+                .filter(|(_, r)| (r.finished.is_none() && r.failed.is_some()) || lost(r))
                 .map(|(&trial, _)| Event::Reopened {
                     trial,
                     at: journal::now(),

@@ -76,7 +76,32 @@ impl Journal {
 
     /// Every complete event, in the order written (no lock: a reader may miss the newest).
     pub fn read(&self) -> Vec<Event> {
-        std::fs::read_to_string(&self.path).map_or_else(|_| Vec::new(), |t| parse(&t))
+        std::fs::read(&self.path).map_or_else(|_| Vec::new(), |t| self.parse(&t))
+    }
+
+    /// The events of complete lines. A complete line that is not an event (edited, or bytes
+    /// that are not UTF-8) is skipped with a warning naming its line; a last line without its
+    /// newline is one a crash cut short, skipped quietly.
+    fn parse(&self, bytes: &[u8]) -> Vec<Event> {
+        let complete = bytes
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(&bytes[..0], |end| &bytes[..end]);
+        let mut events = Vec::new();
+        for (i, line) in complete.split(|&b| b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            match serde_json::from_slice(line) {
+                Ok(e) => events.push(e),
+                Err(_) => crate::errln!(
+                    "warning: {} line {}: not a journal event; skipped",
+                    self.path.display(),
+                    i + 1
+                ),
+            }
+        }
+        events
     }
 
     /// Under the lock: reads the journal, lets `decide` choose events to append from it, appends
@@ -92,14 +117,14 @@ impl Journal {
             .open(&self.path)
             .map_err(|e| Error::io("open", &self.path, e))?;
         file.lock().map_err(|e| Error::io("lock", &self.path, e))?;
-        let mut text = String::new();
+        let mut text = Vec::new();
         file.seek(SeekFrom::Start(0))
-            .and_then(|_| file.read_to_string(&mut text))
+            .and_then(|_| file.read_to_end(&mut text))
             .map_err(|e| Error::io("read", &self.path, e))?;
-        let (value, events) = decide(&parse(&text))?;
+        let (value, events) = decide(&self.parse(&text))?;
         if !events.is_empty() {
             let mut out = String::new();
-            if !text.is_empty() && !text.ends_with('\n') {
+            if !text.is_empty() && !text.ends_with(b"\n") {
                 out.push('\n'); // end a line a crash cut short; it stays unreadable, and skipped
             }
             for e in &events {
@@ -113,15 +138,6 @@ impl Journal {
         // The lock goes with the file handle.
         Ok(value)
     }
-}
-
-/// The events of complete lines; a line that does not parse (cut short) is skipped.
-fn parse(text: &str) -> Vec<Event> {
-    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-    complete
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 pub fn now() -> String {

@@ -178,7 +178,7 @@ mod tests {
         write(
             &dir,
             "a/sweeps/random.toml",
-            "name = \"r\"\nbase = \"../wide.toml\"\n[random]\ntrials = 1000000\n\
+            "name = \"r\"\nbase = \"../wide.toml\"\n[random]\ntrials = 100000\n\
              \"optimizer.lr\" = { log_uniform = [1e-4, 1e-1] }\n\
              \"model.hidden\" = { choice = [[7], [256, 64]] }\n",
         );
