@@ -455,6 +455,11 @@ fn a_damaged_checkpoint_means_starting_over_not_a_wrong_result() {
         let out = run(&["--json", "ls"], runs.path());
         let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(listed["status"], "interrupted", "{listed}");
+        // Issue 35, finding 7: progress is the logs', not the last summary's ("0/2400").
+        let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+        let logged = text.matches('\n').count() as u64 - 1; // complete rows, header aside
+        assert_eq!(listed["steps_done"], logged.min(2400), "{listed}");
+        assert!(logged >= 150, "{listed}");
         damage(&dir);
         let out = run(&[&["run"], LONG].concat(), runs.path());
         assert!(out.status.success(), "{what}: {}", stderr(&out));
