@@ -220,14 +220,22 @@ fn every_bad_input_fails_cleanly_with_a_helpful_message() {
             &with("lr = 0.1", "lr = nan"),
             &r,
             2,
-            &["optimizer.lr", "finite"],
+            &["optimizer.lr", "f32 holds"],
         ),
         case(
             "lr inf",
             &with("lr = 0.1", "lr = inf"),
             &r,
             2,
-            &["optimizer.lr", "finite"],
+            &["optimizer.lr", "f32 holds"],
+        ),
+        // Issue 35, finding 8: finite as f64, infinite as the f32 training reads.
+        case(
+            "lr 1e300",
+            &with("lr = 0.1", "lr = 1e300"),
+            &r,
+            2,
+            &["optimizer.lr", "f32 holds", "3.4e38"],
         ),
         case(
             "batch zero",

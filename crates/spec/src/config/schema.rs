@@ -39,10 +39,14 @@ pub enum FloatRange {
 }
 
 impl FloatRange {
+    /// Training reads these values as f32: a value that f32 turns into infinity (`1e300`) or,
+    /// for `> 0`, into zero (`1e-300`) is out of range, as in f64 nan and inf are.
     pub fn contains(self, x: f64) -> bool {
+        let f = x as f32;
         x.is_finite()
+            && f.is_finite()
             && match self {
-                FloatRange::Positive => x > 0.0,
+                FloatRange::Positive => x > 0.0 && f > 0.0,
                 FloatRange::NonNegative => x >= 0.0,
                 FloatRange::UnitHalfOpen => (0.0..1.0).contains(&x),
             }
@@ -50,8 +54,8 @@ impl FloatRange {
 
     pub fn describe(self) -> &'static str {
         match self {
-            FloatRange::Positive => "a finite number > 0",
-            FloatRange::NonNegative => "a finite number >= 0",
+            FloatRange::Positive => "a number > 0 that f32 holds (1e-45 ..= 3.4e38)",
+            FloatRange::NonNegative => "a number >= 0 that f32 holds (at most 3.4e38)",
             FloatRange::UnitHalfOpen => "a number in [0, 1)",
         }
     }

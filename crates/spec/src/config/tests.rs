@@ -136,8 +136,11 @@ fn wrong_types_and_ranges_are_reported_with_the_allowed_values() {
         ("lr = 1e-3", "lr = \"fast\"", "optimizer.lr", "> 0"),
         ("lr = 1e-3", "lr = -1.0", "optimizer.lr", "> 0"),
         ("lr = 1e-3", "lr = 0", "optimizer.lr", "> 0"),
-        ("lr = 1e-3", "lr = nan", "optimizer.lr", "finite"),
-        ("lr = 1e-3", "lr = inf", "optimizer.lr", "finite"),
+        ("lr = 1e-3", "lr = nan", "optimizer.lr", "f32 holds"),
+        ("lr = 1e-3", "lr = inf", "optimizer.lr", "f32 holds"),
+        // Issue 35, finding 8: finite in f64, infinite (or zero) in f32, where training reads it.
+        ("lr = 1e-3", "lr = 1e300", "optimizer.lr", "f32 holds"),
+        ("lr = 1e-3", "lr = 1e-300", "optimizer.lr", "f32 holds"),
         (
             "batch_size = 64",
             "batch_size = 0",
