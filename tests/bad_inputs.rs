@@ -229,6 +229,17 @@ fn every_bad_input_fails_cleanly_with_a_helpful_message() {
             2,
             &["optimizer.lr", "f32 holds"],
         ),
+        // Issue 35, finding 8: 5 million widths cost 1.2 GB and 4.3 s before "at most 8".
+        case(
+            "hidden with 5 million entries",
+            &with(
+                "hidden = [32]",
+                &format!("hidden = [{}]", vec!["32"; 5_000_000].join(",")),
+            ),
+            &r,
+            2,
+            &["exp.toml", "larger than 1024 KiB"],
+        ),
         // Issue 35, finding 8: finite as f64, infinite as the f32 training reads.
         case(
             "lr 1e300",

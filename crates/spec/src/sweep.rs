@@ -70,7 +70,7 @@ pub enum Distribution {
 
 /// Parses and validates a sweep file. Errors name the file and the key.
 pub fn load(path: &Path) -> Result<Sweep, String> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::config::read_bounded(path)
         .map_err(|e| format!("cannot read sweep file {}: {e}", path.display()))?;
     let sweep = parse(&text, path)?;
     if !sweep.base.is_file() {

@@ -183,8 +183,31 @@ pub fn absolute(dir: &Path, path: &str) -> PathBuf {
     out
 }
 
+/// The largest experiment or sweep file read (the largest shipped one is under 2 KB): a bigger
+/// file is refused before it is read, so that no input costs memory in proportion to its size.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// A text file of at most [`MAX_FILE_BYTES`]; a larger one is an `InvalidInput` error saying so.
+pub fn read_bounded(file: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(file)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "larger than {} KiB; not an experiment or sweep file",
+                MAX_FILE_BYTES >> 10
+            ),
+        ));
+    }
+    Ok(text)
+}
+
 fn read_text(file: &Path) -> Result<String> {
-    std::fs::read_to_string(file).map_err(|e| match e.kind() {
+    read_bounded(file).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
             Error::Input(format!("experiment file {} does not exist", file.display()))
         }
@@ -195,6 +218,7 @@ fn read_text(file: &Path) -> Result<String> {
         std::io::ErrorKind::InvalidData => {
             Error::Input(format!("{} is not valid UTF-8 text", file.display()))
         }
+        std::io::ErrorKind::InvalidInput => Error::Input(format!("{}: {e}", file.display())),
         _ => Error::io("read experiment file", file, e),
     })
 }

@@ -2,6 +2,7 @@
 //! whose hash names the run directory.
 
 mod compose;
+pub use compose::{read_bounded, MAX_FILE_BYTES};
 pub mod overrides;
 pub mod schema;
 
