@@ -77,12 +77,17 @@ pub fn untimed_rows(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>)> {
 /// SHA-256 over the untimed rows, one comma-joined line each, header first.
 pub fn csv_digest(path: &Path) -> Result<String> {
     let (header, rows) = untimed_rows(path)?;
+    Ok(rows_digest(&header, &rows))
+}
+
+/// [`csv_digest`] of rows already read with [`untimed_rows`].
+pub fn rows_digest(header: &[String], rows: &[Vec<String>]) -> String {
     let mut h = Sha256::new();
-    for row in std::iter::once(&header).chain(&rows) {
+    for row in std::iter::once(header).chain(rows.iter().map(Vec::as_slice)) {
         h.update(row.join(",").as_bytes());
         h.update(b"\n");
     }
-    Ok(hex(&h.finalize()))
+    hex(&h.finalize())
 }
 
 #[cfg(test)]

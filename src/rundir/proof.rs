@@ -45,15 +45,21 @@ pub fn check(dir: &RunDir, summary: &Summary, depth: Depth) -> Result<(), String
 
 fn check_files(dir: &RunDir, summary: &Summary) -> Result<(), String> {
     check_config(dir, summary)?;
+    // eval.csv is read once: for its digest and for the summary's numbers.
+    let (header, evals) =
+        digest::untimed_rows(&dir.file(EVAL)).map_err(|e| format!("{EVAL} cannot be read: {e}"))?;
     let Some(recorded) = summary.digests.as_ref() else {
         // Runs from releases before digests were recorded: their files cannot be checked.
-        return check_numbers(dir, summary);
+        return check_numbers(&header, &evals, summary);
     };
-    let digest_of = |name: &str| {
-        digest::csv_digest(&dir.file(name)).map_err(|e| format!("{name} cannot be read: {e}"))
-    };
-    for (name, want) in [(METRICS, &recorded.metrics), (EVAL, &recorded.eval)] {
-        if digest_of(name)? != *want {
+    let eval_digest = digest::rows_digest(&header, &evals);
+    let metrics_digest = digest::csv_digest(&dir.file(METRICS))
+        .map_err(|e| format!("{METRICS} cannot be read: {e}"))?;
+    for (name, got, want) in [
+        (METRICS, metrics_digest, &recorded.metrics),
+        (EVAL, eval_digest, &recorded.eval),
+    ] {
+        if got != *want {
             return Err(format!(
                 "{name} does not match the digest {SUMMARY} records (edited or damaged)"
             ));
@@ -80,7 +86,7 @@ fn check_files(dir: &RunDir, summary: &Summary) -> Result<(), String> {
             ));
         }
     }
-    check_numbers(dir, summary)
+    check_numbers(&header, &evals, summary)
 }
 
 /// The config, re-hashed with the data digest `meta.json` records, must give the hash the
@@ -110,9 +116,7 @@ fn check_config(dir: &RunDir, summary: &Summary) -> Result<(), String> {
 
 /// The summary's numbers must be those of `eval.csv`: the last row's test loss and accuracy,
 /// and the test accuracy at the best step.
-fn check_numbers(dir: &RunDir, summary: &Summary) -> Result<(), String> {
-    let (header, rows) =
-        digest::untimed_rows(&dir.file(EVAL)).map_err(|e| format!("{EVAL}: {e}"))?;
+fn check_numbers(header: &[String], rows: &[Vec<String>], summary: &Summary) -> Result<(), String> {
     let col = |name: &str| header.iter().position(|h| h == name);
     let (Some(loss), Some(acc)) = (col("test_loss"), col("test_accuracy")) else {
         return Err(format!("{EVAL} lacks its test columns"));
