@@ -142,7 +142,9 @@ fn resumable(
     exp: &Experiment,
 ) -> std::result::Result<Resumption, String> {
     let steps = exp.train.steps;
-    let summary = dir.read_summary().ok_or("no readable summary.json")?;
+    let summary = dir
+        .read_summary()
+        .ok_or("its summary.json is missing or unreadable")?;
     if !matches!(
         summary.status,
         Status::Running | Status::Interrupted | Status::Failed
@@ -431,7 +433,8 @@ impl<'a> Run<'a> {
         match resumable(&self.dir, &self.hash, &self.exp) {
             Ok(r) => Some(r),
             Err(why) => {
-                if self.dir.file(rundir::SUMMARY).exists() {
+                // Said whenever there was a run to lose: a summary, or files without one.
+                if self.dir.file(rundir::SUMMARY).exists() || self.dir.holds_run_files() {
                     crate::errln!("runner: starting {} over: {why}", self.dir.path.display());
                 }
                 None

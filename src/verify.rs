@@ -140,15 +140,29 @@ pub fn verify(
 ) -> Result<Report> {
     let run = RunDir::new(dir.to_path_buf());
     let config = run.file(rundir::CONFIG);
-    let summary = run
-        .read_summary()
-        .filter(|_| config.is_file())
-        .ok_or_else(|| {
-            Error::Input(format!(
-                "{}: not a run directory (needs a readable summary.json and config.toml)",
-                dir.display()
-            ))
-        })?;
+    let summary = run.read_summary().ok_or_else(|| {
+        Error::Input(format!(
+            "{}: not a run directory (needs a readable summary.json and config.toml)",
+            dir.display()
+        ))
+    })?;
+    // A run whose summary or config is gone has nothing to re-run or compare against: it fails
+    // verification (exit 1, as a run that does not reproduce), naming what is missing.
+    let summary_reads = std::fs::read_to_string(run.file(rundir::SUMMARY))
+        .is_ok_and(|t| serde_json::from_str::<rundir::Summary>(&t).is_ok());
+    let missing = if !summary_reads {
+        Some(rundir::SUMMARY)
+    } else if !config.is_file() {
+        Some(rundir::CONFIG)
+    } else {
+        None
+    };
+    if let Some(file) = missing {
+        return Err(Error::Failed(format!(
+            "{} is damaged and cannot be verified: its {file} is missing or unreadable",
+            dir.display()
+        )));
+    }
     let done = summary.steps_done;
     let n = steps.unwrap_or(done);
     if n == 0 || n > done {
@@ -424,18 +438,27 @@ fn compare_weights(
             detail: format!("the run's {what} hold no tensors"),
         });
     }
-    let differing: Vec<&String> = a
+    // Both maps are sorted by name, so their union is too: each differing tensor once.
+    let differing: std::collections::BTreeSet<&String> = a
         .keys()
         .chain(b.keys())
         .filter(|k| a.get(*k) != b.get(*k))
         .collect();
+    let differing: Vec<&String> = differing.into_iter().collect();
     Ok(if differing.is_empty() {
         Check::Identical {
             detail: format!("{} tensors against the run's {what}, by SHA-256", a.len()),
         }
     } else {
         Check::Differs {
-            detail: format!("tensors {:?} differ from the run's {what}", differing),
+            detail: format!(
+                "tensors {} differ from the run's {what}",
+                differing
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     })
 }

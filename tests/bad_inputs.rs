@@ -586,6 +586,13 @@ fn every_bad_input_fails_cleanly_with_a_helpful_message() {
             &["nope.toml"],
         ),
         case(
+            "base names a directory",
+            &format!("base = \".\"\n{MLP}"),
+            &["run", "exp.toml"],
+            2,
+            &["exp.toml", "key 'base'", "is a directory, not an experiment file"],
+        ),
+        case(
             "unknown command",
             MLP,
             &["train", "exp.toml"],
@@ -623,6 +630,15 @@ fn every_bad_input_fails_cleanly_with_a_helpful_message() {
             "t10k-labels",
         ),
         (
+            "train images count zero",
+            "train-images-idx3-ubyte.gz",
+            |b| {
+                b[4..8].copy_from_slice(&0u32.to_be_bytes());
+                b.truncate(16);
+            },
+            "holds no images",
+        ),
+        (
             "train label out of range",
             "train-labels-idx1-ubyte.gz",
             |b| b[20] = 10,
@@ -635,6 +651,7 @@ fn every_bad_input_fails_cleanly_with_a_helpful_message() {
         let (code, err) = run(tmp.path(), c);
         check(c.name, code, &err, c.code, &c.says, &mut failures);
     }
+    let data_case_count = data_cases.len();
     for (name, file, edit, says) in data_cases {
         let dir = tempfile::tempdir().unwrap();
         let data = data_copy(dir.path(), file, edit);
@@ -645,6 +662,22 @@ fn every_bad_input_fails_cleanly_with_a_helpful_message() {
         let c = case(name, &text, &r, 3, &[]);
         let (code, err) = run(dir.path(), &c);
         check(name, code, &err, 3, &[file, says], &mut failures);
+    }
+    // A dataset file that is a loop of symbolic links is bad data, not an I/O failure.
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let data = data_copy(dir.path(), "", |_| {});
+        let looped = data.join("train-images-idx3-ubyte.gz");
+        std::fs::remove_file(&looped).unwrap();
+        std::os::unix::fs::symlink(&looped, &looped).unwrap();
+        let text = with(
+            "seed = 0",
+            &format!("seed = 0\n[data]\ndir = \"{}\"", data.display()),
+        );
+        let c = case("dataset symlink loop", &text, &r, 3, &[]);
+        let (code, err) = run(dir.path(), &c);
+        let says = ["train-images-idx3-ubyte.gz", "loop of symbolic links"];
+        check(c.name, code, &err, 3, &says, &mut failures);
     }
     // Runs directory not writable.
     {
@@ -696,7 +729,7 @@ fn every_bad_input_fails_cleanly_with_a_helpful_message() {
         let (code, err) = run_with(dir.path(), &c, cmd);
         check(c.name, code, &err, 3, &c.says, &mut failures);
     }
-    let total = cases.len() + 5 + 1 + 1 + 1;
+    let total = cases.len() + data_case_count + 1 + 1 + 1 + 1;
     eprintln!("{total} bad-input cases, {} failed", failures.len());
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert!(total >= 40);
@@ -813,9 +846,9 @@ fn a_write_past_the_file_size_limit_fails_cleanly() {
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
-            // Ignored signals stay ignored across exec: writes past the limit then fail with
-            // EFBIG instead of killing the process, like a full disk's ENOSPC.
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            // SIGXFSZ keeps its default (kill) here: runner itself must ignore it, so that the
+            // write fails with EFBIG like a full disk's ENOSPC instead of killing it silently.
+            libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
             let limit = libc::rlimit {
                 rlim_cur: 200_000,
                 rlim_max: 200_000,
@@ -858,5 +891,30 @@ fn a_full_disk_fails_cleanly() {
     let _ = Command::new("umount").arg(&runs).status();
     if let Err(e) = result {
         std::panic::resume_unwind(e);
+    }
+}
+
+/// Finding 8 of issue 35: a long value was echoed whole in the error (a 50 MB name, a dataset
+/// name twice). Values are cut to their ends with a count; the error stays a few hundred bytes.
+#[test]
+fn long_values_are_cut_in_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("exp.toml"), MLP).unwrap();
+    let long = "y".repeat(100_000);
+    for key in ["name", "data.dataset", "optimizer.kind", "train.steps"] {
+        let set = format!("{key}={long}");
+        let out = Command::new(BIN)
+            .args(["run", "exp.toml", "--set", &set])
+            .current_dir(dir.path())
+            .env("RUNNER_BUILD", "never")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{key}: {err}");
+        assert!(err.len() < 2000, "{key}: {} bytes of error", err.len());
+        assert!(
+            err.contains(key) && err.contains("characters cut]"),
+            "{key}: {err}"
+        );
     }
 }

@@ -338,11 +338,16 @@ fn runs_without_a_readable_summary_are_incomplete() {
     let dir = tmp.path();
     let run = finished_run(dir);
     std::fs::write(run.join("summary.json"), "{\"status\": \"comp").unwrap();
-    assert_eq!(listed_statuses(dir)[0].1, "unknown");
+    // The run's other files are there: it is a damaged run, not an unknown directory.
+    assert_eq!(listed_statuses(dir)[0].1, "damaged");
     let verify = output(&["verify", run.to_str().unwrap()], dir);
-    assert_eq!(verify.status.code(), Some(2));
+    assert_eq!(verify.status.code(), Some(1));
     let again = output(&["run", "exp.toml"], dir);
     assert!(again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("no readable summary.json"));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains("starting") && err.contains("summary.json is missing or unreadable"),
+        "{err}"
+    );
     assert_eq!(listed_statuses(dir)[0].1, "complete");
 }

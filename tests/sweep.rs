@@ -668,4 +668,28 @@ fn an_interrupted_trial_is_never_ranked_against_complete_ones() {
         4,
         "ls of a sweep file lists its trials:\n{ls}"
     );
+    // A trial that failed (as a full disk leaves it: status `failed`, its evaluations kept) is
+    // not ranked either, though its accuracy is the higher one.
+    let strong = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            std::fs::read_to_string(p.join("summary.json"))
+                .is_ok_and(|t| t.contains("\"interrupted\""))
+        })
+        .expect("the interrupted trial");
+    let summary = std::fs::read_to_string(strong.join("summary.json")).unwrap();
+    std::fs::write(
+        strong.join("summary.json"),
+        summary.replace("\"interrupted\"", "\"failed\""),
+    )
+    .unwrap();
+    let out = common::runner(&["compare", file], &runs);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[2].contains("complete"), "{table}");
+    assert!(
+        lines[3].contains("failed") && !lines[3].contains('*'),
+        "the failed trial is after the complete one, unranked:\n{table}"
+    );
 }

@@ -57,7 +57,7 @@ fn a_complete_run_proves_itself_on_every_read() {
     let pristine: PathBuf = common::the_run(&made);
     let id = pristine.file_name().unwrap().to_str().unwrap().to_string();
     type Tamper = fn(&Path);
-    let cases: [(&str, Tamper, &str); 6] = [
+    let cases: [(&str, Tamper, &str); 8] = [
         (
             "an accuracy in eval.csv",
             |d| edit(&d.join("eval.csv"), |t| t.replace(",0.8268,", ",0.9268,")),
@@ -120,6 +120,18 @@ fn a_complete_run_proves_itself_on_every_read() {
             },
             "final_test_accuracy is not the one eval.csv holds",
         ),
+        // Finding 8: a deleted summary made `run` start over without a word; a deleted config
+        // hid the run from every command.
+        (
+            "summary.json deleted",
+            |d| std::fs::remove_file(d.join("summary.json")).unwrap(),
+            "summary.json is missing",
+        ),
+        (
+            "config.toml deleted",
+            |d| std::fs::remove_file(d.join("config.toml")).unwrap(),
+            "config.toml is missing",
+        ),
     ];
     for (i, (what, tamper, says)) in cases.into_iter().enumerate() {
         let runs = tmp.path().join(format!("case-{i}"));
@@ -132,7 +144,13 @@ fn a_complete_run_proves_itself_on_every_read() {
         assert_eq!(run["status"], "damaged", "{what}: {run}");
         let why = run["error"].as_str().unwrap_or_default();
         assert!(why.contains(says), "{what}: {why}");
-        if what.contains("summary.json") {
+        if what.contains("deleted") {
+            // Nothing to re-run or compare against: verify fails (exit 1) naming the file.
+            let out = runner(&["verify", dir.to_str().unwrap(), "-q"], &runs, &cache);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{stderr}");
+            assert!(stderr.contains(&says[..12]), "{stderr}");
+        } else if what.contains("summary.json") {
             // `verify` re-ran it bit-identically and said so, exit 0; the summary lies, so no.
             let out = runner(&["verify", dir.to_str().unwrap(), "-q"], &runs, &cache);
             let stdout = String::from_utf8_lossy(&out.stdout);
@@ -142,13 +160,24 @@ fn a_complete_run_proves_itself_on_every_read() {
                 "{stdout}"
             );
         }
-        if i == 0 {
+        if what.contains("model.safetensors") {
+            // Finding 8: verify listed each differing tensor twice.
+            let out = runner(&["verify", dir.to_str().unwrap(), "-q"], &runs, &cache);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let line = stdout.lines().find(|l| l.contains("weights")).unwrap_or("");
+            assert!(
+                line.contains("DIFFERS: tensors 2.weight differ"),
+                "{stdout}"
+            );
+            assert_eq!(line.matches("2.weight").count(), 1, "{line}");
+        }
+        if i == 0 || what.contains("deleted") {
             // `run` does not skip it: it says why and trains it again, to the original bits.
             let out = runner(&["run", "experiments/smoke.toml"], &runs, &cache);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(out.status.success(), "{stderr}");
             assert!(
-                stderr.contains("starting") && stderr.contains(says),
+                stderr.contains("starting") && stderr.contains(&says[..20]),
                 "{stderr}"
             );
             assert_eq!(listed(&runs, &cache)["status"], "complete");
@@ -217,5 +246,54 @@ fn a_planted_lock_link_is_never_followed_and_dry_runs_write_nothing() {
     assert!(
         lock.file_type().is_file(),
         "the link was replaced by a lock file"
+    );
+}
+
+/// Finding 8: a note or a copied run's files printed raw could send escape sequences to the
+/// terminal and fake output lines; a directory renamed to another run's hash passed itself off
+/// as that run. A renamed copy without a hash in its name is still a run.
+#[test]
+fn printed_text_is_escaped_and_a_directory_name_cannot_lie() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let made = tmp.path().join("made");
+    assert!(
+        runner(&["run", "experiments/smoke.toml", "-q"], &made, &cache)
+            .status
+            .success()
+    );
+    let pristine = common::the_run(&made);
+
+    let note = "fine\nstatus:    complete\x1b[2J\x1b[31mred";
+    let out = runner(&["note", "smoke", note], &made, &cache);
+    assert!(out.status.success());
+    let shown = runner(&["show", "smoke"], &made, &cache).stdout;
+    let shown = String::from_utf8_lossy(&shown);
+    assert!(!shown.contains('\x1b'), "{shown}");
+    let starting = |p: &str| shown.lines().filter(|l| l.starts_with(p)).count();
+    assert_eq!((starting("status:"), starting("note:")), (1, 1), "{shown}");
+    assert!(
+        shown.contains("fine\\nstatus:    complete\\u{1b}[2J"),
+        "{shown}"
+    );
+
+    let runs = tmp.path().join("copies");
+    copy_dir(&pristine, &runs.join("my-best-run"));
+    copy_dir(&pristine, &runs.join("smoke-0123456789ab"));
+    let out = runner(&["--json", "ls"], &runs, &cache);
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let row = |id: &str| rows.iter().find(|r| r["run"] == id).unwrap().clone();
+    assert_eq!(row("my-best-run")["status"], "complete", "{rows:?}");
+    let lying = row("smoke-0123456789ab");
+    assert_eq!(lying["status"], "damaged", "{lying}");
+    assert!(
+        lying["error"]
+            .as_str()
+            .unwrap()
+            .contains("named for hash 0123456789ab"),
+        "{lying}"
     );
 }

@@ -9,6 +9,7 @@ use crate::report::runs::{self, Run};
 use crate::rundir::annotations::Annotations;
 use crate::rundir::{self, RunDir, Status};
 use clap::Args;
+use runner_spec::text::one_line;
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
@@ -123,14 +124,16 @@ pub fn show(args: ShowArgs, out: Output) -> Result<()> {
     Ok(())
 }
 
+/// Every text from the run's files goes through [`one_line`]: a note or a copied run's
+/// summary cannot fake an output line or send escape sequences to the terminal.
 fn describe(
     run: &Run,
     notes: &Annotations,
     command: &[String],
     files: &[(String, u64)],
 ) -> Result<()> {
-    outln!("run:       {}", run.id)?;
-    outln!("dir:       {}", run.dir.display())?;
+    outln!("run:       {}", one_line(&run.id))?;
+    outln!("dir:       {}", one_line(&run.dir.display().to_string()))?;
     match &run.summary {
         Some(s) => {
             outln!(
@@ -151,32 +154,32 @@ fn describe(
             }
             outln!(
                 "started:   {}  finished: {}",
-                s.started_at,
-                s.finished_at.as_deref().unwrap_or("-")
+                one_line(&s.started_at),
+                one_line(s.finished_at.as_deref().unwrap_or("-"))
             )?;
             if let Some(e) = &s.error {
-                outln!("error:     {e}")?;
+                outln!("error:     {}", one_line(e))?;
             }
         }
         None => outln!("status:    unknown (no readable summary.json)")?,
     }
     if !command.is_empty() {
-        outln!("command:   {}", command.join(" "))?;
+        outln!("command:   {}", one_line(&command.join(" ")))?;
     }
     if !notes.tags.is_empty() {
-        outln!("tags:      {}", notes.tag_list())?;
+        outln!("tags:      {}", one_line(&notes.tag_list()))?;
     }
     for n in &notes.notes {
-        outln!("note:      {}  {}", n.at, n.text)?;
+        outln!("note:      {}  {}", one_line(&n.at), one_line(&n.text))?;
     }
     outln!("files:")?;
     for (name, size) in files {
-        outln!("  {name:<24} {size:>12} B")?;
+        outln!("  {:<24} {size:>12} B", one_line(name))?;
     }
     let config = std::fs::read_to_string(run.dir.join(rundir::CONFIG)).unwrap_or_default();
     outln!("config:")?;
     for line in config.lines() {
-        outln!("  {line}")?;
+        outln!("  {}", one_line(line))?;
     }
     Ok(())
 }

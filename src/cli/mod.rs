@@ -222,6 +222,13 @@ Examples:
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
     crate::malloc::tune();
+    // A write past `ulimit -f` would kill the process with SIGXFSZ (exit 153, no message, the
+    // run left `running`); ignored, the write fails with EFBIG and the run fails like on a full
+    // disk: a message naming the file, status `failed`, exit 4.
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -240,7 +247,7 @@ pub fn main() -> i32 {
     let policy = match crate::compile::Policy::choose(cli.no_build) {
         Ok(p) => p,
         Err(e) => {
-            crate::errln!("error: {e}");
+            crate::errln!("error: {}", runner_spec::text::message(&e.to_string()));
             return e.exit_code();
         }
     };
@@ -254,7 +261,7 @@ pub fn main() -> i32 {
         Ok(()) => 0,
         Err(e) if stdout::is_closed_pipe(&e) => 0,
         Err(e) => {
-            crate::errln!("error: {e}");
+            crate::errln!("error: {}", runner_spec::text::message(&e.to_string()));
             crate::verbose::say(|| {
                 let mut detail = String::new();
                 let mut cause = std::error::Error::source(&e);

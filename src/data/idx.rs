@@ -26,13 +26,20 @@ pub const MAX_PAYLOAD: usize = 1 << 31;
 /// the number of bytes the header promises. Decompression stops one byte past that promise, so
 /// a small file that inflates without end (a gzip bomb) costs no more memory than its header
 /// claims, and the claim is capped at [`MAX_PAYLOAD`].
+/// A dataset file that is missing, a symlink loop or not a file is bad data (exit 3); any
+/// other failure to open it (permissions, the disk) is an I/O error.
+fn open_error(path: &Path, e: std::io::Error) -> Error {
+    let what = match e.kind() {
+        std::io::ErrorKind::NotFound => "is missing",
+        std::io::ErrorKind::IsADirectory => "is a directory",
+        _ if e.raw_os_error() == Some(libc::ELOOP) => "is a loop of symbolic links",
+        _ => return Error::io("read dataset file", path, e),
+    };
+    Error::Data(format!("dataset file {} {what}", path.display()))
+}
+
 pub fn read_gz(path: &Path, expected_magic: u32) -> Result<Idx> {
-    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            Error::Data(format!("dataset file {} is missing", path.display()))
-        }
-        _ => Error::io("read dataset file", path, e),
-    })?;
+    let file = std::fs::File::open(path).map_err(|e| open_error(path, e))?;
     let bad = |msg: String| Error::Data(format!("{}: {msg}", path.display()));
     let not_gzip = |e: std::io::Error| bad(format!("not a valid gzip file ({e})"));
     let mut gz = GzDecoder::new(std::io::BufReader::with_capacity(1 << 16, file));

@@ -241,6 +241,12 @@ fn make_split(images: Idx, labels: Idx, images_path: &Path, labels_path: &Path) 
             images.dims
         )));
     }
+    if images.dims[0] == 0 {
+        return Err(Error::Data(format!(
+            "{} holds no images; a dataset split needs at least one",
+            images_path.display()
+        )));
+    }
     if images.dims[0] != labels.dims[0] {
         return Err(Error::Data(format!(
             "{} holds {} images but {} holds {} labels; the counts must match",

@@ -206,8 +206,16 @@ impl<M: Network> Trainable for Net<M> {
     }
 
     fn save(&self, path: &Path) -> Result<()> {
-        self.model.save_safetensors(path).map_err(|e| {
-            Error::Failed(format!("cannot write weights to {}: {e:?}", path.display()))
+        self.model.save_safetensors(path).map_err(|e| match e {
+            // A full disk or a file-size limit: an I/O error (exit 4), as for every other file.
+            ::safetensors::tensor::SafeTensorError::IoError(io) => {
+                Error::io("write weights to", path, io)
+            }
+            other => Error::Failed(format!(
+                "cannot write weights to {}: {}",
+                path.display(),
+                crate::ops::params::safetensors_error(&other)
+            )),
         })
     }
 

@@ -95,3 +95,25 @@ pub fn write<M: TensorCollection<f32, Cpu>>(model: &mut M, take: &mut Take) -> R
     .map_err(|e| format!("{e:?}"))?;
     writer.failure.map_or(Ok(()), Err)
 }
+
+/// A safetensors error in words (its `Display` prints the variant's debug form, e.g.
+/// `IoError(Os { code: 28, .. })`).
+pub fn safetensors_error(e: &::safetensors::tensor::SafeTensorError) -> String {
+    use ::safetensors::tensor::SafeTensorError as E;
+    match e {
+        E::IoError(io) => io.to_string(),
+        E::JsonError(json) => format!("its header is not valid JSON ({json})"),
+        E::InvalidHeader | E::InvalidHeaderStart | E::InvalidHeaderDeserialization => {
+            "its header is not a safetensors header".into()
+        }
+        E::HeaderTooLarge | E::HeaderTooSmall | E::InvalidHeaderLength => {
+            "its header length is impossible (truncated or not a safetensors file)".into()
+        }
+        E::TensorNotFound(name) => format!("it has no tensor '{name}'"),
+        E::InvalidOffset(name) => format!("tensor '{name}' has offsets outside the file"),
+        E::TensorInvalidInfo | E::InvalidTensorView(..) | E::ValidationOverflow => {
+            "a tensor's shape, type and size disagree".into()
+        }
+        E::MetadataIncompleteBuffer => "its tensors do not cover the file (truncated?)".into(),
+    }
+}

@@ -18,7 +18,8 @@ pub struct Run {
     /// The resolved config flattened to dotted keys, values in TOML spelling, with the defaults
     /// the canonical form leaves out filled in (`config::OMITTED_DEFAULTS`).
     pub config: BTreeMap<String, String>,
-    /// `None` when `summary.json` is missing or unreadable (a run killed while starting).
+    /// `None` when `summary.json` is missing or unreadable and nothing else says the run
+    /// started (see `RunDir::read_summary`: with other run files it reads as `damaged`).
     pub summary: Option<Summary>,
     pub evals: Vec<EvalRow>,
     /// Tags from `annotations.json` (`runner tag`).
@@ -58,8 +59,17 @@ pub struct StepRow {
 impl Run {
     /// Reads a run directory; the error says why it is not one.
     pub fn load(dir: &Path) -> Result<Run, String> {
-        let text = std::fs::read_to_string(dir.join(rundir::CONFIG))
-            .map_err(|_| "no config.toml".to_string())?;
+        let run_dir = rundir::RunDir::new(dir.to_path_buf());
+        // A run whose config.toml is gone is still listed (as damaged: its summary cannot be
+        // proven), so that it can be seen, retrained or removed; a directory with none of a
+        // run's files is not a run.
+        let text = match std::fs::read_to_string(dir.join(rundir::CONFIG)) {
+            Ok(text) => text,
+            Err(_) if run_dir.file(rundir::SUMMARY).exists() || run_dir.holds_run_files() => {
+                String::new()
+            }
+            Err(_) => return Err("no config.toml".to_string()),
+        };
         let table: toml::Table = text
             .parse()
             .map_err(|e| format!("config.toml is not valid TOML: {e}"))?;
@@ -67,13 +77,13 @@ impl Run {
         flatten("", &toml::Value::Table(table), &mut config);
         let kind = config.get("model.kind").cloned().unwrap_or_default();
         for (key, value, only_for) in crate::config::OMITTED_DEFAULTS {
-            if only_for.is_none_or(|k| kind.trim_matches('"') == k) {
+            if !text.is_empty() && only_for.is_none_or(|k| kind.trim_matches('"') == k) {
                 config
                     .entry(key.to_string())
                     .or_insert_with(|| value.to_string());
             }
         }
-        let summary = rundir::RunDir::new(dir.to_path_buf()).read_summary();
+        let summary = run_dir.read_summary();
         let id = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -81,6 +91,7 @@ impl Run {
         let name = config
             .get("name")
             .map(|n| n.trim_matches('"').to_string())
+            .or_else(|| summary.as_ref().map(|s| s.name.clone()))
             .unwrap_or_else(|| id.clone());
         let evals = read_csv_rows(&dir.join(rundir::EVAL), None)
             .into_iter()

@@ -114,11 +114,14 @@ impl Table {
         }
     }
 
+    /// A cell as the aligned table prints it: escaped to one line (a tag or name from a copied
+    /// run cannot break the table or reach the terminal as an escape sequence).
     fn marked(cell: &Cell) -> String {
+        let text = runner_spec::text::one_line(&cell.text);
         if cell.best {
-            format!("{}*", cell.text)
+            format!("{text}*")
         } else {
-            cell.text.clone()
+            text
         }
     }
 

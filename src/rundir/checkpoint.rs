@@ -5,7 +5,7 @@
 
 use super::{atomic, Totals};
 use crate::error::{Error, Result};
-use crate::ops::params::NamedTensor;
+use crate::ops::params::{safetensors_error, NamedTensor};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -98,7 +98,7 @@ impl Checkpoint {
 pub fn read_weights(path: &Path) -> Result<Vec<NamedTensor>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
     let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| Error::Data(format!("{}: {e:?}", path.display())))?;
+        .map_err(|e| Error::Data(format!("{}: {}", path.display(), safetensors_error(&e))))?;
     Ok(st
         .tensors()
         .into_iter()
@@ -155,8 +155,12 @@ pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
         (STATE_KEY.to_string(), state),
         (DIGEST_KEY.to_string(), digest),
     ]);
-    let encoded = safetensors::serialize(views, &Some(meta))
-        .map_err(|e| Error::Failed(format!("cannot encode checkpoint: {e:?}")))?;
+    let encoded = safetensors::serialize(views, &Some(meta)).map_err(|e| {
+        Error::Failed(format!(
+            "cannot encode checkpoint: {}",
+            safetensors_error(&e)
+        ))
+    })?;
     atomic::write(path, &encoded)
 }
 
@@ -164,8 +168,8 @@ pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
 pub fn load(path: &Path) -> Result<Checkpoint> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
     let bad = |what: String| Error::Data(format!("{}: {what}", path.display()));
-    let (_, header) =
-        SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a checkpoint: {e:?}")))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("not a checkpoint: {}", safetensors_error(&e))))?;
     let state_json = header
         .metadata()
         .as_ref()
@@ -179,7 +183,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             state.format
         )));
     }
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("{e:?}")))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(safetensors_error(&e)))?;
     if let Some(recorded) = header.metadata().as_ref().and_then(|m| m.get(DIGEST_KEY)) {
         let mut parts: Vec<(String, Dtype, Vec<usize>, &[u8])> = st
             .tensors()

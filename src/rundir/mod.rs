@@ -194,6 +194,22 @@ impl Summary {
         }
     }
 
+    /// How a run directory whose summary is gone reads: `damaged`, saying why, with the name
+    /// and hash its directory name carries.
+    pub fn damaged(dir: &Path, why: &str) -> Summary {
+        let id = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (name, hash) = id.rsplit_once('-').unwrap_or((&id, ""));
+        Summary {
+            status: Status::Damaged,
+            error: Some(why.to_string()),
+            started_at: String::new(),
+            ..Summary::started(name, hash, 0)
+        }
+    }
+
     /// Copies the run's totals into their summary fields (the one place that does).
     pub fn record(&mut self, t: &Totals) {
         self.steps_done = t.steps_done;
@@ -277,8 +293,17 @@ impl RunDir {
     /// holds was killed (or its machine went down): it is reported `interrupted`. A `complete`
     /// one whose files are missing or do not match it is reported `damaged`.
     pub fn read_summary(&self) -> Option<Summary> {
-        let text = std::fs::read_to_string(self.file(SUMMARY)).ok()?;
-        let mut summary: Summary = serde_json::from_str(&text).ok()?;
+        let text = std::fs::read_to_string(self.file(SUMMARY));
+        let parsed = text
+            .as_ref()
+            .ok()
+            .map(|t| serde_json::from_str::<Summary>(t));
+        let mut summary = match parsed {
+            Some(Ok(summary)) => summary,
+            _ if !self.holds_run_files() || self.is_locked() => return None,
+            Some(Err(_)) => return Some(Summary::damaged(&self.path, "summary.json is not valid")),
+            None => return Some(Summary::damaged(&self.path, "summary.json is missing")),
+        };
         if summary.status == Status::Running && self.file(LOCK).exists() && !self.is_locked() {
             summary.status = Status::Interrupted;
             summary.error = Some(
@@ -294,6 +319,14 @@ impl RunDir {
             }
         }
         Some(summary)
+    }
+
+    /// Whether the directory holds what only a started run writes (its metadata, logs or
+    /// weights): without a summary, such a directory is a damaged run, not an empty one.
+    pub fn holds_run_files(&self) -> bool {
+        [META, METRICS, EVAL, WEIGHTS, CHECKPOINT]
+            .iter()
+            .any(|f| self.file(f).exists())
     }
 
     /// A run is complete when its summary says so and its files match it.

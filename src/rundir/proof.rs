@@ -99,17 +99,28 @@ fn check_config(dir: &RunDir, summary: &Summary) -> Result<(), String> {
         .and_then(|t| serde_json::from_str(&t).ok())
         .ok_or_else(|| format!("{META} is unreadable"))?;
     let hash = exp.hash(&meta.data_digest);
+    if hash != summary.hash {
+        return Err(format!(
+            "{CONFIG} hashes to {} but {SUMMARY} records {} (edited?)",
+            &hash[..12],
+            summary.hash.get(..12).unwrap_or(&summary.hash)
+        ));
+    }
+    // `run` finds a run by its directory name, so a name that carries another hash would pass
+    // this run off as that config's. A name without a hash (a renamed copy) claims nothing.
     let named = dir
         .path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    if hash != summary.hash || !named.ends_with(&format!("-{}", &hash[..12])) {
-        return Err(format!(
-            "{CONFIG} hashes to {} but the run is {} (edited?)",
-            &hash[..12],
-            &summary.hash.get(..12).unwrap_or(&summary.hash)
-        ));
+    if let Some((_, claimed)) = named.rsplit_once('-') {
+        let is_hash = claimed.len() == 12 && claimed.bytes().all(|b| b.is_ascii_hexdigit());
+        if is_hash && claimed != &hash[..12] {
+            return Err(format!(
+                "the directory is named for hash {claimed} but {CONFIG} hashes to {} (renamed?)",
+                &hash[..12]
+            ));
+        }
     }
     Ok(())
 }

@@ -11,5 +11,6 @@ pub mod network;
 pub mod rule;
 pub mod schedule;
 pub mod sweep;
+pub mod text;
 
 pub use error::{Error, Result};

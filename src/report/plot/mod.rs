@@ -177,8 +177,8 @@ fn color(i: usize) -> RGBColor {
     COLORS[i % COLORS.len()]
 }
 
-fn err<E: std::fmt::Debug>(e: E) -> String {
-    format!("cannot draw the plot: {e:?}")
+fn err<E: std::fmt::Display>(e: E) -> String {
+    format!("cannot draw the plot: {e}")
 }
 
 fn draw<DB: DrawingBackend>(

@@ -43,9 +43,16 @@ fn read_chain(file: &Path, chain: &mut Vec<PathBuf>) -> Result<Table> {
         Some(Value::String(base)) => {
             let base_path = dir.join(&base);
             if !base_path.is_file() {
+                let what = if base_path.is_dir() {
+                    "is a directory, not an experiment file"
+                } else if base_path.exists() {
+                    "is not a regular file"
+                } else {
+                    "does not exist"
+                };
                 return Err(Error::Input(format!(
-                    "{}: key 'base': {} does not exist (a base is relative to the file that \
-                     names it)",
+                    "{}: key 'base': {} {what} (a base is the path of an experiment .toml \
+                     file, relative to the file that names it)",
                     file.display(),
                     base_path.display()
                 )));
