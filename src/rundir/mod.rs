@@ -194,16 +194,16 @@ impl Summary {
         }
     }
 
-    /// How a run directory whose summary is gone reads: `damaged`, saying why, with the name
-    /// and hash its directory name carries.
-    pub fn damaged(dir: &Path, why: &str) -> Summary {
+    /// How a run directory whose summary is missing or unreadable reads: `status`, saying why,
+    /// with the name and hash its directory name carries.
+    pub fn without_one(dir: &Path, status: Status, why: &str) -> Summary {
         let id = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let (name, hash) = id.rsplit_once('-').unwrap_or((&id, ""));
         Summary {
-            status: Status::Damaged,
+            status,
             error: Some(why.to_string()),
             started_at: String::new(),
             ..Summary::started(name, hash, 0)
@@ -301,8 +301,17 @@ impl RunDir {
         let mut summary = match parsed {
             Some(Ok(summary)) => summary,
             _ if !self.holds_run_files() || self.is_locked() => return None,
-            Some(Err(_)) => return Some(Summary::damaged(&self.path, "summary.json is not valid")),
-            None => return Some(Summary::damaged(&self.path, "summary.json is missing")),
+            // Written whole or not at all: a summary that does not parse was edited.
+            Some(Err(_)) => {
+                let why = "summary.json is not valid";
+                return Some(Summary::without_one(&self.path, Status::Damaged, why));
+            }
+            // A run killed while starting over (its old summary removed first) looks the same
+            // as one whose summary was deleted: not complete, and `run` starts it over.
+            None => {
+                let why = "summary.json is missing (stopped while starting over, or deleted)";
+                return Some(Summary::without_one(&self.path, Status::Interrupted, why));
+            }
         };
         if summary.status == Status::Running && self.file(LOCK).exists() && !self.is_locked() {
             summary.status = Status::Interrupted;
