@@ -88,3 +88,72 @@ fn modules_import_only_from_their_layer_or_below() {
         upward.join("\n")
     );
 }
+
+/// Sibling modules (files of one directory, named through `super::`) import each other in one
+/// direction only: no two modules of a directory depend on each other, directly or through
+/// others (issue 36 found `cli/sweep.rs` <-> `cli/sweep_tpe.rs`).
+#[test]
+fn sibling_modules_form_no_circle() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    // Edges per directory: module -> siblings it names.
+    let mut graphs: BTreeMap<std::path::PathBuf, BTreeMap<String, BTreeSet<String>>> =
+        BTreeMap::new();
+    for file in &files {
+        let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+        if matches!(name.as_str(), "tests" | "mod" | "lib" | "main") {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).unwrap();
+        let code: String = text
+            .split("#[cfg(test)]\nmod tests")
+            .next()
+            .unwrap_or(&text)
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let named: BTreeSet<String> = code
+            .match_indices("super::")
+            .map(|(at, m)| {
+                code[at + m.len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect::<String>()
+            })
+            .filter(|n| !n.is_empty() && *n != name)
+            .collect();
+        let dir = file.parent().unwrap().to_path_buf();
+        graphs.entry(dir).or_default().insert(name, named);
+    }
+    let mut circles = Vec::new();
+    for (dir, graph) in &graphs {
+        for start in graph.keys() {
+            // Depth-first search for a path from `start` back to itself.
+            let mut stack: Vec<(String, Vec<String>)> = vec![(start.clone(), vec![start.clone()])];
+            let mut seen = BTreeSet::new();
+            while let Some((at, path)) = stack.pop() {
+                for next in graph.get(&at).into_iter().flatten() {
+                    if next == start {
+                        circles.push(format!(
+                            "{}: {} -> {start}",
+                            dir.strip_prefix(&src).unwrap().display(),
+                            path.join(" -> ")
+                        ));
+                    } else if graph.contains_key(next) && seen.insert(next.clone()) {
+                        let mut p = path.clone();
+                        p.push(next.clone());
+                        stack.push((next.clone(), p));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        circles.is_empty(),
+        "modules that import each other:\n{}",
+        circles.join("\n")
+    );
+}

@@ -9,6 +9,7 @@ mod run;
 mod selection;
 mod stdout;
 mod sweep;
+mod sweep_output;
 mod sweep_tpe;
 
 use crate::error::{Error, Result};

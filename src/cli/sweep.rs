@@ -2,6 +2,7 @@
 
 use super::args::{Output, RunsDirArg, SlurmArgs};
 use super::stdout::{out, outln};
+use super::sweep_output::{report_submission, SweepEnd};
 use crate::error::{Error, Result};
 use crate::sweep::launch::{Launcher, Local, SlurmArray};
 use crate::sweep::{self as sw, manifest, slurm, spec, Planned};
@@ -305,48 +306,6 @@ fn run_locally(s: &Loaded, runs_dir: &Path, jobs: usize, out: Output) -> Result<
     end.report(&runs, out)
 }
 
-/// How a sweep run here ended, for its closing output and exit code.
-pub(super) struct SweepEnd<'a> {
-    pub sort: (crate::report::metrics::Metric, bool),
-    pub status: String,
-    pub interrupted: bool,
-    pub failed: usize,
-    pub dir: &'a Path,
-}
-
-impl SweepEnd<'_> {
-    /// Prints the sweep's runs best first (or one JSON object each) and its status line; the
-    /// error says whether it was stopped or trials failed.
-    pub fn report(&self, runs: &[crate::report::runs::Run], out: Output) -> Result<()> {
-        if out.json {
-            super::report::print_runs(runs)?;
-        } else if !runs.is_empty() {
-            let opts = crate::report::compare::Options {
-                sort: self.sort,
-                ..Default::default()
-            };
-            let (table, _) = crate::report::compare::compare(runs, &opts).map_err(Error::Input)?;
-            out!("{}", table.render(crate::report::table::Format::Table))?;
-        }
-        if !out.quiet {
-            crate::errln!("{}", self.status);
-        }
-        if self.interrupted {
-            return Err(Error::Interrupted(
-                "sweep stopped; run it again to resume".into(),
-            ));
-        }
-        if self.failed > 0 {
-            return Err(Error::Failed(format!(
-                "{} trial(s) failed; logs in {}",
-                self.failed,
-                self.dir.display()
-            )));
-        }
-        Ok(())
-    }
-}
-
 fn submit_to_slurm(
     s: &Loaded,
     runs_dir: &Path,
@@ -377,64 +336,6 @@ fn submit_to_slurm(
         }
     );
     report_submission(&sub, max_parallel, &nothing, &what, &s.dir, out)
-}
-
-/// Prints what a submission did: the job id on stdout (or one JSON line), the rest on stderr.
-pub(super) fn report_submission(
-    sub: &slurm::Submission,
-    max_parallel: Option<u32>,
-    nothing: &str,
-    what: &str,
-    dir: &Path,
-    out: Output,
-) -> Result<()> {
-    let array = format!(
-        "{}{}",
-        slurm::array_ranges(&sub.array),
-        max_parallel.map_or(String::new(), |k| format!("%{k}"))
-    );
-    if out.json {
-        outln!(
-            "{}",
-            serde_json::json!({
-                "job_id": sub.job.as_ref().map(|j| j.job_id.clone()),
-                "array": array,
-                "tasks": sub.array.len(),
-                "trials": sub.trials,
-                "in_slurm": sub.in_slurm,
-                "script": (!sub.array.is_empty()).then(|| sub.script.display().to_string()),
-            })
-        )?;
-    }
-    let say = |line: String| {
-        if !out.quiet {
-            crate::errln!("{line}")
-        }
-    };
-    if sub.array.is_empty() {
-        say(format!("nothing to submit: {nothing}"));
-        return Ok(());
-    }
-    let what = format!("array {array}: {what}");
-    match &sub.job {
-        None => say(format!(
-            "wrote {} ({what}); not submitted (--dry-run)",
-            sub.script.display()
-        )),
-        Some(job) => {
-            if !out.json {
-                outln!("{}", job.job_id)?;
-            }
-            say(format!(
-                "submitted Slurm job {} ({what})\nscript: {}\nlogs:   {}/slurm/task-{}_<task>.log\nstatus: runner sweep status <file>",
-                job.job_id,
-                sub.script.display(),
-                dir.display(),
-                job.job_id
-            ));
-        }
-    }
-    Ok(())
 }
 
 pub fn slurm_task(args: SlurmTaskArgs, out: Output) -> Result<()> {

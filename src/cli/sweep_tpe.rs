@@ -94,7 +94,14 @@ pub fn submit(
             String::new()
         }
     );
-    super::sweep::report_submission(&sub, options.max_parallel, &nothing, &what, &study.dir, out)
+    super::sweep_output::report_submission(
+        &sub,
+        options.max_parallel,
+        &nothing,
+        &what,
+        &study.dir,
+        out,
+    )
 }
 
 fn work(study: &Study, jobs: usize, out: Output) -> Result<()> {
@@ -113,7 +120,7 @@ fn work(study: &Study, jobs: usize, out: Output) -> Result<()> {
         .values()
         .filter_map(|r| crate::report::runs::Run::load(&study.runs_dir.join(&r.run)).ok())
         .collect();
-    let end = super::sweep::SweepEnd {
+    let end = super::sweep_output::SweepEnd {
         sort: (study.sweep.metric, study.sweep.maximize),
         status: summary_line(study, &records),
         interrupted: interrupted.load(Ordering::SeqCst),

@@ -79,7 +79,7 @@ pub fn compare(runs: &[Run], opts: &Options) -> Result<(Table, Option<Welch>), S
     });
     let all: Vec<&Run> = runs.iter().collect();
     let replicated = groups.iter().any(|g| g.runs.len() > 1);
-    let (added, removed) = super::ls::split_columns(columns);
+    let (added, removed) = super::table::split_columns(columns);
     let mut config_cols: Vec<String> = differing_keys(&all)
         .into_iter()
         .filter(|k| !(replicated && k == "seed"))

@@ -153,7 +153,7 @@ pub fn list(runs: &[Run], q: &Query) -> Result<Table, String> {
         q.desc,
         runs,
     )?;
-    let (added, removed) = split_columns(&q.columns);
+    let (added, removed) = super::table::split_columns(&q.columns);
     let (config_cols, metric_cols) = columns(&chosen, &added)?;
     let mut table = table(&chosen, &config_cols, &metric_cols);
     table.remove_columns(&removed)?;
@@ -169,19 +169,6 @@ pub struct Query {
     pub desc: bool,
     /// Columns to add (config keys or metric names) and, written `-NAME`, to remove.
     pub columns: Vec<String>,
-}
-
-/// `--columns` split into the columns to add and those to remove (written `-NAME`).
-pub fn split_columns(asked: &[String]) -> (Vec<String>, Vec<String>) {
-    let (removed, added): (Vec<&String>, Vec<&String>) =
-        asked.iter().partition(|c| c.starts_with('-'));
-    (
-        added.into_iter().cloned().collect(),
-        removed
-            .into_iter()
-            .map(|c| c.trim_start_matches('-').to_string())
-            .collect(),
-    )
 }
 
 fn matching<'a>(runs: &'a [Run], q: &Query) -> Vec<&'a Run> {

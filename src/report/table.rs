@@ -260,6 +260,19 @@ impl Table {
     }
 }
 
+/// `--columns` split into the columns to add and those to remove (written `-NAME`).
+pub fn split_columns(asked: &[String]) -> (Vec<String>, Vec<String>) {
+    let (removed, added): (Vec<&String>, Vec<&String>) =
+        asked.iter().partition(|c| c.starts_with('-'));
+    (
+        added.into_iter().cloned().collect(),
+        removed
+            .into_iter()
+            .map(|c| c.trim_start_matches('-').to_string())
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
