@@ -1,9 +1,16 @@
 //! Optimizers whose state the project owns. dfdx keeps its optimizers' moments private, so a run
 //! using them could not be checkpointed and resumed exactly; these keep their state in buffers
 //! that can be exported and imported, and compute the same updates as dfdx's bit for bit.
+//!
+//! One file per optimizer, each a [`rule::Rule`]; [`rule_for`] maps a config to its rule (the
+//! one place that lists them). See docs/layout.md for adding one.
 
+mod adam;
 mod clip;
-pub mod kernels;
+mod lion;
+mod rmsprop;
+pub mod rule;
+mod sgd;
 #[cfg(test)]
 mod tests;
 
@@ -14,29 +21,86 @@ use dfdx::nn::tensor_collection::{
     ViewTensorRef,
 };
 use dfdx::prelude::*;
-use kernels::{AdamStep, Decay, Momentum, RmsStep};
+use rule::{Decay, Rule};
 
-#[derive(Debug, Clone, Copy)]
-enum Rule {
-    Adam {
-        lr: f64,
-        betas: [f64; 2],
-        eps: f64,
-        decay: Decay,
-    },
-    Sgd {
-        lr: f32,
-        momentum: Momentum,
-        decay: Decay,
-    },
-    RmsProp(RmsStep),
+/// The rule of `cfg` at update `t` (1-based): the registry of optimizers.
+fn rule_for(cfg: &OptimizerConfig, t: i32) -> Box<dyn Rule> {
+    match *cfg {
+        OptimizerConfig::Adam {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } => Box::new(adam::Adam::new(
+            lr,
+            [beta1, beta2],
+            eps,
+            t,
+            Decay::l2(weight_decay),
+        )),
+        OptimizerConfig::Adamw {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } => Box::new(adam::Adam::new(
+            lr,
+            [beta1, beta2],
+            eps,
+            t,
+            Decay::decoupled(weight_decay, lr),
+        )),
+        OptimizerConfig::Sgd {
+            lr,
+            momentum,
+            nesterov,
+            weight_decay,
+        } => Box::new(sgd::Sgd {
+            lr: lr as f32,
+            momentum: match (momentum > 0.0, nesterov) {
+                (false, _) => sgd::Momentum::None,
+                (true, false) => sgd::Momentum::Classic(momentum as f32),
+                (true, true) => sgd::Momentum::Nesterov(momentum as f32),
+            },
+            decay: Decay::l2(weight_decay),
+        }),
+        OptimizerConfig::Rmsprop {
+            lr,
+            alpha,
+            eps,
+            momentum,
+            centered,
+            weight_decay,
+        } => Box::new(rmsprop::RmsProp {
+            lr: lr as f32,
+            alpha: alpha as f32,
+            eps: eps as f32,
+            momentum: (momentum > 0.0).then_some(momentum as f32),
+            centered,
+            decay: Decay::l2(weight_decay),
+        }),
+        OptimizerConfig::Lion {
+            lr,
+            beta1,
+            beta2,
+            weight_decay,
+        } => Box::new(lion::Lion {
+            lr: lr as f32,
+            beta1: beta1 as f32,
+            beta2: beta2 as f32,
+            decay: Decay::decoupled(weight_decay, lr),
+        }),
+    }
 }
 
 /// An optimizer over every trainable tensor of a dfdx module.
 pub struct Optimizer {
-    /// The configuration, kept to rebuild `rule` when a schedule changes the learning rate.
+    /// The configuration (with a schedule's current rate): each update builds its rule.
     cfg: OptimizerConfig,
-    rule: Rule,
+    /// The rule's state slot names.
+    slot_names: &'static [&'static str],
     /// Updates applied so far (Adam's `t`).
     steps: u64,
     /// One buffer per parameter per state slot, keyed by the parameter's tensor id.
@@ -54,13 +118,11 @@ pub struct Optimizer {
 
 impl Optimizer {
     pub fn new(cfg: &OptimizerConfig) -> Self {
-        let rule = Self::rule_for(cfg);
-        let slots = (0..Self::slot_names_of(&rule).len())
-            .map(|_| Gradients::leaky())
-            .collect();
+        let slot_names = rule_for(cfg, 1).slots();
+        let slots = slot_names.iter().map(|_| Gradients::leaky()).collect();
         Optimizer {
             cfg: cfg.clone(),
-            rule,
+            slot_names,
             steps: 0,
             slots,
             values: Gradients::leaky(),
@@ -79,80 +141,12 @@ impl Optimizer {
     /// Sets the learning rate of the next updates (a schedule's rate for the coming step); the
     /// configured rate gives back exactly the configured rule.
     pub fn set_lr(&mut self, lr: f64) {
-        let mut cfg = self.cfg.clone();
-        cfg.set_lr(lr);
-        self.rule = Self::rule_for(&cfg);
-    }
-
-    fn rule_for(cfg: &OptimizerConfig) -> Rule {
-        match *cfg {
-            OptimizerConfig::Adam {
-                lr,
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => Rule::Adam {
-                lr,
-                betas: [beta1, beta2],
-                eps,
-                decay: Decay::l2(weight_decay),
-            },
-            OptimizerConfig::Adamw {
-                lr,
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => Rule::Adam {
-                lr,
-                betas: [beta1, beta2],
-                eps,
-                decay: Decay::decoupled(weight_decay, lr),
-            },
-            OptimizerConfig::Sgd {
-                lr,
-                momentum,
-                nesterov,
-                weight_decay,
-            } => Rule::Sgd {
-                lr: lr as f32,
-                momentum: match (momentum > 0.0, nesterov) {
-                    (false, _) => Momentum::None,
-                    (true, false) => Momentum::Classic(momentum as f32),
-                    (true, true) => Momentum::Nesterov(momentum as f32),
-                },
-                decay: Decay::l2(weight_decay),
-            },
-            OptimizerConfig::Rmsprop {
-                lr,
-                alpha,
-                eps,
-                momentum,
-                centered,
-                weight_decay,
-            } => Rule::RmsProp(RmsStep {
-                lr: lr as f32,
-                alpha: alpha as f32,
-                eps: eps as f32,
-                momentum: (momentum > 0.0).then_some(momentum as f32),
-                centered,
-                decay: Decay::l2(weight_decay),
-            }),
-        }
-    }
-
-    fn slot_names_of(rule: &Rule) -> &'static [&'static str] {
-        match rule {
-            Rule::Adam { .. } => &["m", "v"],
-            Rule::Sgd { .. } => &["velocity"],
-            Rule::RmsProp(_) => &["square_avg", "grad_avg", "momentum"],
-        }
+        self.cfg.set_lr(lr);
     }
 
     /// Names of the per-parameter state slots, as used in checkpoints.
     pub fn slot_names(&self) -> &'static [&'static str] {
-        Self::slot_names_of(&self.rule)
+        self.slot_names
     }
 
     /// Updates applied so far.
@@ -173,10 +167,12 @@ impl Optimizer {
         }
         self.steps += 1;
         let t = i32::try_from(self.steps).unwrap_or(i32::MAX);
+        let rule = rule_for(&self.cfg, t);
         let mut visitor = Update {
             opt: self,
             grads,
-            t,
+            rule: &*rule,
+            first: t == 1,
         };
         M::iter_tensors(&mut RecursiveWalker {
             m: model,
@@ -192,7 +188,7 @@ impl Optimizer {
         model: &M,
     ) -> Result<Vec<NamedTensor>, CpuError> {
         let mut visitor = SlotIo {
-            names: Self::slot_names_of(&self.rule),
+            names: self.slot_names,
             slots: &mut self.slots,
             action: SlotAction::Export(Vec::new()),
         };
@@ -215,7 +211,7 @@ impl Optimizer {
         take: &mut Take,
     ) -> Result<(), String> {
         let mut visitor = SlotIo {
-            names: Self::slot_names_of(&self.rule),
+            names: self.slot_names,
             slots: &mut self.slots,
             action: SlotAction::Import(take, None),
         };
@@ -284,7 +280,9 @@ impl TensorVisitor<f32, Cpu> for SlotIo<'_> {
 struct Update<'a> {
     opt: &'a mut Optimizer,
     grads: &'a mut Gradients<f32, Cpu>,
-    t: i32,
+    rule: &'a dyn Rule,
+    /// Whether this is the first update (the rule sets its slots' starting values).
+    first: bool,
 }
 
 impl TensorVisitor<f32, Cpu> for Update<'_> {
@@ -317,30 +315,10 @@ impl TensorVisitor<f32, Cpu> for Update<'_> {
         for slot in self.opt.slots.iter_mut() {
             slots.push(&mut ***slot.get_or_alloc_mut(p)?);
         }
-        let (rule, decay) = match self.opt.rule {
-            Rule::Adam {
-                lr,
-                betas,
-                eps,
-                decay,
-            } => (
-                kernels::Rule::Adam(AdamStep::new(lr, betas, eps, self.t)),
-                decay,
-            ),
-            Rule::Sgd {
-                lr,
-                momentum,
-                decay,
-            } => (kernels::Rule::Sgd { lr, momentum }, decay),
-            Rule::RmsProp(k) => {
-                if self.t == 1 {
-                    // dfdx (like TensorFlow 1) starts the squared average at one, not zero.
-                    slots[0].fill(1.0);
-                }
-                (kernels::Rule::RmsProp(k), k.decay)
-            }
-        };
-        kernels::update(rule, decay, values, g, &mut slots);
+        if self.first {
+            self.rule.first_update(&mut slots);
+        }
+        rule::update(self.rule, values, g, &mut slots);
         p.copy_from(values);
         Ok(None)
     }

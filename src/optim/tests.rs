@@ -262,3 +262,76 @@ fn a_parameter_written_between_updates_is_caught() {
     let mut g = grads(&dev, &m, 1);
     opt.update(&mut m, &mut g).unwrap();
 }
+
+/// Lion against lion-pytorch's update written out in f64, in its own order: `p *= 1 - lr * wd`,
+/// `p -= lr * sign(beta1 * m + (1 - beta1) * g)`, `m = beta2 * m + (1 - beta2) * g`.
+#[test]
+fn lion_follows_lion_pytorch() {
+    let (lr, beta1, beta2) = (0.01f64, 0.9f64, 0.99f64);
+    for wd in [0.0, 0.1] {
+        let cfg = OptimizerConfig::Lion {
+            lr,
+            beta1,
+            beta2,
+            weight_decay: wd,
+        };
+        let rule = rule_for(&cfg, 1);
+        assert_eq!(rule.slots(), ["exp_avg"]);
+        let n = 1000;
+        let mut p: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.37).sin()).collect();
+        let mut m = vec![0.0f32; n];
+        let (mut p_ref, mut m_ref): (Vec<f64>, Vec<f64>) =
+            (p.iter().map(|&x| x as f64).collect(), vec![0.0; n]);
+        for step in 0..20 {
+            let g: Vec<f32> = (0..n)
+                .map(|i| ((i * 7 + step * 13) as f32 * 0.11).cos() + 0.3)
+                .collect();
+            let mut g_ours = g.clone();
+            rule::update(
+                &*rule_for(&cfg, step as i32 + 1),
+                &mut p,
+                &mut g_ours,
+                &mut [&mut m],
+            );
+            assert!(
+                g_ours.iter().all(|&x| x == 0.0),
+                "gradients are left zeroed"
+            );
+            for i in 0..n {
+                let g = g[i] as f64;
+                p_ref[i] *= 1.0 - lr * wd;
+                let c = beta1 * m_ref[i] + (1.0 - beta1) * g;
+                p_ref[i] -= lr
+                    * if c > 0.0 {
+                        1.0
+                    } else if c < 0.0 {
+                        -1.0
+                    } else {
+                        0.0
+                    };
+                m_ref[i] = beta2 * m_ref[i] + (1.0 - beta2) * g;
+            }
+            for i in 0..n {
+                assert!(
+                    (p[i] as f64 - p_ref[i]).abs() < 1e-5,
+                    "wd {wd} step {step} p[{i}]"
+                );
+                assert!(
+                    (m[i] as f64 - m_ref[i]).abs() < 1e-5,
+                    "wd {wd} step {step} m[{i}]"
+                );
+            }
+        }
+    }
+    // A known value: p = 1, g = 0.5, m = 0, lr = 0.1: c = 0.05 > 0, so p = 0.9; m = 0.005.
+    let one_step = lion::Lion {
+        lr: 0.1,
+        beta1: 0.9,
+        beta2: 0.99,
+        decay: Decay::None,
+    };
+    let (mut p, mut g, mut m) = ([1.0f32], [0.5f32], [0.0f32]);
+    rule::update(&one_step, &mut p, &mut g, &mut [&mut m]);
+    assert_eq!(p[0], 0.9);
+    assert!((m[0] - 0.005).abs() < 1e-8, "{}", m[0]);
+}

@@ -287,6 +287,18 @@ pub enum OptimizerConfig {
         #[serde(default)]
         weight_decay: f64,
     },
+    /// Lion (Chen et al. 2023, as lion-pytorch): steps of `lr * sign(beta1 * m + (1 - beta1) *
+    /// g)`, then `m = beta2 * m + (1 - beta2) * g`; `weight_decay` is decoupled (`p *= 1 - lr *
+    /// weight_decay`). Its authors use a learning rate 3-10x smaller than AdamW's.
+    Lion {
+        lr: f64,
+        #[serde(default = "default_beta1")]
+        beta1: f64,
+        #[serde(default = "default_lion_beta2")]
+        beta2: f64,
+        #[serde(default)]
+        weight_decay: f64,
+    },
 }
 
 fn default_beta1() -> f64 {
@@ -301,6 +313,9 @@ fn default_eps() -> f64 {
 fn default_adamw_decay() -> f64 {
     0.01
 }
+fn default_lion_beta2() -> f64 {
+    0.99
+}
 fn default_alpha() -> f64 {
     0.99
 }
@@ -311,7 +326,8 @@ impl OptimizerConfig {
             OptimizerConfig::Adam { lr, .. }
             | OptimizerConfig::Adamw { lr, .. }
             | OptimizerConfig::Sgd { lr, .. }
-            | OptimizerConfig::Rmsprop { lr, .. } => *lr,
+            | OptimizerConfig::Rmsprop { lr, .. }
+            | OptimizerConfig::Lion { lr, .. } => *lr,
         }
     }
 
@@ -321,7 +337,8 @@ impl OptimizerConfig {
             OptimizerConfig::Adam { lr, .. }
             | OptimizerConfig::Adamw { lr, .. }
             | OptimizerConfig::Sgd { lr, .. }
-            | OptimizerConfig::Rmsprop { lr, .. } => *lr = rate,
+            | OptimizerConfig::Rmsprop { lr, .. }
+            | OptimizerConfig::Lion { lr, .. } => *lr = rate,
         }
     }
 }

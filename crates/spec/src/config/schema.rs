@@ -94,7 +94,7 @@ pub struct KeySpec {
 }
 
 pub const MODEL_KINDS: &[&str] = &["mlp", "cnn"];
-pub const OPTIMIZER_KINDS: &[&str] = &["adam", "adamw", "sgd", "rmsprop"];
+pub const OPTIMIZER_KINDS: &[&str] = &["adam", "adamw", "sgd", "rmsprop", "lion"];
 pub const INITS: &[&str] = &["glorot", "pytorch"];
 pub const PADDINGS: &[&str] = &["same", "valid"];
 /// The dataset with a vendored copy (others need `data.dir`).
@@ -210,12 +210,12 @@ pub const KEYS: &[KeySpec] = &[
     for_kinds(
         "optimizer.beta1",
         ValueType::Float(UNIT),
-        &["adam", "adamw"],
+        &["adam", "adamw", "lion"],
     ),
     for_kinds(
         "optimizer.beta2",
         ValueType::Float(UNIT),
-        &["adam", "adamw"],
+        &["adam", "adamw", "lion"],
     ),
     for_kinds(
         "optimizer.eps",
