@@ -140,29 +140,7 @@ pub fn verify(
 ) -> Result<Report> {
     let run = RunDir::new(dir.to_path_buf());
     let config = run.file(rundir::CONFIG);
-    let summary = run.read_summary().ok_or_else(|| {
-        Error::Input(format!(
-            "{}: not a run directory (needs a readable summary.json and config.toml)",
-            dir.display()
-        ))
-    })?;
-    // A run whose summary or config is gone has nothing to re-run or compare against: it fails
-    // verification (exit 1, as a run that does not reproduce), naming what is missing.
-    let summary_reads = std::fs::read_to_string(run.file(rundir::SUMMARY))
-        .is_ok_and(|t| serde_json::from_str::<rundir::Summary>(&t).is_ok());
-    let missing = if !summary_reads {
-        Some(rundir::SUMMARY)
-    } else if !config.is_file() {
-        Some(rundir::CONFIG)
-    } else {
-        None
-    };
-    if let Some(file) = missing {
-        return Err(Error::Failed(format!(
-            "{} is damaged and cannot be verified: its {file} is missing or unreadable",
-            dir.display()
-        )));
-    }
+    let summary = verifiable_summary(&run)?;
     let done = summary.steps_done;
     let n = steps.unwrap_or(done);
     if n == 0 || n > done {
@@ -222,6 +200,35 @@ pub fn verify(
         run_build: run_facts.1,
         rerun_build: rerun_facts.1,
     })
+}
+
+/// The summary of a run that can be verified. A run whose summary or config is gone has nothing
+/// to re-run or compare against: it fails verification (exit 1, as a run that does not
+/// reproduce), naming what is missing.
+fn verifiable_summary(run: &RunDir) -> Result<rundir::Summary> {
+    let dir = &run.path;
+    let summary = run.read_summary().ok_or_else(|| {
+        Error::Input(format!(
+            "{}: not a run directory (needs a readable summary.json and config.toml)",
+            dir.display()
+        ))
+    })?;
+    let summary_reads = std::fs::read_to_string(run.file(rundir::SUMMARY))
+        .is_ok_and(|t| serde_json::from_str::<rundir::Summary>(&t).is_ok());
+    let missing = if !summary_reads {
+        Some(rundir::SUMMARY)
+    } else if !run.file(rundir::CONFIG).is_file() {
+        Some(rundir::CONFIG)
+    } else {
+        None
+    };
+    if let Some(file) = missing {
+        return Err(Error::Failed(format!(
+            "{} is damaged and cannot be verified: its {file} is missing or unreadable",
+            dir.display()
+        )));
+    }
+    Ok(summary)
 }
 
 /// The run's first `n` steps again, from its own config, into `runs_dir`. A re-run that

@@ -261,21 +261,7 @@ pub fn build(
         .unwrap_or_default();
     let cold = !warm(&dir);
     let library = !cold && timings.source_key.as_deref() != Some(source_key);
-    let expected = if cold {
-        timings.cold_s.map_or(
-            "a few minutes: the library and its dependencies compile once".to_string(),
-            |s| format!("~{s:.0} s: the library and its dependencies compile once"),
-        )
-    } else if library {
-        timings.library_s.map_or(
-            "about a minute: the source changed, so the library compiles again".to_string(),
-            |s| format!("~{s:.0} s: the source changed, so the library compiles again"),
-        )
-    } else {
-        timings.warm_s.map_or("~10 s".to_string(), |s| {
-            format!("~{s:.0} s, as the last one")
-        })
-    };
+    let expected = expected_time(&timings, cold, library);
     let say = |line: &str| {
         if !quiet {
             crate::errln!("{line}");
@@ -296,12 +282,57 @@ pub fn build(
         std::fs::create_dir_all(parent).map_err(|e| Error::io("create", parent, e))?;
     }
     let mut log_file = std::fs::File::create(log).map_err(|e| Error::io("create", log, e))?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let start = Instant::now();
+    let child = spawn_cargo(source, &dir)?;
+    let status = follow(child, &mut log_file, &dir, quiet, start)?;
+    let seconds = start.elapsed().as_secs_f64();
+    if !status.success() {
+        return Err(Error::Failed(format!(
+            "building the networks failed ({status}) after {seconds:.0} s; cargo's output is in \
+             {}; nothing was added to the build cache",
+            log.display()
+        )));
+    }
+    *(match (cold, library) {
+        (true, _) => &mut timings.cold_s,
+        (false, true) => &mut timings.library_s,
+        (false, false) => &mut timings.warm_s,
+    }) = Some(seconds);
+    timings.source_key = Some(source_key.to_string());
+    let _ = std::fs::write(
+        &timings_path,
+        serde_json::to_string(&timings).expect("timings serialise"),
+    );
+    say(&format!("runner: compiled in {seconds:.1} s"));
+    Ok(target_profile_dir(&dir).join(BIN))
+}
+
+/// What the compile is expected to take, from the last builds of the same kind.
+fn expected_time(timings: &Timings, cold: bool, library: bool) -> String {
+    if cold {
+        timings.cold_s.map_or(
+            "a few minutes: the library and its dependencies compile once".to_string(),
+            |s| format!("~{s:.0} s: the library and its dependencies compile once"),
+        )
+    } else if library {
+        timings.library_s.map_or(
+            "about a minute: the source changed, so the library compiles again".to_string(),
+            |s| format!("~{s:.0} s: the source changed, so the library compiles again"),
+        )
+    } else {
+        timings.warm_s.map_or("~10 s".to_string(), |s| {
+            format!("~{s:.0} s, as the last one")
+        })
+    }
+}
+
+/// Starts `cargo build` of the on-demand workspace, its output piped.
+fn spawn_cargo(source: &Source, dir: &Path) -> Result<std::process::Child> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     // Run from the checkout, so that cargo reads its configuration (`.cargo/config.toml`:
     // target-cpu) exactly as a build there does: a copy in the workspace would be read twice
     // when the cache lies inside the checkout (flags repeated, every dependency compiled again).
-    let mut child = Command::new(&cargo)
+    Command::new(&cargo)
         .current_dir(&source.root)
         .args([
             "build",
@@ -313,7 +344,7 @@ pub fn build(
         .arg("--manifest-path")
         .arg(dir.join("Cargo.toml"))
         .arg("--target-dir")
-        .arg(target_dir(&dir))
+        .arg(target_dir(dir))
         .env_remove("RUNNER_EXPERIMENTS")
         .env_remove("CARGO_TARGET_DIR")
         .env("CARGO_TERM_COLOR", "never")
@@ -327,7 +358,23 @@ pub fn build(
                  (cargo and rustc, e.g. from rustup) on the PATH",
                 Path::new(&cargo).display()
             ))
-        })?;
+        })
+}
+
+/// Follows cargo until it exits: every line to `log_file`, progress to stderr (a spinner on a
+/// terminal, a line per crate otherwise).
+fn follow(
+    mut child: std::process::Child,
+    log_file: &mut std::fs::File,
+    dir: &Path,
+    quiet: bool,
+    start: Instant,
+) -> Result<std::process::ExitStatus> {
+    let say = |line: &str| {
+        if !quiet {
+            crate::errln!("{line}");
+        }
+    };
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -376,7 +423,7 @@ pub fn build(
         }
         if let Some(status) = child
             .try_wait()
-            .map_err(|e| Error::io("wait for", &dir, e))?
+            .map_err(|e| Error::io("wait for", dir, e))?
         {
             break status;
         }
@@ -391,24 +438,5 @@ pub fn build(
         let _ = writeln!(log_file, "{line}");
     }
     spinner.finish_and_clear();
-    let seconds = start.elapsed().as_secs_f64();
-    if !status.success() {
-        return Err(Error::Failed(format!(
-            "building the networks failed ({status}) after {seconds:.0} s; cargo's output is in \
-             {}; nothing was added to the build cache",
-            log.display()
-        )));
-    }
-    *(match (cold, library) {
-        (true, _) => &mut timings.cold_s,
-        (false, true) => &mut timings.library_s,
-        (false, false) => &mut timings.warm_s,
-    }) = Some(seconds);
-    timings.source_key = Some(source_key.to_string());
-    let _ = std::fs::write(
-        &timings_path,
-        serde_json::to_string(&timings).expect("timings serialise"),
-    );
-    say(&format!("runner: compiled in {seconds:.1} s"));
-    Ok(target_profile_dir(&dir).join(BIN))
+    Ok(status)
 }

@@ -61,39 +61,10 @@ pub fn compare(runs: &[Run], opts: &Options) -> Result<(Table, Option<Welch>), S
         ref columns,
     } = *opts;
     let mut groups = group_by_config(runs, at);
-    // Complete first, then best first by the sort metric (missing values last); ties by run id,
-    // so output is stable.
-    let (sort_col, maximize) = sort;
-    groups.sort_by(|a, b| {
-        let ord = match (a.mean(sort_col).map(|m| m.0), b.mean(sort_col).map(|m| m.0)) {
-            (Some(x), Some(y)) if maximize => y.total_cmp(&x),
-            (Some(x), Some(y)) => x.total_cmp(&y),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => std::cmp::Ordering::Equal,
-        };
-        b.complete()
-            .cmp(&a.complete())
-            .then(ord)
-            .then_with(|| a.runs[0].id.cmp(&b.runs[0].id))
-    });
-    let all: Vec<&Run> = runs.iter().collect();
-    let replicated = groups.iter().any(|g| g.runs.len() > 1);
+    let (sort_col, _) = sort;
+    rank_groups(&mut groups, sort);
     let (added, removed) = super::table::split_columns(columns);
-    let mut config_cols: Vec<String> = differing_keys(&all)
-        .into_iter()
-        .filter(|k| !(replicated && k == "seed"))
-        .collect();
-    for key in added {
-        if !runs.iter().any(|r| r.config.contains_key(&key)) {
-            return Err(format!(
-                "--columns {key}: not a config key of these runs (metrics are all shown)"
-            ));
-        }
-        if !config_cols.contains(&key) {
-            config_cols.push(key);
-        }
-    }
+    let config_cols = config_columns(runs, &groups, added)?;
 
     let mut table = Table::default();
     table.headers.push("run".into());
@@ -105,44 +76,7 @@ pub fn compare(runs: &[Run], opts: &Options) -> Result<(Table, Option<Welch>), S
         .headers
         .extend(shown.iter().map(|m| m.column().to_string()));
     for g in &groups {
-        let first = g.runs[0];
-        let label = if g.runs.len() == 1 {
-            first.id.clone()
-        } else {
-            format!("{} (+{})", first.id, g.runs.len() - 1)
-        };
-        let mut row = vec![Cell::text(label)];
-        for key in &config_cols {
-            row.push(
-                first
-                    .config
-                    .get(key)
-                    .map_or_else(Cell::empty, |v| Cell::toml_value(v)),
-            );
-        }
-        row.push(Cell {
-            text: g.runs.len().to_string(),
-            json: g.runs.len().into(),
-            best: false,
-        });
-        row.push(Cell::text(g.status()));
-        let mut extras = serde_json::Map::new();
-        extras.insert(
-            "runs".into(),
-            g.runs
-                .iter()
-                .map(|r| r.id.clone())
-                .collect::<Vec<_>>()
-                .into(),
-        );
-        for &col in &shown {
-            let value = g.mean(col);
-            extras.insert(
-                format!("{}_std", col.name()),
-                value.and_then(|v| v.1).into(),
-            );
-            row.push(metric_cell(col, value));
-        }
+        let (row, extras) = group_row(g, &config_cols, &shown);
         table.rows.push(row);
         table.extras.push(extras);
     }
@@ -161,6 +95,99 @@ pub fn compare(runs: &[Run], opts: &Options) -> Result<(Table, Option<Welch>), S
     let stats_line = with_stats.then(|| welch_line(&complete, sort_col));
     table.remove_columns(&removed)?;
     Ok((table, stats_line))
+}
+
+/// Complete groups first, then best first by the sort metric (largest when `sort.1`; missing
+/// values last); ties by run id, so output is stable.
+fn rank_groups(groups: &mut [Group], sort: (Metric, bool)) {
+    let (sort_col, maximize) = sort;
+    groups.sort_by(|a, b| {
+        let ord = match (a.mean(sort_col).map(|m| m.0), b.mean(sort_col).map(|m| m.0)) {
+            (Some(x), Some(y)) if maximize => y.total_cmp(&x),
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        };
+        b.complete()
+            .cmp(&a.complete())
+            .then(ord)
+            .then_with(|| a.runs[0].id.cmp(&b.runs[0].id))
+    });
+}
+
+/// The config keys shown as columns: those that differ between the runs (not `seed` when runs
+/// are grouped over seeds), then the `--columns` asked for.
+fn config_columns(
+    runs: &[Run],
+    groups: &[Group],
+    added: Vec<String>,
+) -> Result<Vec<String>, String> {
+    let all: Vec<&Run> = runs.iter().collect();
+    let replicated = groups.iter().any(|g| g.runs.len() > 1);
+    let mut config_cols: Vec<String> = differing_keys(&all)
+        .into_iter()
+        .filter(|k| !(replicated && k == "seed"))
+        .collect();
+    for key in added {
+        if !runs.iter().any(|r| r.config.contains_key(&key)) {
+            return Err(format!(
+                "--columns {key}: not a config key of these runs (metrics are all shown)"
+            ));
+        }
+        if !config_cols.contains(&key) {
+            config_cols.push(key);
+        }
+    }
+    Ok(config_cols)
+}
+
+/// One group's row (its first run's id and config values, count, status and mean metrics) and
+/// its machine-only fields (the runs behind it, standard deviations).
+fn group_row(
+    g: &Group,
+    config_cols: &[String],
+    shown: &[Metric],
+) -> (Vec<Cell>, serde_json::Map<String, serde_json::Value>) {
+    let first = g.runs[0];
+    let label = if g.runs.len() == 1 {
+        first.id.clone()
+    } else {
+        format!("{} (+{})", first.id, g.runs.len() - 1)
+    };
+    let mut row = vec![Cell::text(label)];
+    for key in config_cols {
+        row.push(
+            first
+                .config
+                .get(key)
+                .map_or_else(Cell::empty, |v| Cell::toml_value(v)),
+        );
+    }
+    row.push(Cell {
+        text: g.runs.len().to_string(),
+        json: g.runs.len().into(),
+        best: false,
+    });
+    row.push(Cell::text(g.status()));
+    let mut extras = serde_json::Map::new();
+    extras.insert(
+        "runs".into(),
+        g.runs
+            .iter()
+            .map(|r| r.id.clone())
+            .collect::<Vec<_>>()
+            .into(),
+    );
+    for &col in shown {
+        let value = g.mean(col);
+        extras.insert(
+            format!("{}_std", col.name()),
+            value.and_then(|v| v.1).into(),
+        );
+        row.push(metric_cell(col, value));
+    }
+    (row, extras)
 }
 
 /// Runs grouped by their config without `seed` (complete runs apart from the others), with

@@ -25,7 +25,10 @@ const TILES_PER_TASK: usize = 8;
 /// A pointer that may cross threads: tasks read `x` and `w` and write disjoint columns of `c`.
 #[derive(Clone, Copy)]
 struct Ptr(*mut f32);
+// SAFETY: a plain address; the tasks that share it read `x` and `w` and write disjoint columns
+// of `c` (see `dot`), so no two threads touch one element mutably.
 unsafe impl Send for Ptr {}
+// SAFETY: as for `Send`: shared reads, disjoint writes.
 unsafe impl Sync for Ptr {}
 
 /// `c[r][o] (+)= Σ_p x[r][p] w[o][p]` for `m` rows of `x`, `n` rows of `w`, inner dimension `k`

@@ -53,7 +53,10 @@ const MIN_BLOCK_COLS: usize = 128;
 /// A pointer that may cross threads: the blocks write disjoint columns of `dst`.
 #[derive(Clone, Copy)]
 struct SendPtr<T>(*mut T);
+// SAFETY: a plain address; the blocks that share it write disjoint columns of `dst` and only
+// read the other matrices.
 unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: as for `Send`: shared reads, disjoint writes.
 unsafe impl<T> Sync for SendPtr<T> {}
 
 /// `dst := alpha * dst + beta * lhs * rhs` (m x n, inner dimension k), as gemm 0.15.

@@ -31,6 +31,7 @@ struct Mat {
 
 // SAFETY: tasks read `A` and `B` and write disjoint tiles of `C` (see `run`).
 unsafe impl Send for Mat {}
+// SAFETY: as for `Send`: shared reads, disjoint writes.
 unsafe impl Sync for Mat {}
 
 impl Mat {
