@@ -43,34 +43,44 @@ impl Rule for Adam {
 
     fn step(&self, g: &mut [f32], slots: &mut [&mut [f32]]) {
         let [m, v] = slots else { unreachable!() };
-        let one = 1.0f32;
-        for ((g, m), v) in g.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()) {
-            *m = *m * self.beta1 + *g * (one - self.beta1);
-            *v = *v * self.beta2 + g.powi(2) * (one - self.beta2);
-            let m_hat = *m * self.correction1;
-            let v_hat = *v * self.correction2;
-            *g = self.lr * m_hat / (v_hat.sqrt() + self.eps);
-        }
+        adam(self, g, m, v);
     }
 
     /// Adam without weight decay (the common case) reads and writes each buffer once instead
     /// of twice. The same operations per element as [`Rule::step`] then `p -= step`.
     fn fused(&self, p: &mut [f32], g: &mut [f32], slots: &mut [&mut [f32]]) -> bool {
         let [m, v] = slots else { unreachable!() };
-        let one = 1.0f32;
-        for (((p, g), m), v) in p
-            .iter_mut()
-            .zip(g.iter_mut())
-            .zip(m.iter_mut())
-            .zip(v.iter_mut())
-        {
-            *m = *m * self.beta1 + *g * (one - self.beta1);
-            *v = *v * self.beta2 + g.powi(2) * (one - self.beta2);
-            let m_hat = *m * self.correction1;
-            let v_hat = *v * self.correction2;
-            *p -= self.lr * m_hat / (v_hat.sqrt() + self.eps);
-            *g = 0.0;
-        }
+        adam_in_place(self, p, g, m, v);
         true
+    }
+}
+
+// The loops are functions of their own, never inlined, taking every buffer as its own
+// `&mut [f32]` argument: the compiler then knows the buffers do not overlap and vectorizes the
+// loop. Inlined into the `Rule` methods, which reach the buffers through `slots`, the MLP's
+// training step was 8-13 % slower (bench/ab.py, 1500 steps).
+
+#[inline(never)]
+fn adam(k: &Adam, g: &mut [f32], m: &mut [f32], v: &mut [f32]) {
+    let one = 1.0f32;
+    for ((g, m), v) in g.iter_mut().zip(m).zip(v) {
+        *m = *m * k.beta1 + *g * (one - k.beta1);
+        *v = *v * k.beta2 + g.powi(2) * (one - k.beta2);
+        let m_hat = *m * k.correction1;
+        let v_hat = *v * k.correction2;
+        *g = k.lr * m_hat / (v_hat.sqrt() + k.eps);
+    }
+}
+
+#[inline(never)]
+fn adam_in_place(k: &Adam, p: &mut [f32], g: &mut [f32], m: &mut [f32], v: &mut [f32]) {
+    let one = 1.0f32;
+    for (((p, g), m), v) in p.iter_mut().zip(g.iter_mut()).zip(m).zip(v) {
+        *m = *m * k.beta1 + *g * (one - k.beta1);
+        *v = *v * k.beta2 + g.powi(2) * (one - k.beta2);
+        let m_hat = *m * k.correction1;
+        let v_hat = *v * k.correction2;
+        *p -= k.lr * m_hat / (v_hat.sqrt() + k.eps);
+        *g = 0.0;
     }
 }

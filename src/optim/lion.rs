@@ -25,19 +25,25 @@ impl Rule for Lion {
 
     fn step(&self, g: &mut [f32], slots: &mut [&mut [f32]]) {
         let [m] = slots else { unreachable!() };
-        let one = 1.0f32;
-        for (g, m) in g.iter_mut().zip(m.iter_mut()) {
-            let c = *m * self.beta1 + *g * (one - self.beta1);
-            *m = *m * self.beta2 + *g * (one - self.beta2);
-            // torch.sign: 0 stays 0 and NaN stays NaN (f32::signum would give 1 and NaN).
-            let sign = if c > 0.0 {
-                one
-            } else if c < 0.0 {
-                -one
-            } else {
-                c
-            };
-            *g = self.lr * sign;
-        }
+        lion(self, g, m);
+    }
+}
+
+/// Each buffer its own argument, never inlined, so that the loop vectorizes (see adam.rs).
+#[inline(never)]
+fn lion(k: &Lion, g: &mut [f32], m: &mut [f32]) {
+    let one = 1.0f32;
+    for (g, m) in g.iter_mut().zip(m) {
+        let c = *m * k.beta1 + *g * (one - k.beta1);
+        *m = *m * k.beta2 + *g * (one - k.beta2);
+        // torch.sign: 0 stays 0 and NaN stays NaN (f32::signum would give 1 and NaN).
+        let sign = if c > 0.0 {
+            one
+        } else if c < 0.0 {
+            -one
+        } else {
+            c
+        };
+        *g = k.lr * sign;
     }
 }

@@ -32,28 +32,35 @@ impl Rule for RmsProp {
         let [square_avg, grad_avg, mom] = slots else {
             unreachable!()
         };
-        let one = 1.0f32;
-        let elements = g
-            .iter_mut()
-            .zip(square_avg.iter_mut())
-            .zip(grad_avg.iter_mut())
-            .zip(mom.iter_mut());
-        for (((g, sa), ga), m) in elements {
-            *sa += (one - self.alpha) * (*g * *g - *sa);
-            let avg = if self.centered {
-                *ga += (one - self.alpha) * (*g - *ga);
-                (*sa - ga.powi(2) + self.eps).sqrt()
-            } else {
-                (*sa + self.eps).sqrt()
-            };
-            *g /= avg;
-            match self.momentum {
-                Some(u) => {
-                    *m = *m * u + *g;
-                    *g = *m * self.lr;
-                }
-                None => *g *= self.lr,
+        rmsprop(self, g, square_avg, grad_avg, mom);
+    }
+}
+
+/// Each buffer its own argument, never inlined, so that the loop vectorizes (see adam.rs).
+#[inline(never)]
+fn rmsprop(
+    k: &RmsProp,
+    g: &mut [f32],
+    square_avg: &mut [f32],
+    grad_avg: &mut [f32],
+    mom: &mut [f32],
+) {
+    let one = 1.0f32;
+    for (((g, sa), ga), m) in g.iter_mut().zip(square_avg).zip(grad_avg).zip(mom) {
+        *sa += (one - k.alpha) * (*g * *g - *sa);
+        let avg = if k.centered {
+            *ga += (one - k.alpha) * (*g - *ga);
+            (*sa - ga.powi(2) + k.eps).sqrt()
+        } else {
+            (*sa + k.eps).sqrt()
+        };
+        *g /= avg;
+        match k.momentum {
+            Some(u) => {
+                *m = *m * u + *g;
+                *g = *m * k.lr;
             }
+            None => *g *= k.lr,
         }
     }
 }

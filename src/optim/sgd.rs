@@ -29,17 +29,23 @@ impl Rule for Sgd {
 
     fn step(&self, g: &mut [f32], slots: &mut [&mut [f32]]) {
         let [vel] = slots else { unreachable!() };
-        let (lr, pairs) = (self.lr, g.iter_mut().zip(vel.iter_mut()));
-        match self.momentum {
-            Momentum::Classic(u) => pairs.for_each(|(g, v)| {
-                *v = *g + u * *v;
-                *g = *v * lr;
-            }),
-            Momentum::Nesterov(u) => pairs.for_each(|(g, v)| {
-                *v = *g + u * *v;
-                *g = (*g + u * *v) * lr;
-            }),
-            Momentum::None => pairs.for_each(|(g, _)| *g *= lr),
-        }
+        sgd(self.lr, self.momentum, g, vel);
+    }
+}
+
+/// Each buffer its own argument, never inlined, so that the loops vectorize (see adam.rs).
+#[inline(never)]
+fn sgd(lr: f32, momentum: Momentum, g: &mut [f32], vel: &mut [f32]) {
+    let pairs = g.iter_mut().zip(vel);
+    match momentum {
+        Momentum::Classic(u) => pairs.for_each(|(g, v)| {
+            *v = *g + u * *v;
+            *g = *v * lr;
+        }),
+        Momentum::Nesterov(u) => pairs.for_each(|(g, v)| {
+            *v = *g + u * *v;
+            *g = (*g + u * *v) * lr;
+        }),
+        Momentum::None => pairs.for_each(|(g, _)| *g *= lr),
     }
 }
