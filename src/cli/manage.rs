@@ -186,11 +186,7 @@ fn describe(
 
 /// The command line meta.json records (empty without one).
 fn meta_command(dir: &RunDir) -> Vec<String> {
-    std::fs::read_to_string(dir.file(rundir::META))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|m| serde_json::from_value(m["command"].clone()).ok())
-        .unwrap_or_default()
+    dir.read_meta().map(|m| m.command).unwrap_or_default()
 }
 
 /// The run directory's files and their sizes, by name.

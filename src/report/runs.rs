@@ -3,9 +3,9 @@
 //! partial last CSV lines, directories that are not runs).
 
 use crate::rundir::annotations::Annotations;
-use crate::rundir::{self, Status, Summary};
+pub use crate::rundir::logs::{EvalRow, StepRow};
+use crate::rundir::{self, logs, Status, Summary};
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// One run as read from disk.
@@ -24,36 +24,6 @@ pub struct Run {
     pub evals: Vec<EvalRow>,
     /// Tags from `annotations.json` (`runner tag`).
     pub tags: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EvalRow {
-    pub step: u64,
-    pub test_loss: f64,
-    pub test_accuracy: f64,
-    /// Validation loss and accuracy, in runs with a validation split.
-    pub val: Option<(f64, f64)>,
-    /// Seconds since the run started (the last column).
-    pub elapsed_s: Option<f64>,
-}
-
-impl EvalRow {
-    /// The accuracy that picks a run's best evaluation: validation when the run has a split.
-    pub fn selection_accuracy(&self) -> f64 {
-        self.val.map_or(self.test_accuracy, |(_, acc)| acc)
-    }
-}
-
-/// One `metrics.csv` row.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StepRow {
-    pub step: u64,
-    pub loss: f64,
-    pub accuracy: f64,
-    /// The learning rate the step used.
-    pub lr: f64,
-    /// Seconds since the run started, when the step ended.
-    pub elapsed_s: Option<f64>,
 }
 
 impl Run {
@@ -93,24 +63,7 @@ impl Run {
             .map(|n| n.trim_matches('"').to_string())
             .or_else(|| summary.as_ref().map(|s| s.name.clone()))
             .unwrap_or_else(|| id.clone());
-        let evals = read_csv_rows(&dir.join(rundir::EVAL), None)
-            .into_iter()
-            .filter_map(|f| {
-                // With a validation split, its two columns follow the test columns (see
-                // `rundir::EVAL_HEADER_WITH_VALIDATION`).
-                let val = match f.len() {
-                    6 => Some((f[3].parse().ok()?, f[4].parse().ok()?)),
-                    _ => None,
-                };
-                Some(EvalRow {
-                    step: f.first()?.parse().ok()?,
-                    test_loss: f.get(1)?.parse().ok()?,
-                    test_accuracy: f.get(2)?.parse().ok()?,
-                    val,
-                    elapsed_s: f.last().and_then(|t| t.parse().ok()),
-                })
-            })
-            .collect();
+        let evals = logs::evals(&run_dir);
         let tags = Annotations::read(&rundir::RunDir::new(dir.to_path_buf())).tags;
         Ok(Run {
             dir: dir.to_path_buf(),
@@ -126,10 +79,9 @@ impl Run {
     /// What the run trained on, for ranking runs only against runs on the same data: the
     /// digest of its data files (meta.json), else the dataset's name.
     pub fn dataset(&self) -> String {
-        std::fs::read_to_string(self.dir.join(rundir::META))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|m| m["data_digest"].as_str().map(str::to_string))
+        rundir::RunDir::new(self.dir.clone())
+            .read_meta()
+            .map(|m| m.data_digest)
             .or_else(|| self.config.get("data.dataset").cloned())
             .unwrap_or_default()
     }
@@ -204,18 +156,7 @@ impl Run {
     /// Training rows from `metrics.csv`. With `last`, only (at least) the last rows: read from
     /// the end of the file, so that large logs cost little.
     pub fn steps(&self, last: Option<usize>) -> Vec<StepRow> {
-        read_csv_rows(&self.dir.join(rundir::METRICS), last)
-            .into_iter()
-            .filter_map(|f| {
-                Some(StepRow {
-                    step: f.first()?.parse().ok()?,
-                    loss: f.get(2)?.parse().ok()?,
-                    accuracy: f.get(3)?.parse().ok()?,
-                    lr: f.get(4)?.parse().ok()?,
-                    elapsed_s: f.get(6).and_then(|t| t.parse().ok()),
-                })
-            })
-            .collect()
+        logs::steps(&rundir::RunDir::new(self.dir.clone()), last)
     }
 }
 
@@ -234,40 +175,6 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>
         other => {
             out.insert(prefix.to_string(), other.to_string());
         }
-    }
-}
-
-/// Complete data rows of a CSV file (header skipped). A last line without its newline is a row
-/// still being written and is left out. With `last`, reads only enough of the end of the file.
-fn read_csv_rows(path: &Path, last: Option<usize>) -> Vec<Vec<String>> {
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return Vec::new();
-    };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut window: u64 = last.map_or(len, |n| (n as u64 + 2) * 64);
-    loop {
-        let start = len.saturating_sub(window);
-        let mut buf = Vec::new();
-        if file.seek(SeekFrom::Start(start)).is_err() || file.read_to_end(&mut buf).is_err() {
-            return Vec::new();
-        }
-        let text = String::from_utf8_lossy(&buf);
-        let mut lines: Vec<&str> = text.split('\n').collect();
-        lines.pop(); // the text after the last newline: empty, or a partial row
-        if start > 0 {
-            lines.remove(0); // may begin mid-line
-        } else if !lines.is_empty() {
-            lines.remove(0); // the header
-        }
-        let enough = last.is_none_or(|n| lines.len() >= n) || start == 0;
-        if enough {
-            let skip = last.map_or(0, |n| lines.len().saturating_sub(n));
-            return lines[skip..]
-                .iter()
-                .map(|l| l.split(',').map(str::to_string).collect())
-                .collect();
-        }
-        window *= 4;
     }
 }
 
@@ -402,24 +309,5 @@ mod tests {
         assert!(!glob_match("cnn-*", "mlp-abc"));
         assert!(glob_match("*", ""));
         assert!(!glob_match("a", ""));
-    }
-
-    #[test]
-    fn csv_reading_drops_a_partial_last_line_and_reads_tails() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("m.csv");
-        let mut text = "step,x\n".to_string();
-        for i in 1..=1000 {
-            text.push_str(&format!("{i},{}\n", i * 2));
-        }
-        text.push_str("1001,20"); // being written
-        std::fs::write(&p, &text).unwrap();
-        let all = read_csv_rows(&p, None);
-        assert_eq!(all.len(), 1000);
-        assert_eq!(all[999], ["1000", "2000"]);
-        let tail = read_csv_rows(&p, Some(3));
-        assert_eq!(tail, [["998", "1996"], ["999", "1998"], ["1000", "2000"]]);
-        assert_eq!(read_csv_rows(&p, Some(5000)).len(), 1000);
-        assert!(read_csv_rows(&dir.path().join("missing.csv"), None).is_empty());
     }
 }

@@ -5,6 +5,7 @@ pub mod atomic;
 pub mod checkpoint;
 pub mod digest;
 pub mod integrity;
+pub mod logs;
 pub mod meta;
 pub mod proof;
 
@@ -292,6 +293,11 @@ impl RunDir {
     /// The summary, if the directory has a readable one. A `running` run whose lock nobody
     /// holds was killed (or its machine went down): it is reported `interrupted`. A `complete`
     /// one whose files are missing or do not match it is reported `damaged`.
+    pub fn read_meta(&self) -> Option<meta::Meta> {
+        let text = std::fs::read_to_string(self.file(META)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
     pub fn read_summary(&self) -> Option<Summary> {
         let text = std::fs::read_to_string(self.file(SUMMARY));
         let parsed = text

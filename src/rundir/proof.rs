@@ -94,9 +94,8 @@ fn check_files(dir: &RunDir, summary: &Summary) -> Result<(), String> {
 fn check_config(dir: &RunDir, summary: &Summary) -> Result<(), String> {
     let exp = crate::config::load(&dir.file(CONFIG), &[])
         .map_err(|e| format!("{CONFIG} is not a valid config: {e}"))?;
-    let meta: super::meta::Meta = std::fs::read_to_string(dir.file(META))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
+    let meta = dir
+        .read_meta()
         .ok_or_else(|| format!("{META} is unreadable"))?;
     let hash = exp.hash(&meta.data_digest);
     if hash != summary.hash {

@@ -5,8 +5,7 @@
 //! - ASHA (asynchronous successive halving): at rung steps `min_steps * eta^k`, continue only
 //!   when in the top `1/eta` of all trials that have reached that rung so far.
 
-use crate::report::runs::Run;
-use crate::rundir::Status;
+use crate::rundir::{logs, RunDir, CONFIG};
 use crate::train::EarlyStopping;
 pub use runner_spec::rule::Rule;
 use std::path::{Path, PathBuf};
@@ -36,15 +35,11 @@ impl EarlyStopping for EarlyStop {
         let mut peers: Vec<f64> = super::manifest::run_dirs(&self.manifest)
             .into_iter()
             .filter(|dir| dir != own)
-            .filter_map(|dir| Run::load(&dir).ok())
-            .filter(|r| {
-                !finished_only
-                    || r.summary
-                        .as_ref()
-                        .is_some_and(|s| s.status == Status::Complete)
-            })
+            .map(RunDir::new)
+            .filter(|r| r.file(CONFIG).is_file())
+            .filter(|r| !finished_only || r.is_complete())
             .filter_map(|r| {
-                r.evals
+                logs::evals(&r)
                     .iter()
                     .find(|e| e.step == step)
                     .map(|e| e.selection_accuracy())
