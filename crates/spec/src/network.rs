@@ -20,6 +20,11 @@ pub const MAX_BLOCKS: usize = 4;
 pub const MAX_FILTERS: usize = 1024;
 pub const MAX_KERNEL: usize = 11;
 
+/// The one kernel rule: odd (so that `same` padding is symmetric), 1 ..= [`MAX_KERNEL`].
+pub fn valid_kernel(k: usize) -> bool {
+    k % 2 == 1 && k <= MAX_KERNEL
+}
+
 /// One convolution block: convolution (stride 1, zero padding `pad` on each side), activation, and
 /// when `pool`, a 2x2 max-pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -118,7 +123,7 @@ impl Network {
                     let missing =
                         |key: &str| format!("key 'model.{key}': no value for block {}", i + 1);
                     let k = kernel.get(i).ok_or_else(|| missing("kernel"))?;
-                    if k > MAX_KERNEL || k % 2 == 0 {
+                    if !valid_kernel(k) {
                         return Err(format!(
                             "key 'model.kernel': {k} (block {}); a kernel is odd, 1..={MAX_KERNEL}",
                             i + 1

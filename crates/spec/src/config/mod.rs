@@ -818,10 +818,13 @@ fn validate_semantics(exp: &Experiment, ctx: &Ctx) -> Result<()> {
         }
         for i in 0..conv.len() {
             let k = kernel.get(i).unwrap_or(1);
-            if k % 2 == 0 {
+            if !crate::network::valid_kernel(k) {
                 problems.push(ctx.err(
                     "model.kernel",
-                    format!("expected an odd kernel size, found {k}"),
+                    format!(
+                        "expected an odd kernel size 1..={}, found {k}",
+                        crate::network::MAX_KERNEL
+                    ),
                 ));
                 break;
             }
