@@ -1,16 +1,10 @@
 //! Managing runs through the binary: tag, note, show, ls by tag, rm (never a locked run).
 
+mod common;
+
+use common::runner;
 use std::path::Path;
 use std::process::{Command, Output};
-
-fn runner(args: &[&str], runs: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runner"))
-        .args(args)
-        .env("RUNNER_RUNS_DIR", runs)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("runner binary runs")
-}
 
 /// Runs the smoke experiment once per seed into `runs`.
 fn smoke_runs(runs: &Path, seeds: &[&str]) {

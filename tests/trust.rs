@@ -5,17 +5,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// `runner ARGS --runs-dir RUNS` with its own proof cache (`RUNNER_CACHE_DIR`).
 fn runner(args: &[&str], runs: &Path, cache: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runner"))
-        .args(args)
-        .arg("--runs-dir")
-        .arg(runs)
-        .env("RUNNER_BUILD", "never")
+    common::command(args, runs)
         .env("RUNNER_CACHE_DIR", cache)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap()
 }

@@ -1,17 +1,22 @@
 //! Helpers shared by integration tests (each test crate uses some of them).
 #![allow(dead_code)]
 
-/// Runs the built binary in the repository root with `--runs-dir runs` after `args`. It never
-/// builds a network on demand (`RUNNER_BUILD=never`): tests/on_demand.rs tests that.
-pub fn runner(args: &[&str], runs: &std::path::Path) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
-        .args(args)
+/// The built binary in the repository root with `--runs-dir runs` after `args`, ready for more
+/// environment or to spawn. It never builds a network on demand (`RUNNER_BUILD=never`):
+/// tests/on_demand.rs tests that.
+pub fn command(args: &[&str], runs: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_runner"));
+    c.args(args)
         .env("RUNNER_BUILD", "never")
         .arg("--runs-dir")
         .arg(runs)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("runner binary runs")
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+/// [`command`], run to its end.
+pub fn runner(args: &[&str], runs: &std::path::Path) -> std::process::Output {
+    command(args, runs).output().expect("runner binary runs")
 }
 
 /// The seed for random kill instants: `RUNNER_KILL_SEED` when set (to replay a failure), else
