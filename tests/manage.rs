@@ -4,7 +4,7 @@ mod common;
 
 use common::runner;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// Runs the smoke experiment once per seed into `runs`.
 fn smoke_runs(runs: &Path, seeds: &[&str]) {
