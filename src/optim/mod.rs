@@ -32,26 +32,21 @@ fn rule_for(cfg: &OptimizerConfig, t: i32) -> Box<dyn Rule> {
             beta2,
             eps,
             weight_decay,
-        } => Box::new(adam::Adam::new(
-            lr,
-            [beta1, beta2],
-            eps,
-            t,
-            Decay::l2(weight_decay),
-        )),
-        OptimizerConfig::Adamw {
+        }
+        | OptimizerConfig::Adamw {
             lr,
             beta1,
             beta2,
             eps,
             weight_decay,
-        } => Box::new(adam::Adam::new(
-            lr,
-            [beta1, beta2],
-            eps,
-            t,
-            Decay::decoupled(weight_decay, lr),
-        )),
+        } => {
+            // AdamW is Adam with its weight decay decoupled from the gradient.
+            let decay = match cfg {
+                OptimizerConfig::Adamw { .. } => Decay::decoupled(weight_decay, lr),
+                _ => Decay::l2(weight_decay),
+            };
+            Box::new(adam::Adam::new(lr, [beta1, beta2], eps, t, decay))
+        }
         OptimizerConfig::Sgd {
             lr,
             momentum,
