@@ -5,7 +5,7 @@ use super::args::{Output, SlurmArgs};
 use super::stdout::{out, outln};
 use crate::error::{Error, Result};
 use crate::report::table::{Cell, Format, Table};
-use crate::sweep::adaptive::{self, Study, TrialRecord};
+use crate::sweep::adaptive::{Study, TrialRecord};
 use crate::sweep::journal::Journal;
 use crate::sweep::{slurm, TrialState};
 use std::path::Path;
@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 
 pub fn run(study: &Study, jobs: usize, dry_run: bool, out: Output) -> Result<()> {
     let journal = Journal::new(&study.dir);
-    let (records, _) = adaptive::trials(&journal.read());
+    let records = study.records();
     if dry_run {
         outln!(
             "[tpe] sweep {}: {} trials proposed one at a time ({} at random first), {} proposed \
@@ -79,7 +79,7 @@ pub fn submit(
         &options,
         dry_run,
     )?;
-    let (records, _) = adaptive::trials(&Journal::new(&study.dir).read());
+    let records = study.records();
     let nothing = format!(
         "{} ({} worker(s) queued or running in Slurm)",
         summary_line(study, &records),
@@ -115,7 +115,7 @@ fn work(study: &Study, jobs: usize, out: Output) -> Result<()> {
         );
     }
     let failed = study.work(jobs, &interrupted, out.quiet)?;
-    let (records, _) = adaptive::trials(&journal.read());
+    let records = study.records();
     let runs: Vec<crate::report::runs::Run> = records
         .values()
         .filter_map(|r| crate::report::runs::Run::load(&study.runs_dir.join(&r.run)).ok())
@@ -130,16 +130,9 @@ fn work(study: &Study, jobs: usize, out: Output) -> Result<()> {
     end.report(&runs, out)
 }
 
-/// What a trial is now, in the words of every sweep: its run directory's state (the run is the
-/// truth, not the journal: a trial whose run was removed or damaged is missing), or failed when
-/// the journal says its run failed before writing its directory.
+/// A trial's state in words.
 fn state(study: &Study, r: &TrialRecord) -> String {
-    let run = crate::rundir::RunDir::new(study.runs_dir.join(&r.run));
-    match TrialState::of(&run) {
-        TrialState::Missing if r.failed.is_some() => TrialState::Failed.word().into(),
-        TrialState::Missing if adaptive::taken(r, &run) => TrialState::Running.word().into(),
-        state => state.word().into(),
-    }
+    study.trial_state(r).word().into()
 }
 
 fn summary_line(study: &Study, records: &std::collections::BTreeMap<usize, TrialRecord>) -> String {
@@ -185,8 +178,7 @@ fn summary_line(study: &Study, records: &std::collections::BTreeMap<usize, Trial
 /// The best so far, the counts, and the proposal history: one row per trial in the order
 /// proposed, with the order it finished in.
 pub fn status(study: &Study, out: Output) -> Result<()> {
-    let journal = Journal::new(&study.dir);
-    let (records, _) = adaptive::trials(&journal.read());
+    let records = study.records();
     let metric = study.sweep.metric;
     if out.json {
         for (t, r) in &records {

@@ -177,6 +177,24 @@ pub fn taken(record: &TrialRecord, run: &RunDir) -> bool {
 }
 
 impl Study<'_> {
+    /// Every trial so far: the one replay of the journal, read now.
+    pub fn records(&self) -> BTreeMap<usize, TrialRecord> {
+        trials(&Journal::new(&self.dir).read()).0
+    }
+
+    /// What a trial is now, in the words of every sweep: its run directory's state (the run is
+    /// the truth, not the journal: a trial whose run was removed or damaged is missing), or
+    /// failed when the journal says its run failed before writing its directory.
+    pub fn trial_state(&self, r: &TrialRecord) -> super::TrialState {
+        use super::TrialState;
+        let run = RunDir::new(self.runs_dir.join(&r.run));
+        match TrialState::of(&run) {
+            TrialState::Missing if r.failed.is_some() => TrialState::Failed,
+            TrialState::Missing if taken(r, &run) => TrialState::Running,
+            state => state,
+        }
+    }
+
     fn journal(&self) -> Journal {
         Journal::new(&self.dir)
     }
