@@ -16,7 +16,6 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -432,19 +431,8 @@ impl Study<'_> {
             threads,
         );
         super::launch::die_with_parent(&mut cmd);
-        let log_path = self.dir.join(format!("trial-{}.log", claim.trial));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| Error::io("open", &log_path, e))?;
-        let err = log
-            .try_clone()
-            .map_err(|e| Error::io("open", &log_path, e))?;
+        super::launch::log_to(&mut cmd, &self.dir, claim.trial)?;
         let status = cmd
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
             .status()
             .map_err(|e| Error::Failed(format!("cannot start trial {}: {e}", claim.trial)))?;
         Ok(status.code())
@@ -453,15 +441,8 @@ impl Study<'_> {
     /// `jobs` workers here, each pulling trials until none is left (or Ctrl-C). Returns the
     /// number of trials that failed in this process.
     pub fn work(&self, jobs: usize, interrupted: &AtomicBool, quiet: bool) -> Result<usize> {
-        let exe = std::env::current_exe()
-            .map_err(|e| Error::Failed(format!("cannot find the runner executable: {e}")))?;
-        // A Slurm worker is given its cores in RAYON_NUM_THREADS (from --cpus-per-task).
-        let cores = std::env::var("RAYON_NUM_THREADS")
-            .ok()
-            .and_then(|n| n.parse::<usize>().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let threads = (cores / jobs.max(1)).max(1);
+        let exe = super::launch::runner_exe()?;
+        let threads = super::launch::threads_per_trial(jobs);
         let failed = std::sync::atomic::AtomicUsize::new(0);
         let say = |line: String| {
             if !quiet {

@@ -5,7 +5,6 @@
 use super::spec::{self, Sweep};
 use super::{manifest, pending, slurm, Planned};
 use crate::error::{Error, Result};
-use std::fs::File;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,10 +48,8 @@ impl Launcher for Local<'_> {
     fn launch(&self, sweep: &Sweep, planned: &[Planned], sweep_dir: &Path) -> Result<Self::Report> {
         manifest::write(sweep_dir, sweep, planned)?;
         let jobs = self.jobs.max(1);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = (cores / jobs).max(1);
-        let exe = std::env::current_exe()
-            .map_err(|e| Error::Failed(format!("cannot find the runner executable: {e}")))?;
+        let threads = threads_per_trial(jobs);
+        let exe = runner_exe()?;
         let todo = pending(planned);
         let total = todo.len();
         let mut queue = todo.into_iter();
@@ -95,16 +92,9 @@ impl Local<'_> {
 
     /// Starts a trial with its output in `trial-<index>.log`.
     fn spawn(&self, mut cmd: Command, p: &Planned, sweep_dir: &Path) -> Result<Running> {
-        let log_path = sweep_dir.join(format!("trial-{}.log", p.index));
-        let log = File::create(&log_path).map_err(|e| Error::io("create", &log_path, e))?;
-        let out = log
-            .try_clone()
-            .map_err(|e| Error::io("open", &log_path, e))?;
+        log_to(&mut cmd, sweep_dir, p.index)?;
         die_with_parent(&mut cmd);
         let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(log)
             .spawn()
             .map_err(|e| Error::Failed(format!("cannot start trial {}: {e}", p.index)))?;
         self.say(format!(
@@ -174,6 +164,39 @@ impl Launcher for SlurmArray<'_> {
             self.dry_run,
         )
     }
+}
+
+/// This runner's executable, which every trial runs.
+pub fn runner_exe() -> Result<std::path::PathBuf> {
+    std::env::current_exe()
+        .map_err(|e| Error::Failed(format!("cannot find the runner executable: {e}")))
+}
+
+/// Threads for each of `jobs` trials running at once: the cores (a Slurm worker's
+/// `RAYON_NUM_THREADS`, from `--cpus-per-task`, else the machine's) shared out, at least one.
+pub fn threads_per_trial(jobs: usize) -> usize {
+    let cores = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    (cores / jobs.max(1)).max(1)
+}
+
+/// Sends a trial's stdout and stderr to `trial-<index>.log` in `sweep_dir` (appended to: a
+/// trial run again keeps its earlier attempts' output).
+pub fn log_to(cmd: &mut Command, sweep_dir: &Path, index: usize) -> Result<()> {
+    let log_path = sweep_dir.join(format!("trial-{index}.log"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| Error::io("open", &log_path, e))?;
+    let err = log
+        .try_clone()
+        .map_err(|e| Error::io("open", &log_path, e))?;
+    cmd.stdin(Stdio::null()).stdout(log).stderr(err);
+    Ok(())
 }
 
 /// The `runner run` of a trial: the base with the trial's overrides, `--wait` (a trial whose
