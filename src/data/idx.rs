@@ -22,10 +22,6 @@ pub struct Idx {
 /// The most data bytes an IDX file may promise (MNIST's training images are 47 MB).
 pub const MAX_PAYLOAD: usize = 1 << 31;
 
-/// Reads and decompresses `path`, checks the magic number and that the payload holds exactly
-/// the number of bytes the header promises. Decompression stops one byte past that promise, so
-/// a small file that inflates without end (a gzip bomb) costs no more memory than its header
-/// claims, and the claim is capped at [`MAX_PAYLOAD`].
 /// A dataset file that is missing, a symlink loop or not a file is bad data (exit 3); any
 /// other failure to open it (permissions, the disk) is an I/O error.
 fn open_error(path: &Path, e: std::io::Error) -> Error {
@@ -38,6 +34,10 @@ fn open_error(path: &Path, e: std::io::Error) -> Error {
     Error::Data(format!("dataset file {} {what}", path.display()))
 }
 
+/// Reads and decompresses `path`, checks the magic number and that the payload holds exactly
+/// the number of bytes the header promises. Decompression stops one byte past that promise, so
+/// a small file that inflates without end (a gzip bomb) costs no more memory than its header
+/// claims, and the claim is capped at [`MAX_PAYLOAD`].
 pub fn read_gz(path: &Path, expected_magic: u32) -> Result<Idx> {
     let file = std::fs::File::open(path).map_err(|e| open_error(path, e))?;
     let bad = |msg: String| Error::Data(format!("{}: {msg}", path.display()));

@@ -19,7 +19,7 @@ pub struct Run {
     /// the canonical form leaves out filled in (`config::OMITTED_DEFAULTS`).
     pub config: BTreeMap<String, String>,
     /// `None` when `summary.json` is missing or unreadable and nothing else says the run
-    /// started (see `RunDir::read_summary`: with other run files it reads as `damaged`).
+    /// started (see `RunDir::read_summary`).
     pub summary: Option<Summary>,
     pub evals: Vec<EvalRow>,
     /// Tags from `annotations.json` (`runner tag`).
@@ -64,7 +64,7 @@ impl Run {
             .or_else(|| summary.as_ref().map(|s| s.name.clone()))
             .unwrap_or_else(|| id.clone());
         let evals = logs::evals(&run_dir);
-        let tags = Annotations::read(&rundir::RunDir::new(dir.to_path_buf())).tags;
+        let tags = Annotations::read(&run_dir).tags;
         Ok(Run {
             dir: dir.to_path_buf(),
             id,

@@ -290,14 +290,17 @@ impl RunDir {
         self.path.join(name)
     }
 
-    /// The summary, if the directory has a readable one. A `running` run whose lock nobody
-    /// holds was killed (or its machine went down): it is reported `interrupted`. A `complete`
-    /// one whose files are missing or do not match it is reported `damaged`.
+    /// The run's metadata, if `meta.json` is readable.
     pub fn read_meta(&self) -> Option<meta::Meta> {
         let text = std::fs::read_to_string(self.file(META)).ok()?;
         serde_json::from_str(&text).ok()
     }
 
+    /// The summary, if the directory has a readable one. A `running` run whose lock nobody
+    /// holds was killed (or its machine went down): it is reported `interrupted`. A `complete`
+    /// one whose files are missing or do not match it is reported `damaged`. Without a
+    /// readable summary, a directory that holds other run files reads as `interrupted` (no
+    /// summary) or `damaged` (one that does not parse).
     pub fn read_summary(&self) -> Option<Summary> {
         let text = std::fs::read_to_string(self.file(SUMMARY));
         let parsed = text
@@ -336,8 +339,8 @@ impl RunDir {
         Some(summary)
     }
 
-    /// Whether the directory holds what only a started run writes (its metadata, logs or
-    /// weights): without a summary, such a directory is a damaged run, not an empty one.
+    /// Whether the directory holds what only a started run writes besides its summary (its
+    /// metadata, logs or weights): then it is a run, whatever is missing, not an empty one.
     pub fn holds_run_files(&self) -> bool {
         [META, METRICS, EVAL, WEIGHTS, CHECKPOINT]
             .iter()
