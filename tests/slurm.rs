@@ -5,6 +5,8 @@
 //! run. Installs Debian's Slurm and munge when missing; skips, saying why, only where they
 //! cannot be installed or started (not root).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -333,12 +335,7 @@ fn a_sweep_on_slurm_resubmits_only_the_missing_trial() {
         .map(|d| std::fs::read_to_string(d.join("summary.json")).unwrap())
         .collect();
     assert_eq!(before, after, "trials 0 and 2 must not run again");
-    let sweep_dir = std::fs::read_dir(dir.join("runs/sweeps"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let sweep_dir = common::sweep_dir(&dir.join("runs"), "");
     let log = std::fs::read_to_string(sweep_dir.join(format!("slurm/task-{job2}_1.log"))).unwrap();
     assert!(
         log.contains("resuming") && log.contains(&format!("after step {cut_at}")),
@@ -400,12 +397,7 @@ fn tpe_workers_on_slurm_meet_the_budget_when_one_is_cancelled() {
     let sub = &json_lines(&out)[0];
     assert_eq!(sub["array"], "0-1", "{sub}");
     let job = sub["job_id"].as_str().unwrap().to_string();
-    let sweep_dir = std::fs::read_dir(dir.join("runs/sweeps"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let sweep_dir = common::sweep_dir(&dir.join("runs"), "");
 
     // Cancel worker 1 once the trial it runs has written a checkpoint.
     let log1 = sweep_dir.join(format!("slurm/task-{job}_1.log"));
@@ -446,11 +438,7 @@ fn tpe_workers_on_slurm_meet_the_budget_when_one_is_cancelled() {
 
     // Worker 0 takes the cancelled worker's trial over and finishes the budget alone.
     cluster.wait_idle(Duration::from_secs(300));
-    let events: Vec<serde_json::Value> = std::fs::read_to_string(sweep_dir.join("journal.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = common::journal(&sweep_dir);
     let of = |kind: &str| -> Vec<u64> {
         events
             .iter()
@@ -486,6 +474,69 @@ fn tpe_workers_on_slurm_meet_the_budget_when_one_is_cancelled() {
     eprintln!(
         "Slurm TPE test: 6 trials, 2 workers, worker 1 cancelled during trial {trial}, which \
          worker 0 resumed; {:.1} s in all",
+        t_start.elapsed().as_secs_f64()
+    );
+}
+
+/// A grid sweep runs on the same pulling workers as a `[tpe]` one: `--slurm --workers 2` for
+/// five trials, each run once, recorded in the journal; submitting again sends nothing.
+#[test]
+fn a_grid_sweep_runs_on_pulling_workers_on_slurm() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let t_start = Instant::now();
+    let Some((cluster, work)) = cluster_and_experiment("gw", 900) else {
+        return;
+    };
+    let dir = work.path();
+    std::fs::write(
+        dir.join("sweep.toml"),
+        "name = \"gw\"\nbase = \"exp.toml\"\n[grid]\n\
+         \"optimizer.lr\" = [0.01, 0.02, 0.05, 0.1, 0.2]\n",
+    )
+    .unwrap();
+    let out = runner(
+        &cluster,
+        dir,
+        &[
+            "sweep",
+            "sweep.toml",
+            "--slurm",
+            "--workers",
+            "2",
+            "--cpus-per-task",
+            "1",
+            "--json",
+        ],
+    );
+    let sub = &json_lines(&out)[0];
+    assert_eq!(sub["array"], "0-1", "{sub}");
+    cluster.wait_idle(Duration::from_secs(300));
+    let events = common::journal(&common::sweep_dir(&dir.join("runs"), ""));
+    let all = vec![0, 1, 2, 3, 4];
+    assert_eq!(common::trials_with(&events, "finished"), all, "{events:?}");
+    assert_eq!(
+        common::trials_with(&events, "started"),
+        all,
+        "each trial run once"
+    );
+    // Both workers took trials.
+    let workers: std::collections::BTreeSet<u64> = events
+        .iter()
+        .filter(|e| e["event"] == "started")
+        .map(|e| e["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(workers.len(), 2, "{events:?}");
+    let status = runner(&cluster, dir, &["sweep", "status", "sweep.toml"]);
+    let text = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(text.starts_with("5 trials: 5 complete"), "{text}");
+    let out = runner(
+        &cluster,
+        dir,
+        &["sweep", "sweep.toml", "--slurm", "--workers", "2", "--json"],
+    );
+    assert_eq!(json_lines(&out)[0]["tasks"], 0);
+    eprintln!(
+        "Slurm grid test: 5 trials on 2 pulling workers; {:.1} s in all",
         t_start.elapsed().as_secs_f64()
     );
 }

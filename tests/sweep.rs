@@ -160,7 +160,7 @@ fn early_stopping_prunes(file: &str) {
     let line = stderr.lines().last().unwrap();
     // The first two trials always finish; which later ones are pruned depends on their accuracy.
     assert!(
-        line.starts_with("6 trials: ") && !line.contains(" 0 pruned"),
+        line.starts_with("6 of 6 trials: ") && !line.contains(" 0 pruned"),
         "{stderr}"
     );
     let pruned: Vec<serde_json::Value> = std::fs::read_dir(runs.path())
@@ -692,4 +692,105 @@ fn an_interrupted_trial_is_never_ranked_against_complete_ones() {
         lines[3].contains("failed") && !lines[3].contains('*'),
         "the failed trial is after the complete one, unranked:\n{table}"
     );
+}
+
+/// Grid and random sweeps run on the same pulling workers as `[tpe]` ones: two `runner sweep`
+/// processes on one random sweep share its trials through the journal, each trial run once.
+#[test]
+fn a_random_sweep_is_shared_by_two_sweep_processes_through_the_journal() {
+    let runs = tempfile::tempdir().unwrap();
+    let file = runs.path().join("random.toml");
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/smoke.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"rand\"\nbase = {:?}\n[random]\ntrials = 6\nseed = 3\n\
+             \"optimizer.lr\" = {{ log_uniform = [0.01, 0.2] }}\n",
+            base.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let spawn = || {
+        common::command(&["sweep", file.to_str().unwrap()], runs.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    assert_eq!(started(&a) + started(&b), 6, "each trial started once");
+    let events = common::journal(&common::sweep_dir(runs.path(), ""));
+    let all: Vec<u64> = (0..6).collect();
+    assert_eq!(common::trials_with(&events, "proposed"), all, "{events:?}");
+    assert_eq!(common::trials_with(&events, "finished"), all, "{events:?}");
+    // The journal records what each trial set, as `sweep status` shows it.
+    let proposed = events.iter().find(|e| e["event"] == "proposed").unwrap();
+    assert!(proposed["params"]["optimizer.lr"].is_f64(), "{proposed}");
+
+    // Run again: nothing runs, and the closing line counts the six.
+    let out = sweep(&[file.to_str().unwrap()], runs.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(started(&out), 0, "{stderr}");
+    assert!(stderr.contains("6 of 6 trials: 6 complete"), "{stderr}");
+}
+
+/// A grid sweep directory written by the previous release (a manifest, no journal; trial 1's
+/// run never finished) is resumed: the finished trials are recorded without running, trial 1
+/// runs, and its neighbours' files are untouched.
+#[test]
+fn a_sweep_of_the_previous_release_is_resumed() {
+    let work = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/release-sweep");
+    let copy = Command::new("cp")
+        .arg("-r")
+        .arg(&fixture)
+        .arg(work.path().join("s"))
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let dir = work.path().join("s");
+    let runs = dir.join("runs");
+    let file = dir.join("sweep.toml");
+    let summary = |name: &str| std::fs::read(runs.join(name).join("summary.json")).unwrap();
+    let sweep_dir = common::sweep_dir(&runs, "old-grid-");
+    assert!(!sweep_dir.join("journal.jsonl").exists());
+    let manifest = std::fs::read_to_string(sweep_dir.join("manifest.jsonl")).unwrap();
+    let names: Vec<String> = manifest
+        .lines()
+        .map(|l| {
+            let e: serde_json::Value = serde_json::from_str(l).unwrap();
+            let dir = e["run_dir"].as_str().unwrap();
+            dir.rsplit('/').next().unwrap().to_string()
+        })
+        .collect();
+    let before = [summary(&names[0]), summary(&names[2])];
+
+    let status = sweep(&["status", file.to_str().unwrap()], &runs);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.starts_with("3 trials: 2 complete"), "{text}");
+
+    let out = sweep(&[file.to_str().unwrap()], &runs);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(started(&out), 1, "{stderr}");
+    assert!(stderr.contains("started trial 1 "), "{stderr}");
+    assert!(stderr.contains("3 of 3 trials: 3 complete"), "{stderr}");
+    assert_eq!([summary(&names[0]), summary(&names[2])], before);
+    // The same sweep directory, now with a journal of the three.
+    let events = common::journal(&sweep_dir);
+    assert_eq!(
+        common::trials_with(&events, "finished"),
+        vec![0, 1, 2],
+        "{events:?}"
+    );
+    let verify = common::runner(&["verify", &names[1], "-q"], &runs);
+    assert!(verify.status.success());
 }

@@ -10,23 +10,9 @@ use std::process::Command;
 
 const FILE: &str = "experiments/sweeps/smoke-tpe.toml";
 
-/// The one sweep directory under `runs`.
-fn sweep_dir(runs: &Path) -> std::path::PathBuf {
-    std::fs::read_dir(runs.join("sweeps"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path()
-}
-
-/// The journal's events, as JSON values.
+/// The journal's events of the one sweep directory under `runs`.
 fn journal(runs: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(sweep_dir(runs).join("journal.jsonl"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    common::journal(&common::sweep_dir(runs, ""))
 }
 
 fn count(events: &[serde_json::Value], kind: &str) -> usize {
@@ -81,7 +67,7 @@ fn starting_the_sweep_again_reruns_its_failed_trials_once() {
     assert!(runner(&["sweep", FILE, "-j", "2"], r).status.success());
     // Make trial 5 a failure, as a crashed run leaves it: its `finished` line becomes `failed`
     // and its run directory is gone.
-    let sweep_dir = sweep_dir(r);
+    let sweep_dir = common::sweep_dir(r, "");
     let mut events = journal(r);
     let run = events
         .iter()
@@ -226,7 +212,7 @@ fn the_run_directories_decide_over_the_journal() {
     let runs = tempfile::tempdir().unwrap();
     let r = runs.path();
     assert!(runner(&["sweep", FILE, "-q"], r).status.success());
-    let journal_path = sweep_dir(r).join("journal.jsonl");
+    let journal_path = common::sweep_dir(r, "").join("journal.jsonl");
     // Remove one finished trial's run.
     let first_run = journal(r)[0]["run"].as_str().unwrap().to_string();
     assert!(runner(&["rm", &first_run], r).status.success());
@@ -265,4 +251,41 @@ fn the_run_directories_decide_over_the_journal() {
     let status =
         String::from_utf8_lossy(&runner(&["sweep", "status", FILE], r).stdout).into_owned();
     assert!(status.starts_with("8 of 8 trials: 8 complete"), "{status}");
+}
+
+/// A journal written by the previous release (tests/fixtures/release-sweep, made with its
+/// binary; trial 2's lines then cut from the journal and its run removed) is continued: trial 2
+/// is proposed again with the parameters that release proposed (the strategy's arithmetic is
+/// unchanged), runs, and the budget is met.
+#[test]
+fn a_journal_of_the_previous_release_is_continued_with_the_same_proposal() {
+    let work = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/release-sweep");
+    assert!(Command::new("cp")
+        .arg("-r")
+        .arg(&fixture)
+        .arg(work.path().join("s"))
+        .status()
+        .unwrap()
+        .success());
+    let dir = work.path().join("s");
+    let runs = dir.join("runs");
+    let file = dir.join("tpe.toml");
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("expected-tpe-trial-2.json")).unwrap(),
+    )
+    .unwrap();
+    let out = runner(&["sweep", file.to_str().unwrap()], &runs);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("started trial").count(), 1, "{stderr}");
+    assert!(stderr.contains("3 of 3 trials: 3 complete"), "{stderr}");
+    let events = common::journal(&common::sweep_dir(&runs, "old-tpe-"));
+    let proposed = events
+        .iter()
+        .find(|e| e["event"] == "proposed" && e["trial"] == 2)
+        .unwrap();
+    assert_eq!(proposed["params"], expected["params"], "{proposed}");
+    assert_eq!(proposed["run"], expected["run"], "{proposed}");
+    assert_eq!(count(&events, "finished"), 3);
 }

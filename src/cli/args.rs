@@ -26,7 +26,7 @@ pub struct ExperimentArgs {
 }
 
 /// `runner sweep --slurm` settings (sbatch options of the array job).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Slurm (with --slurm)")]
 pub struct SlurmArgs {
     /// Submit the trials as a Slurm job array with sbatch instead of running them here, and
@@ -51,8 +51,9 @@ pub struct SlurmArgs {
     /// Trials per array task, run one after another (for short trials).
     #[arg(long, value_name = "M", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub pack: u32,
-    /// [tpe] sweeps: submit K array tasks that each take trials from the sweep's journal and
-    /// run them one after another until the budget is met (submitting again tops them up to K).
+    /// Submit K pulling workers instead of one array task per trial: each takes trials from
+    /// the sweep's journal and runs them one after another until none is left (submitting
+    /// again tops them up to K). Required for [tpe] sweeps; any sweep can use it.
     #[arg(long, value_name = "K", requires = "slurm", value_parser = clap::value_parser!(u32).range(1..))]
     pub workers: Option<u32>,
     /// Any other sbatch option, as one word (repeatable): --sbatch-arg=--account=ml

@@ -10,7 +10,7 @@ mod selection;
 mod stdout;
 mod sweep;
 mod sweep_output;
-mod sweep_tpe;
+mod sweep_study;
 
 use crate::error::{Error, Result};
 use args::Output;
@@ -113,18 +113,16 @@ Examples:
     /// Run a sweep file's trials (skipping complete ones), or show its status: `runner sweep status FILE`.
     #[command(after_help = "\
 A sweep expands to trials (grid x zip x random samples, times seeds), each a `runner run` of the
-base experiment with overrides. Trials whose run directory is complete are skipped, so running a
-sweep again resumes it. The manifest goes to <runs-dir>/sweeps/<name>-<hash>/manifest.jsonl with
-one log per trial beside it.
+base experiment with overrides; a [tpe] sweep proposes each trial from the finished ones instead.
+Either way -j N workers pull trials from <runs-dir>/sweeps/<name>-<hash>/journal.jsonl (ask,
+run, tell) until every trial has ended, with the manifest (manifest.jsonl) and one log per trial
+beside it. Trials whose run directory is complete are skipped, so running a sweep again resumes
+it (its failed trials run again, once); a trial whose worker died is taken over and resumed.
+Several `runner sweep FILE` processes sharing the runs directory cooperate through the journal;
+on Slurm, --slurm --workers K submits K such workers as an array (submitting again tops them up
+to K).
 
-A [tpe] sweep proposes each trial from the finished ones instead: -j N workers pull trials from
-<sweep-dir>/journal.jsonl (ask, run, tell) until `trials` are proposed and ended; a trial whose
-worker died is taken over and resumed; running it again after the end runs nothing, except its
-failed trials, once. Several `runner sweep FILE` processes sharing the runs directory cooperate
-through the journal; on Slurm, --slurm --workers K submits K such workers as an array (submitting
-again tops them up to K).
-
-With --slurm the trials go to a Slurm job array instead: runner writes
+A grid, zip or random sweep can also go as one Slurm array task per trial (--slurm alone): runner writes
 <sweep-dir>/slurm/submit-<time>.sh (array task T runs trials T*pack .. T*pack+pack-1 of the
 manifest through `runner slurm-task`), submits it with sbatch, prints the job id and returns.
 Submitting again sends only trials that are missing or failed and not queued or running in Slurm

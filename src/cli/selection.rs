@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::report::metrics::Metric;
-use crate::sweep::{self as sw, adaptive, journal, manifest, spec};
+use crate::sweep::{self as sw, journal, manifest, spec, study};
 use std::path::{Path, PathBuf};
 
 /// Run arguments with sweeps replaced by their trials' run directories.
@@ -61,7 +61,7 @@ fn sweep_trials(path: &Path, runs_dir: &Path) -> Result<Option<(SweepView, Vec<P
         let sweep = spec::load(path).map_err(Error::Input)?;
         let metric = Some((sweep.metric, sweep.maximize));
         let (trials, dirs) = match &sweep.tpe {
-            Some(tpe) => journal_trials(&adaptive::sweep_dir(&sweep, tpe, runs_dir)?, runs_dir),
+            Some(tpe) => journal_trials(&study::sweep_dir(&sweep, tpe, runs_dir)?, runs_dir),
             None => {
                 let planned = sw::plan(&sweep, runs_dir)?;
                 let trials = planned
@@ -111,7 +111,7 @@ type Trials = Vec<Vec<(String, String)>>;
 
 /// The trials a `[tpe]` sweep's journal has proposed: their parameters and run directories.
 fn journal_trials(sweep_dir: &Path, runs_dir: &Path) -> (Trials, Vec<PathBuf>) {
-    let (records, _) = adaptive::trials(&journal::Journal::new(sweep_dir).read());
+    let (records, _) = study::trials(&journal::Journal::new(sweep_dir).read());
     records
         .values()
         .map(|r| {

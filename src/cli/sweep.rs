@@ -2,13 +2,15 @@
 
 use super::args::{Output, RunsDirArg, SlurmArgs};
 use super::stdout::{out, outln};
-use super::sweep_output::{report_submission, SweepEnd};
+use super::sweep_output::report_submission;
+use super::sweep_study;
 use crate::error::{Error, Result};
-use crate::sweep::launch::{Launcher, Local, SlurmArray};
+use crate::sweep::journal::Journal;
+use crate::sweep::strategy::{Fixed, TpeSearch};
+use crate::sweep::study::{self, Study};
 use crate::sweep::{self as sw, manifest, slurm, spec, Planned};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -29,7 +31,7 @@ pub struct SweepArgs {
     pub store: RunsDirArg,
     #[command(flatten)]
     pub slurm: SlurmArgs,
-    /// What each array task of `--slurm --workers` runs: one worker of the [tpe] sweep whose
+    /// What each array task of `--slurm --workers` runs: one worker of the sweep whose
     /// directory has this name (a sweep file edited since submission is refused, not started
     /// as a new sweep).
     #[arg(
@@ -66,28 +68,15 @@ pub struct SlurmTaskArgs {
     pub store: RunsDirArg,
 }
 
-/// A sweep file's trials, planned against the runs directory, and the sweep's own directory.
+/// A grid, zip or random sweep file's trials, planned against the runs directory, and the
+/// sweep's own directory.
 struct Loaded {
     sweep: spec::Sweep,
     planned: Vec<Planned>,
     dir: PathBuf,
 }
 
-fn study<'a>(
-    sweep: &'a spec::Sweep,
-    tpe: &'a spec::Tpe,
-    runs_dir: &'a Path,
-) -> Result<sw::adaptive::Study<'a>> {
-    Ok(sw::adaptive::Study {
-        sweep,
-        tpe,
-        runs_dir,
-        dir: sw::adaptive::sweep_dir(sweep, tpe, runs_dir)?,
-    })
-}
-
-fn load(file: &Path, runs_dir: &Path) -> Result<Loaded> {
-    let sweep = spec::load(file).map_err(Error::Input)?;
+fn load(sweep: spec::Sweep, runs_dir: &Path) -> Result<Loaded> {
     let planned = sw::plan(&sweep, runs_dir)?;
     let dir = sw::sweep_dir(&sweep, &planned, runs_dir);
     Ok(Loaded {
@@ -97,63 +86,130 @@ fn load(file: &Path, runs_dir: &Path) -> Result<Loaded> {
     })
 }
 
+/// `runner sweep`: the strategy from the file (`[tpe]`, else the trials it expands to), then a
+/// launcher: pulling workers here, pulling workers on Slurm (`--workers`), or one Slurm array
+/// task per trial (grid, zip, random only).
 pub fn sweep(args: SweepArgs, out: Output) -> Result<()> {
     if let Some(SweepAction::Status { file, store }) = &args.action {
-        let parsed = spec::load(file).map_err(Error::Input)?;
-        if let Some(tpe) = &parsed.tpe {
-            let study = study(&parsed, tpe, &store.runs_dir)?;
-            return super::sweep_tpe::status(&study, out);
-        }
+        return status(file, &store.runs_dir, out);
     }
-    if let Some(file) = &args.file {
-        let parsed = spec::load(file).map_err(Error::Input)?;
-        networks_first(&parsed, file, args.dry_run)?;
-        if let Some(tpe) = &parsed.tpe {
-            let study = study(&parsed, tpe, &args.store.runs_dir)?;
-            if let Some(name) = &args.slurm_worker {
-                return super::sweep_tpe::work_in_slurm(&study, name, file, out);
-            }
-            if args.slurm.slurm {
-                return super::sweep_tpe::submit(&study, file, args.slurm, args.dry_run, out);
-            }
-            return super::sweep_tpe::run(&study, args.jobs as usize, args.dry_run, out);
-        }
-        if args.slurm.workers.is_some() {
-            return Err(Error::Input(format!(
-                "{}: --workers is for [tpe] sweeps, whose trials are proposed one at a time; a \
-                 grid or random sweep on Slurm runs one array task per trial (--pack M for \
-                 several per task)",
-                file.display()
-            )));
-        }
-    }
-    if let Some(SweepAction::Status { file, store }) = args.action {
-        let s = load(&file, &store.runs_dir)?;
-        if out.json {
-            for p in &s.planned {
-                outln!("{}", trial_json(p, s.sweep.metric))?;
-            }
-            return Ok(());
-        }
-        outln!("{}", sw::status_line(&s.planned))?;
-        out!(
-            "{}",
-            trial_table(&s).render(crate::report::table::Format::Table)
-        )?;
-        out!("{}", slurm::status(&s.planned, &s.dir))?;
-        return Ok(());
-    }
-    let file = args.file.expect("clap requires FILE without a subcommand");
+    let file = args
+        .file
+        .as_deref()
+        .expect("clap requires FILE without a subcommand");
     let runs_dir = &args.store.runs_dir;
-    let s = load(&file, runs_dir)?;
-    if args.slurm.slurm {
-        return submit_to_slurm(&s, runs_dir, args.slurm, args.dry_run, out);
+    let parsed = spec::load(file).map_err(Error::Input)?;
+    networks_first(&parsed, file, args.dry_run)?;
+    if let Some(tpe) = &parsed.tpe {
+        return with_tpe_study(&parsed, tpe, runs_dir, |study| {
+            if args.dry_run && !args.slurm.slurm {
+                return print_search(study, tpe);
+            }
+            if args.slurm.slurm && args.slurm.workers.is_none() {
+                return Err(Error::Input(format!(
+                    "{}: a [tpe] sweep runs on Slurm as pulling workers: add --workers K (K \
+                     array tasks that each take trials from the journal until the {} trials \
+                     are done)",
+                    file.display(),
+                    tpe.trials
+                )));
+            }
+            launch(study, &args, file, out)
+        });
     }
-    if args.dry_run {
-        print_plan(&s)?;
+    let s = load(parsed, runs_dir)?;
+    if args.dry_run && !args.slurm.slurm {
+        return print_plan(&s);
+    }
+    if args.slurm.slurm && args.slurm.workers.is_none() {
+        return submit_array(&s, runs_dir, args.slurm, args.dry_run, out);
+    }
+    if args.slurm_worker.is_none() && !args.dry_run {
+        // Early stopping reads every trial's siblings from it, and Slurm workers need it.
+        manifest::write(&s.dir, &s.sweep, &s.planned)?;
+    }
+    let study = Study {
+        sweep: &s.sweep,
+        strategy: &Fixed {
+            planned: &s.planned,
+        },
+        runs_dir,
+        dir: s.dir.clone(),
+    };
+    launch(&study, &args, file, out)
+}
+
+/// The study of a `[tpe]` sweep, handed to `then`.
+fn with_tpe_study<T>(
+    parsed: &spec::Sweep,
+    tpe: &spec::Tpe,
+    runs_dir: &Path,
+    then: impl FnOnce(&Study) -> Result<T>,
+) -> Result<T> {
+    let search = TpeSearch {
+        tpe,
+        set: &parsed.set,
+        maximize: parsed.maximize,
+    };
+    then(&Study {
+        sweep: parsed,
+        strategy: &search,
+        runs_dir,
+        dir: study::sweep_dir(parsed, tpe, runs_dir)?,
+    })
+}
+
+/// The pulling workers: one of a Slurm submission, K submitted to Slurm, or `-j` here.
+fn launch(study: &Study, args: &SweepArgs, file: &Path, out: Output) -> Result<()> {
+    if let Some(name) = &args.slurm_worker {
+        return sweep_study::work_in_slurm(study, name, file, out);
+    }
+    if let (true, Some(workers)) = (args.slurm.slurm, args.slurm.workers) {
+        let slurm = args.slurm.clone();
+        return sweep_study::submit(study, file, workers, slurm, args.dry_run, out);
+    }
+    sweep_study::run(study, args.jobs as usize, out)
+}
+
+/// `sweep status`: a `[tpe]` sweep's journal, or a planned sweep's trials and what Slurm says
+/// of them.
+fn status(file: &Path, runs_dir: &Path, out: Output) -> Result<()> {
+    let parsed = spec::load(file).map_err(Error::Input)?;
+    if let Some(tpe) = &parsed.tpe {
+        return with_tpe_study(&parsed, tpe, runs_dir, |study| {
+            sweep_study::status(study, out)
+        });
+    }
+    let s = load(parsed, runs_dir)?;
+    if out.json {
+        for p in &s.planned {
+            outln!("{}", trial_json(p, s.sweep.metric))?;
+        }
         return Ok(());
     }
-    run_locally(&s, runs_dir, args.jobs as usize, out)
+    outln!("{}", sw::status_line(&s.planned))?;
+    out!(
+        "{}",
+        trial_table(&s).render(crate::report::table::Format::Table)
+    )?;
+    out!("{}", slurm::status(&s.planned, &s.dir))?;
+    Ok(())
+}
+
+/// The `--dry-run` line of a `[tpe]` sweep: its budget and how far it is.
+fn print_search(study: &Study, tpe: &spec::Tpe) -> Result<()> {
+    outln!(
+        "[tpe] sweep {}: {} trials proposed one at a time ({} at random first), {} proposed so \
+         far",
+        study.sweep.name,
+        tpe.trials,
+        tpe.startup,
+        study.records().len()
+    )?;
+    outln!(
+        "dry run: nothing written; running the sweep appends to {}",
+        Journal::new(&study.dir).path.display()
+    )
 }
 
 /// Every network the sweep can train is compiled in before its first trial (or the error that
@@ -280,46 +336,19 @@ fn print_plan(s: &Loaded) -> Result<()> {
     )
 }
 
-/// Runs the trials here, then prints the sweep's runs best first (or one JSON object each).
-fn run_locally(s: &Loaded, runs_dir: &Path, jobs: usize, out: Output) -> Result<()> {
-    let interrupted = super::start_training()?;
-    let local = Local {
-        runs_dir,
-        jobs,
-        interrupted: &interrupted,
-        quiet: out.quiet,
-    };
-    let results = local.launch(&s.sweep, &s.planned, &s.dir)?;
-    let runs: Vec<crate::report::runs::Run> = s
-        .planned
-        .iter()
-        .filter_map(|p| crate::report::runs::Run::load(&p.dir.path).ok())
-        .collect();
-    let failed = results.iter().filter(|r| r.exit_code != Some(0)).count();
-    let end = SweepEnd {
-        sort: (s.sweep.metric, s.sweep.maximize),
-        status: sw::status_line(&s.planned),
-        interrupted: interrupted.load(Ordering::SeqCst),
-        failed,
-        dir: &s.dir,
-    };
-    end.report(&runs, out)
-}
-
-fn submit_to_slurm(
+/// `--slurm` without `--workers`: the manifest, then one array task per pending trial (or
+/// `--pack` trials per task).
+fn submit_array(
     s: &Loaded,
     runs_dir: &Path,
     args: SlurmArgs,
     dry_run: bool,
     out: Output,
 ) -> Result<()> {
-    let array_job = SlurmArray {
-        runs_dir,
-        options: args.options(runs_dir)?,
-        dry_run,
-    };
-    let sub = array_job.launch(&s.sweep, &s.planned, &s.dir)?;
-    let max_parallel = array_job.options.max_parallel;
+    let options = args.options(runs_dir)?;
+    manifest::write(&s.dir, &s.sweep, &s.planned)?;
+    let sub = slurm::submit(&s.planned, &s.dir, runs_dir, &options, dry_run)?;
+    let max_parallel = options.max_parallel;
     let nothing = format!(
         "{} ({} queued or running in Slurm)",
         sw::status_line(&s.planned),

@@ -1,6 +1,6 @@
 //! How a sweep tells what happened, whatever its strategy: the table of its runs and its exit
-//! code when it ends here, or the job a Slurm submission made. Shared by the grid/random and
-//! the `[tpe]` dispatchers so that neither imports the other.
+//! code when it ends here, or the job a Slurm submission made. Shared by the dispatcher and the
+//! pulling workers so that neither imports the other.
 
 use super::args::Output;
 use super::stdout::{out, outln};

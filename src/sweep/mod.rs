@@ -1,12 +1,13 @@
 //! `runner sweep`: a sweep is a list of run hashes. Trials whose run directory is complete are
 //! skipped, so every sweep is resumable and idempotent.
 
-pub mod adaptive;
 pub mod journal;
 pub mod launch;
 pub mod manifest;
 pub mod prune;
 pub mod slurm;
+pub mod strategy;
+pub mod study;
 pub mod tpe;
 pub use runner_spec::sweep as spec;
 

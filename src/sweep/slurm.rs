@@ -39,7 +39,7 @@ pub struct Job {
     pub pack: usize,
     pub script: String,
     pub submitted_at: String,
-    /// Its tasks are pulling workers of a `[tpe]` sweep, not fixed shares of the manifest.
+    /// Its tasks are pulling workers of the sweep's journal, not fixed shares of the manifest.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub workers: bool,
 }
@@ -162,7 +162,7 @@ pub fn script(
 pub enum Work<'a> {
     /// Its share of the manifest's trials (`--pack` per task), fixed by the task's index.
     Manifest { runs_dir: &'a Path },
-    /// A worker of a `[tpe]` sweep: pulls trials from the journal until none is left.
+    /// A pulling worker (any strategy): takes trials from the journal until none is left.
     Worker {
         sweep_file: &'a Path,
         runs_dir: &'a Path,
@@ -296,6 +296,14 @@ pub fn status(planned: &[Planned], sweep_dir: &Path) -> String {
         ids.join(", "),
         active.len()
     );
+    let workers = active_workers(sweep_dir);
+    if !workers.is_empty() {
+        let each: Vec<String> = workers
+            .iter()
+            .map(|w| format!("{} {}", w.task, w.state))
+            .collect();
+        out += &format!("Slurm workers: {}\n", each.join(", "));
+    }
     for p in planned {
         let state = p.state();
         if state.is_final() && !active.contains_key(&p.index) {
@@ -306,7 +314,7 @@ pub fn status(planned: &[Planned], sweep_dir: &Path) -> String {
             None => {
                 let tasks: Vec<String> = jobs
                     .iter()
-                    .filter(|j| j.array.contains(&(p.index / j.pack)))
+                    .filter(|j| !j.workers && j.array.contains(&(p.index / j.pack)))
                     .map(|j| {
                         let id = format!("{}_{}", j.job_id, p.index / j.pack);
                         match finished.get(&id) {
@@ -315,7 +323,9 @@ pub fn status(planned: &[Planned], sweep_dir: &Path) -> String {
                         }
                     })
                     .collect();
-                if tasks.is_empty() {
+                if tasks.is_empty() && jobs.iter().any(|j| j.workers) {
+                    "left to the pulling workers".into()
+                } else if tasks.is_empty() {
                     "never submitted".into()
                 } else {
                     format!("not in squeue; was {}", tasks.join(", "))
@@ -376,7 +386,7 @@ pub fn submit(
     })
 }
 
-/// Submits `workers` array tasks that each pull trials of a `[tpe]` sweep from its journal
+/// Submits `workers` array tasks that each pull trials of the sweep from its journal
 /// (`runner sweep FILE --slurm-worker`), fewer if Slurm already runs some of this sweep's
 /// workers or fewer trials are left. Returns at once.
 pub fn submit_workers(

@@ -64,3 +64,32 @@ pub fn the_run(runs: &std::path::Path) -> std::path::PathBuf {
         .find(|p| p.join("summary.json").is_file())
         .unwrap()
 }
+
+/// The sweep directory under `runs` whose name starts with `prefix` (`""`: the only one).
+pub fn sweep_dir(runs: &std::path::Path, prefix: &str) -> std::path::PathBuf {
+    std::fs::read_dir(runs.join("sweeps"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no sweep directory {prefix}* in {}", runs.display()))
+}
+
+/// The events of a sweep directory's journal, as JSON values (a torn line is skipped).
+pub fn journal(sweep_dir: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(sweep_dir.join("journal.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The trials of the journal's `kind` events (`proposed`, `started`, `finished`, ...), sorted.
+pub fn trials_with(events: &[serde_json::Value], kind: &str) -> Vec<u64> {
+    let mut t: Vec<u64> = events
+        .iter()
+        .filter(|e| e["event"] == kind)
+        .map(|e| e["trial"].as_u64().unwrap())
+        .collect();
+    t.sort_unstable();
+    t
+}

@@ -1,37 +1,24 @@
-//! `runner sweep FILE` and `runner sweep status FILE` for `[tpe]` sweeps: local workers that
-//! pull trials from the journal, and the journal read back.
+//! `runner sweep FILE` by pulling workers, whatever the strategy: here (`-j N` workers) or as a
+//! Slurm array of workers (`--slurm --workers K`); and the journal read back (`sweep status` of
+//! a `[tpe]` sweep, the closing line of every sweep).
 
 use super::args::{Output, SlurmArgs};
 use super::stdout::{out, outln};
 use crate::error::{Error, Result};
 use crate::report::table::{Cell, Format, Table};
-use crate::sweep::adaptive::{Study, TrialRecord};
-use crate::sweep::journal::Journal;
+use crate::sweep::study::{Outcome, Study, TrialRecord};
 use crate::sweep::{slurm, TrialState};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-pub fn run(study: &Study, jobs: usize, dry_run: bool, out: Output) -> Result<()> {
-    let journal = Journal::new(&study.dir);
-    let records = study.records();
-    if dry_run {
-        outln!(
-            "[tpe] sweep {}: {} trials proposed one at a time ({} at random first), {} proposed \
-             so far",
-            study.sweep.name,
-            study.tpe.trials,
-            study.tpe.startup,
-            records.len()
-        )?;
-        return outln!(
-            "dry run: nothing written; running the sweep appends to {}",
-            journal.path.display()
-        );
-    }
+/// Runs the sweep here: failed trials (and ended ones whose runs were lost) reopened, trials
+/// already decided recorded, then `jobs` workers.
+pub fn run(study: &Study, jobs: usize, out: Output) -> Result<()> {
     let reopened = study.reopen_failed()?;
     if reopened > 0 && !out.quiet {
         crate::errln!("[sweep] {reopened} failed trial(s) to run again");
     }
+    study.settle()?;
     work(study, jobs, out)
 }
 
@@ -53,20 +40,14 @@ pub fn work_in_slurm(study: &Study, dir_name: &str, file: &Path, out: Output) ->
 pub fn submit(
     study: &Study,
     file: &Path,
+    workers: u32,
     slurm: SlurmArgs,
     dry_run: bool,
     out: Output,
 ) -> Result<()> {
-    let Some(workers) = slurm.workers else {
-        return Err(Error::Input(format!(
-            "{}: a [tpe] sweep runs on Slurm as pulling workers: add --workers K (K array tasks \
-             that each take trials from the journal until the {} trials are done)",
-            file.display(),
-            study.tpe.trials
-        )));
-    };
     if !dry_run {
         study.reopen_failed()?;
+        study.settle()?;
     }
     let unfinished = study.unfinished();
     let options = slurm.options(study.runs_dir)?;
@@ -104,17 +85,29 @@ pub fn submit(
     )
 }
 
+/// Whether a trial's end fails the sweep (exit 1). A grid, zip or random sweep names every
+/// trial it wants, so one that diverged failed too; an adaptive search expects some of its
+/// proposals to diverge, so only trials that failed to run count.
+fn failed(study: &Study, o: &Outcome) -> bool {
+    if study.strategy.is_fixed() {
+        o.exit != Some(0)
+    } else {
+        o.word.starts_with("failed")
+    }
+}
+
 fn work(study: &Study, jobs: usize, out: Output) -> Result<()> {
-    let journal = Journal::new(&study.dir);
     let interrupted = super::start_training()?;
     if !out.quiet {
         crate::errln!(
             "[sweep] {} worker(s) pulling from {}",
             jobs.max(1),
-            journal.path.display()
+            crate::sweep::journal::Journal::new(&study.dir)
+                .path
+                .display()
         );
     }
-    let failed = study.work(jobs, &interrupted, out.quiet)?;
+    let outcomes = study.work(jobs, &interrupted, out.quiet)?;
     let records = study.records();
     let runs: Vec<crate::report::runs::Run> = records
         .values()
@@ -124,7 +117,7 @@ fn work(study: &Study, jobs: usize, out: Output) -> Result<()> {
         sort: (study.sweep.metric, study.sweep.maximize),
         status: summary_line(study, &records),
         interrupted: interrupted.load(Ordering::SeqCst),
-        failed,
+        failed: outcomes.iter().filter(|o| failed(study, o)).count(),
         dir: &study.dir,
     };
     end.report(&runs, out)
@@ -164,7 +157,7 @@ fn summary_line(study: &Study, records: &std::collections::BTreeMap<usize, Trial
     format!(
         "{} of {} trials: {}{}",
         records.len(),
-        study.tpe.trials,
+        study.strategy.budget(),
         counts.join(", "),
         best.map_or(String::new(), |(t, m)| format!(
             "; best: trial {t}, {} {:.*}{unit}",
@@ -206,7 +199,7 @@ pub fn status(study: &Study, out: Output) -> Result<()> {
             .collect();
         outln!("Slurm workers: {}", each.join(", "))?;
     }
-    let keys: Vec<&String> = study.tpe.axes.iter().map(|(k, _)| k).collect();
+    let keys = study.strategy.axes();
     let mut header = vec!["trial", "state", metric.column(), "finished"];
     header.extend(keys.iter().map(|k| k.as_str()));
     header.push("run");
@@ -230,7 +223,7 @@ pub fn status(study: &Study, out: Output) -> Result<()> {
         ];
         for k in &keys {
             row.push(Cell::text(
-                r.params.get(*k).map_or(String::new(), |v| v.to_string()),
+                r.params.get(k).map_or(String::new(), |v| v.to_string()),
             ));
         }
         row.push(Cell::text(r.run.clone()));

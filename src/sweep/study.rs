@@ -1,32 +1,33 @@
-//! Adaptive (`[tpe]`) sweeps: workers that pull. Each worker loops: ask the journal for a trial
-//! (under its lock: take over a trial whose worker died, else propose a new one from the finished
-//! trials), run it as `runner run` (hashed run directory, resume, lock), tell the journal how it
-//! ended, until the sweep has proposed `trials` and none is left to run. The sweep's whole state
-//! is the journal, so any number of workers, here or on other machines sharing the directory,
-//! cooperate without a server.
+//! A sweep's trials as a journal, and the workers that pull them. Each worker loops: ask the
+//! journal for a trial (under its lock: take over a trial whose worker died, else have the
+//! strategy propose the next one from the trials that ended), run it as `runner run` (hashed run
+//! directory, resume, lock), tell the journal how it ended, until the strategy's budget is
+//! proposed and none is left to run. The sweep's whole state is the journal, so any number of
+//! workers, here or on other machines sharing the directory, cooperate without a server, and
+//! every strategy (grid, zip, random, TPE) runs on every launcher.
 
 use super::journal::{self, Event, Journal};
 use super::manifest::{self, Entry};
-use super::spec::{self, Distribution, Sweep, Tpe, Trial};
-use super::tpe::{self, Observation, Space};
-use crate::config::Override;
+use super::spec::{self, Sweep, Tpe, Trial};
+use super::strategy::{Ended, Strategy};
+use super::TrialState;
 use crate::error::{Error, Result};
 use crate::rundir::RunDir;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const FILE_NAME: &str = journal::FILE;
 
-/// A `[tpe]` sweep and where it lives.
+/// A sweep, its strategy, and where it lives.
 pub struct Study<'a> {
     pub sweep: &'a Sweep,
-    pub tpe: &'a Tpe,
+    pub strategy: &'a dyn Strategy,
     pub runs_dir: &'a Path,
-    /// `<runs-dir>/sweeps/<name>-<hash12>`.
+    /// `<runs-dir>/sweeps/<name>-<hash12>`: [`sweep_dir`] for `[tpe]` sweeps, the hash of the
+    /// planned runs (`super::sweep_dir`) for the others.
     pub dir: PathBuf,
 }
 
@@ -103,7 +104,7 @@ pub fn trials(events: &[Event]) -> (BTreeMap<usize, TrialRecord>, Vec<usize>) {
 /// journal.
 pub fn sweep_dir(sweep: &Sweep, tpe: &Tpe, runs_dir: &Path) -> Result<PathBuf> {
     use sha2::{Digest, Sha256};
-    let base = crate::config::load(&sweep.base, &set_overrides(sweep))?;
+    let base = crate::config::load(&sweep.base, &sweep.set)?;
     let mut h = Sha256::new();
     h.update(base.canonical_toml());
     h.update(format!(
@@ -114,50 +115,6 @@ pub fn sweep_dir(sweep: &Sweep, tpe: &Tpe, runs_dir: &Path) -> Result<PathBuf> {
     Ok(runs_dir
         .join("sweeps")
         .join(format!("{}-{}", sweep.name, &hash[..12])))
-}
-
-fn set_overrides(sweep: &Sweep) -> Trial {
-    sweep.set.clone()
-}
-
-/// The search space of the estimator, axis by axis.
-fn space(tpe: &Tpe) -> Vec<Space> {
-    tpe.axes
-        .iter()
-        .map(|(_, d)| match d {
-            Distribution::Uniform(lo, hi) => Space::Float {
-                lo: *lo,
-                hi: *hi,
-                log: false,
-            },
-            Distribution::LogUniform(lo, hi) => Space::Float {
-                lo: *lo,
-                hi: *hi,
-                log: true,
-            },
-            Distribution::IntRange(lo, hi) => Space::Int { lo: *lo, hi: *hi },
-            Distribution::Choice(c) => Space::Choice(c.len()),
-        })
-        .collect()
-}
-
-/// The estimator's value of an axis as the TOML value a trial sets, and back.
-fn to_toml(d: &Distribution, x: f64) -> toml::Value {
-    match d {
-        Distribution::Uniform(..) | Distribution::LogUniform(..) => toml::Value::Float(x),
-        Distribution::IntRange(..) => toml::Value::Integer(x as i64),
-        Distribution::Choice(c) => c[x as usize].clone(),
-    }
-}
-
-fn from_json(d: &Distribution, v: &serde_json::Value) -> Option<f64> {
-    match d {
-        Distribution::Choice(c) => c
-            .iter()
-            .position(|item| serde_json::to_value(item).ok().as_ref() == Some(v))
-            .map(|i| i as f64),
-        _ => v.as_f64(),
-    }
 }
 
 /// Whether the process that last took a trial still runs it: its run's lock is held, or the
@@ -175,27 +132,38 @@ pub fn taken(record: &TrialRecord, run: &RunDir) -> bool {
     }
 }
 
+/// How a trial run by [`Study::work`] ended: its exit code and the word the progress line gave.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub trial: usize,
+    pub exit: Option<i32>,
+    pub word: String,
+}
+
 impl Study<'_> {
+    fn journal(&self) -> Journal {
+        Journal::new(&self.dir)
+    }
+
+    fn run_dir(&self, name: &str) -> RunDir {
+        RunDir::new(self.runs_dir.join(name))
+    }
+
     /// Every trial so far: the one replay of the journal, read now.
     pub fn records(&self) -> BTreeMap<usize, TrialRecord> {
-        trials(&Journal::new(&self.dir).read()).0
+        trials(&self.journal().read()).0
     }
 
     /// What a trial is now, in the words of every sweep: its run directory's state (the run is
     /// the truth, not the journal: a trial whose run was removed or damaged is missing), or
     /// failed when the journal says its run failed before writing its directory.
-    pub fn trial_state(&self, r: &TrialRecord) -> super::TrialState {
-        use super::TrialState;
-        let run = RunDir::new(self.runs_dir.join(&r.run));
+    pub fn trial_state(&self, r: &TrialRecord) -> TrialState {
+        let run = self.run_dir(&r.run);
         match TrialState::of(&run) {
             TrialState::Missing if r.failed.is_some() => TrialState::Failed,
             TrialState::Missing if taken(r, &run) => TrialState::Running,
             state => state,
         }
-    }
-
-    fn journal(&self) -> Journal {
-        Journal::new(&self.dir)
     }
 
     fn started(&self, trial: usize) -> Event {
@@ -216,9 +184,7 @@ impl Study<'_> {
             // The run directories are the truth: a trial the journal calls ended whose run was
             // removed or damaged since is not ended.
             let lost = |r: &TrialRecord| {
-                r.finished.is_some()
-                    && super::TrialState::of(&RunDir::new(self.runs_dir.join(&r.run)))
-                        == super::TrialState::Missing
+                r.finished.is_some() && TrialState::of(&self.run_dir(&r.run)) == TrialState::Missing
             };
             let reopened: Vec<Event> = records
                 .iter()
@@ -232,29 +198,58 @@ impl Study<'_> {
         })
     }
 
+    /// Records, without running them, the trials of a fixed strategy whose runs are already
+    /// decided (an earlier sweep, or one without a journal, ran them), so that what is left to
+    /// run is known before any worker starts. Nothing for adaptive strategies, whose trials
+    /// are proposed one at a time.
+    pub fn settle(&self) -> Result<()> {
+        if !self.strategy.is_fixed() {
+            return Ok(());
+        }
+        self.journal().update(|events| {
+            let (records, order) = trials(events);
+            let mut new = Vec::new();
+            for trial in 0..self.strategy.budget() {
+                if !records.contains_key(&trial) {
+                    let (events, claim) = self.proposal(trial, &records, &order)?;
+                    if claim.is_none() {
+                        new.extend(events);
+                    }
+                }
+            }
+            Ok(((), new))
+        })
+    }
+
     /// Trials of the budget that have not ended yet (not proposed, running, or to be taken).
     pub fn unfinished(&self) -> usize {
-        let (records, _) = trials(&self.journal().read());
-        let ended = records
+        let ended = self
+            .records()
             .values()
             .filter(|r| r.finished.is_some() || r.failed.is_some())
             .count();
-        self.tpe.trials.saturating_sub(ended)
+        self.strategy.budget().saturating_sub(ended)
     }
 
-    /// Takes the next trial: one whose worker died, else a new proposal while fewer than
-    /// `trials` exist.
-    pub fn ask(&self) -> Result<Ask> {
+    /// Takes the next trial: one whose worker died, else a new proposal while fewer than the
+    /// budget exist. Trials in `skip` (given up by this process) are left alone.
+    pub fn ask(&self, skip: &BTreeSet<usize>) -> Result<Ask> {
         self.journal().update(|events| {
             let (records, order) = trials(events);
             let mut waiting = false;
+            // Trials whose run ended after their worker died, recorded without running.
+            let mut new = Vec::new();
             for (&trial, r) in &records {
-                if r.finished.is_some() || r.failed.is_some() {
+                if r.finished.is_some() || r.failed.is_some() || skip.contains(&trial) {
                     continue;
                 }
-                let run = RunDir::new(self.runs_dir.join(&r.run));
+                let run = self.run_dir(&r.run);
                 if taken(r, &run) {
                     waiting = true;
+                    continue;
+                }
+                if let Some(finished) = self.decided(trial, &run) {
+                    new.push(finished);
                     continue;
                 }
                 let overrides = r
@@ -268,88 +263,79 @@ impl Study<'_> {
                     overrides,
                     run,
                 };
-                return Ok((Ask::Run(claim), vec![self.started(trial)]));
+                new.push(self.started(trial));
+                return Ok((Ask::Run(claim), new));
             }
-            let next = records.keys().next_back().map_or(0, |t| t + 1);
-            if next >= self.tpe.trials {
-                return Ok((if waiting { Ask::Wait } else { Ask::Done }, Vec::new()));
+            // New proposals; those whose run is already decided are recorded, not run.
+            let unproposed = (0..self.strategy.budget()).filter(|t| !records.contains_key(t));
+            for trial in unproposed {
+                let (events, claim) = self.proposal(trial, &records, &order)?;
+                new.extend(events);
+                if let Some(claim) = claim {
+                    return Ok((Ask::Run(claim), new));
+                }
             }
-            let params = self.propose(next, &records, &order);
-            let overrides = self.overrides(&params);
-            let resolved = crate::run::resolve(&self.sweep.base, &overrides, self.runs_dir)?;
-            let run = resolved.dir;
-            let name = run
-                .path
-                .file_name()
-                .map_or(String::new(), |n| n.to_string_lossy().into_owned());
-            self.add_to_manifest(next, &overrides, &run)?;
-            let proposed = Event::Proposed {
-                trial: next,
-                params,
-                set: spec::set_args(&overrides),
-                run: name,
-                at: journal::now(),
-            };
-            let claim = Claim {
-                trial: next,
-                overrides,
-                run,
-            };
-            Ok((Ask::Run(claim), vec![proposed, self.started(next)]))
+            Ok((if waiting { Ask::Wait } else { Ask::Done }, new))
         })
     }
 
-    /// The parameters of trial `trial`: from the finished trials in the order they finished,
-    /// with the random stream of that trial, so replaying the journal proposes the same.
-    fn propose(
+    /// The strategy's proposal for `trial` as journal events: proposed and started, with the
+    /// claim to run it; or proposed and finished, without a claim, when its run is decided.
+    fn proposal(
         &self,
         trial: usize,
         records: &BTreeMap<usize, TrialRecord>,
         order: &[usize],
-    ) -> serde_json::Map<String, serde_json::Value> {
-        let sign = if self.sweep.maximize { -1.0 } else { 1.0 };
-        let observed: Vec<Observation> = order
+    ) -> Result<(Vec<Event>, Option<Claim>)> {
+        let ended: Vec<Ended> = order
             .iter()
             .filter_map(|t| {
                 let r = &records[t];
-                let metric = r.finished.as_ref()?.1?;
-                let params = self
-                    .tpe
-                    .axes
-                    .iter()
-                    .map(|(k, d)| from_json(d, r.params.get(k)?))
-                    .collect::<Option<Vec<f64>>>()?;
-                Some(Observation {
-                    params,
-                    loss: sign * metric,
+                Some(Ended {
+                    params: &r.params,
+                    metric: r.finished.as_ref()?.1,
                 })
             })
             .collect();
-        let mut rng = ChaCha8Rng::seed_from_u64(self.tpe.seed);
-        rng.set_stream(trial as u64);
-        let x = tpe::propose(&space(self.tpe), &observed, self.tpe.startup, &mut rng);
-        self.tpe
-            .axes
-            .iter()
-            .zip(x)
-            .map(|((k, d), x)| {
-                let v = serde_json::to_value(to_toml(d, x)).unwrap_or(serde_json::Value::Null);
-                (k.clone(), v)
-            })
-            .collect()
-    }
-
-    fn overrides(&self, params: &serde_json::Map<String, serde_json::Value>) -> Trial {
-        let mut t = set_overrides(self.sweep);
-        for (k, d) in &self.tpe.axes {
-            if let Some(x) = params.get(k).and_then(|v| from_json(d, v)) {
-                t.push(Override::set(k, to_toml(d, x)));
-            }
+        let proposal = self.strategy.propose(trial, &ended);
+        let run = crate::run::resolve(&self.sweep.base, &proposal.overrides, self.runs_dir)?.dir;
+        let name = run
+            .path
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        self.add_to_manifest(trial, &proposal.overrides, &run)?;
+        let proposed = Event::Proposed {
+            trial,
+            params: proposal.params,
+            set: spec::set_args(&proposal.overrides),
+            run: name,
+            at: journal::now(),
+        };
+        if let Some(finished) = self.decided(trial, &run) {
+            return Ok((vec![proposed, finished], None));
         }
-        t
+        let claim = Claim {
+            trial,
+            overrides: proposal.overrides,
+            run,
+        };
+        Ok((vec![proposed, self.started(trial)], Some(claim)))
     }
 
-    /// Early stopping finds a trial's siblings in `manifest.jsonl`: each proposal adds its line.
+    /// The finished event of a trial whose run is already decided (complete or pruned).
+    fn decided(&self, trial: usize, run: &RunDir) -> Option<Event> {
+        TrialState::of(run).is_final().then(|| Event::Finished {
+            trial,
+            status: run
+                .read_summary()
+                .map_or("complete".into(), |s| s.status.to_string()),
+            metric: self.metric(run),
+            at: journal::now(),
+        })
+    }
+
+    /// Early stopping finds a trial's siblings in `manifest.jsonl`: each proposal adds its line
+    /// (fixed strategies write the whole manifest before the first trial: then nothing to add).
     fn add_to_manifest(&self, trial: usize, overrides: &Trial, run: &RunDir) -> Result<()> {
         let path = self.dir.join(manifest::FILE);
         let mut entries = if path.is_file() {
@@ -357,6 +343,9 @@ impl Study<'_> {
         } else {
             Vec::new()
         };
+        if entries.iter().any(|e| e.index == trial) {
+            return Ok(());
+        }
         let id = run
             .path
             .file_name()
@@ -378,33 +367,32 @@ impl Study<'_> {
         crate::rundir::atomic::write(&path, manifest::render(&entries).as_bytes())
     }
 
+    /// The sweep's metric as the run recorded it.
+    fn metric(&self, run: &RunDir) -> Option<f64> {
+        use crate::report::metrics::ReadMetric;
+        let r = crate::report::runs::Run::load(&run.path).ok()?;
+        self.sweep
+            .metric
+            .read(&crate::report::metrics::of(&r, None))
+    }
+
     /// Records how a trial's run ended: finished (complete, pruned, diverged) with its metric, or
     /// failed. An interrupted run (exit 130) is left to be taken again.
     fn tell(&self, claim: &Claim, exit: Option<i32>) -> Result<String> {
-        use crate::report::metrics::ReadMetric;
         let summary = claim.run.read_summary();
         let status = summary.as_ref().map(|s| s.status.to_string());
         // Only a decided run ends the trial; anything else (a run stopped by a signal) is left
         // for a worker to take again.
         let decided = status.filter(|s| ["complete", "pruned", "diverged"].contains(&s.as_str()));
         let event = match (exit, decided) {
-            (Some(0), Some(status)) | (Some(5), Some(status)) => {
-                let metric = crate::report::runs::Run::load(&claim.run.path)
-                    .ok()
-                    .and_then(|r| {
-                        self.sweep
-                            .metric
-                            .read(&crate::report::metrics::of(&r, None))
-                    });
-                Event::Finished {
-                    trial: claim.trial,
-                    status,
-                    metric,
-                    at: journal::now(),
-                }
-            }
+            (Some(0) | Some(5), Some(status)) => Event::Finished {
+                trial: claim.trial,
+                status,
+                metric: self.metric(&claim.run),
+                at: journal::now(),
+            },
             (Some(0) | Some(5) | Some(130) | None, _) => {
-                return Ok(super::TrialState::Interrupted.word().into())
+                return Ok(TrialState::Interrupted.word().into())
             }
             _ => Event::Failed {
                 trial: claim.trial,
@@ -438,57 +426,67 @@ impl Study<'_> {
         Ok(status.code())
     }
 
-    /// `jobs` workers here, each pulling trials until none is left (or Ctrl-C). Returns the
-    /// number of trials that failed in this process.
-    pub fn work(&self, jobs: usize, interrupted: &AtomicBool, quiet: bool) -> Result<usize> {
+    /// `jobs` workers here, each pulling trials until none is left (or Ctrl-C). Returns how
+    /// each trial this process ran ended.
+    pub fn work(&self, jobs: usize, interrupted: &AtomicBool, quiet: bool) -> Result<Vec<Outcome>> {
         let exe = super::launch::runner_exe()?;
         let threads = super::launch::threads_per_trial(jobs);
-        let failed = std::sync::atomic::AtomicUsize::new(0);
+        let outcomes = Mutex::new(Vec::new());
+        // Trials whose run stopped without the sweep being stopped: not taken again here.
+        let given_up = Mutex::new(BTreeSet::new());
         let say = |line: String| {
             if !quiet {
                 crate::errln!("{line}");
             }
         };
+        let worker = || -> Result<()> {
+            while !interrupted.load(Ordering::SeqCst) {
+                let skip = given_up.lock().expect("no worker panics").clone();
+                let claim = match self.ask(&skip)? {
+                    Ask::Run(c) => c,
+                    Ask::Wait => {
+                        std::thread::sleep(Duration::from_millis(500));
+                        continue;
+                    }
+                    Ask::Done => break,
+                };
+                let started = Instant::now();
+                say(format!(
+                    "[sweep] started trial {} ({}): {}",
+                    claim.trial,
+                    claim.run.path.display(),
+                    spec::set_args(&claim.overrides).join(" ")
+                ));
+                let exit = self.run_trial(&exe, &claim, threads)?;
+                let word = self.tell(&claim, exit)?;
+                if word == TrialState::Interrupted.word() {
+                    given_up
+                        .lock()
+                        .expect("no worker panics")
+                        .insert(claim.trial);
+                }
+                say(format!(
+                    "[sweep] trial {} {word} in {:.1}s ({} of {} ended)",
+                    claim.trial,
+                    started.elapsed().as_secs_f64(),
+                    self.strategy.budget() - self.unfinished(),
+                    self.strategy.budget()
+                ));
+                outcomes.lock().expect("no worker panics").push(Outcome {
+                    trial: claim.trial,
+                    exit,
+                    word,
+                });
+            }
+            Ok(())
+        };
         std::thread::scope(|scope| -> Result<()> {
-            let workers: Vec<_> = (0..jobs.max(1))
-                .map(|_| {
-                    scope.spawn(|| -> Result<()> {
-                        while !interrupted.load(Ordering::SeqCst) {
-                            let claim = match self.ask()? {
-                                Ask::Run(c) => c,
-                                Ask::Wait => {
-                                    std::thread::sleep(Duration::from_millis(500));
-                                    continue;
-                                }
-                                Ask::Done => break,
-                            };
-                            let started = Instant::now();
-                            say(format!(
-                                "[sweep] started trial {} ({}): {}",
-                                claim.trial,
-                                claim.run.path.display(),
-                                spec::set_args(&claim.overrides).join(" ")
-                            ));
-                            let exit = self.run_trial(&exe, &claim, threads)?;
-                            let word = self.tell(&claim, exit)?;
-                            if word.starts_with("failed") {
-                                failed.fetch_add(1, Ordering::SeqCst);
-                            }
-                            say(format!(
-                                "[sweep] trial {} {word} in {:.1}s",
-                                claim.trial,
-                                started.elapsed().as_secs_f64()
-                            ));
-                        }
-                        Ok(())
-                    })
-                })
-                .collect();
+            let workers: Vec<_> = (0..jobs.max(1)).map(|_| scope.spawn(worker)).collect();
             for w in workers {
                 w.join().expect("workers do not panic")?;
             }
             Ok(())
         })?;
-        Ok(failed.into_inner())
+        Ok(outcomes.into_inner().expect("no worker panics"))
     }
 }
