@@ -122,9 +122,10 @@ Several `runner sweep FILE` processes sharing the runs directory cooperate throu
 on Slurm, --slurm --workers K submits K such workers as an array (submitting again tops them up
 to K).
 
-A grid, zip or random sweep can also go as one Slurm array task per trial (--slurm alone): runner writes
-<sweep-dir>/slurm/submit-<time>.sh (array task T runs trials T*pack .. T*pack+pack-1 of the
-manifest through `runner slurm-task`), submits it with sbatch, prints the job id and returns.
+A grid, zip or random sweep can also go as one Slurm array task per trial (--slurm alone):
+runner writes <sweep-dir>/slurm/submit-<time>.sh (array task T runs trials T*pack ..
+T*pack+pack-1 of the manifest through `runner slurm-task`), submits it with sbatch, prints the
+job id and returns.
 Submitting again sends only trials that are missing or failed and not queued or running in Slurm
 (squeue); an interrupted trial continues from its checkpoint. Slurm's SIGTERM before the time
 limit (--signal-before), on preemption or scancel makes the running trial checkpoint and stop.
