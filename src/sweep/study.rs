@@ -221,14 +221,17 @@ impl Study<'_> {
         })
     }
 
-    /// Trials of the budget that have not ended yet (not proposed, running, or to be taken).
-    pub fn unfinished(&self) -> usize {
-        let ended = self
-            .records()
+    /// Trials that have ended (finished or failed).
+    fn ended(&self) -> usize {
+        self.records()
             .values()
             .filter(|r| r.finished.is_some() || r.failed.is_some())
-            .count();
-        self.strategy.budget().saturating_sub(ended)
+            .count()
+    }
+
+    /// Trials of the budget that have not ended yet (not proposed, running, or to be taken).
+    pub fn unfinished(&self) -> usize {
+        self.strategy.budget().saturating_sub(self.ended())
     }
 
     /// Takes the next trial: one whose worker died, else a new proposal while fewer than the
@@ -469,7 +472,7 @@ impl Study<'_> {
                     "[sweep] trial {} {word} in {:.1}s ({} of {} ended)",
                     claim.trial,
                     started.elapsed().as_secs_f64(),
-                    self.strategy.budget() - self.unfinished(),
+                    self.ended(),
                     self.strategy.budget()
                 ));
                 outcomes.lock().expect("no worker panics").push(Outcome {
