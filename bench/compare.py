@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark: runner against PyTorch and TensorFlow on the tutorial CNN.
+"""Side-by-side benchmark: runner against PyTorch, TensorFlow and JAX on the tutorial CNN.
 
 Runs every configuration in turn (alternating, so drift on a shared machine hits all of them
 alike), several repetitions per batch size, and prints medians and ratios. Sets up its own
-virtual environment with torch and tensorflow-cpu on first use (cached; RUNNER_BENCH_VENV or
+virtual environment with torch, tensorflow-cpu, jax, flax and optax on first use (cached; RUNNER_BENCH_VENV or
 --venv chooses where). Not part of CI: a full run takes tens of minutes.
 
     python3 bench/compare.py                         # batch 50, 3 x 300 steps per configuration
@@ -28,17 +28,19 @@ CONFIGS = {
     "pytorch+channels_last": ["torch_cnn.py", "--channels-last"],
     "tensorflow": ["tf_cnn.py"],
     "tensorflow+onednn": ["tf_cnn.py"],
+    "jax": ["jax_cnn.py"],
 }
 
 
 def setup_venv(venv):
     py = os.path.join(venv, "bin", "python")
-    if os.path.exists(py) and subprocess.run([py, "-c", "import torch, tensorflow"], capture_output=True).returncode == 0:
+    if os.path.exists(py) and subprocess.run([py, "-c", "import torch, tensorflow, jax, flax, optax"], capture_output=True).returncode == 0:
         return py
-    print(f"setting up {venv} (torch, tensorflow-cpu; several GB, once)", file=sys.stderr)
+    print(f"setting up {venv} (torch, tensorflow-cpu, jax; several GB, once)", file=sys.stderr)
     subprocess.run([sys.executable, "-m", "venv", venv], check=True)
     subprocess.run([py, "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
-    subprocess.run([py, "-m", "pip", "install", "--quiet", "torch", "tensorflow-cpu", "numpy"], check=True)
+    subprocess.run([py, "-m", "pip", "install", "--quiet", "torch", "tensorflow-cpu", "numpy",
+                    "jax", "flax", "optax"], check=True)
     return py
 
 

@@ -4,6 +4,7 @@
 //! network from the registry ([`models`]), trains it on MNIST-format data ([`data`],
 //! [`train`]) and writes a content-hashed run directory ([`rundir`], [`run`]).
 
+pub mod cache_dir;
 pub mod cli;
 pub mod compile;
 pub mod data;

@@ -7,7 +7,14 @@ use std::path::Path;
 /// Lowest first. Modules on one line may not import each other either, except where noted.
 const LAYERS: &[&[&str]] = &[
     &[
-        "error", "verbose", "fpmode", "malloc", "Error", "Result", "errln",
+        "error",
+        "verbose",
+        "fpmode",
+        "malloc",
+        "cache_dir",
+        "Error",
+        "Result",
+        "errln",
     ],
     &["config", "pool"],
     &["data"],

@@ -1,5 +1,6 @@
 //! Reader for gzip-compressed IDX files (the MNIST container format).
 
+use super::bytes::Bytes;
 use crate::error::{Error, Result};
 use flate2::read::GzDecoder;
 use sha2::{Digest, Sha256};
@@ -14,8 +15,11 @@ pub const MAGIC_LABELS: u32 = 0x0000_0801;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Idx {
     pub dims: Vec<usize>,
-    pub data: Vec<u8>,
-    /// SHA-256 (hex) of the whole decompressed file, header included.
+    /// The payload: `raw` after its header.
+    pub data: Bytes,
+    /// The whole decompressed file, header included.
+    pub raw: Bytes,
+    /// SHA-256 (hex) of `raw`.
     pub sha256: String,
 }
 
@@ -99,7 +103,17 @@ pub fn decode(raw: &[u8], expected_magic: u32) -> std::result::Result<Idx, Strin
 
 /// [`decode`], keeping `raw`'s buffer for the payload: the training images are 47 MB, and a
 /// copy of them cost a new allocation's page faults in every run's start-up.
-fn decode_owned(mut raw: Vec<u8>, expected_magic: u32) -> std::result::Result<Idx, String> {
+fn decode_owned(raw: Vec<u8>, expected_magic: u32) -> std::result::Result<Idx, String> {
+    let sha256 = crate::config::hex(&Sha256::digest(&raw));
+    decode_hashed(raw.into(), expected_magic, sha256)
+}
+
+/// Parses decompressed IDX bytes whose SHA-256 the caller has computed (`sha256`).
+pub fn decode_hashed(
+    raw: Bytes,
+    expected_magic: u32,
+    sha256: String,
+) -> std::result::Result<Idx, String> {
     let word = |i: usize| -> Option<u32> {
         raw.get(4 * i..4 * i + 4)
             .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
@@ -125,23 +139,21 @@ fn decode_owned(mut raw: Vec<u8>, expected_magic: u32) -> std::result::Result<Id
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or("dimensions overflow")?;
-    let payload = &raw[header..];
-    if payload.len() != expected {
-        let what = if payload.len() < expected {
+    let payload = raw.len() - header;
+    if payload != expected {
+        let what = if payload < expected {
             "truncated"
         } else {
             "trailing bytes"
         };
         return Err(format!(
-            "{what}: header dimensions {dims:?} need {expected} data bytes, file has {}",
-            payload.len()
+            "{what}: header dimensions {dims:?} need {expected} data bytes, file has {payload}"
         ));
     }
-    let sha256 = crate::config::hex(&Sha256::digest(&raw));
-    raw.drain(..header);
     Ok(Idx {
         dims,
-        data: raw,
+        data: raw.slice(header, payload),
+        raw,
         sha256,
     })
 }
@@ -165,7 +177,7 @@ mod tests {
         assert_eq!(img.dims, vec![2, 2, 3]);
         assert_eq!(img.data.len(), 12);
         let lab = decode(&encode(MAGIC_LABELS, &[3], &[7, 8, 9]), MAGIC_LABELS).unwrap();
-        assert_eq!((lab.dims, lab.data), (vec![3], vec![7, 8, 9]));
+        assert_eq!((lab.dims, lab.data.to_vec()), (vec![3], vec![7, 8, 9]));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! MNIST-format datasets: four gzip IDX files, 28x28 unsigned-byte images, labels 0..9.
 
+use super::bytes::Bytes;
+use super::cache;
 use super::idx::{self, Idx};
 use crate::config::DataConfig;
 use crate::error::{Error, Result};
@@ -29,8 +31,8 @@ pub const MNIST_SHA256: [&str; 4] = [
 /// One split: images as raw bytes (row-major 28x28 each) and labels.
 #[derive(Debug, Clone, Default)]
 pub struct Split {
-    pub images: Vec<u8>,
-    pub labels: Vec<u8>,
+    pub images: Bytes,
+    pub labels: Bytes,
 }
 
 impl Split {
@@ -132,58 +134,48 @@ pub fn digest_of<'a>(sums: impl IntoIterator<Item = (&'a str, &'a str)>) -> Stri
 }
 
 impl Dataset {
+    /// Reads the dataset from the decoded cache when it holds these archives intact, else from
+    /// the archives, caching it for the next run once it proves to be a dataset.
     pub fn load(source: &Source) -> Result<Dataset> {
-        if source.expected.is_some() && !source.dir.is_dir() {
-            let tried: Vec<String> = vendored_candidates()
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect();
-            return Err(Error::Data(format!(
-                "the vendored MNIST is not in {}; copy data/mnist of runner's source there, or \
-                 point RUNNER_MNIST_DIR at a directory holding {}",
-                tried.join(" or "),
-                FILES.map(|f| format!("{f}.gz")).join(", ")
-            )));
-        }
-        if !source.dir.is_dir() {
-            return Err(Error::Data(format!(
-                "data directory {} does not exist; it must hold {}",
-                source.dir.display(),
-                FILES.map(|f| format!("{f}.gz")).join(", ")
-            )));
-        }
-        let path = |i: usize| source.dir.join(format!("{}.gz", FILES[i]));
-        let magic = |i: usize| {
-            if i.is_multiple_of(2) {
-                idx::MAGIC_IMAGES
-            } else {
-                idx::MAGIC_LABELS
-            }
-        };
-        // The training images dominate (47 MB decompressed): read them beside the rest.
-        let (first, rest) = std::thread::scope(|s| {
-            let big = s.spawn(|| idx::read_gz(&path(0), magic(0)));
-            let rest: Vec<Result<Idx>> = (1..4).map(|i| idx::read_gz(&path(i), magic(i))).collect();
-            (big.join().expect("IDX reader thread panicked"), rest)
-        });
-        let mut files = vec![first?];
-        for r in rest {
-            files.push(r?);
-        }
-        if let Some(expected) = source.expected {
-            for (i, f) in files.iter().enumerate() {
-                if f.sha256 != expected[i] {
-                    return Err(Error::Data(format!(
-                        "{}: checksum mismatch: SHA-256 of the decompressed content is {}, expected {} \
-                         (the vendored MNIST copy is corrupt or was replaced; restore it from git, or set \
-                         data.dir to use other data without checksum enforcement)",
-                        path(i).display(),
-                        f.sha256,
-                        expected[i]
-                    )));
+        let cached = cache::path_for(&source.dir);
+        let hit = cached
+            .as_deref()
+            .and_then(|path| match cache::read(path, source.expected) {
+                Ok(files) => {
+                    crate::verbose::say(|| {
+                        format!("dataset read from its decoded cache {}", path.display())
+                    });
+                    Some(files)
                 }
+                Err(cache::Miss::Absent) => None,
+                Err(cache::Miss::Damaged(why)) => {
+                    crate::verbose::say(|| {
+                        format!("dataset cache {}: {why}; rebuilding it", path.display())
+                    });
+                    None
+                }
+            });
+        let from_cache = hit.is_some();
+        let files = match hit {
+            Some(files) => files,
+            None => read_archives(source)?,
+        };
+        let to_cache = (!from_cache).then(|| files.clone());
+        let data = Dataset::from_files(source, files)?;
+        if let (Some(path), Some(files)) = (cached, to_cache) {
+            match cache::write(&path, &files) {
+                Ok(()) => cache::forget_older(&path),
+                Err(e) => crate::verbose::say(|| {
+                    format!("dataset cache {} not written: {e}", path.display())
+                }),
             }
         }
+        Ok(data)
+    }
+
+    /// The dataset of the four decoded files of `source`, checked to make two splits.
+    fn from_files(source: &Source, files: [Idx; 4]) -> Result<Dataset> {
+        let path = |i: usize| source.dir.join(format!("{}.gz", FILES[i]));
         let checksums: Vec<(String, String)> = FILES
             .iter()
             .zip(&files)
@@ -217,20 +209,82 @@ impl Dataset {
         for i in rand::seq::index::sample(&mut rng, self.train.len(), n) {
             held[i] = true;
         }
-        let (mut train, mut validation) = (Split::default(), Split::default());
+        let (mut train, mut validation) = ((vec![], vec![]), (vec![], vec![]));
         for (i, &h) in held.iter().enumerate() {
-            let to = if h { &mut validation } else { &mut train };
-            to.images
-                .extend_from_slice(&self.train.images[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS]);
-            to.labels.push(self.train.labels[i]);
+            let (images, labels) = if h { &mut validation } else { &mut train };
+            images.extend_from_slice(&self.train.images[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS]);
+            labels.push(self.train.labels[i]);
         }
-        self.train = train;
-        self.validation = Some(validation);
+        let split = |(images, labels): (Vec<u8>, Vec<u8>)| Split {
+            images: images.into(),
+            labels: labels.into(),
+        };
+        self.train = split(train);
+        self.validation = Some(split(validation));
     }
 
     pub fn digest(&self) -> String {
         digest_of(self.checksums.iter().map(|(f, s)| (f.as_str(), s.as_str())))
     }
+}
+
+/// The IDX magic number of file `i` of [`FILES`].
+pub fn magic(i: usize) -> u32 {
+    if i.is_multiple_of(2) {
+        idx::MAGIC_IMAGES
+    } else {
+        idx::MAGIC_LABELS
+    }
+}
+
+/// The four archives of `source`, decompressed, with their sums checked when `source` enforces
+/// them.
+fn read_archives(source: &Source) -> Result<[Idx; 4]> {
+    if source.expected.is_some() && !source.dir.is_dir() {
+        let tried: Vec<String> = vendored_candidates()
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        return Err(Error::Data(format!(
+            "the vendored MNIST is not in {}; copy data/mnist of runner's source there, or \
+             point RUNNER_MNIST_DIR at a directory holding {}",
+            tried.join(" or "),
+            FILES.map(|f| format!("{f}.gz")).join(", ")
+        )));
+    }
+    if !source.dir.is_dir() {
+        return Err(Error::Data(format!(
+            "data directory {} does not exist; it must hold {}",
+            source.dir.display(),
+            FILES.map(|f| format!("{f}.gz")).join(", ")
+        )));
+    }
+    let path = |i: usize| source.dir.join(format!("{}.gz", FILES[i]));
+    // The training images dominate (47 MB decompressed): read them beside the rest.
+    let (first, rest) = std::thread::scope(|s| {
+        let big = s.spawn(|| idx::read_gz(&path(0), magic(0)));
+        let rest: Vec<Result<Idx>> = (1..4).map(|i| idx::read_gz(&path(i), magic(i))).collect();
+        (big.join().expect("IDX reader thread panicked"), rest)
+    });
+    let mut files = vec![first?];
+    for r in rest {
+        files.push(r?);
+    }
+    if let Some(expected) = source.expected {
+        for (i, f) in files.iter().enumerate() {
+            if f.sha256 != expected[i] {
+                return Err(Error::Data(format!(
+                    "{}: checksum mismatch: SHA-256 of the decompressed content is {}, expected {} \
+                     (the vendored MNIST copy is corrupt or was replaced; restore it from git, or set \
+                     data.dir to use other data without checksum enforcement)",
+                    path(i).display(),
+                    f.sha256,
+                    expected[i]
+                )));
+            }
+        }
+    }
+    Ok(files.try_into().expect("four files"))
 }
 
 fn make_split(images: Idx, labels: Idx, images_path: &Path, labels_path: &Path) -> Result<Split> {

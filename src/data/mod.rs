@@ -1,5 +1,8 @@
-//! Datasets: the IDX reader and MNIST-format loading with checksum verification.
+//! Datasets: the IDX reader, MNIST-format loading with checksum verification, and the decoded
+//! cache that spares later runs the decompression.
 
+pub mod bytes;
+pub mod cache;
 pub mod idx;
 pub mod known;
 pub mod mnist;

@@ -98,8 +98,7 @@ fn dfdx_err(e: CpuError) -> Error {
 impl<M: Network> Net<M> {
     pub fn new(setup: Setup, rng: &mut ChaCha8Rng) -> Result<Self> {
         let dev = Cpu::default();
-        let mut model = M::try_build(&dev).map_err(dfdx_err)?;
-        init::initialize(&mut model, setup.init, rng);
+        let mut model: M = init::build(&dev, setup.init, rng).map_err(dfdx_err)?;
         model.configure(&setup.layers, &mut 0);
         let grads = Some(model.try_alloc_grads().map_err(dfdx_err)?);
         Ok(Net {
@@ -220,10 +219,7 @@ impl<M: Network> Trainable for Net<M> {
     }
 
     fn parameters(&self) -> Vec<(String, Vec<usize>)> {
-        params::read(&self.model)
-            .into_iter()
-            .map(|t| (t.name, t.shape))
-            .collect()
+        params::shapes(&self.model)
     }
 
     fn weights(&self) -> Vec<NamedTensor> {

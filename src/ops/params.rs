@@ -31,7 +31,20 @@ impl NamedTensor {
 
 /// Every tensor of `model`, named as in its safetensors file.
 pub fn read<M: TensorCollection<f32, Cpu>>(model: &M) -> Vec<NamedTensor> {
-    struct Reader(Vec<NamedTensor>);
+    read_with(model, true)
+}
+
+/// The name and shape of every tensor of `model`, without copying its values.
+pub fn shapes<M: TensorCollection<f32, Cpu>>(model: &M) -> Vec<(String, Vec<usize>)> {
+    read_with(model, false)
+        .into_iter()
+        .map(|t| (t.name, t.shape))
+        .collect()
+}
+
+/// Every tensor of `model`, its values copied when `values`.
+fn read_with<M: TensorCollection<f32, Cpu>>(model: &M, values: bool) -> Vec<NamedTensor> {
+    struct Reader(Vec<NamedTensor>, bool);
     impl TensorVisitor<f32, Cpu> for Reader {
         type Viewer = (ViewTensorRef, ViewTensorName);
         type Err = CpuError;
@@ -45,12 +58,12 @@ pub fn read<M: TensorCollection<f32, Cpu>>(model: &M) -> Vec<NamedTensor> {
             self.0.push(NamedTensor {
                 name,
                 shape: t.shape().concrete().into_iter().collect(),
-                data: t.as_vec(),
+                data: if self.1 { t.as_vec() } else { Vec::new() },
             });
             Ok(None)
         }
     }
-    let mut reader = Reader(Vec::new());
+    let mut reader = Reader(Vec::new(), values);
     M::iter_tensors(&mut RecursiveWalker {
         m: (model, String::new()),
         f: &mut reader,

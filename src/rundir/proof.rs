@@ -191,7 +191,7 @@ fn memo_path(dir: &RunDir) -> Option<PathBuf> {
     let abs = std::fs::canonicalize(&dir.path).ok()?;
     let key = hex(&Sha256::digest(abs.as_os_str().as_encoded_bytes()));
     Some(
-        crate::compile::cache::root()
+        crate::cache_dir::root()
             .join("proven")
             .join(format!("{}.txt", &key[..32])),
     )

@@ -3,11 +3,15 @@
 
 /// The built binary in the repository root with `--runs-dir runs` after `args`, ready for more
 /// environment or to spawn. It never builds a network on demand (`RUNNER_BUILD=never`):
-/// tests/on_demand.rs tests that.
+/// tests/on_demand.rs tests that. Its cache (the decoded MNIST) is the tests' own, in `target/`.
 pub fn command(args: &[&str], runs: &std::path::Path) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_runner"));
     c.args(args)
         .env("RUNNER_BUILD", "never")
+        .env(
+            "RUNNER_CACHE_DIR",
+            concat!(env!("CARGO_TARGET_TMPDIR"), "/runner-cache"),
+        )
         .arg("--runs-dir")
         .arg(runs)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
