@@ -3,8 +3,10 @@
 //!
 //!     cargo bench --bench kernels
 //!
-//! GFLOP/s counts 2 flops per multiply-add of the convolution or GEMM; compare against the
-//! machine's peak (2 cores x 2.6 GHz x 2 AVX-512 FMA units x 16 lanes x 2 = 333 GFLOP/s here).
+//! GFLOP/s counts 2 flops per multiply-add of the convolution or GEMM; the first lines measure
+//! the machine's peak the same way (independent vector multiply-adds, no memory traffic), since
+//! it is not the data sheet's: Zen 4 runs an AVX-512 multiply-add as two 256-bit halves, and
+//! clocks move with load.
 
 use rand::SeedableRng;
 use runner::config::{self};
@@ -127,6 +129,80 @@ fn dense_layer() {
     );
 }
 
+/// `iters` rounds of 12 independent 16-lane multiply-add chains (enough in flight to fill two
+/// pipes of 4-cycle latency); returns a lane so the work is kept.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_chains_512(iters: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+    let mut acc = [_mm512_set1_ps(1.0); 12];
+    for _ in 0..iters {
+        for x in acc.iter_mut() {
+            *x = _mm512_fmadd_ps(*x, a, b);
+        }
+    }
+    acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
+}
+
+/// [`fma_chains_512`] with 8-lane AVX2 vectors.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_chains_256(iters: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+    let mut acc = [_mm256_set1_ps(1.0); 12];
+    for _ in 0..iters {
+        for x in acc.iter_mut() {
+            *x = _mm256_fmadd_ps(*x, a, b);
+        }
+    }
+    let mut lanes = [0.0f32; 8];
+    for x in acc {
+        let mut v = [0.0f32; 8];
+        // SAFETY: `v` has room for the 8 lanes stored.
+        unsafe { _mm256_storeu_ps(v.as_mut_ptr(), x) };
+        lanes.iter_mut().zip(v).for_each(|(l, v)| *l += v);
+    }
+    lanes.iter().sum()
+}
+
+/// The multiply-add peak on one thread and on every rayon thread, per instruction set the CPU has.
+#[cfg(target_arch = "x86_64")]
+fn fma_peak() {
+    const ITERS: usize = 2_000_000;
+    let threads = rayon::current_num_threads() as f64;
+    let probe = |name: &str, lanes: f64, f: fn(usize) -> f32| {
+        let flops = 2.0 * lanes * 12.0 * ITERS as f64;
+        let one = median_ms(5, || {
+            std::hint::black_box(f(ITERS));
+        });
+        report(&format!("peak FMA {name}, 1 thread"), one, flops);
+        let all = median_ms(5, || {
+            std::hint::black_box(rayon::broadcast(|_| f(ITERS)));
+        });
+        report(
+            &format!("peak FMA {name}, all threads"),
+            all,
+            flops * threads,
+        );
+    };
+    if is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F (checked above).
+        probe("AVX-512", 16.0, |n| unsafe { fma_chains_512(n) });
+    }
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        probe("AVX2", 8.0, |n| unsafe { fma_chains_256(n) });
+    }
+}
+
 fn main() {
     // `cargo test --all-targets` runs bench targets too (without `--bench`): skip the work there.
     if !std::env::args().any(|a| a == "--bench") {
@@ -136,6 +212,8 @@ fn main() {
     runner::malloc::tune();
     runner::pool::install();
     println!("{} rayon threads", rayon::current_num_threads());
+    #[cfg(target_arch = "x86_64")]
+    fma_peak();
     let geometry = |h, cin, cout| Geometry {
         batch: 50,
         h,
