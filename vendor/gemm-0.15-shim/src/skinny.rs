@@ -182,8 +182,13 @@ unsafe fn run(isa: Isa, form: Form, k: usize, accumulate: bool) {
     } else {
         b_copy.resize(k * padded, 0.0f32);
         for p in 0..k {
-            for (c, v) in b_copy[p * padded..][..cols].iter_mut().enumerate() {
-                *v = *form.b.at(p, c);
+            let row = &mut b_copy[p * padded..][..cols];
+            if form.b.cs == 1 {
+                row.copy_from_slice(std::slice::from_raw_parts(form.b.at(p, 0), cols));
+            } else {
+                for (c, v) in row.iter_mut().enumerate() {
+                    *v = *form.b.at(p, c);
+                }
             }
         }
         Mat {
@@ -212,9 +217,14 @@ unsafe fn run(isa: Isa, form: Form, k: usize, accumulate: bool) {
     let a_packed = a.cs != 1;
     if a_packed {
         a_buf.resize(rows.next_multiple_of(tile_rows) * k, 0.0f32);
-        for p in 0..k {
-            for r in 0..rows {
-                a_buf[(r - r % tile_rows) * k + p * tile_rows + r % tile_rows] = *a.at(r, p);
+        // Tile by tile, `p` by `p`: sequential writes, no division per value (a scalar loop
+        // with one took a third of Caffe's LeNet's step).
+        for r0 in (0..rows).step_by(tile_rows) {
+            let tile = &mut a_buf[r0 * k..][..tile_rows * k];
+            for (p, column) in tile.chunks_exact_mut(tile_rows).enumerate() {
+                for (i, v) in column[..tile_rows.min(rows - r0)].iter_mut().enumerate() {
+                    *v = *a.at(r0 + i, p);
+                }
             }
         }
     }
@@ -278,9 +288,19 @@ unsafe fn run(isa: Isa, form: Form, k: usize, accumulate: bool) {
     });
     if !c_direct {
         for r in 0..rows {
-            for (col, &v) in c_copy[r * padded..][..cols].iter().enumerate() {
-                let d = form.c.at(r, col);
-                *d = if accumulate { *d + v } else { v };
+            let row = &c_copy[r * padded..][..cols];
+            if form.c.cs == 1 {
+                let d = std::slice::from_raw_parts_mut(form.c.at(r, 0), cols);
+                if accumulate {
+                    d.iter_mut().zip(row).for_each(|(d, &v)| *d += v);
+                } else {
+                    d.copy_from_slice(row);
+                }
+            } else {
+                for (col, &v) in row.iter().enumerate() {
+                    let d = form.c.at(r, col);
+                    *d = if accumulate { *d + v } else { v };
+                }
             }
         }
     }
