@@ -228,6 +228,13 @@ fn main() {
     block_layer("block1 28x28x1->32", geometry(28, 1, 32));
     block_layer("block2 14x14x32->64", geometry(14, 32, 64));
     dense_layer();
+    // Caffe's LeNet: 'valid' 5x5 blocks on channels that are not whole vectors (im2col path).
+    let valid = |h, cin, cout| Geometry {
+        pad: 0,
+        ..geometry(h, cin, cout)
+    };
+    block_layer("lenet-caffe block1 28x28x1->20", valid(28, 1, 20));
+    block_layer("lenet-caffe block2 12x12x20->50", valid(12, 20, 50));
     for (h, c) in [(28, 32), (14, 64)] {
         let x = filled(50 * h * h * c, 0.5);
         let mut out = vec![0.0; 50 * (h / 2) * (h / 2) * c];
