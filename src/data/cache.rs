@@ -12,8 +12,7 @@
 //! archive is read, and reported, again).
 
 use super::bytes::Bytes;
-use super::idx::{self, Idx};
-use super::mnist::{magic, FILES};
+use super::idx::Idx;
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -21,8 +20,10 @@ use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"RUNNERDS";
 const FORMAT: u32 = 1;
+/// The files of a dataset (MNIST's four), one section each.
+pub const SECTIONS: usize = 4;
 /// Magic, format, section count, then (offset, length, SHA-256, BLAKE3) per section.
-const HEADER: usize = 16 + FILES.len() * ENTRY;
+const HEADER: usize = 16 + SECTIONS * ENTRY;
 const ENTRY: usize = 80;
 
 /// `(SHA-256, BLAKE3)` of the decompressed files whose sums runner enforces (the vendored MNIST,
@@ -53,14 +54,14 @@ pub fn dir() -> PathBuf {
     crate::cache_dir::root().join("datasets")
 }
 
-/// The cache file that stands for the archives in `data_dir` as they are now: named by the
-/// directory and each archive's device, inode, size, mtime and ctime. `None` when one cannot be
-/// examined (the full read then reports why).
-pub fn path_for(data_dir: &Path) -> Option<PathBuf> {
+/// The cache file that stands for the archives `files` in `data_dir` as they are now: named by
+/// the directory and each archive's device, inode, size, mtime and ctime. `None` when one cannot
+/// be examined (the full read then reports why).
+pub fn path_for(data_dir: &Path, files: &[&str]) -> Option<PathBuf> {
     let abs = std::fs::canonicalize(data_dir).ok()?;
     let mut state = Sha256::new();
-    for f in FILES {
-        let m = std::fs::metadata(abs.join(format!("{f}.gz"))).ok()?;
+    for f in files {
+        let m = std::fs::metadata(abs.join(f)).ok()?;
         state.update(format!(
             "{f} {} {} {} {}.{} {}.{}\n",
             m.dev(),
@@ -86,9 +87,12 @@ pub enum Miss {
     Damaged(String),
 }
 
-/// The four files of `path`, each hashed again and matched with its recorded BLAKE3, and with
-/// `expected` (SHA-256 sums) when given.
-pub fn read(path: &Path, expected: Option<[&str; 4]>) -> Result<[Idx; 4], Miss> {
+/// The sections of `path` (each file's bytes, with the SHA-256 recorded for it), each hashed
+/// again and matched with its recorded BLAKE3, and with `expected` (SHA-256 sums) when given.
+pub fn read(
+    path: &Path,
+    expected: Option<[&str; SECTIONS]>,
+) -> Result<[(Bytes, String); SECTIONS], Miss> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Miss::Absent),
@@ -109,13 +113,12 @@ pub fn read(path: &Path, expected: Option<[&str; 4]>) -> Result<[Idx; 4], Miss> 
         rest.insert(0, big.join().expect("hash thread panicked"));
         rest
     });
-    let mut files = Vec::with_capacity(FILES.len());
+    let mut files = Vec::with_capacity(SECTIONS);
     for (i, ((raw, sum), s)) in raw.into_iter().zip(sums).zip(&sections).enumerate() {
         let (sha256, blake3) = (hex(&s.sha256), hex(&s.blake3));
-        let name = FILES[i];
         if sum != s.blake3 {
             return Err(Miss::Damaged(format!(
-                "section {i} ({name}) has BLAKE3 {}, recorded {blake3}",
+                "section {i} has BLAKE3 {}, recorded {blake3}",
                 hex(&sum)
             )));
         }
@@ -127,13 +130,13 @@ pub fn read(path: &Path, expected: Option<[&str; 4]>) -> Result<[Idx; 4], Miss> 
             };
             if sha256 != want || !proven {
                 return Err(Miss::Damaged(format!(
-                    "section {i} ({name}) is not the expected file (SHA-256 {want})"
+                    "section {i} is not the expected file (SHA-256 {want})"
                 )));
             }
         }
-        files.push(idx::decode_hashed(raw, magic(i), sha256).map_err(Miss::Damaged)?);
+        files.push((raw, sha256));
     }
-    Ok(files.try_into().expect("four sections"))
+    Ok(files.try_into().expect("every section"))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -155,17 +158,16 @@ fn sections(file: &[u8]) -> Result<Vec<Section>, String> {
     }
     let u32_at = |at: usize| u32::from_le_bytes(file[at..at + 4].try_into().unwrap());
     let u64_at = |at: usize| u64::from_le_bytes(file[at..at + 8].try_into().unwrap());
-    if u32_at(8) != FORMAT || u32_at(12) as usize != FILES.len() {
+    if u32_at(8) != FORMAT || u32_at(12) as usize != SECTIONS {
         return Err(format!(
-            "format {} with {} sections, this runner reads format {FORMAT} with {}",
+            "format {} with {} sections, this runner reads format {FORMAT} with {SECTIONS}",
             u32_at(8),
             u32_at(12),
-            FILES.len()
         ));
     }
-    let mut out = Vec::with_capacity(FILES.len());
+    let mut out = Vec::with_capacity(SECTIONS);
     let mut end = 0;
-    for i in 0..FILES.len() {
+    for i in 0..SECTIONS {
         let at = 16 + i * ENTRY;
         let (start, len) = (u64_at(at), u64_at(at + 8));
         let stop = start.checked_add(len).filter(|&s| s <= file.len() as u64);
@@ -258,6 +260,8 @@ pub fn forget_older(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::idx;
+    use crate::data::mnist::{magic, FILES};
 
     fn idx_file(magic: u32, dims: &[u32], data: &[u8]) -> Idx {
         let mut raw = magic.to_be_bytes().to_vec();
@@ -277,7 +281,7 @@ mod tests {
         ]
     }
 
-    fn damaged(r: Result<[Idx; 4], Miss>) -> String {
+    fn damaged(r: Result<[(Bytes, String); SECTIONS], Miss>) -> String {
         match r {
             Err(Miss::Damaged(why)) => why,
             other => panic!("expected a damaged cache, got {other:?}"),
@@ -291,7 +295,8 @@ mod tests {
         let files = four();
         write(&path, &files).unwrap();
         let back = read(&path, None).unwrap();
-        for (a, b) in files.iter().zip(&back) {
+        for (i, (a, (raw, sha))) in files.iter().zip(back).enumerate() {
+            let b = idx::decode_hashed(raw, magic(i), sha).unwrap();
             assert_eq!((&a.dims, &a.data, &a.sha256), (&b.dims, &b.data, &b.sha256));
             assert!(b.data.is_mapped());
         }

@@ -137,10 +137,11 @@ impl Dataset {
     /// Reads the dataset from the decoded cache when it holds these archives intact, else from
     /// the archives, caching it for the next run once it proves to be a dataset.
     pub fn load(source: &Source) -> Result<Dataset> {
-        let cached = cache::path_for(&source.dir);
+        let archives = FILES.map(|f| format!("{f}.gz"));
+        let cached = cache::path_for(&source.dir, &archives.each_ref().map(String::as_str));
         let hit = cached
             .as_deref()
-            .and_then(|path| match cache::read(path, source.expected) {
+            .and_then(|path| match from_cache(path, source.expected) {
                 Ok(files) => {
                     crate::verbose::say(|| {
                         format!("dataset read from its decoded cache {}", path.display())
@@ -226,6 +227,20 @@ impl Dataset {
     pub fn digest(&self) -> String {
         digest_of(self.checksums.iter().map(|(f, s)| (f.as_str(), s.as_str())))
     }
+}
+
+/// The four files in the decoded cache file `path`, checked there and decoded here.
+fn from_cache(
+    path: &Path,
+    expected: Option<[&str; 4]>,
+) -> std::result::Result<[Idx; 4], cache::Miss> {
+    let mut files = Vec::with_capacity(FILES.len());
+    for (i, (raw, sha256)) in cache::read(path, expected)?.into_iter().enumerate() {
+        let file = idx::decode_hashed(raw, magic(i), sha256)
+            .map_err(|why| cache::Miss::Damaged(format!("section {i} ({}): {why}", FILES[i])))?;
+        files.push(file);
+    }
+    Ok(files.try_into().expect("four files"))
 }
 
 /// The IDX magic number of file `i` of [`FILES`].
