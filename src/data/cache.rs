@@ -7,12 +7,13 @@
 //! extensions, as on many clusters' CPUs, costs ~120 ms for MNIST's training images). Where the
 //! sums are enforced (the vendored MNIST) the BLAKE3 must also be the one compiled into runner
 //! for that file, so a cache file cannot pass other bytes off as MNIST. A changed, truncated or
-//! unreadable file is rebuilt from the archives. Which archives a file stands for is its name: their directory and each one's inode,
-//! size, mtime and ctime (any rewrite of an archive changes its ctime, so a replaced or damaged
-//! archive is read, and reported, again).
+//! unreadable file is rebuilt from the archives. Which archives a file stands for is its name:
+//! their directory and each one's inode, size, mtime and ctime (any rewrite of an archive changes
+//! its ctime, so a replaced or damaged archive is read, and reported, again).
 
 use super::bytes::Bytes;
 use super::idx::Idx;
+use crate::config::hex;
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -73,8 +74,8 @@ pub fn path_for(data_dir: &Path, files: &[&str]) -> Option<PathBuf> {
             m.ctime_nsec()
         ));
     }
-    let place = crate::config::hex(&Sha256::digest(abs.as_os_str().as_encoded_bytes()));
-    let state = crate::config::hex(&state.finalize());
+    let place = hex(&Sha256::digest(abs.as_os_str().as_encoded_bytes()));
+    let state = hex(&state.finalize());
     Some(dir().join(format!("{}-{}.idx4", &place[..16], &state[..16])))
 }
 
@@ -137,10 +138,6 @@ pub fn read(
         files.push((raw, sha256));
     }
     Ok(files.try_into().expect("every section"))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    crate::config::hex(bytes)
 }
 
 /// Where a section lies in the file and what it hashes to.
