@@ -1,23 +1,33 @@
 #!/usr/bin/env python3
 """Adaptive search, side by side: runner's TPE, runner's random search and Optuna's TPE driving
-PyTorch, over the search space of experiments/sweeps/mlp-tpe.toml (log lr, batch size, hidden
-width, dropout; 1000 steps a trial; objective: accuracy on 10,000 held-out training images).
+PyTorch, on one or more search spaces (runner [tpe] sweep files; Optuna searches the same axes
+with the same trials, bench/optuna_search.py):
 
-For each search seed, in turn (so drift on a shared machine hits all three alike):
-  runner-tpe     runner sweep <mlp-tpe.toml with that seed> -j JOBS
-  runner-random  the same file with [random] in place of [tpe]
-  optuna-tpe     bench/optuna_mlp.py --seed S --jobs JOBS (the bench virtual environment)
-each in a fresh runs directory. Prints, per method, the median over seeds of the best validation
-accuracy after 20 and after all trials (in the order trials finished), the median wall time of a
-whole search and its trials per hour, then the ratios. --json also writes every trial.
---same-trials separates speed from search: runner runs exactly the trials Optuna proposed.
-Not part of CI: 5 seeds take about an hour on 2 cores.
+  mlp       experiments/sweeps/mlp-tpe.toml: log lr, 3 batch sizes, 3 widths, dropout
+  mlp-wide  experiments/sweeps/mlp-wide-tpe.toml: log lr over 4 decades, 4 batch sizes to 256,
+            6 widths from 32 to 1024
+  cnn       experiments/sweeps/cnn-tpe.toml: a small CNN; log lr, batch size, dropout, constant
+            or cosine schedule
 
-    python3 bench/tpe_vs_optuna.py --seeds 5 --json /tmp/tpe.json
-    python3 bench/tpe_vs_optuna.py --seeds 3 --same-trials
+For each space and search seed, in turn (so drift on a shared machine hits all alike):
+  runner-tpe      runner sweep <the file with that seed> -j JOBS
+  runner-random   the same file with [random] in place of [tpe]
+  runner-<label>  with --variant LABEL:KEY=VALUE,...: [tpe] options added (e.g. multivariate=false)
+  optuna-tpe      bench/optuna_search.py --seed S --jobs JOBS, --optuna-runs times (Optuna's
+                  parallel searches are not deterministic)
+each in a fresh runs directory. Prints per space the median over seeds of the best objective after
+10, 20 and all trials (trials in the order they finished) and of a whole search's wall time; with
+--out DIR also every trial (DIR/trials.json), best-so-far traces (DIR/<space>-trace.csv: against
+trial and against seconds) and their plot (DIR/<space>.svg, matplotlib from the bench venv).
+Not part of CI: 3 spaces x 5 seeds take about 1.5 hours on 2 cores.
+
+    python3 bench/tpe_vs_optuna.py --space mlp mlp-wide cnn --seeds 5 --out /tmp/tpe
+    python3 bench/tpe_vs_optuna.py --space mlp --seeds 3 --variant uni:multivariate=false
 """
 import argparse
+import glob
 import json
+import math
 import os
 import re
 import statistics
@@ -25,147 +35,254 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
+from datetime import datetime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
-SWEEP = os.path.join(ROOT, "experiments", "sweeps", "mlp-tpe.toml")
+SPACES = {
+    "mlp": "mlp-tpe.toml",
+    "mlp-wide": "mlp-wide-tpe.toml",
+    "cnn": "cnn-tpe.toml",
+}
 
 
-def sweep_file(tmp, kind, seed):
-    """mlp-tpe.toml with an absolute base, the search seed, and [tpe] or [random]."""
-    text = open(SWEEP).read()
-    text = text.replace('base = "../mlp.toml"', f'base = "{ROOT}/experiments/mlp.toml"')
+def sweep_path(space):
+    return os.path.join(ROOT, "experiments", "sweeps", SPACES[space])
+
+
+def sweep_file(tmp, space, kind, seed, options):
+    """The space's sweep file with an absolute base, the search seed, [tpe] options or [random]."""
+    src = sweep_path(space)
+    text = open(src).read()
+    base = re.search(r'(?m)^base = "([^"]+)"$', text).group(1)
+    text = text.replace(f'base = "{base}"',
+                        f'base = "{os.path.normpath(os.path.join(os.path.dirname(src), base))}"')
     text = re.sub(r"(?m)^seed = \d+$", f"seed = {seed}", text)
-    text = text.replace('name = "mlp-tpe"', f'name = "mlp-{kind}"')
     if kind == "random":
         text = text.replace("[tpe]", "[random]")
         text = re.sub(r"(?m)^startup = \d+\n", "", text)
-    path = os.path.join(tmp, f"{kind}-{seed}.toml")
+    elif options:
+        text = text.replace("[tpe]\n", "[tpe]\n" + "".join(f"{k} = {v}\n" for k, v in options))
+    path = os.path.join(tmp, f"{space}-{kind}-{seed}.toml")
     with open(path, "w") as f:
         f.write(text)
     return path
 
 
-def run_runner(runner, tmp, kind, seed, jobs):
-    """Values of the sweep's trials in the order they finished, and the wall time."""
-    path = sweep_file(tmp, kind, seed)
-    runs = os.path.join(tmp, f"runs-{kind}-{seed}")
+def run_runner(runner, tmp, space, kind, seed, jobs, options):
+    """The sweep's trials in the order they finished (value, params, seconds from the start)."""
+    label = kind + "".join(f"-{k}{v}" for k, v in options)
+    path = sweep_file(tmp, space, kind, seed, options)
+    runs = os.path.join(tmp, f"runs-{space}-{label}-{seed}")
+    start = time.time()
     t0 = time.perf_counter()
     subprocess.run([runner, "sweep", path, "-j", str(jobs), "--runs-dir", runs, "-q"],
                    check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
+    metric = tomllib.load(open(path, "rb"))["metric"]
     status = subprocess.run([runner, "sweep", "status", path, "--runs-dir", runs, "--json"],
                             check=True, capture_output=True, text=True).stdout
-    rows = [json.loads(line) for line in status.splitlines()]
-    if kind == "tpe":
-        rows.sort(key=lambda r: r["finished"])
-        trials = [{"value": r["val_accuracy"], "params": r["params"]} for r in rows]
-    else:
-        # A random search's trials are independent draws: their index order is a finish order.
-        trials = [{"value": r["val_accuracy"], "params": r["overrides"]} for r in rows]
+    # `sweep status --json`: [tpe] trials by "trial" with "params", planned ones by "index"
+    # with "overrides".
+    rows = {r.get("trial", r.get("index")): r for r in map(json.loads, status.splitlines())}
+    (journal,) = glob.glob(os.path.join(runs, "sweeps", "*", "journal.jsonl"))
+    trials = []
+    for event in map(json.loads, open(journal)):
+        if event["event"] == "finished":
+            r = rows[event["trial"]]
+            at = datetime.fromisoformat(event["at"].replace("Z", "+00:00")).timestamp()
+            trials.append({"value": r[metric], "params": r.get("params") or r.get("overrides"),
+                           "elapsed_s": at - start})
     return trials, wall
 
 
-def run_optuna(python, seed, jobs, trials):
-    out = subprocess.run([python, "optuna_mlp.py", "--seed", str(seed), "--jobs", str(jobs),
-                          "--trials", str(trials)], cwd=BENCH, check=True,
-                         capture_output=True, text=True).stdout
+def run_optuna(python, runner, space, seed, jobs, sampler):
+    sweep = tomllib.load(open(sweep_path(space), "rb"))
+    base = os.path.normpath(os.path.join(os.path.dirname(sweep_path(space)), sweep["base"]))
+    sets = [f"{k}={json.dumps(v)}" for k, v in sweep.get("set", {}).items()]
+    resolved = subprocess.run([runner, "resolve", base] + [a for s in sets for a in ("--set", s)],
+                              check=True, capture_output=True, text=True).stdout
+    out = subprocess.run([python, "optuna_search.py", "--sweep", sweep_path(space),
+                          "--config", json.dumps(tomllib.loads(resolved)), "--seed", str(seed),
+                          "--jobs", str(jobs), "--sampler", json.dumps(sampler)],
+                         cwd=BENCH, check=True, capture_output=True, text=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
-    return [{"value": t["value"], "params": t["params"]} for t in result["trials"]], result["wall_s"]
-
-
-def replay(runner, tmp, seed, trials, jobs):
-    """Optuna's trials of one search, run by runner as a [zip] sweep: wall time, same work."""
-    base = open(SWEEP).read()
-    settings = base[base.index("[set]"):base.index("[tpe]")]
-    zipped = {
-        "optimizer.lr": [t["params"]["lr"] for t in trials],
-        "train.batch_size": [t["params"]["batch_size"] for t in trials],
-        "model.hidden": [[t["params"]["hidden"]] for t in trials],
-        "model.dropout": [t["params"]["dropout"] for t in trials],
-    }
-    text = (f'name = "mlp-replay"\nbase = "{ROOT}/experiments/mlp.toml"\n'
-            f'metric = "val_accuracy"\n\n{settings}[zip]\n'
-            + "".join(f'"{k}" = {json.dumps(v)}\n' for k, v in zipped.items()))
-    path = os.path.join(tmp, f"replay-{seed}.toml")
-    with open(path, "w") as f:
-        f.write(text)
-    t0 = time.perf_counter()
-    subprocess.run([runner, "sweep", path, "-j", str(jobs), "--runs-dir",
-                    os.path.join(tmp, f"runs-replay-{seed}"), "-q"],
-                   check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    return result["trials"], result["wall_s"]
 
 
 def best_after(trials, n):
     return max(t["value"] for t in trials[:n])
 
 
+def trace(trials):
+    """Best so far after each trial: (trial, seconds, best)."""
+    best, out = float("-inf"), []
+    for i, t in enumerate(trials, 1):
+        best = max(best, t["value"])
+        out.append((i, t["elapsed_s"], best))
+    return out
+
+
+def plot(csv_path, svg_path, title):
+    """Median best-so-far over searches against trials and against seconds, from a trace CSV."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import csv
+    curves = {}
+    for row in csv.DictReader(open(csv_path)):
+        search = curves.setdefault(row["method"], {}).setdefault((row["seed"], row["run"]), [])
+        search.append((float(row["seconds"]), float(row["best"])))
+    fig, (by_trial, by_time) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    floor = []
+    for method, searches in curves.items():
+        traces = list(searches.values())
+        n = min(len(t) for t in traces)
+        med = [statistics.median(t[i][1] for t in traces) for i in range(n)]
+        secs = [statistics.median(t[i][0] for t in traces) for i in range(n)]
+        line, = by_trial.plot(range(1, n + 1), med, label=method)
+        by_time.plot(secs, med, color=line.get_color(), label=method)
+        floor.append(med[min(9, n - 1)])
+    by_trial.set_xlabel("trials finished")
+    by_time.set_xlabel("seconds (median time of the k-th finished trial)")
+    by_trial.set_ylabel("best objective so far (median)")
+    by_trial.set_ylim(bottom=min(floor) - 0.005)
+    by_trial.legend(loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(svg_path)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--space", nargs="+", default=["mlp"], choices=sorted(SPACES))
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--optuna-runs", type=int, default=2)
     p.add_argument("--runner", default=os.path.join(ROOT, "target", "release", "runner"))
-    p.add_argument("--venv", default=os.environ.get("RUNNER_BENCH_VENV",
-                                                     os.path.join(ROOT, "..", "cache", "bench-venv")))
+    p.add_argument("--venv", default=os.environ.get(
+        "RUNNER_BENCH_VENV", os.path.expanduser("~/.cache/runner-bench/venv")))
     p.add_argument("--methods", nargs="+", default=["runner-tpe", "runner-random", "optuna-tpe"])
-    p.add_argument("--json", help="write every trial of every search here")
-    p.add_argument("--same-trials", action="store_true",
-                   help="speed alone: for each seed, Optuna's search, then runner running exactly "
-                        "its trials (a [zip] sweep); prints both wall times")
+    p.add_argument("--variant", action="append", default=[], metavar="LABEL:KEY=VALUE,...",
+                   help="also run runner's TPE with these [tpe] options, as runner-LABEL")
+    p.add_argument("--optuna-sampler", default="{}",
+                   help="TPESampler options as JSON (default: Optuna's defaults)")
+    p.add_argument("--out", help="directory for trials.json, traces and plots")
+    p.add_argument("--plot", nargs=3, metavar=("CSV", "SVG", "TITLE"),
+                   help="only plot a trace CSV this script wrote (needs matplotlib)")
+    p.add_argument("--report", metavar="JSON",
+                   help="only print the tables of a trials.json this script wrote")
     args = p.parse_args()
+    if args.plot:
+        plot(*args.plot)
+        return
+    if args.report:
+        for space, results in json.load(open(args.report)).items():
+            report(space, results, args)
+        return
     python = os.path.join(args.venv, "bin", "python")
     if "optuna-tpe" in args.methods:
-        if subprocess.run([python, "-c", "import optuna, torch"], capture_output=True).returncode:
-            sys.exit(f"{python} lacks optuna or torch: {python} -m pip install optuna torch")
-    trials_per_search = int(re.search(r"(?m)^trials = (\d+)$", open(SWEEP).read()).group(1))
-    if args.same_trials:
-        ratios = []
+        if subprocess.run([python, "-c", "import optuna, torch, matplotlib"],
+                          capture_output=True).returncode:
+            sys.exit(f"{python} lacks optuna, torch or matplotlib: "
+                     f"{python} -m pip install optuna torch matplotlib")
+    variants = {}
+    for v in args.variant:
+        label, opts = v.split(":", 1)
+        variants[f"runner-{label}"] = [tuple(o.split("=", 1)) for o in opts.split(",")]
+    methods = args.methods + list(variants)
+    sampler = json.loads(args.optuna_sampler)
+    everything = {}
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    for space in args.space:
+        results = {m: [] for m in methods}
         with tempfile.TemporaryDirectory() as tmp:
-            for seed in range(args.seeds):
-                trials, optuna_wall = run_optuna(python, seed, args.jobs, trials_per_search)
-                runner_wall = replay(args.runner, tmp, seed, trials, args.jobs)
-                ratios.append(runner_wall / optuna_wall)
-                print(f"seed {seed}: the same {len(trials)} trials, Optuna + PyTorch "
-                      f"{optuna_wall:.1f} s, runner {runner_wall:.1f} s ({ratios[-1]:.2f}x)",
-                      flush=True)
-        print(f"median runner / Optuna wall time on the same trials: "
-              f"{statistics.median(ratios):.2f}x")
-        return
-    results = {m: [] for m in args.methods}
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
-            for method in args.methods:
-                if method == "optuna-tpe":
-                    trials, wall = run_optuna(python, seed, args.jobs, trials_per_search)
-                else:
-                    trials, wall = run_runner(args.runner, tmp, method.split("-")[1], seed, args.jobs)
-                results[method].append({"seed": seed, "wall_s": wall, "trials": trials})
-                print(f"seed {seed} {method:<14} best@20 {best_after(trials, 20):.4f}  "
-                      f"best@{len(trials)} {best_after(trials, len(trials)):.4f}  {wall:6.1f} s",
-                      file=sys.stderr, flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
-    n = trials_per_search
-    print(f"{args.seeds} search seeds, {n} trials each, -j {args.jobs}; medians over seeds\n")
-    print(f"| method | best val acc @20 | best val acc @{n} | wall s per search | trials/hour |")
-    print("|---|---|---|---|---|")
-    med = {}
+            for seed in seeds:
+                for method in methods:
+                    for run in range(args.optuna_runs if method == "optuna-tpe" else 1):
+                        if method == "optuna-tpe":
+                            trials, wall = run_optuna(python, args.runner, space, seed, args.jobs,
+                                                      sampler)
+                        else:
+                            kind = "random" if method == "runner-random" else "tpe"
+                            trials, wall = run_runner(args.runner, tmp, space, kind, seed,
+                                                      args.jobs, variants.get(method, []))
+                        results[method].append({"seed": seed, "run": run, "wall_s": wall,
+                                                "trials": trials})
+                        n = len(trials)
+                        print(f"{space} seed {seed} {method:<16} best@10 {best_after(trials, 10):.4f}"
+                              f"  best@20 {best_after(trials, 20):.4f}  best@{n} "
+                              f"{best_after(trials, n):.4f}  {wall:6.1f} s", file=sys.stderr,
+                              flush=True)
+        everything[space] = results
+        report(space, results, args)
+        if args.out:
+            os.makedirs(args.out, exist_ok=True)
+            with open(os.path.join(args.out, f"{space}-trace.csv"), "w") as f:
+                f.write("method,seed,run,trial,seconds,best\n")
+                for method, searches in results.items():
+                    for s in searches:
+                        for i, secs, best in trace(s["trials"]):
+                            f.write(f"{method},{s['seed']},{s['run']},{i},{secs:.2f},{best}\n")
+            csv_path = os.path.join(args.out, f"{space}-trace.csv")
+            # The bench venv has matplotlib (compare.py's setup installs it); plot there.
+            subprocess.run([python, os.path.abspath(__file__), "--plot", csv_path,
+                            os.path.join(args.out, f"{space}.svg"), f"{space}: {SPACES[space]}"],
+                           check=False)
+            with open(os.path.join(args.out, "trials.json"), "w") as f:
+                json.dump(everything, f, indent=1)
+
+
+def report(space, results, args):
+    n = min(len(s["trials"]) for ss in results.values() for s in ss)
+    seeds = len({s["seed"] for ss in results.values() for s in ss})
+    runs = max(s["run"] for s in results.get("optuna-tpe", [{"run": 0}])) + 1
+    print(f"\n{space} ({SPACES[space]}): {seeds} search seeds, {n} trials each, "
+          f"-j {args.jobs}; medians over seeds (Optuna: over its {runs} runs too)\n")
+    print(f"| method | best @10 | best @20 | best @{n} | wall s | wall / optuna |")
+    print("|---|---|---|---|---|---|")
+    walls = {m: statistics.median(s["wall_s"] for s in ss) for m, ss in results.items()}
     for method, searches in results.items():
-        at20 = statistics.median(best_after(s["trials"], 20) for s in searches)
-        atn = statistics.median(best_after(s["trials"], n) for s in searches)
-        wall = statistics.median(s["wall_s"] for s in searches)
-        med[method] = (at20, atn, wall)
-        print(f"| {method} | {100 * at20:.2f} % | {100 * atn:.2f} % | {wall:.1f} | {3600 * n / wall:.0f} |")
-    if "runner-tpe" in med and "optuna-tpe" in med:
-        r, o = med["runner-tpe"], med["optuna-tpe"]
-        print(f"\nrunner-tpe wall time / optuna-tpe: {r[2] / o[2]:.2f}x; best@{n} difference "
-              f"{100 * (r[1] - o[1]):+.2f} points, best@20 {100 * (r[0] - o[0]):+.2f} points")
-    if "runner-tpe" in med and "runner-random" in med:
-        r, q = med["runner-tpe"], med["runner-random"]
-        print(f"runner-tpe against runner-random: best@20 {100 * (r[0] - q[0]):+.2f} points, "
-              f"best@{n} {100 * (r[1] - q[1]):+.2f} points")
+        groups = [searches]
+        if method == "optuna-tpe" and runs > 1:
+            groups += [[s for s in searches if s["run"] == r] for r in range(runs)]
+        for i, g in enumerate(groups):
+            label = method if i == 0 else f"{method} run {i}"
+            cells = [statistics.median(best_after(s["trials"], k) for s in g) for k in (10, 20, n)]
+            wall = statistics.median(s["wall_s"] for s in g)
+            ratio = wall / walls["optuna-tpe"] if "optuna-tpe" in walls else float("nan")
+            print(f"| {label} | " + " | ".join(f"{100 * c:.2f} %" for c in cells)
+                  + f" | {wall:.1f} | {ratio:.2f}x |")
+    proposals(space, results)
+    sys.stdout.flush()
+
+
+def proposals(space, results):
+    """Where each method's trials after the start-up ones went: per choice axis the share of
+    each value, per real axis the quartiles (geometric for log scales), over all searches."""
+    sweep = tomllib.load(open(sweep_path(space), "rb"))
+    tpe = sweep["tpe"]
+    startup = tpe.get("startup", 10)
+    axes = {k: v for k, v in tpe.items() if isinstance(v, dict)}
+    print(f"\nwhere trials {startup + 1}-{tpe['trials']} went (all seeds and runs):\n")
+    print("| method | " + " | ".join(axes) + " |")
+    print("|---|" + "---|" * len(axes))
+    for method, searches in results.items():
+        later = [t["params"] for s in searches for t in s["trials"][startup:]]
+        cells = []
+        for key, dist in axes.items():
+            values = [p[key] for p in later if key in p]
+            if "choice" in dist:
+                cells.append(" ".join(
+                    f"{json.dumps(c).replace(' ', '')}:{sum(v == c for v in values) / len(values):.0%}"
+                    for c in dist["choice"]))
+            else:
+                log = "log_uniform" in dist
+                qs = statistics.quantiles([math.log(v) if log else v for v in values], n=4)
+                cells.append(" / ".join(f"{math.exp(q) if log else q:.3g}" for q in qs))
+        print(f"| {method} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -254,11 +254,14 @@ fn the_run_directories_decide_over_the_journal() {
 }
 
 /// A journal written by the previous release (tests/fixtures/release-sweep, made with its
-/// binary; trial 2's lines then cut from the journal and its run removed) is continued: trial 2
-/// is proposed again with the parameters that release proposed (the strategy's arithmetic is
-/// unchanged), runs, and the budget is met.
+/// binary; trial 2's lines then cut from the journal and its run removed) is continued: its sweep
+/// directory is found, its two trials stand, trial 2 is proposed from them, runs, and the budget
+/// is met. Trial 2's expected parameters are this estimator's: the previous release proposed
+/// lr 0.06787860797234292 (run smoke-a3a734da6027); the default estimator became Optuna 5's
+/// (multivariate, constant liar, its bandwidths), which proposes 0.030408845144853876 from the
+/// same two trials (CHANGELOG).
 #[test]
-fn a_journal_of_the_previous_release_is_continued_with_the_same_proposal() {
+fn a_journal_of_the_previous_release_is_continued() {
     let work = tempfile::tempdir().unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/release-sweep");
     assert!(Command::new("cp")
@@ -288,4 +291,62 @@ fn a_journal_of_the_previous_release_is_continued_with_the_same_proposal() {
     assert_eq!(proposed["params"], expected["params"], "{proposed}");
     assert_eq!(proposed["run"], expected["run"], "{proposed}");
     assert_eq!(count(&events, "finished"), 3);
+}
+
+/// `[tpe]`'s estimator options: a bad value names the file and the key; a value equal to the
+/// default keeps the sweep directory (and so the journal) of the file without it; another value
+/// is another sweep, which runs its own trials.
+#[test]
+fn tpe_options_are_checked_and_change_the_sweep_only_when_they_differ() {
+    let work = tempfile::tempdir().unwrap();
+    let runs = work.path().join("runs");
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/smoke.toml");
+    let write = |name: &str, options: &str| {
+        let path = work.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "name = \"opts\"\nbase = \"{}\"\nmetric = \"test_accuracy\"\n[set]\n\
+                 \"train.steps\" = 20\n[tpe]\ntrials = 3\nstartup = 1\n{options}\n\
+                 \"optimizer.lr\" = {{ log_uniform = [0.01, 0.2] }}\n",
+                base.display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let bad = write("bad", "multivariate = \"yes\"");
+    let out = runner(&["sweep", bad.to_str().unwrap()], &runs);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml")
+            && stderr.contains("[tpe] key 'multivariate': expected true or false"),
+        "{stderr}"
+    );
+    assert!(!runs.join("sweeps").exists());
+
+    let plain = write("plain", "");
+    let out = runner(&["sweep", plain.to_str().unwrap()], &runs);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let defaults = write(
+        "defaults",
+        "multivariate = true\nconstant_liar = true\ncandidates = 24",
+    );
+    let out = runner(&["sweep", defaults.to_str().unwrap()], &runs);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("started trial"), "{stderr}");
+    assert_eq!(std::fs::read_dir(runs.join("sweeps")).unwrap().count(), 1);
+
+    let univariate = write("univariate", "multivariate = false\ncandidates = 8");
+    let out = runner(&["sweep", univariate.to_str().unwrap()], &runs);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("3 of 3 trials: 3 complete"), "{stderr}");
+    assert_eq!(std::fs::read_dir(runs.join("sweeps")).unwrap().count(), 2);
 }

@@ -34,9 +34,10 @@ pub trait Strategy: Sync {
     fn budget(&self) -> usize;
     /// The keys a trial's parameters have, in order (the columns of `sweep status`).
     fn axes(&self) -> Vec<String>;
-    /// Trial `trial`, given the trials that ended. The same inputs give the same proposal, so
-    /// replaying the journal proposes the same trials.
-    fn propose(&self, trial: usize, ended: &[Ended]) -> Proposal;
+    /// Trial `trial`, given the trials that ended and the parameters of those still running.
+    /// The same inputs give the same proposal, so replaying the journal proposes the same
+    /// trials.
+    fn propose(&self, trial: usize, ended: &[Ended], running: &[&Params]) -> Proposal;
     /// Whether every proposal is known before any trial ends (grid, zip, random): such trials
     /// can be proposed in any order, and those whose run is already decided are recorded
     /// without running.
@@ -65,7 +66,7 @@ impl Strategy for Fixed<'_> {
         keys
     }
 
-    fn propose(&self, trial: usize, _ended: &[Ended]) -> Proposal {
+    fn propose(&self, trial: usize, _ended: &[Ended], _running: &[&Params]) -> Proposal {
         let overrides = self.planned[trial].overrides.clone();
         let params = overrides
             .iter()
@@ -101,28 +102,37 @@ impl Strategy for TpeSearch<'_> {
         self.tpe.axes.iter().map(|(k, _)| k.clone()).collect()
     }
 
-    /// From the finished trials in the order they finished, with the random stream of that
-    /// trial.
-    fn propose(&self, trial: usize, ended: &[Ended]) -> Proposal {
+    /// From the finished trials in the order they finished and the running ones, with the
+    /// random stream of that trial.
+    fn propose(&self, trial: usize, ended: &[Ended], running: &[&Params]) -> Proposal {
         let sign = if self.maximize { -1.0 } else { 1.0 };
+        let values = |params: &Params| {
+            self.tpe
+                .axes
+                .iter()
+                .map(|(k, d)| from_json(d, params.get(k)?))
+                .collect::<Option<Vec<f64>>>()
+        };
         let observed: Vec<Observation> = ended
             .iter()
             .filter_map(|e| {
-                let params = self
-                    .tpe
-                    .axes
-                    .iter()
-                    .map(|(k, d)| from_json(d, e.params.get(k)?))
-                    .collect::<Option<Vec<f64>>>()?;
                 Some(Observation {
-                    params,
+                    params: values(e.params)?,
                     loss: sign * e.metric?,
                 })
             })
             .collect();
+        let running: Vec<Vec<f64>> = running.iter().filter_map(|p| values(p)).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(self.tpe.seed);
         rng.set_stream(trial as u64);
-        let x = tpe::propose(&space(self.tpe), &observed, self.tpe.startup, &mut rng);
+        let x = tpe::propose(
+            &space(self.tpe),
+            &observed,
+            &running,
+            self.tpe.startup,
+            &self.tpe.options,
+            &mut rng,
+        );
         let params: Params = self
             .tpe
             .axes

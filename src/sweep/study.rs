@@ -9,7 +9,7 @@
 use super::journal::{self, Event, Journal};
 use super::manifest::{self, Entry};
 use super::spec::{self, Sweep, Tpe, Trial};
-use super::strategy::{Ended, Strategy};
+use super::strategy::{Ended, Params, Strategy};
 use super::TrialState;
 use crate::error::{Error, Result};
 use crate::rundir::RunDir;
@@ -300,7 +300,13 @@ impl Study<'_> {
                 })
             })
             .collect();
-        let proposal = self.strategy.propose(trial, &ended);
+        // Proposed, not ended: running here or on another worker, or waiting to be taken again.
+        let running: Vec<&Params> = records
+            .iter()
+            .filter(|(&t, r)| t != trial && r.finished.is_none() && r.failed.is_none())
+            .map(|(_, r)| &r.params)
+            .collect();
+        let proposal = self.strategy.propose(trial, &ended, &running);
         let run = crate::run::resolve(&self.sweep.base, &proposal.overrides, self.runs_dir)?.dir;
         let name = run
             .path

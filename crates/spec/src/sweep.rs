@@ -50,13 +50,58 @@ pub struct Random {
 }
 
 /// `[tpe]`: the `[random]` distributions searched by the Tree-structured Parzen Estimator.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Tpe {
     pub trials: usize,
     /// Trials drawn at random before the estimator is used.
     pub startup: usize,
     pub seed: u64,
     pub axes: Vec<(String, Distribution)>,
+    pub options: TpeOptions,
+}
+
+/// How `[tpe]` estimates; the defaults are those bench/tpe_vs_optuna.py chose (and Optuna 5's).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TpeOptions {
+    /// One estimator over all axes (kernels are products over the axes), not one per axis.
+    pub multivariate: bool,
+    /// Trials still running count as bad ones when the next is proposed.
+    pub constant_liar: bool,
+    /// Draws from the good trials' estimator per proposal (Optuna's `n_ei_candidates`).
+    pub candidates: usize,
+}
+
+impl Default for TpeOptions {
+    fn default() -> TpeOptions {
+        TpeOptions {
+            multivariate: true,
+            constant_liar: true,
+            candidates: 24,
+        }
+    }
+}
+
+/// What names the sweep directory: the form `{:?}` gave before `options` existed, then the
+/// options that differ from their defaults, so a sweep file that sets none keeps its journal.
+impl std::fmt::Debug for Tpe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Tpe {{ trials: {:?}, startup: {:?}, seed: {:?}, axes: {:?} }}",
+            self.trials, self.startup, self.seed, self.axes
+        )?;
+        let (o, d) = (self.options, TpeOptions::default());
+        if o.multivariate != d.multivariate {
+            write!(f, " multivariate: {}", o.multivariate)?;
+        }
+        if o.constant_liar != d.constant_liar {
+            write!(f, " constant_liar: {}", o.constant_liar)?;
+        }
+        if o.candidates != d.candidates {
+            write!(f, " candidates: {}", o.candidates)?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -442,19 +487,32 @@ fn parse_early_stop(
     Ok(Some(rule))
 }
 
-/// `[tpe]`: as `[random]`, plus `startup` (default 10, Optuna's `n_startup_trials`).
+/// `[tpe]`: as `[random]`, plus `startup` (default 10, Optuna's `n_startup_trials`) and the
+/// estimator's options (`multivariate`, `constant_liar`, `candidates`).
 fn parse_tpe(mut t: Table, err: &dyn Fn(String) -> String) -> Result<Option<Tpe>, String> {
     if t.is_empty() {
         return Ok(None);
     }
-    let startup = match t.remove("startup") {
-        None => 10,
-        Some(Value::Integer(n)) if n >= 0 => n as usize,
-        Some(v) => {
-            return Err(err(format!(
-                "[tpe] key 'startup': expected an integer >= 0, found {v}"
-            )))
-        }
+    let int = |t: &mut Table, key: &str, default: usize, min: i64| match t.remove(key) {
+        None => Ok(default),
+        Some(Value::Integer(n)) if n >= min => Ok(n as usize),
+        Some(v) => Err(err(format!(
+            "[tpe] key '{key}': expected an integer >= {min}, found {v}"
+        ))),
+    };
+    let flag = |t: &mut Table, key: &str, default: bool| match t.remove(key) {
+        None => Ok(default),
+        Some(Value::Boolean(b)) => Ok(b),
+        Some(v) => Err(err(format!(
+            "[tpe] key '{key}': expected true or false, found {v}"
+        ))),
+    };
+    let d = TpeOptions::default();
+    let startup = int(&mut t, "startup", 10, 0)?;
+    let options = TpeOptions {
+        multivariate: flag(&mut t, "multivariate", d.multivariate)?,
+        constant_liar: flag(&mut t, "constant_liar", d.constant_liar)?,
+        candidates: int(&mut t, "candidates", d.candidates, 1)?,
     };
     let r = parse_search("tpe", t, err)?.expect("not empty");
     Ok(Some(Tpe {
@@ -462,6 +520,7 @@ fn parse_tpe(mut t: Table, err: &dyn Fn(String) -> String) -> Result<Option<Tpe>
         startup,
         seed: r.seed,
         axes: r.axes,
+        options,
     }))
 }
 
@@ -772,6 +831,54 @@ mod tests {
         ));
         let variants: Vec<Vec<String>> = network_variants(&s).iter().map(set_args).collect();
         assert_eq!(variants, [["model.hidden=[32]"], ["model.hidden=[64]"]]);
+    }
+
+    #[test]
+    fn tpe_options_default_to_optuna_5_and_name_the_sweep_only_when_changed() {
+        let axis = "\"optimizer.lr\" = { log_uniform = [1e-5, 1e-1] }\n";
+        let plain = parse_ok(&format!("{HEAD}[tpe]\ntrials = 20\n{axis}"))
+            .tpe
+            .unwrap();
+        assert_eq!(plain.options, TpeOptions::default());
+        assert!(plain.options.multivariate && plain.options.constant_liar);
+        assert_eq!(plain.options.candidates, 24);
+        // What the derived Debug printed before options existed: sweep directories keep names.
+        assert_eq!(
+            format!("{plain:?}"),
+            "Tpe { trials: 20, startup: 10, seed: 0, axes: [(\"optimizer.lr\", \
+             LogUniform(1e-5, 0.1))] }"
+        );
+        let same = parse_ok(&format!(
+            "{HEAD}[tpe]\ntrials = 20\nmultivariate = true\nconstant_liar = true\n\
+             candidates = 24\n{axis}"
+        ))
+        .tpe
+        .unwrap();
+        assert_eq!(format!("{same:?}"), format!("{plain:?}"));
+        let other = parse_ok(&format!(
+            "{HEAD}[tpe]\ntrials = 20\nmultivariate = false\ncandidates = 48\n{axis}"
+        ))
+        .tpe
+        .unwrap();
+        assert!(!other.options.multivariate && other.options.constant_liar);
+        assert!(format!("{other:?}").ends_with(" multivariate: false candidates: 48"));
+        for (bad, says) in [
+            (
+                "multivariate = 1",
+                "[tpe] key 'multivariate': expected true or false, found 1",
+            ),
+            (
+                "constant_liar = \"no\"",
+                "[tpe] key 'constant_liar': expected true or false",
+            ),
+            (
+                "candidates = 0",
+                "[tpe] key 'candidates': expected an integer >= 1, found 0",
+            ),
+        ] {
+            let e = parse_err(&format!("{HEAD}[tpe]\ntrials = 2\n{bad}\n{axis}"));
+            assert!(e.contains(says), "{e}");
+        }
     }
 
     #[test]
