@@ -3,7 +3,7 @@
 //! business, so every strategy runs on every launcher. Adding one = a type implementing
 //! [`Strategy`] and its arm in `cli/sweep.rs`.
 
-use super::spec::{Distribution, StartupDesign, Tpe, Trial};
+use super::spec::{Distribution, Tpe, Trial};
 use super::tpe::{self, Observation, Space};
 use super::Planned;
 use crate::config::Override;
@@ -125,28 +125,14 @@ impl Strategy for TpeSearch<'_> {
         let running: Vec<Vec<f64>> = running.iter().filter_map(|p| values(p)).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(self.tpe.seed);
         rng.set_stream(trial as u64);
-        let latin = self.tpe.options.startup_design == StartupDesign::Latin;
-        let x = if latin && trial < self.tpe.startup {
-            // One design for the sweep, on a stream no trial uses.
-            let mut design = ChaCha8Rng::seed_from_u64(self.tpe.seed);
-            design.set_stream(u64::MAX);
-            tpe::latin_row(
-                &space(self.tpe),
-                self.tpe.startup,
-                trial,
-                &mut design,
-                &mut rng,
-            )
-        } else {
-            tpe::propose(
-                &space(self.tpe),
-                &observed,
-                &running,
-                self.tpe.startup,
-                &self.tpe.options,
-                &mut rng,
-            )
-        };
+        let x = tpe::propose(
+            &space(self.tpe),
+            &observed,
+            &running,
+            self.tpe.startup,
+            &self.tpe.options,
+            &mut rng,
+        );
         let params: Params = self
             .tpe
             .axes

@@ -51,39 +51,6 @@ pub fn sample_prior(space: &[Space], rng: &mut impl Rng) -> Vec<f64> {
         .collect()
 }
 
-/// Start-up trial `trial` of `startup` as a row of a Latin hypercube: per axis, the range (log
-/// scale for log axes; integers on `[lo - 0.5, hi + 0.5]`; choices as `n` equal parts of
-/// `[0, n)`) is cut into `startup` strata and a permutation drawn from `design` (the same for
-/// every trial of the sweep) gives this trial its stratum, `rng` (the trial's own) the point
-/// in it. So the first `startup` trials cover every axis evenly, whatever order they run in.
-pub fn latin_row(
-    space: &[Space],
-    startup: usize,
-    trial: usize,
-    design: &mut impl Rng,
-    rng: &mut impl Rng,
-) -> Vec<f64> {
-    use rand::seq::SliceRandom;
-    space
-        .iter()
-        .map(|s| {
-            let mut strata: Vec<usize> = (0..startup).collect();
-            strata.shuffle(design);
-            let u = (strata[trial] as f64 + rng.gen::<f64>()) / startup as f64;
-            match *s {
-                Space::Float { lo, hi, log: true } => {
-                    (lo.ln() + u * (hi.ln() - lo.ln())).exp().clamp(lo, hi)
-                }
-                Space::Float { lo, hi, log: false } => (lo + u * (hi - lo)).clamp(lo, hi),
-                Space::Int { lo, hi } => (lo as f64 - 0.5 + u * (hi - lo + 1) as f64)
-                    .round()
-                    .clamp(lo as f64, hi as f64),
-                Space::Choice(n) => ((u * n as f64) as usize).min(n - 1) as f64,
-            }
-        })
-        .collect()
-}
-
 /// The next trial's parameters given the finished trials, in the order they finished, and the
 /// parameters of the trials still running. Fewer than `startup` finished: a draw from the prior.
 pub fn propose(
@@ -540,37 +507,6 @@ mod tests {
                 "median best after 40 trials: TPE {t} ({o:?}), random {r}"
             );
         }
-    }
-
-    #[test]
-    fn a_latin_start_covers_every_stratum_of_every_axis_once() {
-        let space = [
-            LR,
-            Space::Choice(5),
-            Space::Int { lo: 1, hi: 10 },
-            UNIT_HALF,
-        ];
-        let rows: Vec<Vec<f64>> = (0..10)
-            .map(|t| {
-                let mut design = ChaCha8Rng::seed_from_u64(3);
-                design.set_stream(u64::MAX);
-                let mut rng = ChaCha8Rng::seed_from_u64(3);
-                rng.set_stream(t as u64);
-                latin_row(&space, 10, t, &mut design, &mut rng)
-            })
-            .collect();
-        let strata = |f: &dyn Fn(&[f64]) -> usize| {
-            let mut s: Vec<usize> = rows.iter().map(|r| f(r)).collect();
-            s.sort_unstable();
-            s
-        };
-        let tenth = |u: f64| ((u * 10.0) as usize).min(9);
-        let all: Vec<usize> = (0..10).collect();
-        assert_eq!(strata(&|r| tenth((r[0] / 1e-4).log10() / 3.0)), all);
-        assert_eq!(strata(&|r| tenth(r[3] / 0.5)), all);
-        assert_eq!(strata(&|r| r[2] as usize - 1), all);
-        // Five categories, two strata each.
-        assert_eq!(strata(&|r| r[1] as usize), [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]);
     }
 
     #[test]

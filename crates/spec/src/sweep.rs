@@ -69,16 +69,6 @@ pub struct TpeOptions {
     pub constant_liar: bool,
     /// Draws from the good trials' estimator per proposal (Optuna's `n_ei_candidates`).
     pub candidates: usize,
-    /// How the `startup` trials are drawn.
-    pub startup_design: StartupDesign,
-}
-
-/// `[tpe] startup_design`: the start-up trials as independent uniform draws, or as a Latin
-/// hypercube (each axis's range cut into `startup` equal strata, each stratum drawn once).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartupDesign {
-    Random,
-    Latin,
 }
 
 impl Default for TpeOptions {
@@ -87,7 +77,6 @@ impl Default for TpeOptions {
             multivariate: true,
             constant_liar: true,
             candidates: 24,
-            startup_design: StartupDesign::Random,
         }
     }
 }
@@ -110,9 +99,6 @@ impl std::fmt::Debug for Tpe {
         }
         if o.candidates != d.candidates {
             write!(f, " candidates: {}", o.candidates)?;
-        }
-        if o.startup_design != d.startup_design {
-            write!(f, " startup_design: {:?}", o.startup_design)?;
         }
         Ok(())
     }
@@ -502,7 +488,7 @@ fn parse_early_stop(
 }
 
 /// `[tpe]`: as `[random]`, plus `startup` (default 10, Optuna's `n_startup_trials`) and the
-/// estimator's options (`multivariate`, `constant_liar`, `candidates`, `startup_design`).
+/// estimator's options (`multivariate`, `constant_liar`, `candidates`).
 fn parse_tpe(mut t: Table, err: &dyn Fn(String) -> String) -> Result<Option<Tpe>, String> {
     if t.is_empty() {
         return Ok(None);
@@ -527,16 +513,6 @@ fn parse_tpe(mut t: Table, err: &dyn Fn(String) -> String) -> Result<Option<Tpe>
         multivariate: flag(&mut t, "multivariate", d.multivariate)?,
         constant_liar: flag(&mut t, "constant_liar", d.constant_liar)?,
         candidates: int(&mut t, "candidates", d.candidates, 1)?,
-        startup_design: match t.remove("startup_design") {
-            None => d.startup_design,
-            Some(Value::String(v)) if v == "random" => StartupDesign::Random,
-            Some(Value::String(v)) if v == "latin" => StartupDesign::Latin,
-            Some(v) => {
-                return Err(err(format!(
-                    "[tpe] key 'startup_design': expected \"random\" or \"latin\", found {v}"
-                )))
-            }
-        },
     };
     let r = parse_search("tpe", t, err)?.expect("not empty");
     Ok(Some(Tpe {
