@@ -164,7 +164,7 @@ def main():
     p.add_argument("--runner", default=os.path.join(ROOT, "target", "release", "runner"))
     p.add_argument("--venv", default=os.environ.get(
         "RUNNER_BENCH_VENV", os.path.expanduser("~/.cache/runner-bench/venv")))
-    p.add_argument("--methods", nargs="+", default=["runner-tpe", "runner-random", "optuna-tpe"])
+    p.add_argument("--methods", nargs="*", default=["runner-tpe", "runner-random", "optuna-tpe"])
     p.add_argument("--variant", action="append", default=[], metavar="LABEL:KEY=VALUE,...",
                    help="also run runner's TPE with these [tpe] options, as runner-LABEL")
     p.add_argument("--optuna-sampler", default="{}",
@@ -172,14 +172,19 @@ def main():
     p.add_argument("--out", help="directory for trials.json, traces and plots")
     p.add_argument("--plot", nargs=3, metavar=("CSV", "SVG", "TITLE"),
                    help="only plot a trace CSV this script wrote (needs matplotlib)")
-    p.add_argument("--report", metavar="JSON",
-                   help="only print the tables of a trials.json this script wrote")
+    p.add_argument("--report", metavar="JSON", nargs="+",
+                   help="only print the tables of trials.json files this script wrote (their "
+                        "methods merged per space)")
     args = p.parse_args()
     if args.plot:
         plot(*args.plot)
         return
     if args.report:
-        for space, results in json.load(open(args.report)).items():
+        merged = {}
+        for path in args.report:
+            for space, results in json.load(open(path)).items():
+                merged.setdefault(space, {}).update(results)
+        for space, results in merged.items():
             report(space, results, args)
         return
     python = os.path.join(args.venv, "bin", "python")
