@@ -26,10 +26,12 @@ Not part of CI: 3 spaces x 5 seeds take about 1.5 hours on 2 cores.
 """
 import argparse
 import glob
+import gzip
 import json
 import math
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -182,7 +184,8 @@ def main():
     if args.report:
         merged = {}
         for path in args.report:
-            for space, results in json.load(open(path)).items():
+            f = gzip.open(path, "rt") if path.endswith(".gz") else open(path)
+            for space, results in json.load(f).items():
                 merged.setdefault(space, {}).update(results)
         for space, results in merged.items():
             report(space, results, args)
@@ -291,4 +294,5 @@ def proposals(space, results):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends the output, not a traceback
     main()
