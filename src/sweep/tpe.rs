@@ -98,8 +98,8 @@ pub fn propose(
             }
         }
         let best = best.1.expect("at least one candidate");
-        for ((&d, kernels), v) in dims.iter().zip(&l.dims).zip(best) {
-            x[d] = kernels.value(v);
+        for (&d, v) in dims.iter().zip(best) {
+            x[d] = from_internal(&space[d], v);
         }
     }
     x
@@ -148,7 +148,6 @@ enum Kernels {
         mus: Vec<f64>,
         sigmas: Vec<f64>,
         log_mass: Vec<f64>,
-        space: Space,
     },
     /// Category probabilities per kernel.
     Categorical(Vec<Vec<f64>>),
@@ -220,7 +219,6 @@ impl Kernels {
             mus,
             sigmas,
             log_mass,
-            space: space.clone(),
         }
     }
 
@@ -282,17 +280,14 @@ impl Kernels {
             }
         }
     }
+}
 
-    /// A drawn value (log-scaled reals in log space) as the parameter's value.
-    fn value(&self, x: f64) -> f64 {
-        match self {
-            Kernels::Categorical(_) => x,
-            Kernels::Normal { space, .. } => match *space {
-                Space::Float { lo, hi, log } => if log { x.exp() } else { x }.clamp(lo, hi),
-                Space::Int { lo, hi } => x.round().clamp(lo as f64, hi as f64),
-                Space::Choice(_) => x,
-            },
-        }
+/// A value drawn by the estimator (log-scaled reals in log space) as the parameter's value.
+fn from_internal(space: &Space, x: f64) -> f64 {
+    match *space {
+        Space::Float { lo, hi, log } => if log { x.exp() } else { x }.clamp(lo, hi),
+        Space::Int { lo, hi } => x.round().clamp(lo as f64, hi as f64),
+        Space::Choice(_) => x,
     }
 }
 
