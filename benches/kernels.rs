@@ -2,6 +2,7 @@
 //! the whole training step and test-set evaluation. Prints the median time and GFLOP/s of each.
 //!
 //!     cargo bench --bench kernels
+//!     cargo bench --bench kernels -- --eval experiments/mlp.toml   # any network's evaluation
 //!
 //! GFLOP/s counts 2 flops per multiply-add of the convolution or GEMM; the first lines measure
 //! the machine's peak the same way (independent vector multiply-adds, no memory traffic), since
@@ -212,6 +213,12 @@ fn main() {
     runner::malloc::tune();
     runner::pool::install();
     println!("{} rayon threads", rayon::current_num_threads());
+    if let Some(at) = std::env::args().position(|a| a == "--eval") {
+        let file = std::env::args()
+            .nth(at + 1)
+            .expect("--eval EXPERIMENT.toml");
+        return evaluation(Path::new(&file));
+    }
     #[cfg(target_arch = "x86_64")]
     fma_peak();
     let geometry = |h, cin, cout| Geometry {
@@ -282,5 +289,31 @@ fn main() {
             runner::train::evaluate(model.as_ref(), &data.test).unwrap();
         }),
         10_000.0 * 27.7e6,
+    );
+}
+
+/// Test-set evaluation of `file`'s network (freshly initialised): the first call and the median
+/// and fastest of 14 more, as `runner run` evaluates. On a shared machine, compare builds by
+/// alternating runs of this.
+fn evaluation(file: &Path) {
+    let exp = config::load(file, &[]).expect("experiment file");
+    let data = Dataset::load(&Source::for_config(&exp.data)).expect("dataset");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let model = runner::models::build(&exp, &mut rng).expect("a network compiled in");
+    let mut ms: Vec<f64> = (0..15)
+        .map(|_| {
+            let t = Instant::now();
+            runner::train::evaluate(model.as_ref(), &data.test).unwrap();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    let first = ms.remove(0);
+    ms.sort_by(f64::total_cmp);
+    let median = ms[ms.len() / 2];
+    println!(
+        "evaluate {}: first {first:.1} ms, median {median:.1} ms ({:.0} img/s), fastest {:.1} ms",
+        file.display(),
+        data.test.len() as f64 / median * 1e3,
+        ms[0]
     );
 }

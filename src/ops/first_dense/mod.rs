@@ -63,7 +63,25 @@ impl<B: Dim, const I: usize, const O: usize, T: Tape<f32, Cpu>>
         let rows = x.shape().0.size();
         let xs = super::data(&x);
         let isa = sparse::applies(&xs, I);
-        let out = match isa.and_then(|isa| self.sparse_forward(isa, &xs, rows)) {
+        let y = isa.and_then(|isa| self.sparse_forward(isa, &xs, rows));
+        if !T::OWNS_TAPE {
+            if let Some(mut y) = y {
+                // Evaluation: the bias added in place, each sum the same single rounding as
+                // dfdx's broadcast add (whose index arithmetic per value cost more than the sum).
+                let mut bias = vec![0.0; O];
+                self.bias.copy_into(&mut bias);
+                for row in y.chunks_exact_mut(O) {
+                    for (y, b) in row.iter_mut().zip(&bias) {
+                        *y += b;
+                    }
+                }
+                let out = x
+                    .device()
+                    .try_tensor_from_vec(y, (x.shape().0, Const::<O>))?;
+                return Ok(out.put_tape(tape));
+            }
+        }
+        let out = match y {
             Some(y) => x
                 .device()
                 .try_tensor_from_vec(y, (x.shape().0, Const::<O>))?,

@@ -66,7 +66,7 @@ pub fn forward(isa: Isa, x: &[f32], w: &[f32], (rows, ins, outs): Dims, y: &mut 
     let part_rows = rows.div_ceil(parts);
     let lists: Vec<Runs> = x
         .par_chunks((part_rows * ins).max(1))
-        .map(|xs| by_row_and_lane(xs, xs.len() / ins, ins))
+        .map(|xs| by_lane_in_groups(xs, xs.len() / ins, ins))
         .collect();
     let y = Shared(y.as_mut_ptr());
     let tasks = outs.div_ceil(BLOCK) * lists.len();
@@ -80,18 +80,19 @@ pub fn forward(isa: Isa, x: &[f32], w: &[f32], (rows, ins, outs): Dims, y: &mut 
             let (wt, partial) = (&mut scratch.a, &mut scratch.b);
             let finite = transpose_block(&w[o0 * ins..][..width * ins], ins, wt);
             // Lane by lane, so that the lane's rows of `wt` (a sixteenth: 12.5 KB for the
-            // reference) stay in L1 while every row of the batch reads them.
+            // reference) stay in L1 while every row of the group reads them; the group's chains
+            // are in that order in the lists too, so the entries stream in order.
             let partial = buffer(partial, ROW_GROUP.min(rows) * LANES * BLOCK);
             let mut out = [0.0f32; BLOCK];
             for r0 in (0..rows).step_by(ROW_GROUP) {
                 let group = ROW_GROUP.min(rows - r0);
-                // Chain `i`: lane `i / group` of row `r0 + i % group`.
+                // Chain `i` (lane `i / group` of row `r0 + i % group`) is run `first + i`, and
+                // its sums go to `partial[i * BLOCK..]`: `[lane][row][BLOCK]`.
+                let first = r0 * LANES;
                 let run = |i: usize| {
-                    let (lane, r) = (i / group, i % group);
-                    let run = (r0 + r) * LANES + lane;
                     (
-                        lanes.starts[run]..lanes.starts[run + 1],
-                        (r * LANES + lane) * BLOCK,
+                        lanes.starts[first + i]..lanes.starts[first + i + 1],
+                        i * BLOCK,
                     )
                 };
                 // SAFETY: the CPU has `isa` (`applies` chose it from `Isa::fitting`); every
@@ -107,9 +108,16 @@ pub fn forward(isa: Isa, x: &[f32], w: &[f32], (rows, ins, outs): Dims, y: &mut 
                     )
                 };
                 for r in 0..group {
-                    let lanes = &partial[r * LANES * BLOCK..][..LANES * BLOCK];
-                    // SAFETY: the CPU has `isa`; `lanes` holds 16 runs of `BLOCK` values, `out` one.
-                    unsafe { simd::lane_sums(isa, lanes.as_ptr(), out.as_mut_ptr()) };
+                    // SAFETY: the CPU has `isa`; row `r`'s 16 runs of `BLOCK` values lie
+                    // `group * BLOCK` apart in `partial`, `out` holds one.
+                    unsafe {
+                        simd::lane_sums(
+                            isa,
+                            partial[r * BLOCK..].as_ptr(),
+                            group * BLOCK,
+                            out.as_mut_ptr(),
+                        )
+                    };
                     // SAFETY: tasks write disjoint columns `o0..o0 + width` of their part's rows.
                     unsafe {
                         std::ptr::copy_nonoverlapping(
@@ -198,19 +206,24 @@ struct Runs {
     starts: Vec<usize>,
 }
 
-/// Per row, per lane `j`, the row's nonzero inputs at `j, j + 16, ...` in order (`at`: the
-/// input's row in [`transpose_block`]'s order, [`lane_major`]).
-fn by_row_and_lane(x: &[f32], rows: usize, ins: usize) -> Runs {
+/// Per group of [`ROW_GROUP`] rows, per lane `j`, per row of the group: the row's nonzero
+/// inputs at `j, j + 16, ...` in order (`at`: the input's row in [`transpose_block`]'s order,
+/// [`lane_major`]). Run `r0 * 16 + j * group + r` is row `r0 + r`'s lane `j`, for the group
+/// starting at row `r0`: the order in which [`forward`] runs the chains.
+fn by_lane_in_groups(x: &[f32], rows: usize, ins: usize) -> Runs {
     let mut entries = Vec::with_capacity(x.len() / 4);
     let mut starts = Vec::with_capacity(rows * LANES + 1);
     starts.push(0);
-    for row in x.chunks_exact(ins) {
+    for r0 in (0..rows).step_by(ROW_GROUP) {
+        let group = &x[r0 * ins..][..ROW_GROUP.min(rows - r0) * ins];
         for lane in 0..LANES {
             let first = lane_major(lane, ins);
-            push_nonzeros(&mut entries, row, (lane..ins).step_by(LANES), |p| {
-                first + p / LANES
-            });
-            starts.push(entries.len());
+            for row in group.chunks_exact(ins) {
+                push_nonzeros(&mut entries, row, (lane..ins).step_by(LANES), |p| {
+                    first + p / LANES
+                });
+                starts.push(entries.len());
+            }
         }
     }
     debug_assert_eq!(starts.len(), rows * LANES + 1);
@@ -465,19 +478,46 @@ mod simd {
         // SAFETY: `chains`' contract: every load is inside an entry's row of `src`; stores go
         // to `dst[at..at + BLOCK]`, checked.
         unsafe {
-            for i in 0..count {
-                let (range, at) = run(i);
-                let out = dst[at..at + BLOCK].as_mut_ptr();
-                let mut acc = [V::zero(); N];
-                for e in &entries[range] {
-                    let (x, row) = (V::splat(e.x), src.add(e.at as usize * BLOCK));
-                    for (v, acc) in acc.iter_mut().enumerate() {
-                        *acc = acc.mul_add(x, V::load(row.add(v * V::LANES)));
-                    }
+            let step = |acc: &mut [V; N], e: &Entry| {
+                let (x, row) = (V::splat(e.x), src.add(e.at as usize * BLOCK));
+                for (v, acc) in acc.iter_mut().enumerate() {
+                    *acc = acc.mul_add(x, V::load(row.add(v * V::LANES)));
                 }
+            };
+            let mut store = |acc: &[V; N], at: usize| {
+                let out = dst[at..at + BLOCK].as_mut_ptr();
                 for (v, acc) in acc.iter().enumerate() {
                     acc.store(out.add(v * V::LANES));
                 }
+            };
+            // Two chains at a time where registers allow (AVX-512): a chain of a few
+            // multiply-adds is bound by their latency, and its end is a mispredicted branch.
+            let pairs = if N <= 4 { count / 2 } else { 0 };
+            for pair in 0..pairs {
+                let ((ra, at_a), (rb, at_b)) = (run(2 * pair), run(2 * pair + 1));
+                let (ea, eb) = (&entries[ra], &entries[rb]);
+                let common = ea.len().min(eb.len());
+                let (mut a, mut b) = ([V::zero(); N], [V::zero(); N]);
+                for (ea, eb) in ea[..common].iter().zip(&eb[..common]) {
+                    step(&mut a, ea);
+                    step(&mut b, eb);
+                }
+                for e in &ea[common..] {
+                    step(&mut a, e);
+                }
+                for e in &eb[common..] {
+                    step(&mut b, e);
+                }
+                store(&a, at_a);
+                store(&b, at_b);
+            }
+            for i in 2 * pairs..count {
+                let (range, at) = run(i);
+                let mut acc = [V::zero(); N];
+                for e in &entries[range] {
+                    step(&mut acc, e);
+                }
+                store(&acc, at);
             }
         }
     }
@@ -560,40 +600,41 @@ mod simd {
         }
     }
 
-    /// `out[o]` = the 16 lanes `lanes[j * BLOCK + o]` summed as `Vector::sum` sums a
+    /// `out[o]` = the 16 lanes `lanes[j * stride + o]` summed as `Vector::sum` sums a
     /// register's: lanes `j` and `j + 8`, then those sums `i` and `i + 4`, then `0 + 2` and
     /// `1 + 3`, then the last two.
     ///
     /// # Safety
-    /// The CPU has `isa`; `lanes` holds `16 * BLOCK` values, `out` `BLOCK`.
-    pub unsafe fn lane_sums(isa: Isa, lanes: *const f32, out: *mut f32) {
+    /// The CPU has `isa`; `lanes + j * stride` holds `BLOCK` values for each `j < 16`, `out`
+    /// `BLOCK`.
+    pub unsafe fn lane_sums(isa: Isa, lanes: *const f32, stride: usize, out: *mut f32) {
         // SAFETY: this function's contract.
         unsafe {
             match isa {
-                Isa::Avx512 => lane_sums512(lanes, out),
-                Isa::Avx2 => lane_sums256(lanes, out),
+                Isa::Avx512 => lane_sums512(lanes, stride, out),
+                Isa::Avx2 => lane_sums256(lanes, stride, out),
             }
         }
     }
 
     #[target_feature(enable = "avx512f")]
-    unsafe fn lane_sums512(lanes: *const f32, out: *mut f32) {
+    unsafe fn lane_sums512(lanes: *const f32, stride: usize, out: *mut f32) {
         // SAFETY: `lane_sums`' contract; the CPU has AVX-512F.
-        unsafe { lane_sums_with::<__m512>(lanes, out) }
+        unsafe { lane_sums_with::<__m512>(lanes, stride, out) }
     }
 
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn lane_sums256(lanes: *const f32, out: *mut f32) {
+    unsafe fn lane_sums256(lanes: *const f32, stride: usize, out: *mut f32) {
         // SAFETY: `lane_sums`' contract; the CPU has AVX2.
-        unsafe { lane_sums_with::<__m256>(lanes, out) }
+        unsafe { lane_sums_with::<__m256>(lanes, stride, out) }
     }
 
     #[inline(always)]
-    unsafe fn lane_sums_with<V: Vector>(lanes: *const f32, out: *mut f32) {
+    unsafe fn lane_sums_with<V: Vector>(lanes: *const f32, stride: usize, out: *mut f32) {
         // SAFETY: `lane_sums`' contract.
         unsafe {
             for o in (0..BLOCK).step_by(V::LANES) {
-                let l = |j: usize| V::load(lanes.add(j * BLOCK + o));
+                let l = |j: usize| V::load(lanes.add(j * stride + o));
                 let s: [V; 8] = std::array::from_fn(|i| l(i).add(l(i + 8)));
                 let h: [V; 4] = std::array::from_fn(|i| s[i].add(s[i + 4]));
                 h[0].add(h[2]).add(h[1].add(h[3])).store(out.add(o));
@@ -618,7 +659,7 @@ mod simd {
         unreachable!("no vector instruction set off x86-64")
     }
 
-    pub unsafe fn lane_sums(_: Isa, _: *const f32, _: *mut f32) {
+    pub unsafe fn lane_sums(_: Isa, _: *const f32, _: usize, _: *mut f32) {
         unreachable!("no vector instruction set off x86-64")
     }
 
@@ -787,7 +828,7 @@ mod timing {
             &Default::default(),
         ))
         .unwrap();
-        let (rows, ins, outs) = (1000, 784, 300);
+        let (rows, ins, outs) = (1000, 784, 512);
         let mut x = vec![0.0; rows * ins];
         for (i, c) in x.chunks_exact_mut(ins).enumerate() {
             data.test.write_image(i, c);
@@ -806,7 +847,7 @@ mod timing {
         let per = t.elapsed().as_secs_f64() / reps as f64;
         let t = std::time::Instant::now();
         for _ in 0..reps {
-            std::hint::black_box(by_row_and_lane(&x, rows, ins));
+            std::hint::black_box(by_lane_in_groups(&x, rows, ins));
         }
         let lists = t.elapsed().as_secs_f64() / reps as f64;
         eprintln!(
