@@ -9,7 +9,9 @@ formula, crates/spec/src/schedule.rs); shuffled batches of the training images l
 out `data.validation` for validation; the objective is accuracy on those held-out images, the
 same ones runner's trials hold out (bench/runner_split.py).
 Optuna's TPESampler with the given options (its defaults otherwise) and n_jobs workers in
-threads, one torch thread each. Prints one JSON line: the trials in the order they finished
+threads, one torch thread each. With --trainer runner the trials are runner's own (`runner run`
+on the sweep's base with its `[set]` and the trial's values, as a runner sweep trains them), so
+that the two samplers can be compared on one trainer. Prints one JSON line: the trials in the order they finished
 (params as runner writes them), their finishing times, and the wall time.
 
     python bench/optuna_search.py --sweep experiments/sweeps/mlp-tpe.toml \
@@ -18,6 +20,9 @@ threads, one torch thread each. Prints one JSON line: the trials in the order th
 import argparse
 import json
 import math
+import os
+import subprocess
+import tempfile
 import time
 
 T0 = time.perf_counter()
@@ -38,6 +43,12 @@ p.add_argument("--seed", type=int, default=0)
 p.add_argument("--jobs", type=int, default=2)
 p.add_argument("--sampler", default="{}",
                help='TPESampler options as JSON, e.g. \'{"multivariate": false}\'')
+p.add_argument("--trainer", choices=["pytorch", "runner"], default="pytorch",
+               help="who trains each trial: the PyTorch model below, or runner itself")
+p.add_argument("--runner", help="the runner binary (with --trainer runner)")
+p.add_argument("--replay", metavar="JSON",
+               help="no search: train these trials' params (a JSON list, as runner writes them) "
+                    "again, with data orders 1000, 1001, ..., and print their objectives")
 args = p.parse_args()
 torch.set_num_threads(1)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -139,6 +150,20 @@ def accuracy(model, x, y):
     return right / len(x)
 
 
+def runner_objective(trial):
+    """The trial trained by runner: what a runner sweep would train for these values."""
+    params = {key: suggest(trial, key, dist) for key, dist in AXES.items()}
+    trial.set_user_attr("params", params)
+    base = os.path.join(os.path.dirname(os.path.abspath(args.sweep)), sweep["base"])
+    sets = {**sweep.get("set", {}), **params}
+    cmd = [args.runner, "--quiet", "--json", "run", base, "--runs-dir", RUNS]
+    for key, value in sets.items():
+        cmd += ["--set", f"{key}={json.dumps(value)}"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    summary = json.loads(out.strip().splitlines()[-1])
+    return summary[sweep.get("metric", "val_accuracy")]
+
+
 def objective(trial):
     cfg = json.loads(json.dumps(BASE))
     params = {}
@@ -180,8 +205,23 @@ def record(study, trial):
                      "elapsed_s": time.perf_counter() - T0})
 
 
+if args.replay:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def replay(numbered):
+        number, params = numbered
+        fixed = {k: AXES[k]["choice"].index(v) if "choice" in AXES[k] else v
+                 for k, v in params.items()}
+        return objective(optuna.trial.FixedTrial(fixed, number=1000 + number))
+    with ThreadPoolExecutor(args.jobs) as pool:
+        values = list(pool.map(replay, enumerate(json.loads(args.replay))))
+    print(json.dumps(values))
+    raise SystemExit(0)
+
 sampler = optuna.samplers.TPESampler(seed=args.seed, n_startup_trials=tpe.get("startup", 10),
                                      **json.loads(args.sampler))
 study = optuna.create_study(direction="maximize", sampler=sampler)
-study.optimize(objective, n_trials=tpe["trials"], n_jobs=args.jobs, callbacks=[record])
+with tempfile.TemporaryDirectory() as RUNS:
+    study.optimize(runner_objective if args.trainer == "runner" else objective,
+                   n_trials=tpe["trials"], n_jobs=args.jobs, callbacks=[record])
 print(json.dumps({"seed": args.seed, "trials": finished, "wall_s": time.perf_counter() - T0}))

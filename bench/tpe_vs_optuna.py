@@ -15,6 +15,8 @@ For each space and search seed, in turn (so drift on a shared machine hits all a
   runner-<label>  with --variant LABEL:KEY=VALUE,...: [tpe] options added (e.g. multivariate=false)
   optuna-tpe      bench/optuna_search.py --seed S --jobs JOBS, --optuna-runs times (Optuna's
                   parallel searches are not deterministic)
+  optuna-runner   the same, with runner training the trials (--trainer runner): Optuna's sampler
+                  and runner's on one trainer (not a default method)
 each in a fresh runs directory. Prints per space the median over seeds of the best objective after
 10, 20 and all trials (trials in the order they finished) and of a whole search's wall time; with
 --out DIR also every trial (DIR/trials.json), best-so-far traces (DIR/<space>-trace.csv: against
@@ -30,6 +32,7 @@ import gzip
 import json
 import math
 import os
+import random
 import re
 import signal
 import statistics
@@ -99,7 +102,7 @@ def run_runner(runner, tmp, space, kind, seed, jobs, options):
     return trials, wall
 
 
-def run_optuna(python, runner, space, seed, jobs, sampler):
+def run_optuna(python, runner, space, seed, jobs, sampler, trainer):
     sweep = tomllib.load(open(sweep_path(space), "rb"))
     base = os.path.normpath(os.path.join(os.path.dirname(sweep_path(space)), sweep["base"]))
     sets = [f"{k}={json.dumps(v)}" for k, v in sweep.get("set", {}).items()]
@@ -107,7 +110,8 @@ def run_optuna(python, runner, space, seed, jobs, sampler):
                               check=True, capture_output=True, text=True).stdout
     out = subprocess.run([python, "optuna_search.py", "--sweep", sweep_path(space),
                           "--config", json.dumps(tomllib.loads(resolved)), "--seed", str(seed),
-                          "--jobs", str(jobs), "--sampler", json.dumps(sampler)],
+                          "--jobs", str(jobs), "--sampler", json.dumps(sampler),
+                          "--trainer", trainer, "--runner", os.path.abspath(runner)],
                          cwd=BENCH, check=True, capture_output=True, text=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
     return result["trials"], result["wall_s"]
@@ -176,7 +180,8 @@ def main():
                    help="only plot a trace CSV this script wrote (needs matplotlib)")
     p.add_argument("--report", metavar="JSON", nargs="+",
                    help="only print the tables of trials.json files this script wrote (their "
-                        "methods merged per space)")
+                        "searches merged per space and method; a later file's search of the same "
+                        "seed and run replaces an earlier one's)")
     args = p.parse_args()
     if args.plot:
         plot(*args.plot)
@@ -186,12 +191,16 @@ def main():
         for path in args.report:
             f = gzip.open(path, "rt") if path.endswith(".gz") else open(path)
             for space, results in json.load(f).items():
-                merged.setdefault(space, {}).update(results)
+                for method, searches in results.items():
+                    into = merged.setdefault(space, {}).setdefault(method, {})
+                    into.update({(s["seed"], s["run"]): s for s in searches})
+        merged = {space: {m: sorted(ss.values(), key=lambda s: (s["seed"], s["run"]))
+                          for m, ss in results.items()} for space, results in merged.items()}
         for space, results in merged.items():
             report(space, results, args)
         return
     python = os.path.join(args.venv, "bin", "python")
-    if "optuna-tpe" in args.methods:
+    if {"optuna-tpe", "optuna-runner"} & set(args.methods):
         if subprocess.run([python, "-c", "import optuna, torch, matplotlib"],
                           capture_output=True).returncode:
             sys.exit(f"{python} lacks optuna, torch or matplotlib: "
@@ -209,10 +218,12 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             for seed in seeds:
                 for method in methods:
-                    for run in range(args.optuna_runs if method == "optuna-tpe" else 1):
-                        if method == "optuna-tpe":
+                    optuna = method.startswith("optuna-")
+                    for run in range(args.optuna_runs if optuna else 1):
+                        if optuna:
+                            trainer = "runner" if method == "optuna-runner" else "pytorch"
                             trials, wall = run_optuna(python, args.runner, space, seed, args.jobs,
-                                                      sampler)
+                                                      sampler, trainer)
                         else:
                             kind = "random" if method == "runner-random" else "tpe"
                             trials, wall = run_runner(args.runner, tmp, space, kind, seed,
@@ -246,25 +257,45 @@ def main():
 def report(space, results, args):
     n = min(len(s["trials"]) for ss in results.values() for s in ss)
     seeds = len({s["seed"] for ss in results.values() for s in ss})
-    runs = max(s["run"] for s in results.get("optuna-tpe", [{"run": 0}])) + 1
+    runs = max(s["run"] for m in ("optuna-tpe", "optuna-runner")
+               for s in results.get(m, [{"run": 0}])) + 1
     print(f"\n{space} ({SPACES[space]}): {seeds} search seeds, {n} trials each, "
           f"-j {args.jobs}; medians over seeds (Optuna: over its {runs} runs too)\n")
-    print(f"| method | best @10 | best @20 | best @{n} | wall s | wall / optuna |")
-    print("|---|---|---|---|---|---|")
+    print(f"| method | searches | best @10 | best @20 | best @{n} | wall s | wall / optuna |")
+    print("|---|---|---|---|---|---|---|")
     walls = {m: statistics.median(s["wall_s"] for s in ss) for m, ss in results.items()}
     for method, searches in results.items():
         groups = [searches]
-        if method == "optuna-tpe" and runs > 1:
+        if method.startswith("optuna-") and runs > 1:
             groups += [[s for s in searches if s["run"] == r] for r in range(runs)]
         for i, g in enumerate(groups):
             label = method if i == 0 else f"{method} run {i}"
             cells = [statistics.median(best_after(s["trials"], k) for s in g) for k in (10, 20, n)]
             wall = statistics.median(s["wall_s"] for s in g)
-            ratio = wall / walls["optuna-tpe"] if "optuna-tpe" in walls else float("nan")
-            print(f"| {label} | " + " | ".join(f"{100 * c:.2f} %" for c in cells)
-                  + f" | {wall:.1f} | {ratio:.2f}x |")
+            ratio = f"{wall / walls['optuna-tpe']:.2f}x" if "optuna-tpe" in walls else "-"
+            print(f"| {label} | {len(g)} | " + " | ".join(f"{100 * c:.2f} %" for c in cells)
+                  + f" | {wall:.1f} | {ratio} |")
+    against = "optuna-tpe" if "optuna-tpe" in results else None
+    if against:
+        print(f"\nmedian best minus {against}'s, with a 90 % bootstrap interval (searches drawn "
+              "again with replacement, 2000 times):\n")
+        for method, searches in results.items():
+            if method != against:
+                cells = [gap_interval(searches, results[against], k) for k in (10, 20, n)]
+                print(f"| {method} | " + " | ".join(cells) + " |")
     proposals(space, results)
     sys.stdout.flush()
+
+
+def gap_interval(ours, theirs, k):
+    """Median best after k trials of ours minus theirs, in points, and a bootstrap interval."""
+    a = [best_after(s["trials"], k) for s in ours]
+    b = [best_after(s["trials"], k) for s in theirs]
+    draw = random.Random(0)
+    gaps = sorted(statistics.median(draw.choices(a, k=len(a)))
+                  - statistics.median(draw.choices(b, k=len(b))) for _ in range(2000))
+    gap = statistics.median(a) - statistics.median(b)
+    return f"@{k} {100 * gap:+.2f} [{100 * gaps[100]:+.2f}, {100 * gaps[1899]:+.2f}]"
 
 
 def proposals(space, results):

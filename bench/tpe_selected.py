@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""How good is the configuration a search picks? The best trial's objective flatters it: it is
+the largest of many noisy values. Retrains each search's best trial after K trials (from
+bench/tpe_vs_optuna.py's trials.json files) with runner at other seeds (which also hold out
+other validation images) and reports, per method, the median over searches of the mean test
+accuracy, so that methods are compared on what they chose rather than on how lucky their best
+trial was.
+
+    python3 bench/tpe_selected.py bench/results/tpe-cnn-2026-12-06/trials.json.gz --space cnn
+
+Trials train as in the sweep (its base, its [set], the trial's values) with `--set seed=S` for
+each of --seeds; --jobs at a time; one training per distinct configuration and seed.
+"""
+import argparse
+import gzip
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from tpe_vs_optuna import SPACES, sweep_path  # noqa: E402
+
+
+def train(runner, base, sweep, params, seed, runs):
+    """Test accuracy of runner's training of these values at this seed."""
+    cmd = [runner, "--quiet", "--json", "run", base, "--runs-dir", runs, "--set", f"seed={seed}"]
+    for key, value in {**sweep.get("set", {}), **params}.items():
+        cmd += ["--set", f"{key}={json.dumps(value)}"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["test_accuracy"]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("trials", nargs="+", help="trials.json(.gz) files (merged as --report does)")
+    p.add_argument("--space", required=True, choices=sorted(SPACES))
+    p.add_argument("--after", type=int, nargs="+", default=[20, 40])
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--runner", default=os.path.join(ROOT, "target", "release", "runner"))
+    args = p.parse_args()
+    methods = {}
+    for path in args.trials:
+        f = gzip.open(path, "rt") if path.endswith(".gz") else open(path)
+        for method, searches in json.load(f).get(args.space, {}).items():
+            methods.setdefault(method, {}).update({(s["seed"], s["run"]): s for s in searches})
+    picks = {(m, key, k): max(s["trials"][:k], key=lambda t: t["value"])
+             for m, ss in methods.items() for key, s in ss.items() for k in args.after}
+    configs = sorted({json.dumps(t["params"], sort_keys=True) for t in picks.values()})
+    with open(sweep_path(args.space), "rb") as fh:
+        sweep = tomllib.load(fh)
+    base = os.path.join(os.path.dirname(sweep_path(args.space)), sweep["base"])
+    jobs = [(c, s) for c in configs for s in args.seeds]
+    print(f"{len(configs)} configurations x {len(args.seeds)} seeds", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as runs, ThreadPoolExecutor(args.jobs) as pool:
+        accs = dict(zip(jobs, pool.map(
+            lambda cs: train(args.runner, base, sweep, json.loads(cs[0]), cs[1], runs), jobs)))
+    quality = {c: statistics.mean(accs[(c, s)] for s in args.seeds) for c in configs}
+    print(f"{args.space}: each search's best trial after k trials, trained again by runner at "
+          f"seeds {args.seeds}; medians over searches of its best objective and of the mean test "
+          f"accuracy of those trainings\n")
+    print("| method | searches | " + " | ".join(
+        f"best @{k} | retrained @{k}" for k in args.after) + " |")
+    print("|---|---|" + "---|---|" * len(args.after))
+    for m, ss in methods.items():
+        cells = []
+        for k in args.after:
+            chosen = [picks[(m, key, k)] for key in ss]
+            cells.append(f"{100 * statistics.median(t['value'] for t in chosen):.2f} %")
+            cells.append(f"{100 * statistics.median(quality[json.dumps(t['params'], sort_keys=True)] for t in chosen):.2f} %")
+        print(f"| {m} | {len(ss)} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
