@@ -11,8 +11,8 @@ same ones runner's trials hold out (bench/runner_split.py).
 Optuna's TPESampler with the given options (its defaults otherwise) and n_jobs workers in
 threads, one torch thread each. With --trainer runner the trials are runner's own (`runner run`
 on the sweep's base with its `[set]` and the trial's values, as a runner sweep trains them), so
-that the two samplers can be compared on one trainer. Prints one JSON line: the trials in the order they finished
-(params as runner writes them), their finishing times, and the wall time.
+that the two samplers can be compared on one trainer. Prints one JSON line: the trials in the
+order they finished (params as runner writes them), their finishing times, and the wall time.
 
     python bench/optuna_search.py --sweep experiments/sweeps/mlp-tpe.toml \
         --config "$(runner resolve ... | python -c 'import tomllib,json,sys; ...')" --seed 0
@@ -20,8 +20,6 @@ that the two samplers can be compared on one trainer. Prints one JSON line: the 
 import argparse
 import json
 import math
-import os
-import subprocess
 import tempfile
 import time
 
@@ -35,6 +33,7 @@ import tomllib  # noqa: E402
 
 import mnist_data  # noqa: E402
 import runner_split  # noqa: E402
+import tpe_vs_optuna  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--sweep", required=True, help="the runner sweep file whose [tpe] axes to search")
@@ -154,13 +153,7 @@ def runner_objective(trial):
     """The trial trained by runner: what a runner sweep would train for these values."""
     params = {key: suggest(trial, key, dist) for key, dist in AXES.items()}
     trial.set_user_attr("params", params)
-    base = os.path.join(os.path.dirname(os.path.abspath(args.sweep)), sweep["base"])
-    sets = {**sweep.get("set", {}), **params}
-    cmd = [args.runner, "--quiet", "--json", "run", base, "--runs-dir", RUNS]
-    for key, value in sets.items():
-        cmd += ["--set", f"{key}={json.dumps(value)}"]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    summary = json.loads(out.strip().splitlines()[-1])
+    summary = tpe_vs_optuna.runner_trains(args.runner, args.sweep, params, RUNS)
     return summary[sweep.get("metric", "val_accuracy")]
 
 

@@ -12,28 +12,16 @@ Trials train as in the sweep (its base, its [set], the trial's values) with `--s
 each of --seeds; --jobs at a time; one training per distinct configuration and seed.
 """
 import argparse
-import gzip
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import tomllib
 from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from tpe_vs_optuna import SPACES, sweep_path  # noqa: E402
-
-
-def train(runner, base, sweep, params, seed, runs):
-    """Test accuracy of runner's training of these values at this seed."""
-    cmd = [runner, "--quiet", "--json", "run", base, "--runs-dir", runs, "--set", f"seed={seed}"]
-    for key, value in {**sweep.get("set", {}), **params}.items():
-        cmd += ["--set", f"{key}={json.dumps(value)}"]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["test_accuracy"]
+from tpe_vs_optuna import SPACES, load_results, runner_trains, sweep_path  # noqa: E402
 
 
 def main():
@@ -45,22 +33,16 @@ def main():
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--runner", default=os.path.join(ROOT, "target", "release", "runner"))
     args = p.parse_args()
-    methods = {}
-    for path in args.trials:
-        f = gzip.open(path, "rt") if path.endswith(".gz") else open(path)
-        for method, searches in json.load(f).get(args.space, {}).items():
-            methods.setdefault(method, {}).update({(s["seed"], s["run"]): s for s in searches})
-    picks = {(m, key, k): max(s["trials"][:k], key=lambda t: t["value"])
-             for m, ss in methods.items() for key, s in ss.items() for k in args.after}
+    methods = load_results(args.trials).get(args.space, {})
+    picks = {(m, i, k): max(s["trials"][:k], key=lambda t: t["value"])
+             for m, ss in methods.items() for i, s in enumerate(ss) for k in args.after}
     configs = sorted({json.dumps(t["params"], sort_keys=True) for t in picks.values()})
-    with open(sweep_path(args.space), "rb") as fh:
-        sweep = tomllib.load(fh)
-    base = os.path.join(os.path.dirname(sweep_path(args.space)), sweep["base"])
     jobs = [(c, s) for c in configs for s in args.seeds]
     print(f"{len(configs)} configurations x {len(args.seeds)} seeds", file=sys.stderr)
     with tempfile.TemporaryDirectory() as runs, ThreadPoolExecutor(args.jobs) as pool:
         accs = dict(zip(jobs, pool.map(
-            lambda cs: train(args.runner, base, sweep, json.loads(cs[0]), cs[1], runs), jobs)))
+            lambda cs: runner_trains(args.runner, sweep_path(args.space), json.loads(cs[0]), runs,
+                                     "--set", f"seed={cs[1]}")["test_accuracy"], jobs)))
     quality = {c: statistics.mean(accs[(c, s)] for s in args.seeds) for c in configs}
     print(f"{args.space}: each search's best trial after k trials, trained again by runner at "
           f"seeds {args.seeds}; medians over searches of its best objective and of the mean test "
@@ -71,7 +53,7 @@ def main():
     for m, ss in methods.items():
         cells = []
         for k in args.after:
-            chosen = [picks[(m, key, k)] for key in ss]
+            chosen = [picks[(m, i, k)] for i in range(len(ss))]
             cells.append(f"{100 * statistics.median(t['value'] for t in chosen):.2f} %")
             cells.append(f"{100 * statistics.median(quality[json.dumps(t['params'], sort_keys=True)] for t in chosen):.2f} %")
         print(f"| {m} | {len(ss)} | " + " | ".join(cells) + " |")

@@ -102,19 +102,52 @@ def run_runner(runner, tmp, space, kind, seed, jobs, options):
     return trials, wall
 
 
-def run_optuna(python, runner, space, seed, jobs, sampler, trainer):
+def optuna_search(python, runner, space, *args):
+    """bench/optuna_search.py on the space, given its base experiment resolved by runner, with
+    these further arguments; its last line of output, parsed."""
     sweep = tomllib.load(open(sweep_path(space), "rb"))
     base = os.path.normpath(os.path.join(os.path.dirname(sweep_path(space)), sweep["base"]))
     sets = [f"{k}={json.dumps(v)}" for k, v in sweep.get("set", {}).items()]
     resolved = subprocess.run([runner, "resolve", base] + [a for s in sets for a in ("--set", s)],
                               check=True, capture_output=True, text=True).stdout
     out = subprocess.run([python, "optuna_search.py", "--sweep", sweep_path(space),
-                          "--config", json.dumps(tomllib.loads(resolved)), "--seed", str(seed),
-                          "--jobs", str(jobs), "--sampler", json.dumps(sampler),
-                          "--trainer", trainer, "--runner", os.path.abspath(runner)],
+                          "--config", json.dumps(tomllib.loads(resolved)),
+                          "--runner", os.path.abspath(runner), *args],
                          cwd=BENCH, check=True, capture_output=True, text=True).stdout
-    result = json.loads(out.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def run_optuna(python, runner, space, seed, jobs, sampler, trainer):
+    result = optuna_search(python, runner, space, "--seed", str(seed), "--jobs", str(jobs),
+                           "--sampler", json.dumps(sampler), "--trainer", trainer)
     return result["trials"], result["wall_s"]
+
+
+def runner_trains(runner, sweep_file, params, runs, *extra):
+    """What `runner run` reports (its --json summary) for the trial of these values: the sweep
+    file's base with its [set], the values, and any further --set arguments in `extra`."""
+    with open(sweep_file, "rb") as f:
+        sweep = tomllib.load(f)
+    base = os.path.join(os.path.dirname(os.path.abspath(sweep_file)), sweep["base"])
+    cmd = [runner, "--quiet", "--json", "run", base, "--runs-dir", runs, *extra]
+    for key, value in {**sweep.get("set", {}), **params}.items():
+        cmd += ["--set", f"{key}={json.dumps(value)}"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def load_results(paths):
+    """trials.json(.gz) files this script wrote, merged per space and method: a later file's
+    search of the same seed and run replaces an earlier one's."""
+    merged = {}
+    for path in paths:
+        with gzip.open(path, "rt") if path.endswith(".gz") else open(path) as f:
+            for space, results in json.load(f).items():
+                for method, searches in results.items():
+                    into = merged.setdefault(space, {}).setdefault(method, {})
+                    into.update({(s["seed"], s["run"]): s for s in searches})
+    return {space: {m: sorted(ss.values(), key=lambda s: (s["seed"], s["run"]))
+                    for m, ss in results.items()} for space, results in merged.items()}
 
 
 def best_after(trials, n):
@@ -187,16 +220,7 @@ def main():
         plot(*args.plot)
         return
     if args.report:
-        merged = {}
-        for path in args.report:
-            f = gzip.open(path, "rt") if path.endswith(".gz") else open(path)
-            for space, results in json.load(f).items():
-                for method, searches in results.items():
-                    into = merged.setdefault(space, {}).setdefault(method, {})
-                    into.update({(s["seed"], s["run"]): s for s in searches})
-        merged = {space: {m: sorted(ss.values(), key=lambda s: (s["seed"], s["run"]))
-                          for m, ss in results.items()} for space, results in merged.items()}
-        for space, results in merged.items():
+        for space, results in load_results(args.report).items():
             report(space, results, args)
         return
     python = os.path.join(args.venv, "bin", "python")

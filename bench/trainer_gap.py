@@ -11,17 +11,15 @@ being high. The second PyTorch try is not, so runner is compared with it.)
 
 Picks, over all searches of --method, the --top best trials and --random others (seeded), trains
 each with `runner run` (the sweep's base, its [set], the trial's values; --jobs at a time) and
-(bench/optuna_search.py --replay), prints the three objectives per trial, then the mean
+with PyTorch (bench/optuna_search.py --replay), prints the three objectives per trial, then the mean
 differences over the picked top and random trials and how often two trainers rank two trials
 alike.
 """
 import argparse
-import gzip
 import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import tomllib
@@ -29,29 +27,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from tpe_vs_optuna import SPACES, sweep_path  # noqa: E402
+from tpe_vs_optuna import SPACES, load_results, optuna_search, runner_trains, sweep_path  # noqa: E402,E501
 
 
-def runner_value(runner, base, sweep, params, runs):
-    cmd = [runner, "--quiet", "--json", "run", base, "--runs-dir", runs]
-    for key, value in {**sweep.get("set", {}), **params}.items():
-        cmd += ["--set", f"{key}={json.dumps(value)}"]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])[sweep.get("metric", "val_accuracy")]
-
-
-def pytorch_values(python, runner, space, sweep, trials, jobs):
+def pytorch_values(python, runner, space, trials, jobs):
     """The trials trained again by bench/optuna_search.py's PyTorch model."""
-    base = os.path.normpath(os.path.join(os.path.dirname(sweep_path(space)), sweep["base"]))
-    sets = [f"{k}={json.dumps(v)}" for k, v in sweep.get("set", {}).items()]
-    resolved = subprocess.run([runner, "resolve", base] + [a for s in sets for a in ("--set", s)],
-                              check=True, capture_output=True, text=True).stdout
-    out = subprocess.run([python, "optuna_search.py", "--sweep", sweep_path(space),
-                          "--config", json.dumps(tomllib.loads(resolved)), "--jobs", str(jobs),
-                          "--replay", json.dumps([t["params"] for t in trials])],
-                         cwd=os.path.join(ROOT, "bench"), check=True, capture_output=True,
-                         text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return optuna_search(python, runner, space, "--jobs", str(jobs),
+                         "--replay", json.dumps([t["params"] for t in trials]))
 
 
 def concordance(pairs):
@@ -78,22 +60,20 @@ def main():
     p.add_argument("--venv", default=os.environ.get(
         "RUNNER_BENCH_VENV", os.path.expanduser("~/.cache/runner-bench/venv")))
     args = p.parse_args()
-    f = gzip.open(args.trials, "rt") if args.trials.endswith(".gz") else open(args.trials)
-    searches = json.load(f)[args.space][args.method]
+    searches = load_results([args.trials])[args.space][args.method]
     trials = sorted((t for s in searches for t in s["trials"]), key=lambda t: -t["value"])
     rest = trials[args.top:]
     picked = [("top", t) for t in trials[:args.top]]
     picked += [("random", t) for t in random.Random(args.seed).sample(rest, min(args.random,
                                                                                   len(rest)))]
     with open(sweep_path(args.space), "rb") as fh:
-        sweep = tomllib.load(fh)
-    base = os.path.join(os.path.dirname(sweep_path(args.space)), sweep["base"])
+        metric = tomllib.load(fh).get("metric", "val_accuracy")
     with tempfile.TemporaryDirectory() as runs, ThreadPoolExecutor(args.jobs) as pool:
-        values = list(pool.map(lambda pt: runner_value(args.runner, base, sweep, pt[1]["params"],
-                                                        runs),
-                               picked))
+        values = list(pool.map(
+            lambda pt: runner_trains(args.runner, sweep_path(args.space), pt[1]["params"],
+                                     runs)[metric], picked))
     again = pytorch_values(os.path.join(args.venv, "bin", "python"), args.runner, args.space,
-                           sweep, [t for _, t in picked], args.jobs)
+                           [t for _, t in picked], args.jobs)
     print("| pick | params | recorded | pytorch again | runner | runner - pytorch again |")
     print("|---|---|---|---|---|---|")
     for (kind, t), a, v in zip(picked, again, values):
