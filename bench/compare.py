@@ -113,6 +113,8 @@ def main():
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     p.add_argument("--venv", default=os.environ.get("RUNNER_BENCH_VENV", os.path.expanduser("~/.cache/runner-bench/venv")))
     p.add_argument("--json", help="also write every measurement to this file (JSON lines)")
+    p.add_argument("--runner-before", metavar="BINARY",
+                   help="another runner binary (an earlier build) to run alternately as 'runner-before'")
     p.add_argument("--experiment", default="experiments/baseline.toml",
                    help="the network and optimizer to compare (its network must be compiled in); the peers "
                         "run the tutorial's own code for the baseline, a generic model of the same layers "
@@ -123,6 +125,10 @@ def main():
     py = setup_venv(args.venv) if any(c != "runner" for c in args.configs) else None
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     binary = os.path.join(ROOT, "target", "release", "runner")
+    binaries = {"runner": binary}
+    if args.runner_before:
+        binaries["runner-before"] = os.path.abspath(args.runner_before)
+        args.configs.insert(args.configs.index("runner") + 1 if "runner" in args.configs else 0, "runner-before")
     net = (None if os.path.normpath(args.experiment) == os.path.normpath("experiments/baseline.toml")
            else netspec.from_experiment(binary, args.experiment, ROOT))
 
@@ -130,7 +136,7 @@ def main():
     for batch in args.batches:
         for rep in range(args.reps):
             for name in args.configs:
-                r = (run_runner(binary, batch, args.steps, args.warmup, args.experiment) if name == "runner"
+                r = (run_runner(binaries[name], batch, args.steps, args.warmup, args.experiment) if name in binaries
                      else run_peer(py, name, batch, args.steps, args.warmup, threads, net))
                 r["config"], r["rep"] = name, rep
                 results.append(r)
