@@ -1,8 +1,8 @@
 //! `FirstDense`: a network's first dense layer, whose input is data. dfdx's `Linear` computes
 //! the input's gradient on every step (its matmul's backward always fills both operands'), a
 //! product as large as the weight's gradient that nothing reads; this layer skips it. Otherwise
-//! it is `Linear`: the same parameters, names and initialisation, dfdx's own forward product
-//! and bias, and the weight's gradient in the same arithmetic (so the same bits). Where the input
+//! it is `Linear`: the same parameters, names and initialisation, dfdx's own forward product,
+//! and the bias and both gradients in the same arithmetic (so the same bits). Where the input
 //! is mostly zeros (MNIST's pixels), both products run over its nonzero values alone
 //! ([`sparse`]), again in the same bits.
 
@@ -63,35 +63,35 @@ impl<B: Dim, const I: usize, const O: usize, T: Tape<f32, Cpu>>
         let rows = x.shape().0.size();
         let xs = super::data(&x);
         let isa = sparse::applies(&xs, I);
-        let y = isa.and_then(|isa| self.sparse_forward(isa, &xs, rows));
-        if !T::OWNS_TAPE {
-            if let Some(mut y) = y {
-                // Evaluation: the bias added in place, each sum the same single rounding as
-                // dfdx's broadcast add (whose index arithmetic per value cost more than the sum).
-                let mut bias = vec![0.0; O];
-                self.bias.copy_into(&mut bias);
-                for row in y.chunks_exact_mut(O) {
-                    for (y, b) in row.iter_mut().zip(&bias) {
-                        *y += b;
-                    }
-                }
-                let out = x
-                    .device()
-                    .try_tensor_from_vec(y, (x.shape().0, Const::<O>))?;
-                return Ok(out.put_tape(tape));
+        let mut y = match isa.and_then(|isa| self.sparse_forward(isa, &xs, rows)) {
+            Some(y) => y,
+            // dfdx's own product, off the tape (it reads the weight in place).
+            None => super::data(&x.clone().try_matmul(self.weight.clone().try_permute()?)?),
+        };
+        // The bias added in place, each sum the same single rounding as dfdx's broadcast add
+        // (whose index arithmetic per value cost more than the sum, forward and backward).
+        let mut bias = vec![0.0; O];
+        self.bias.copy_into(&mut bias);
+        for row in y.chunks_exact_mut(O) {
+            for (y, b) in row.iter_mut().zip(&bias) {
+                *y += b;
             }
         }
-        let out = match y {
-            Some(y) => x
-                .device()
-                .try_tensor_from_vec(y, (x.shape().0, Const::<O>))?,
-            // dfdx's own product, off the tape (it reads the weight in place).
-            None => x.clone().try_matmul(self.weight.clone().try_permute()?)?,
-        };
+        let out = x
+            .device()
+            .try_tensor_from_vec(y, (x.shape().0, Const::<O>))?;
         if T::OWNS_TAPE {
-            let (out_id, weight) = (out.clone(), self.weight.clone());
+            let (out_id, weight, bias) = (out.clone(), self.weight.clone(), self.bias.clone());
             tape.add_backward_op(move |grads| {
                 let grad_out = grads.get_or_alloc_mut(&out_id)?.to_vec();
+                // `db += Σ g` down the batch, row by row in order: dfdx's broadcast add's
+                // backward (`1 * g` is `g`), so the same bits.
+                let db = grads.get_or_alloc_mut(&bias)?;
+                for row in grad_out.chunks_exact(O) {
+                    for (d, g) in db.iter_mut().zip(row) {
+                        *d += g;
+                    }
+                }
                 let dw = grads.get_or_alloc_mut(&weight)?;
                 let dims = (rows, I, O);
                 if !isa.is_some_and(|isa| sparse::weight_grad(isa, &xs, &grad_out, dims, dw)) {
@@ -107,9 +107,7 @@ impl<B: Dim, const I: usize, const O: usize, T: Tape<f32, Cpu>>
                 Ok(())
             });
         }
-        let out = out.put_tape(tape);
-        let shape = *out.shape();
-        out.try_add(self.bias.retaped::<T>().try_broadcast_like(&shape)?)
+        Ok(out.put_tape(tape))
     }
 }
 
