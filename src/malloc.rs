@@ -93,7 +93,7 @@ mod tests {
     /// block) and beyond it (the system's realloc), their values intact.
     #[test]
     fn large_blocks_start_on_a_cache_line_and_keep_their_values() {
-        let aligned = |v: &Vec<f32>| v.as_ptr() as usize % 64 == 0;
+        let aligned = |v: &Vec<f32>| (v.as_ptr() as usize).is_multiple_of(64);
         for len in [ALIGNED_FROM / 4, 100_000, 3 << 20] {
             assert!(aligned(&vec![1.0f32; len]), "{len} values");
         }
