@@ -184,7 +184,8 @@ mod tests {
     /// against f64 sums, and the instruction sets against each other, bit for bit: every layout
     /// of the three matrices (row- or column-major each, which selects the dot-product form, the
     /// product as given or transposed, and the copies of either operand), writing and
-    /// accumulating, shapes with partial register tiles, rows that are not whole vectors, inner
+    /// accumulating, shapes with partial register tiles, rows that are not whole vectors (read and
+    /// written in place under a mask, never past the matrix), inner
     /// dimensions that are and are not multiples of 16 (and longer than one chunk, with a last
     /// chunk of one or two vectors), and more rows than a batch and than one block of rows.
     #[test]
@@ -232,7 +233,10 @@ mod tests {
                 for accumulate in [false, true] {
                     let mut first: Option<Vec<f32>> = None;
                     for &isa in &sets {
+                        // A register's worth of sentinels past `C`: the masked last vectors of
+                        // a partial width must not write there.
                         let mut c = start.clone();
+                        c.extend([f32::MAX; 16]);
                         // SAFETY: each matrix is its slice in the stated layout; `c` is apart.
                         unsafe {
                             skinny(
@@ -247,6 +251,10 @@ mod tests {
                                 lb,
                             )
                         };
+                        assert!(
+                            c.split_off(m * n).iter().all(|&v| v == f32::MAX),
+                            "{isa:?} {m}x{n}x{k} layout {mask}: written past C"
+                        );
                         let at = |(rs, cs): (isize, isize), r: usize, q: usize| {
                             (r as isize * rs + q as isize * cs) as usize
                         };

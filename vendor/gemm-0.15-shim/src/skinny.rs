@@ -58,16 +58,12 @@ struct Form {
 }
 
 impl Form {
-    /// Values to copy so that `b`'s and `c`'s rows are contiguous whole vectors.
+    /// Values to copy so that `b`'s and `c`'s rows are contiguous (a last, partial vector is
+    /// read and written under a mask).
     fn copies(&self, k: usize, lanes: usize) -> usize {
-        let whole = self.cols.is_multiple_of(lanes);
         let padded = self.cols.next_multiple_of(lanes);
-        let b = if whole && self.b.cs == 1 {
-            0
-        } else {
-            k * padded
-        };
-        let c = if whole && self.c.cs == 1 {
+        let b = if self.b.cs == 1 { 0 } else { k * padded };
+        let c = if self.c.cs == 1 {
             0
         } else {
             self.rows * padded
@@ -169,15 +165,14 @@ pub(crate) unsafe fn gemm(
     run(isa, form, k, accumulate);
 }
 
-/// Copies `b` and `c` where their rows are not whole contiguous vectors, runs the tiles, and
-/// copies the output back.
+/// Copies `b` and `c` where their rows are not contiguous, runs the tiles, and copies the
+/// output back.
 unsafe fn run(isa: Isa, form: Form, k: usize, accumulate: bool) {
     let lanes = isa.lanes();
     let Form { rows, cols, a, .. } = form;
     let padded = cols.next_multiple_of(lanes);
-    let whole = cols.is_multiple_of(lanes);
     let mut b_copy = Vec::new();
-    let b = if whole && form.b.cs == 1 {
+    let b = if form.b.cs == 1 {
         form.b
     } else {
         b_copy.resize(k * padded, 0.0f32);
@@ -198,7 +193,7 @@ unsafe fn run(isa: Isa, form: Form, k: usize, accumulate: bool) {
         }
     };
     let mut c_copy = Vec::new();
-    let c_direct = whole && form.c.cs == 1;
+    let c_direct = form.c.cs == 1;
     let out = if c_direct {
         form.c
     } else {
@@ -267,7 +262,11 @@ unsafe fn run(isa: Isa, form: Form, k: usize, accumulate: bool) {
         };
         let tile = |r: usize, c: usize| {
             let (nr, nv) = (tile_rows.min(r1 - r), tile_vectors.min((c1 - c) / lanes));
+            // Lanes of the tile's last vector inside the matrix: fewer than a register's at the
+            // right edge of a width that is not a multiple of it.
+            let tail = lanes - (c + nv * lanes).saturating_sub(cols);
             let t = Tile {
+                tail,
                 k,
                 a: a_tile(r),
                 b: b.at(0, c),
@@ -309,6 +308,8 @@ unsafe fn run(isa: Isa, form: Form, k: usize, accumulate: bool) {
 /// One register tile's operands: `a` at its first row, `b` and `c` at its first column.
 struct Tile {
     k: usize,
+    /// Lanes of the last vector to read and write: `lanes` but at a partial right edge.
+    tail: usize,
     a: Mat,
     b: *const f32,
     b_rs: isize,
@@ -411,10 +412,12 @@ impl Isa {
     unsafe fn tile_kernel(self, rows: usize, vectors: usize, t: &Tile) {
         #[cfg(target_arch = "x86_64")]
         {
+            let masked = t.tail < self.lanes();
             macro_rules! dispatch {
                 ($f:ident; $($r:literal $v:literal),+) => {
-                    match (rows, vectors) {
-                        $(($r, $v) => simd::$f::<$r, $v>(t),)+
+                    match (rows, vectors, masked) {
+                        $(($r, $v, false) => simd::$f::<$r, $v, false>(t),
+                          ($r, $v, true) => simd::$f::<$r, $v, true>(t),)+
                         _ => unreachable!("tile {rows}x{vectors}"),
                     }
                 };
@@ -432,17 +435,17 @@ impl Isa {
 #[cfg(target_arch = "x86_64")]
 mod simd {
     use super::Tile;
-    use crate::vector::Vector;
+    use crate::vector::Partial;
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn avx512<const R: usize, const V: usize>(t: &Tile) {
-        tile::<__m512, R, V>(t)
+    pub unsafe fn avx512<const R: usize, const V: usize, const M: bool>(t: &Tile) {
+        tile::<__m512, R, V, M>(t)
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn avx2<const R: usize, const V: usize>(t: &Tile) {
-        tile::<__m256, R, V>(t)
+    pub unsafe fn avx2<const R: usize, const V: usize, const M: bool>(t: &Tile) {
+        tile::<__m256, R, V, M>(t)
     }
 
     /// Rows of `B` fetched ahead: in the input gradient they are a weight row apart (12.5 KB
@@ -450,8 +453,11 @@ mod simd {
     const PREFETCH: isize = 24;
 
     /// `R` rows by `V` vectors of `C`: the whole inner dimension in registers, then stored.
+    /// `MASKED`: the last vector's lanes past `t.tail` lie outside `B` and `C`, and are neither
+    /// read nor written (each lane's sums are the same either way).
     #[inline(always)]
-    unsafe fn tile<T: Vector, const R: usize, const V: usize>(t: &Tile) {
+    unsafe fn tile<T: Partial, const R: usize, const V: usize, const MASKED: bool>(t: &Tile) {
+        let partial = |v: usize| MASKED && v == V - 1;
         let rows: [*const f32; R] =
             std::array::from_fn(|r| t.a.ptr.offset(r as isize * t.a.rs) as *const f32);
         // The tile's `C` is only touched after the whole inner dimension: fetch it meanwhile (the
@@ -470,7 +476,14 @@ mod simd {
             for v in 0..V {
                 _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(v * T::LANES) as *const i8);
             }
-            let bv: [T; V] = std::array::from_fn(|v| T::load(b.add(v * T::LANES)));
+            let bv: [T; V] = std::array::from_fn(|v| {
+                let b = b.add(v * T::LANES);
+                if partial(v) {
+                    T::load_first(b, t.tail)
+                } else {
+                    T::load(b)
+                }
+            });
             let off = p * t.a.cs;
             for (acc, row) in acc.iter_mut().zip(rows) {
                 let a = T::splat(*row.offset(off));
@@ -483,12 +496,21 @@ mod simd {
             let c = t.c.offset(r as isize * t.c_rs);
             for (v, &acc) in acc.iter().enumerate() {
                 let c = c.add(v * T::LANES);
-                let sum = if t.accumulate {
-                    T::load(c).add(acc)
+                if partial(v) {
+                    let sum = if t.accumulate {
+                        T::load_first(c, t.tail).add(acc)
+                    } else {
+                        acc
+                    };
+                    sum.store_first(c, t.tail);
                 } else {
-                    acc
-                };
-                sum.store(c);
+                    let sum = if t.accumulate {
+                        T::load(c).add(acc)
+                    } else {
+                        acc
+                    };
+                    sum.store(c);
+                }
             }
         }
     }

@@ -77,6 +77,45 @@ vector!(
     sum256
 );
 
+/// Loads and stores of a register's first `n` lanes (`n < LANES`), for a matrix's last, partial
+/// vector: the lanes past `n` are neither read (loads give zero there) nor written, so a row
+/// whose length is not a multiple of the register needs no padded copy.
+pub trait Partial: Vector {
+    unsafe fn load_first(p: *const f32, n: usize) -> Self;
+    unsafe fn store_first(self, p: *mut f32, n: usize);
+}
+
+impl Partial for __m512 {
+    #[inline(always)]
+    unsafe fn load_first(p: *const f32, n: usize) -> Self {
+        _mm512_maskz_loadu_ps(((1u32 << n) - 1) as __mmask16, p)
+    }
+    #[inline(always)]
+    unsafe fn store_first(self, p: *mut f32, n: usize) {
+        _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as __mmask16, self)
+    }
+}
+
+/// An AVX2 mask of the first `n` lanes.
+#[inline(always)]
+unsafe fn first_lanes256(n: usize) -> __m256i {
+    _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(n as i32),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    )
+}
+
+impl Partial for __m256 {
+    #[inline(always)]
+    unsafe fn load_first(p: *const f32, n: usize) -> Self {
+        _mm256_maskload_ps(p, first_lanes256(n))
+    }
+    #[inline(always)]
+    unsafe fn store_first(self, p: *mut f32, n: usize) {
+        _mm256_maskstore_ps(p, first_lanes256(n), self)
+    }
+}
+
 /// The lanes of an AVX2 register summed pairwise: halves, then quarters, then the last two.
 #[inline(always)]
 unsafe fn sum256(v: __m256) -> f32 {
