@@ -169,17 +169,25 @@ pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: &[f32], out: &mut 
 pub fn forward_chunk(g: &Geometry, x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
     let (rows, patch) = (g.out_h() * g.out_w(), g.patch());
     assert_eq!((weight.len(), bias.len()), (g.cout * patch, g.cout));
+    // `Wᵀ` as it lies is read by the shim's dot-product form where the patch is a multiple of
+    // its 16 lanes. Otherwise the product reads rows of `Wᵀ`, which the shim would gather
+    // value by value for every image: transposed here once per chunk instead (the same
+    // sums, so the same bits).
+    let transposed: Vec<f32>;
+    let w = if patch.is_multiple_of(16) {
+        View::transposed(weight, patch, g.cout)
+    } else {
+        transposed = (0..patch)
+            .flat_map(|p| weight.iter().skip(p).step_by(patch).copied())
+            .collect();
+        View::rows(&transposed, patch, g.cout)
+    };
     for (x, out) in x
         .chunks_exact(g.in_len())
         .zip(out.chunks_exact_mut(g.out_len()))
     {
         with_im2col(g, x, |cols| {
-            matmul(
-                View::rows(cols, rows, patch),
-                View::transposed(weight, patch, g.cout),
-                out,
-                false,
-            )
+            matmul(View::rows(cols, rows, patch), w, out, false)
         });
         for row in out.chunks_exact_mut(g.cout) {
             for (o, b) in row.iter_mut().zip(bias) {
@@ -245,10 +253,10 @@ pub fn backward_chunk(
     let (rows, patch) = (g.out_h() * g.out_w(), g.patch());
     assert_eq!(weight.len(), g.cout * patch);
     assert_eq!(grad_out.len(), x.len() / g.in_len() * g.out_len());
-    // The weight gradient accumulates transposed (`patch x cout`): gemm runs the product 1.1x
-    // (second convolution) to 1.6x (first) faster that way round, with the same bits, and one
-    // transpose per chunk is cheap.
-    let mut gw_t = vec![0.0f32; patch * g.cout];
+    // `dW (+)= gyᵀ · cols`: the shim reads `gyᵀ` (the smaller operand) a value at a time and
+    // the patch rows as vectors in place. The other way round (`dWᵀ = colsᵀ · gy`, the same
+    // sums) it packs a transposed copy of every image's patches.
+    let mut gw = vec![0.0f32; g.cout * patch];
     let mut gb = vec![0.0f32; g.cout];
     for (i, (x, gy)) in x
         .chunks_exact(g.in_len())
@@ -257,9 +265,9 @@ pub fn backward_chunk(
     {
         with_im2col(g, x, |cols| {
             matmul(
-                View::transposed(cols, patch, rows),
-                View::rows(gy, rows, g.cout),
-                &mut gw_t,
+                View::transposed(gy, g.cout, rows),
+                View::rows(cols, rows, patch),
+                &mut gw,
                 i > 0,
             );
             if let Some(gx) = grad_x.as_deref_mut() {
@@ -279,9 +287,6 @@ pub fn backward_chunk(
             }
         }
     }
-    let gw = (0..g.cout)
-        .flat_map(|c| gw_t.iter().skip(c).step_by(g.cout).copied())
-        .collect();
     (gw, gb)
 }
 
