@@ -158,29 +158,48 @@ pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: &[f32], out: &mut 
         return;
     }
     let n = g.images_per_chunk();
+    let transposed = transposed_weight(g, weight);
     out.par_chunks_mut(n * g.out_len())
         .zip(x.par_chunks(n * g.in_len()))
-        .for_each(|(out, x)| forward_chunk(g, x, weight, bias, out));
+        .for_each(|(out, x)| forward_chunk(g, x, weight, &transposed, bias, out));
 }
 
-/// [`forward`] of a run of whole images, on this thread. One GEMM per image: its patch rows
-/// (196 x 800 for the baseline's second convolution) stay in cache between the unfolding and
-/// the product, which measured faster than one product over several images.
-pub fn forward_chunk(g: &Geometry, x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
+/// `Wᵀ` (`patch x cout`) for [`forward_chunk`], or nothing where the patch is a multiple of 16
+/// and the shim's dot-product form reads `W` in place. Otherwise the product reads rows of
+/// `Wᵀ`, which the shim would gather value by value for every image: transposed once per
+/// pass instead (the same sums either way, so the same bits).
+pub fn transposed_weight(g: &Geometry, weight: &[f32]) -> Vec<f32> {
+    let patch = g.patch();
+    if patch.is_multiple_of(16) {
+        return Vec::new();
+    }
+    let mut t = vec![0.0f32; weight.len()];
+    for (c, row) in weight.chunks_exact(patch).enumerate() {
+        for (p, &v) in row.iter().enumerate() {
+            t[p * g.cout + c] = v;
+        }
+    }
+    t
+}
+
+/// [`forward`] of a run of whole images, on this thread, with `transposed` from
+/// [`transposed_weight`]. One GEMM per image: its patch rows (196 x 800 for the baseline's
+/// second convolution) stay in cache between the unfolding and the product, which measured
+/// faster than one product over several images.
+pub fn forward_chunk(
+    g: &Geometry,
+    x: &[f32],
+    weight: &[f32],
+    transposed: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+) {
     let (rows, patch) = (g.out_h() * g.out_w(), g.patch());
     assert_eq!((weight.len(), bias.len()), (g.cout * patch, g.cout));
-    // `Wᵀ` as it lies is read by the shim's dot-product form where the patch is a multiple of
-    // its 16 lanes. Otherwise the product reads rows of `Wᵀ`, which the shim would gather
-    // value by value for every image: transposed here once per chunk instead (the same
-    // sums, so the same bits).
-    let transposed: Vec<f32>;
-    let w = if patch.is_multiple_of(16) {
+    let w = if transposed.is_empty() {
         View::transposed(weight, patch, g.cout)
     } else {
-        transposed = (0..patch)
-            .flat_map(|p| weight.iter().skip(p).step_by(patch).copied())
-            .collect();
-        View::rows(&transposed, patch, g.cout)
+        View::rows(transposed, patch, g.cout)
     };
     for (x, out) in x
         .chunks_exact(g.in_len())

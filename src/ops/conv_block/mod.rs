@@ -156,8 +156,9 @@ enum ForwardKernel {
     SingleChannel,
     Winograd(winograd::Winograd),
     Direct(direct_forward::Direct),
-    /// im2col + GEMM, then the pool: every shape, every CPU.
-    Im2col,
+    /// im2col + GEMM, then the pool: every shape, every CPU. Holds
+    /// [`conv::transposed_weight`].
+    Im2col(Vec<f32>),
 }
 
 impl ForwardKernel {
@@ -169,7 +170,7 @@ impl ForwardKernel {
         } else if let Some(k) = direct_forward::Direct::new(g, w) {
             ForwardKernel::Direct(k)
         } else {
-            ForwardKernel::Im2col
+            ForwardKernel::Im2col(conv::transposed_weight(g, w))
         }
     }
 
@@ -187,11 +188,11 @@ impl ForwardKernel {
             ForwardKernel::SingleChannel => single_channel::forward_pooled(g, x, w, b, out, arg),
             ForwardKernel::Winograd(k) => k.forward_pooled(g, x, b, out, arg),
             ForwardKernel::Direct(k) => k.forward_pooled(g, x, b, out, arg),
-            ForwardKernel::Im2col => {
+            ForwardKernel::Im2col(transposed) => {
                 let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
                 let pooled = pooled_len(g);
                 with_conv_buf(x.len() / g.in_len() * g.out_len(), |conv_out| {
-                    conv::forward_chunk(g, x, w, b, conv_out);
+                    conv::forward_chunk(g, x, w, transposed, b, conv_out);
                     for ((c, o), a) in conv_out
                         .chunks_exact(g.out_len())
                         .zip(out.chunks_exact_mut(pooled))
