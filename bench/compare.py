@@ -45,11 +45,16 @@ def setup_venv(venv):
 
 
 def run_runner(binary, batch, steps, warmup, experiment):
-    total = warmup + steps
+    # The peers evaluate once untimed, then time a second evaluation; runner does the same: it
+    # evaluates after `first` steps (the warm-up, and at least `steps` so that no multiple of
+    # `first` falls in the timed steps) and after the last one. Timed: the `steps` steps after
+    # the one that paid for the first evaluation, and the second evaluation.
+    first = max(warmup, steps + 1)
+    total = first + 1 + steps
     with tempfile.TemporaryDirectory() as runs:
         cmd = [binary, "--quiet", "--json", "run", experiment, "--runs-dir", runs,
                "--set", f"train.batch_size={batch}", "--set", f"train.steps={total}",
-               "--set", f"train.eval_every={total}", "--set", f"train.checkpoint_every={total}"]
+               "--set", f"train.eval_every={first}", "--set", f"train.checkpoint_every={total}"]
         t0 = time.perf_counter()
         out, rss = run_with_rss(cmd)
         wall = time.perf_counter() - t0
@@ -62,15 +67,15 @@ def run_runner(binary, batch, steps, warmup, experiment):
                 fields = line.strip().split(",")
                 elapsed[int(fields[0])] = float(fields[-1])
         with open(os.path.join(d, "eval.csv")) as f:
-            next(f)
-            eval_end = float(next(f).strip().split(",")[-1])
+            rows = [line.strip().split(",") for line in f][1:]
+            eval_end = float(next(r for r in rows if int(r[0]) == total)[-1])
         with open(os.path.join(d, "summary.json")) as f:
             summary = json.load(f)
     return {
         "framework": "runner",
         "batch": batch,
         "steps": steps,
-        "ms_per_step": 1000 * (elapsed[total] - elapsed[warmup]) / steps,
+        "ms_per_step": 1000 * (elapsed[total] - elapsed[first + 1]) / steps,
         "eval_images_per_s": 10000 / (eval_end - elapsed[total]),
         "startup_s": summary.get("startup_s"),
         "peak_rss_mb": rss,
