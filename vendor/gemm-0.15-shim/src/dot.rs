@@ -16,6 +16,8 @@
 
 use crate::isa::Isa;
 use rayon::prelude::*;
+use std::cell::RefCell;
+use std::thread::LocalKey;
 
 /// Lanes of the partial sums, on both instruction sets: what fixes the order of the sums.
 pub const LANES: usize = 16;
@@ -56,91 +58,120 @@ pub unsafe fn gemm(
     let packed = isa.dot_packed();
     // `x` (batch-sized) copied to start on a cache line: a vector load that straddles two
     // lines costs two (AVX2, 1000 rows, both inputs 16 bytes past a line: 59 -> 56 ms).
-    let mut x_buf = vec![0.0f32; m * k + LANES];
-    let x_start = x_buf.as_ptr().align_offset(64).min(LANES);
-    let x_copy = &mut x_buf[x_start..][..m * k];
-    for (r, row) in x_copy.chunks_exact_mut(k).enumerate() {
-        let src = x.offset(r as isize * x_rs);
-        if packed {
-            for chunk in (0..k).step_by(chunk_len) {
-                let len = (k - chunk).min(chunk_len);
-                pack(src.add(chunk), row.as_mut_ptr().add(chunk), len);
+    with_buffer(&X_BUF, m * k + LANES, |x_buf| {
+        let x_start = x_buf.as_ptr().align_offset(64).min(LANES);
+        let x_copy = &mut x_buf[x_start..][..m * k];
+        for (r, row) in x_copy.chunks_exact_mut(k).enumerate() {
+            let src = x.offset(r as isize * x_rs);
+            if packed {
+                for chunk in (0..k).step_by(chunk_len) {
+                    let len = (k - chunk).min(chunk_len);
+                    pack(src.add(chunk), row.as_mut_ptr().add(chunk), len);
+                }
+            } else {
+                std::ptr::copy_nonoverlapping(src, row.as_mut_ptr(), k);
             }
-        } else {
-            std::ptr::copy_nonoverlapping(src, row.as_mut_ptr(), k);
         }
-    }
-    let (x, x_rs) = (x_copy.as_ptr(), k as isize);
-    let (c, x, w) = (Ptr(c), Ptr(x as *mut f32), Ptr(w as *mut f32));
-    (0..n.div_ceil(per_task)).into_par_iter().for_each(|task| {
-        let (c, x, w) = (c, x, w);
-        let (o_start, o_end) = (task * per_task, ((task + 1) * per_task).min(n));
-        // Partial sums of the task's outputs: `[row][out][lane]`.
-        let stride = (o_end - o_start) * lanes;
-        let mut partial = vec![0.0f32; m * stride];
-        let w_len = if packed {
-            tile_outs * chunk_len + LANES
-        } else {
-            0
-        };
-        let mut w_buf = vec![0.0f32; w_len];
-        let w_tile = w_buf
-            .as_mut_ptr()
-            .add(w_buf.as_ptr().align_offset(64).min(LANES));
-        // A chunk of every row of `x` stays in L2 while each tile of `w` rows passes over it:
-        // `x` is read from memory once per task, not once per tile.
-        for chunk in (0..k).step_by(chunk_len) {
-            let vectors = (k - chunk).min(chunk_len) / lanes;
-            let width = vectors * lanes;
-            for o0 in (o_start..o_end).step_by(tile_outs) {
-                let outs = tile_outs.min(o_end - o0);
-                let (w_at, w_at_rs) = if packed {
-                    for o in 0..outs {
-                        let src = w.0.offset((o0 + o) as isize * w_rs).add(chunk);
-                        pack(src, w_tile.add(o * width), width);
-                        // The next tile's row, fetched while this tile runs.
-                        if o0 + tile_outs + o < o_end {
-                            let next = src.offset(tile_outs as isize * w_rs);
-                            for line in (0..width).step_by(16) {
-                                prefetch(next.add(line));
+        let (x, x_rs) = (x_copy.as_ptr(), k as isize);
+        let (c, x, w) = (Ptr(c), Ptr(x as *mut f32), Ptr(w as *mut f32));
+        (0..n.div_ceil(per_task)).into_par_iter().for_each(|task| {
+            let (c, x, w) = (c, x, w);
+            let (o_start, o_end) = (task * per_task, ((task + 1) * per_task).min(n));
+            // Partial sums of the task's outputs: `[row][out][lane]` (the first chunk writes them).
+            let stride = (o_end - o_start) * lanes;
+            with_buffer(&PARTIAL, m * stride, |partial| {
+                let w_len = if packed {
+                    tile_outs * chunk_len + LANES
+                } else {
+                    0
+                };
+                with_buffer(&W_BUF, w_len, |w_buf| {
+                    let w_tile = w_buf
+                        .as_mut_ptr()
+                        .add(w_buf.as_ptr().align_offset(64).min(LANES));
+                    // A chunk of every row of `x` stays in L2 while each tile of `w` rows passes over it:
+                    // `x` is read from memory once per task, not once per tile.
+                    for chunk in (0..k).step_by(chunk_len) {
+                        let vectors = (k - chunk).min(chunk_len) / lanes;
+                        let width = vectors * lanes;
+                        for o0 in (o_start..o_end).step_by(tile_outs) {
+                            let outs = tile_outs.min(o_end - o0);
+                            let (w_at, w_at_rs) = if packed {
+                                for o in 0..outs {
+                                    let src = w.0.offset((o0 + o) as isize * w_rs).add(chunk);
+                                    pack(src, w_tile.add(o * width), width);
+                                    // The next tile's row, fetched while this tile runs.
+                                    if o0 + tile_outs + o < o_end {
+                                        let next = src.offset(tile_outs as isize * w_rs);
+                                        for line in (0..width).step_by(16) {
+                                            prefetch(next.add(line));
+                                        }
+                                    }
+                                }
+                                (w_tile as *const f32, width as isize)
+                            } else {
+                                (
+                                    w.0.offset(o0 as isize * w_rs).add(chunk) as *const f32,
+                                    w_rs,
+                                )
+                            };
+                            for r0 in (0..m).step_by(tile_rows) {
+                                let t = Tile {
+                                    x: x.0.offset(r0 as isize * x_rs).add(chunk),
+                                    x_rs,
+                                    w: w_at,
+                                    w_rs: w_at_rs,
+                                    vectors,
+                                    half: width / 2,
+                                    partial: partial
+                                        .as_mut_ptr()
+                                        .add(r0 * stride + (o0 - o_start) * lanes),
+                                    stride,
+                                    first: chunk == 0,
+                                };
+                                isa.dot_kernel(tile_rows.min(m - r0), outs, &t);
                             }
                         }
                     }
-                    (w_tile as *const f32, width as isize)
-                } else {
-                    (
-                        w.0.offset(o0 as isize * w_rs).add(chunk) as *const f32,
-                        w_rs,
-                    )
-                };
-                for r0 in (0..m).step_by(tile_rows) {
-                    let t = Tile {
-                        x: x.0.offset(r0 as isize * x_rs).add(chunk),
-                        x_rs,
-                        w: w_at,
-                        w_rs: w_at_rs,
-                        vectors,
-                        half: width / 2,
-                        partial: partial
-                            .as_mut_ptr()
-                            .add(r0 * stride + (o0 - o_start) * lanes),
-                        stride,
-                        first: chunk == 0,
-                    };
-                    isa.dot_kernel(tile_rows.min(m - r0), outs, &t);
-                }
+                    for r in 0..m {
+                        isa.dot_sums(&Sums {
+                            partial: partial.as_ptr().add(r * stride),
+                            outs: o_end - o_start,
+                            c: c.0.offset(r as isize * c_rs + o_start as isize * c_cs),
+                            c_cs,
+                            accumulate,
+                        });
+                    }
+                })
+            })
+        });
+    })
+}
+
+thread_local! {
+    /// The copy of `x`, a task's partial sums and its packed tile of `w`, kept from call to call:
+    /// zeroing fresh ones took 5 % of an MLP's evaluation. Every value read is written first.
+    static X_BUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static PARTIAL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static W_BUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `f` on the first `len` values of this thread's `key` (stale values; grown as needed), or on
+/// a fresh buffer where `key` is in use further up the stack (a task stolen while waiting).
+fn with_buffer<R>(
+    key: &'static LocalKey<RefCell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    key.with(|v| match v.try_borrow_mut() {
+        Ok(mut v) => {
+            if v.len() < len {
+                v.resize(len, 0.0);
             }
+            f(&mut v[..len])
         }
-        for r in 0..m {
-            isa.dot_sums(&Sums {
-                partial: partial.as_ptr().add(r * stride),
-                outs: o_end - o_start,
-                c: c.0.offset(r as isize * c_rs + o_start as isize * c_cs),
-                c_cs,
-                accumulate,
-            });
-        }
-    });
+        Err(_) => f(&mut vec![0.0; len]),
+    })
 }
 
 /// Copies `len` values (whole vectors of [`LANES`]) as AVX2 reads them, in two passes: lanes 0-7
