@@ -112,10 +112,11 @@ thread_local! {
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// Unfolds one image into this thread's buffer and calls `f` with its patch rows. `f` must not
-/// unfold again (the buffer is borrowed).
+/// Unfolds one image into this thread's buffer and calls `f` with its patch rows. Where the
+/// buffer is in use further up this thread's stack (the product in `f` runs on rayon, and a
+/// thread waiting for it may take another chunk's task), a fresh one serves.
 fn with_im2col<R>(g: &Geometry, x: &[f32], f: impl FnOnce(&mut [f32]) -> R) -> R {
-    COLS.with_borrow_mut(|(buf, padded)| {
+    let unfold = |(buf, padded): &mut (Vec<f32>, Vec<f32>)| {
         let len = g.out_h() * g.out_w() * g.patch();
         if buf.len() < len {
             buf.resize(len, 0.0);
@@ -123,6 +124,10 @@ fn with_im2col<R>(g: &Geometry, x: &[f32], f: impl FnOnce(&mut [f32]) -> R) -> R
         let cols = &mut buf[..len];
         im2col(g, x, padded, cols);
         f(cols)
+    };
+    COLS.with(|bufs| match bufs.try_borrow_mut() {
+        Ok(mut bufs) => unfold(&mut bufs),
+        Err(_) => unfold(&mut Default::default()),
     })
 }
 
@@ -316,6 +321,28 @@ pub fn add_partials(partials: Vec<Partial>, grad_weight: &mut [f32], grad_bias: 
         grad_weight.iter_mut().zip(&gw).for_each(|(a, b)| *a += b);
         grad_bias.iter_mut().zip(&gb).for_each(|(a, b)| *a += b);
     }
+}
+
+/// A rayon worker waiting inside a product may run another chunk's task, which unfolds on the
+/// same thread while the first task's buffer is still in use: that must not panic (it did:
+/// "RefCell already borrowed" in a LeNet's convolution), and each unfolding must be its own.
+#[test]
+fn unfolding_again_on_the_same_thread_gets_its_own_buffer() {
+    let g = Geometry {
+        batch: 1,
+        h: 4,
+        w: 4,
+        cin: 1,
+        cout: 2,
+        k: 3,
+        pad: 1,
+    };
+    let (a, b) = (vec![1.0f32; 16], vec![2.0f32; 16]);
+    with_im2col(&g, &a, |outer| {
+        let inner_sum = with_im2col(&g, &b, |inner| inner.iter().sum::<f32>());
+        assert_eq!(inner_sum, 2.0 * outer.iter().sum::<f32>());
+        assert!(outer.iter().all(|&v| v == 0.0 || v == 1.0));
+    });
 }
 
 /// Direct-loop reference implementation, for tests: obviously correct, slow.

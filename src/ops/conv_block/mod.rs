@@ -140,13 +140,18 @@ thread_local! {
 }
 
 /// Runs `f` on this thread's buffer, `len` long. Its contents are stale: `f` must write or
-/// clear it.
+/// clear it. Where the buffer is in use further up this thread's stack (`f`'s products run on
+/// rayon, and a thread waiting for them may take another chunk's task), a fresh one serves.
 fn with_conv_buf<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    CONV_BUF.with_borrow_mut(|buf| {
+    let run = |buf: &mut Vec<f32>| {
         if buf.len() < len {
             buf.resize(len, 0.0);
         }
         f(&mut buf[..len])
+    };
+    CONV_BUF.with(|buf| match buf.try_borrow_mut() {
+        Ok(mut buf) => run(&mut buf),
+        Err(_) => run(&mut Vec::new()),
     })
 }
 
@@ -396,6 +401,17 @@ mod tests {
             bits(g3.get(&first.conv.weight).as_vec()),
             bits(g2.get(&seq.0.weight).as_vec())
         );
+    }
+
+    /// The chunk buffer taken again on the same thread while in use (a rayon worker waiting
+    /// inside a product runs another chunk's task) is a separate buffer, not a panic.
+    #[test]
+    fn the_chunk_buffer_taken_again_on_the_same_thread_is_its_own() {
+        with_conv_buf(8, |outer| {
+            outer.fill(1.0);
+            with_conv_buf(8, |inner| inner.fill(2.0));
+            assert!(outer.iter().all(|&v| v == 1.0));
+        });
     }
 
     /// With any other activation, the block computes what convolution, activation and pool in
