@@ -157,7 +157,8 @@ fn with_conv_buf<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 
 /// The forward kernel of a block, chosen once per pass from its shape and this CPU.
 enum ForwardKernel {
-    /// One input channel: [`single_channel`].
+    /// One input channel: [`single_channel`] (fewer output channels than a vector padded to
+    /// one).
     SingleChannel,
     Winograd(winograd::Winograd),
     Direct(direct_forward::Direct),
@@ -168,7 +169,7 @@ enum ForwardKernel {
 
 impl ForwardKernel {
     fn choose(g: &Geometry, w: &[f32]) -> ForwardKernel {
-        if single_channel::applies(g) {
+        if single_channel::forward_applies(g) {
             ForwardKernel::SingleChannel
         } else if let Some(k) = winograd::Winograd::new(g, w) {
             ForwardKernel::Winograd(k)
