@@ -32,6 +32,17 @@ CONFIGS = {
 }
 
 
+# What limits each framework to AVX2 (`--isa avx2`): runner's kernels, PyTorch's ATen kernels,
+# oneDNN (in PyTorch and TensorFlow), XLA's code generation (JAX).
+AVX2_ONLY = {
+    "RUNNER_ISA": "avx2",
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "DNNL_MAX_CPU_ISA": "AVX2",
+    "XLA_FLAGS": "--xla_cpu_max_isa=AVX2",
+}
+
+
 def setup_venv(venv):
     py = os.path.join(venv, "bin", "python")
     if os.path.exists(py) and subprocess.run([py, "-c", "import torch, tensorflow, jax, flax, optax"], capture_output=True).returncode == 0:
@@ -124,8 +135,13 @@ def main():
                    help="the network and optimizer to compare (its network must be compiled in); the peers "
                         "run the tutorial's own code for the baseline, a generic model of the same layers "
                         "otherwise")
+    p.add_argument("--isa", choices=["native", "avx2"], default="native",
+                   help="avx2: every framework limited to AVX2 on an AVX-512 CPU, as on the many machines "
+                        "without it (RUNNER_ISA, ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, XLA_FLAGS)")
     args = p.parse_args()
     threads = os.cpu_count()
+    if args.isa == "avx2":
+        os.environ.update(AVX2_ONLY)
 
     py = setup_venv(args.venv) if any(c != "runner" for c in args.configs) else None
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
@@ -152,7 +168,8 @@ def main():
                         f.write(json.dumps(r) + "\n")
 
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    print(f"\n{args.experiment}: {cpu}, {threads} threads; medians of {args.reps} runs of {args.steps} timed steps "
+    isa = ", every framework limited to AVX2" if args.isa == "avx2" else ""
+    print(f"\n{args.experiment}: {cpu}{isa}, {threads} threads; medians of {args.reps} runs of {args.steps} timed steps "
           f"(after {args.warmup} warm-up steps); eval: 10,000 test images at batch 1000.\n")
     print("| config | batch | ms/step | samples/s | runner speed-up | eval img/s | runner eval speed-up | start-up s | peak RSS MiB |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
