@@ -1,5 +1,6 @@
-//! What the block's kernels share: the pooled layout, the dead-window mark, and buffers laid
-//! out for vector loads (aligned, padded, tap-major). A leaf: it imports no kernel.
+//! What the block's kernels share: the pooled layout, the dead-window mark, buffers laid out
+//! for vector loads (aligned, padded, tap-major), and output channels padded to whole vectors.
+//! A leaf: it imports no kernel.
 
 use crate::ops::conv2d::cpu::Geometry;
 
@@ -51,4 +52,45 @@ pub fn pad_image<'a>(g: &Geometry, img: &[f32], buf: &'a mut Vec<f32>) -> &'a mu
         padded[((y + g.pad) * wp + g.pad) * g.cin..][..row.len()].copy_from_slice(row);
     }
     padded
+}
+
+/// Weights `[cout][..]` with zero rows appended up to `channels` (`>= cout`): output channels
+/// the vector kernels compute and [`pooled_padded`] drops.
+pub fn pad_channels(w: &[f32], cout: usize, channels: usize) -> Vec<f32> {
+    let mut padded = vec![0.0; w.len() / cout * channels];
+    padded[..w.len()].copy_from_slice(w);
+    padded
+}
+
+/// A pooled forward kernel run on `channels` output channels (more than `g.cout`: whole
+/// vectors; `run` gets the padded geometry, a bias zero in the extra channels, and buffers for
+/// its outputs and choices), keeping each pooled pixel's first `g.cout` values and their
+/// choices, indexed in the unpadded output. Each channel is a lane of its own in the kernels,
+/// so the kept values have the bits they would have unpadded.
+pub fn pooled_padded(
+    g: &Geometry,
+    channels: usize,
+    b: &[f32],
+    out: &mut [f32],
+    arg: &mut [u32],
+    run: impl FnOnce(&Geometry, &[f32], &mut [f32], &mut [u32]),
+) {
+    let (cout, cp) = (g.cout, channels);
+    let gp = Geometry { cout: cp, ..*g };
+    let bp = pad_channels(b, cout, cp);
+    let mut out_p = vec![0.0f32; out.len() / cout * cp];
+    let mut arg_p = vec![0u32; out_p.len()];
+    run(&gp, &bp, &mut out_p, &mut arg_p);
+    for (((o, a), op), ap) in out
+        .chunks_exact_mut(cout)
+        .zip(arg.chunks_exact_mut(cout))
+        .zip(out_p.chunks_exact(cp))
+        .zip(arg_p.chunks_exact(cp))
+    {
+        o.copy_from_slice(&op[..cout]);
+        for (a, &at) in a.iter_mut().zip(ap) {
+            let at = at as usize;
+            *a = (at / cp * cout + at % cp) as u32;
+        }
+    }
 }

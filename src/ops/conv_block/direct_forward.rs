@@ -9,7 +9,7 @@
 //! multiply-adds from zero, then adds the bias: the same operations at any thread count, in a
 //! different order from the GEMM's.
 
-use super::buffers::{aligned_zeros, pooled_len, tap_major};
+use super::buffers::{aligned_zeros, pad_channels, pooled_len, pooled_padded, tap_major};
 use crate::ops::conv2d::cpu::Geometry;
 use crate::ops::isa::Isa;
 use std::cell::RefCell;
@@ -26,20 +26,39 @@ fn max_windows(isa: Isa) -> usize {
 /// The block's weights, rearranged once per forward pass for the kernels.
 pub struct Direct {
     isa: Isa,
-    /// `[k][k][cin][cout]`: one tap's weights for a run of output channels are a vector.
+    /// Output channels computed: `cout`, or more to fill whole vectors (see [`Direct::new`]).
+    channels: usize,
+    /// `[k][k][cin][channels]`: one tap's weights for a run of output channels are a vector.
     taps: Vec<f32>,
 }
 
 impl Direct {
     /// `Some` where these kernels serve `g`: several input channels, output channels in whole
     /// vector registers, a CPU with AVX2 and FMA (or AVX-512). `w` is `[cout][k][k][cin]`.
+    ///
+    /// Output channels that are not whole vectors (Caffe's LeNet's 50) are padded with zero
+    /// weights to whole vectors of the best instruction set (16 or 8 lanes) where the im2col GEMM would sum
+    /// in this kernel's order (the shim's outer-product form: a patch that is not a multiple
+    /// of 16), so the same bits; there the GEMM also wasted those lanes, and unfolded the
+    /// input first.
     pub fn new(g: &Geometry, w: &[f32]) -> Option<Self> {
-        let isa = Isa::fitting(g.cout).next().filter(|_| g.cin > 1)?;
         let taps_per_channel = g.k * g.k * g.cin;
         assert_eq!(w.len(), g.cout * taps_per_channel);
+        if g.cin < 2 {
+            return None;
+        }
+        let channels = if Isa::fitting(g.cout).next().is_some() {
+            g.cout
+        } else if taps_per_channel.is_multiple_of(16) {
+            return None;
+        } else {
+            g.cout.next_multiple_of(Isa::fitting(16).next()?.lanes())
+        };
+        let isa = Isa::fitting(channels).next()?;
         Some(Direct {
             isa,
-            taps: tap_major(w, g.cout),
+            channels,
+            taps: tap_major(&pad_channels(w, g.cout, channels), channels),
         })
     }
 
@@ -54,6 +73,17 @@ impl Direct {
         out: &mut [f32],
         arg: &mut [u32],
     ) {
+        if self.channels == g.cout {
+            self.forward_whole(g, x, b, out, arg)
+        } else {
+            pooled_padded(g, self.channels, b, out, arg, |gp, bp, out, arg| {
+                self.forward_whole(gp, x, bp, out, arg)
+            })
+        }
+    }
+
+    /// [`Direct::forward_pooled`] where `g.cout` is `self.channels`.
+    fn forward_whole(&self, g: &Geometry, x: &[f32], b: &[f32], out: &mut [f32], arg: &mut [u32]) {
         let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
         let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
         let pooled = pooled_len(g);
@@ -231,6 +261,69 @@ mod simd {
 mod tests {
     use super::super::testing::{check_forward, forward_cases};
     use super::*;
+
+    /// Output channels that are not whole vectors (Caffe's LeNet's 50 on 20 input channels, and
+    /// others), padded: the same values as the im2col GEMM and the pool bit for bit, and the
+    /// same choices, on every instruction set the CPU has; where the patch is a multiple of 16
+    /// (the GEMM's dot-product form, another order) the kernel declines.
+    #[test]
+    fn padded_channels_match_im2col_then_pool_bit_for_bit() {
+        use crate::ops::isa::test_values as val;
+        let mut checked = 0;
+        for (h, w, cin, cout, k, pad) in [
+            (12, 12, 20, 50, 5, 0),
+            (9, 7, 6, 10, 3, 1),
+            (8, 8, 3, 20, 5, 2),
+            (10, 10, 7, 3, 3, 0),
+        ] {
+            let g = Geometry {
+                batch: 2,
+                h,
+                w,
+                cin,
+                cout,
+                k,
+                pad,
+            };
+            let (x, wts, b) = (
+                val(g.batch * g.in_len(), 1),
+                val(g.cout * g.k * g.k * g.cin, 2),
+                val(g.cout, 3),
+            );
+            let (want, want_arg) = super::super::testing::im2col_then_pool(&g, &x, &wts, &b);
+            let Some(direct) = Direct::new(&g, &wts) else {
+                eprintln!("no vector kernel for {g:?} on this CPU: skipped");
+                continue;
+            };
+            assert!(direct.channels > cout && direct.channels.is_multiple_of(8));
+            for isa in Isa::fitting(direct.channels) {
+                let direct = Direct {
+                    isa,
+                    taps: direct.taps.clone(),
+                    ..direct
+                };
+                let (mut got, mut got_arg) = (vec![0.0; want.len()], vec![0u32; want.len()]);
+                direct.forward_pooled(&g, &x, &b, &mut got, &mut got_arg);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{isa:?} {g:?}: values differ");
+                assert_eq!(got_arg, want_arg, "{isa:?} {g:?}: choices differ");
+                checked += 1;
+            }
+        }
+        let dot_form = Geometry {
+            batch: 1,
+            h: 6,
+            w: 6,
+            cin: 16,
+            cout: 10,
+            k: 3,
+            pad: 1,
+        };
+        assert!(Direct::new(&dot_form, &vec![0.0; 10 * 9 * 16]).is_none());
+        if Isa::fitting(8).next().is_some() {
+            assert!(checked >= 4, "{checked} cases");
+        }
+    }
 
     /// Against the im2col GEMM followed by the pool, on both kernel sizes and tiles of 1 to 7
     /// windows and a remainder (`forward_cases`), on every instruction set the CPU has.

@@ -5,7 +5,7 @@
 //! together in registers and pooled at once. Going back, the weight gradient sums each tap's
 //! input times the routed gradient with the channels in registers, without unfolding the image.
 
-use super::buffers::{pad_image, pooled_len, DEAD};
+use super::buffers::{pad_channels, pad_image, pooled_len, pooled_padded, DEAD};
 use crate::ops::conv2d::cpu::{Geometry, Partial};
 use crate::ops::isa::Isa;
 use std::cell::RefCell;
@@ -89,30 +89,10 @@ pub fn forward_pooled(
     if cp == g.cout {
         return forward_with(kernel, g, x, w, b, out, arg);
     }
-    // Zero weights and bias in the extra channels, then each pooled pixel's first `cout`
-    // channels and their choices (indices into the unpadded output) kept. Each channel is a
-    // lane of its own, so the kept ones have the bits they would have unpadded.
-    let (cout, kk) = (g.cout, g.k * g.k);
-    let gp = Geometry { cout: cp, ..*g };
-    let mut wp = vec![0.0f32; cp * kk];
-    wp[..cout * kk].copy_from_slice(w);
-    let mut bp = vec![0.0f32; cp];
-    bp[..cout].copy_from_slice(b);
-    let mut out_p = vec![0.0f32; out.len() / cout * cp];
-    let mut arg_p = vec![0u32; out_p.len()];
-    forward_with(kernel, &gp, x, &wp, &bp, &mut out_p, &mut arg_p);
-    for (((o, a), op), ap) in out
-        .chunks_exact_mut(cout)
-        .zip(arg.chunks_exact_mut(cout))
-        .zip(out_p.chunks_exact(cp))
-        .zip(arg_p.chunks_exact(cp))
-    {
-        o.copy_from_slice(&op[..cout]);
-        for (a, &at) in a.iter_mut().zip(ap) {
-            let at = at as usize;
-            *a = (at / cp * cout + at % cp) as u32;
-        }
-    }
+    let wp = pad_channels(w, g.cout, cp);
+    pooled_padded(g, cp, b, out, arg, |gp, bp, out, arg| {
+        forward_with(kernel, gp, x, &wp, bp, out, arg)
+    });
 }
 
 /// [`forward_pooled`] with the given kernel, which must suit the CPU and `g`.
