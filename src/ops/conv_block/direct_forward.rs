@@ -37,10 +37,10 @@ impl Direct {
     /// vector registers, a CPU with AVX2 and FMA (or AVX-512). `w` is `[cout][k][k][cin]`.
     ///
     /// Output channels that are not whole vectors (Caffe's LeNet's 50) are padded with zero
-    /// weights to whole vectors of the best instruction set (16 or 8 lanes) where the im2col GEMM would sum
-    /// in this kernel's order (the shim's outer-product form: a patch that is not a multiple
-    /// of 16), so the same bits; there the GEMM also wasted those lanes, and unfolded the
-    /// input first.
+    /// weights to whole vectors of the best instruction set (16 or 8 lanes) where the im2col
+    /// GEMM would sum in this kernel's order (the shim's outer-product form: a patch that is
+    /// not a multiple of 16), so the same bits; there the GEMM also wasted those lanes, and
+    /// unfolded the input first.
     pub fn new(g: &Geometry, w: &[f32]) -> Option<Self> {
         let taps_per_channel = g.k * g.k * g.cin;
         assert_eq!(w.len(), g.cout * taps_per_channel);

@@ -552,8 +552,9 @@ mod tests {
         }
     }
 
-    /// Fewer output channels than a vector (LeNet-5's 6) take the forward kernels padded: the same values bit for bit as the im2col GEMM and the
-    /// pool, and the same choices, indexed in the unpadded output.
+    /// Fewer output channels than a vector (LeNet-5's 6) take the forward kernels padded: the
+    /// same values bit for bit as the im2col GEMM and the pool, and the same choices, indexed
+    /// in the unpadded output.
     #[test]
     fn padded_channels_match_im2col_then_pool_bit_for_bit() {
         let mut checked = 0;

@@ -89,8 +89,8 @@ pub unsafe fn gemm(
                     let w_tile = w_buf
                         .as_mut_ptr()
                         .add(w_buf.as_ptr().align_offset(64).min(LANES));
-                    // A chunk of every row of `x` stays in L2 while each tile of `w` rows passes over it:
-                    // `x` is read from memory once per task, not once per tile.
+                    // A chunk of every row of `x` stays in L2 while each tile of `w` rows
+                    // passes over it: `x` is read from memory once per task, not per tile.
                     for chunk in (0..k).step_by(chunk_len) {
                         let vectors = (k - chunk).min(chunk_len) / lanes;
                         let width = vectors * lanes;
