@@ -52,6 +52,26 @@ pub fn zeroed(len: usize) -> Vec<f32> {
 /// Values (a megabyte) from which [`zeroed`] zeroes in parallel.
 const PARALLEL_ZEROING: usize = 1 << 18;
 
+/// `rows[r][j] += v[j]` for every row of `v.len()` values: a bias added to each output row, one
+/// rounding per sum (as dfdx's broadcast add).
+pub fn add_to_rows(rows: &mut [f32], v: &[f32]) {
+    for row in rows.chunks_exact_mut(v.len()) {
+        for (r, x) in row.iter_mut().zip(v) {
+            *r += x;
+        }
+    }
+}
+
+/// `sum[j] += rows[r][j]`, row by row in order: a bias's gradient summed down the batch (dfdx's
+/// broadcast add's backward, so the same bits).
+pub fn add_rows(sum: &mut [f32], rows: &[f32]) {
+    for row in rows.chunks_exact(sum.len()) {
+        for (s, x) in sum.iter_mut().zip(row) {
+            *s += x;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

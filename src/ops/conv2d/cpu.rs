@@ -174,17 +174,28 @@ pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: &[f32], out: &mut 
 /// `Wᵀ`, which the shim would gather value by value for every image: transposed once per
 /// pass instead (the same sums either way, so the same bits).
 pub fn transposed_weight(g: &Geometry, weight: &[f32]) -> Vec<f32> {
-    let patch = g.patch();
-    if patch.is_multiple_of(16) {
+    if g.patch().is_multiple_of(16) {
         return Vec::new();
     }
-    let mut t = vec![0.0f32; weight.len()];
-    for (c, row) in weight.chunks_exact(patch).enumerate() {
-        for (p, &v) in row.iter().enumerate() {
-            t[p * g.cout + c] = v;
+    tap_major(weight, g.cout)
+}
+
+/// Weights `[cout][k][k][cin]` rearranged tap-major (`[k][k][cin][cout]`), so that one tap's
+/// weights for a run of output channels are a vector. Transposed in blocks of 16 taps, so that
+/// the writes stay in L1 (a row at a time missed L1 on every write: 4x slower here).
+pub fn tap_major(w: &[f32], cout: usize) -> Vec<f32> {
+    let per_channel = w.len() / cout;
+    assert_eq!(per_channel * cout, w.len());
+    let mut taps = vec![0.0; w.len()];
+    for t0 in (0..per_channel).step_by(16) {
+        let t1 = per_channel.min(t0 + 16);
+        for (co, kernel) in w.chunks_exact(per_channel).enumerate() {
+            for (t, &v) in kernel[t0..t1].iter().enumerate() {
+                taps[(t0 + t) * cout + co] = v;
+            }
         }
     }
-    t
+    taps
 }
 
 /// [`forward`] of a run of whole images, on this thread, with `transposed` from
@@ -213,11 +224,7 @@ pub fn forward_chunk(
         with_im2col(g, x, |cols| {
             matmul(View::rows(cols, rows, patch), w, out, false)
         });
-        for row in out.chunks_exact_mut(g.cout) {
-            for (o, b) in row.iter_mut().zip(bias) {
-                *o += b;
-            }
-        }
+        crate::ops::add_to_rows(out, bias);
     }
 }
 
@@ -305,11 +312,7 @@ pub fn backward_chunk(
                 col2im_add(g, cols, &mut gx[i * g.in_len()..][..g.in_len()]);
             }
         });
-        for row in gy.chunks_exact(g.cout) {
-            for (b, v) in gb.iter_mut().zip(row) {
-                *b += v;
-            }
-        }
+        crate::ops::add_rows(&mut gb, gy);
     }
     (gw, gb)
 }

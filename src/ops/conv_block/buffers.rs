@@ -2,6 +2,7 @@
 //! for vector loads (aligned, padded, tap-major), and output channels padded to whole vectors.
 //! A leaf: it imports no kernel.
 
+pub use crate::ops::conv2d::cpu::tap_major;
 use crate::ops::conv2d::cpu::Geometry;
 
 /// Marks an output that the ReLU zeroed: its gradient goes nowhere.
@@ -24,24 +25,6 @@ pub fn aligned_zeros(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
         "f32 pointers reach a 64-byte boundary within 16 values"
     );
     &mut buf[start..][..len]
-}
-
-/// Weights `[cout][k][k][cin]` rearranged tap-major (`[k][k][cin][cout]`), so that one tap's
-/// weights for a run of output channels are a vector. Transposed in blocks of 16 taps, so that
-/// the writes stay in L1 (a row at a time missed L1 on every write: 4x slower here).
-pub fn tap_major(w: &[f32], cout: usize) -> Vec<f32> {
-    let per_channel = w.len() / cout;
-    assert_eq!(per_channel * cout, w.len());
-    let mut taps = vec![0.0; w.len()];
-    for t0 in (0..per_channel).step_by(16) {
-        let t1 = per_channel.min(t0 + 16);
-        for (co, kernel) in w.chunks_exact(per_channel).enumerate() {
-            for (t, &v) in kernel[t0..t1].iter().enumerate() {
-                taps[(t0 + t) * cout + co] = v;
-            }
-        }
-    }
-    taps
 }
 
 /// One NHWC image with its zero border (`g.pad` on each side), in `buf` from a 64-byte boundary.

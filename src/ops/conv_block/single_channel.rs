@@ -5,7 +5,7 @@
 //! together in registers and pooled at once. Going back, the weight gradient sums each tap's
 //! input times the routed gradient with the channels in registers, without unfolding the image.
 
-use super::buffers::{pad_channels, pad_image, pooled_len, pooled_padded, DEAD};
+use super::buffers::{pad_channels, pad_image, pooled_len, pooled_padded, tap_major, DEAD};
 use crate::ops::conv2d::cpu::{Geometry, Partial};
 use crate::ops::isa::Isa;
 use std::cell::RefCell;
@@ -108,9 +108,7 @@ fn forward_with(
     let kk = g.k * g.k;
     assert_eq!((w.len(), b.len()), (g.cout * kk, g.cout));
     // Weights tap-major (`[k*k][cout]`): one tap's weights for a run of channels are a vector.
-    let wt: Vec<f32> = (0..kk)
-        .flat_map(|t| w.iter().skip(t).step_by(kk).copied())
-        .collect();
+    let wt = tap_major(w, g.cout);
     let pooled = pooled_len(g);
     SCRATCH.with_borrow_mut(|(buf, _)| {
         for ((x, out), arg) in x
@@ -514,6 +512,18 @@ mod tests {
         v
     }
 
+    /// Input, weights and bias for `g`, and what the im2col GEMM and the pool give for them.
+    #[allow(clippy::type_complexity)]
+    fn forward_case(g: &Geometry) -> (Vec<f32>, Vec<f32>, Vec<f32>, (Vec<f32>, Vec<u32>)) {
+        let (x, w, b) = (
+            val(g.batch * g.in_len(), 1),
+            val(g.cout * g.k * g.k, 2),
+            val(g.cout, 3),
+        );
+        let want = super::super::testing::im2col_then_pool(g, &x, &w, &b);
+        (x, w, b, want)
+    }
+
     /// The direct kernel against the im2col GEMM followed by the pool: the same choices, and the
     /// same values (bit for bit on 28x28 images).
     #[test]
@@ -523,13 +533,8 @@ mod tests {
                 eprintln!("no vector kernel for {g:?} on this CPU: skipped");
                 continue;
             }
-            let (x, w, b) = (
-                val(g.batch * g.in_len(), 1),
-                val(g.cout * g.k * g.k, 2),
-                val(g.cout, 3),
-            );
-            let n = g.batch * pooled_len(&g);
-            let (want, want_arg) = super::super::testing::im2col_then_pool(&g, &x, &w, &b);
+            let (x, w, b, (want, want_arg)) = forward_case(&g);
+            let n = want.len();
             for kernel in kernels_for(&g) {
                 let (mut got, mut got_arg) = (vec![0.0; n], vec![0u32; n]);
                 forward_with(kernel, &g, &x, &w, &b, &mut got, &mut got_arg);
@@ -574,14 +579,8 @@ mod tests {
                     eprintln!("no vector kernel for {g:?} on this CPU: skipped");
                     continue;
                 }
-                let (x, w, b) = (
-                    val(g.batch * g.in_len(), 1),
-                    val(g.cout * g.k * g.k, 2),
-                    val(g.cout, 3),
-                );
-                let n = g.batch * pooled_len(&g);
-                let (want, want_arg) = super::super::testing::im2col_then_pool(&g, &x, &w, &b);
-                let (mut got, mut got_arg) = (vec![0.0; n], vec![0u32; n]);
+                let (x, w, b, (want, want_arg)) = forward_case(&g);
+                let (mut got, mut got_arg) = (vec![0.0; want.len()], vec![0u32; want.len()]);
                 forward_pooled(&g, &x, &w, &b, &mut got, &mut got_arg);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got), bits(&want), "values differ for {g:?}");

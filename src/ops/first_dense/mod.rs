@@ -72,11 +72,7 @@ impl<B: Dim, const I: usize, const O: usize, T: Tape<f32, Cpu>>
         // (whose index arithmetic per value cost more than the sum, forward and backward).
         let mut bias = vec![0.0; O];
         self.bias.copy_into(&mut bias);
-        for row in y.chunks_exact_mut(O) {
-            for (y, b) in row.iter_mut().zip(&bias) {
-                *y += b;
-            }
-        }
+        super::add_to_rows(&mut y, &bias);
         let out = x
             .device()
             .try_tensor_from_vec(y, (x.shape().0, Const::<O>))?;
@@ -86,12 +82,7 @@ impl<B: Dim, const I: usize, const O: usize, T: Tape<f32, Cpu>>
                 let grad_out = grads.get_or_alloc_mut(&out_id)?.to_vec();
                 // `db += Σ g` down the batch, row by row in order: dfdx's broadcast add's
                 // backward (`1 * g` is `g`), so the same bits.
-                let db = grads.get_or_alloc_mut(&bias)?;
-                for row in grad_out.chunks_exact(O) {
-                    for (d, g) in db.iter_mut().zip(row) {
-                        *d += g;
-                    }
-                }
+                super::add_rows(grads.get_or_alloc_mut(&bias)?, &grad_out);
                 let dw = grads.get_or_alloc_mut(&weight)?;
                 let dims = (rows, I, O);
                 if !isa.is_some_and(|isa| sparse::weight_grad(isa, &xs, &grad_out, dims, dw)) {
