@@ -7,7 +7,7 @@
 //! back, has its gradient routed and convolved) while it is in cache. Where the CPU has AVX2 or
 //! AVX-512 and the channels fill whole registers, vector kernels replace the im2col GEMMs: on
 //! one-channel input (the images), [`single_channel`]; on several channels, [`winograd`]
-//! (5x5 kernels) or [`direct_forward`] (other sizes) convolves and pools without unfolding, and
+//! (3x3 and 5x5 kernels) or [`direct_forward`] (other sizes) convolves and pools without unfolding, and
 //! [`sparse_backward`] sums the gradients over the pool's winners alone.
 
 mod buffers;

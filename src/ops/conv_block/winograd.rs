@@ -1,10 +1,11 @@
-//! Winograd forward kernels, F(2x2, 5x5), for a block with 5x5 kernels on several channels.
-//! Each 2x2 output tile is exactly one pool window, computed from a 6x6 input tile in 36
-//! multiplies per input and output channel where the direct kernels take 100: the input and
-//! kernel are taken to the transform domain (`Bᵀ d B`, `G g Gᵀ`), multiplied elementwise,
-//! summed over input channels (36 small GEMMs, where the time goes) and brought back (`Aᵀ m A`).
-//! Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks" (2016); the matrices
-//! below are the Toom-Cook ones for the points 0, 1, -1, 2, -2 and infinity.
+//! Winograd forward kernels, F(2x2, 3x3) and F(2x2, 5x5), for a block with 3x3 or 5x5 kernels
+//! on several channels. Each 2x2 output tile is exactly one pool window, computed from a 4x4
+//! (6x6) input tile in 16 (36) multiplies per input and output channel where the direct kernels
+//! take 36 (100): the input and kernel are taken to the transform domain (`Bᵀ d B`, `G g Gᵀ`),
+//! multiplied elementwise, summed over input channels (one small GEMM per point of the domain,
+//! where the time goes) and brought back (`Aᵀ m A`). Lavin and Gray, "Fast Algorithms for
+//! Convolutional Neural Networks" (2016); the matrices are the Toom-Cook ones for the points 0,
+//! 1, -1 and infinity (3x3), and 0, 1, -1, 2, -2 and infinity (5x5).
 //!
 //! The transforms' extra roundings leave each output within about 1e-6 of its scale of the
 //! exact sum (the direct kernels: about 1e-7). Every image is computed alone, in a fixed order:
@@ -15,17 +16,27 @@ use crate::ops::conv2d::cpu::Geometry;
 use crate::ops::isa::Isa;
 use std::cell::RefCell;
 
-/// Kernel size these transforms are for.
-const K: usize = 5;
-/// Input tile side: 2 outputs and 5 taps overlap on 6 inputs.
-const ALPHA: usize = 6;
-/// Points of the transform domain per tile.
-const POINTS: usize = ALPHA * ALPHA;
+/// Input tile side for kernel size `k`: 2 outputs and `k` taps overlap on `k + 1` inputs.
+fn alpha(k: usize) -> usize {
+    k + 1
+}
 
-/// Kernel transform `G`: row `i` evaluates the kernel's polynomial at point `i`, scaled by the
+/// Points of the transform domain per tile.
+fn points(k: usize) -> usize {
+    alpha(k) * alpha(k)
+}
+
+/// Kernel transforms `G`: row `i` evaluates the kernel's polynomial at point `i`, scaled by the
 /// Lagrange denominator there (the last row is the point at infinity: the leading tap).
 #[cfg(test)]
-const G: [[f64; K]; ALPHA] = [
+const G3: [[f64; 3]; 4] = [
+    [1., 0., 0.],
+    [1. / 2., 1. / 2., 1. / 2.],
+    [1. / 2., -1. / 2., 1. / 2.],
+    [0., 0., 1.],
+];
+#[cfg(test)]
+const G5: [[f64; 5]; 6] = [
     [1. / 4., 0., 0., 0., 0.],
     [-1. / 6., -1. / 6., -1. / 6., -1. / 6., -1. / 6.],
     [-1. / 6., 1. / 6., -1. / 6., 1. / 6., -1. / 6.],
@@ -37,28 +48,28 @@ const G: [[f64; K]; ALPHA] = [
 /// The block's weights in the transform domain, built once per forward pass.
 pub struct Winograd {
     isa: Isa,
-    /// `[36][cin][cout]`, `len` values from the first 64-byte boundary of `u`: per point, the
-    /// GEMM's right side.
+    /// `[points][cin][cout]`, `len` values from the first 64-byte boundary of `u`: per point,
+    /// the GEMM's right side.
     u: Vec<f32>,
     len: usize,
 }
 
 impl Winograd {
-    /// `Some` where these kernels serve `g`: 5x5 kernels, several input channels, input and
-    /// output channels in whole vector registers. `w` is `[cout][k][k][cin]`.
+    /// `Some` where these kernels serve `g`: 3x3 or 5x5 kernels, several input channels, input
+    /// and output channels in whole vector registers. `w` is `[cout][k][k][cin]`.
     pub fn new(g: &Geometry, w: &[f32]) -> Option<Self> {
         let isa = Isa::fitting(g.cout)
             .find(|isa| g.cin.is_multiple_of(isa.lanes()))
-            .filter(|_| g.k == K && g.cin > 1)?;
+            .filter(|_| matches!(g.k, 3 | 5) && g.cin > 1)?;
         let (cin, cout) = (g.cin, g.cout);
-        assert_eq!(w.len(), cout * K * K * cin);
+        assert_eq!(w.len(), cout * g.k * g.k * cin);
         let mut u = Vec::new();
-        let len = POINTS * cin * cout;
+        let len = points(g.k) * cin * cout;
         let taps = tap_major(w, cout);
         // SAFETY: `isa` suits this CPU; `taps` and `u` have the lengths asserted there.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            simd::transform_weights(isa, cin, cout, &taps, aligned_zeros(&mut u, len))
+            simd::transform_weights(isa, g.k, cin, cout, &taps, aligned_zeros(&mut u, len))
         };
         Some(Winograd { isa, u, len })
     }
@@ -86,13 +97,13 @@ impl Winograd {
         assert_eq!(x.len(), images * g.in_len());
         assert_eq!((out.len(), arg.len()), (images * pooled, images * pooled));
         assert_eq!(b.len(), g.cout);
-        assert_eq!(self.weights().len(), POINTS * g.cin * g.cout);
-        assert!(g.k == K && self.isa.fits(g.cout) && self.isa.fits(g.cin));
-        // Every tile's 6x6 inputs lie inside the padded image.
-        assert!(ch + K - 1 == g.h + 2 * g.pad && cw + K - 1 == g.w + 2 * g.pad);
+        assert_eq!(self.weights().len(), points(g.k) * g.cin * g.cout);
+        assert!(matches!(g.k, 3 | 5) && self.isa.fits(g.cout) && self.isa.fits(g.cin));
+        // Every tile's inputs lie inside the padded image.
+        assert!(ch + g.k - 1 == g.h + 2 * g.pad && cw + g.k - 1 == g.w + 2 * g.pad);
         SCRATCH.with_borrow_mut(|s| {
-            let v = scratch(&mut s.v, POINTS * tiles * g.cin);
-            let m = scratch(&mut s.m, POINTS * tiles * g.cout);
+            let v = scratch(&mut s.v, points(g.k) * tiles * g.cin);
+            let m = scratch(&mut s.m, points(g.k) * tiles * g.cout);
             for ((img, out), arg) in x
                 .chunks_exact(g.in_len())
                 .zip(out.chunks_exact_mut(pooled))
@@ -111,7 +122,7 @@ impl Winograd {
 }
 
 /// This thread's buffers, reused between calls: the padded image, and the image's transformed
-/// inputs (`[36][tiles][cin]`) and products (`[36][tiles][cout]`).
+/// inputs (`[points][tiles][cin]`) and products (`[points][tiles][cout]`).
 #[derive(Default)]
 struct Scratch {
     padded: Vec<f32>,
@@ -135,65 +146,196 @@ fn scratch(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
 
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::{Geometry, Isa, ALPHA, K, POINTS};
+    use super::{Geometry, Isa};
     use crate::ops::vector::{pool_window, Vector};
     use std::arch::x86_64::*;
+
+    /// One algorithm F(2x2, KxK): its three 1-D transforms on `A = K + 1` points, applied to
+    /// columns and then rows by [`separable`].
+    pub trait Algorithm<const K: usize, const A: usize> {
+        /// `G g` for one column (or `g Gᵀ` for one row) of taps.
+        ///
+        /// # Safety
+        /// The CPU has `V`'s instruction set.
+        unsafe fn kernel<V: Vector>(g: [V; K]) -> [V; A];
+        /// `Bᵀ d` for one column (or `d B` for one row) of inputs.
+        ///
+        /// # Safety
+        /// As `kernel`.
+        unsafe fn input<V: Vector>(d: [V; A]) -> [V; A];
+        /// `Aᵀ m` for one column (or `m A` for one row) of products.
+        ///
+        /// # Safety
+        /// As `kernel`.
+        unsafe fn output<V: Vector>(m: [V; A]) -> [V; 2];
+    }
+
+    /// F(2x2, 3x3), on the points 0, 1, -1 and infinity.
+    pub struct F3;
+
+    impl Algorithm<3, 4> for F3 {
+        #[inline(always)]
+        unsafe fn kernel<V: Vector>(g: [V; 3]) -> [V; 4] {
+            // SAFETY: the caller's contract: the CPU has `V`'s instruction set.
+            unsafe {
+                let (even, half) = (g[0].add(g[2]), V::splat(0.5));
+                [
+                    g[0],
+                    even.add(g[1]).mul(half),
+                    even.sub(g[1]).mul(half),
+                    g[2],
+                ]
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn input<V: Vector>(d: [V; 4]) -> [V; 4] {
+            // SAFETY: as `kernel`.
+            unsafe {
+                [
+                    d[0].sub(d[2]),
+                    d[1].add(d[2]),
+                    d[2].sub(d[1]),
+                    d[1].sub(d[3]),
+                ]
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn output<V: Vector>(m: [V; 4]) -> [V; 2] {
+            // SAFETY: as `kernel`.
+            unsafe { [m[0].add(m[1]).add(m[2]), m[1].sub(m[2]).sub(m[3])] }
+        }
+    }
+
+    /// F(2x2, 5x5), on the points 0, 1, -1, 2, -2 and infinity.
+    pub struct F5;
+
+    impl Algorithm<5, 6> for F5 {
+        /// The rows of `G`, with the even and odd taps summed once for each pair of opposite
+        /// points.
+        #[inline(always)]
+        unsafe fn kernel<V: Vector>(g: [V; 5]) -> [V; 6] {
+            // SAFETY: the caller's contract: the CPU has `V`'s instruction set.
+            unsafe {
+                let times = |v: V, c: f32| v.mul(V::splat(c));
+                let (even, odd) = (g[0].add(g[2]).add(g[4]), g[1].add(g[3]));
+                let even2 = times(g[0], 1. / 24.)
+                    .add(times(g[2], 1. / 6.))
+                    .add(times(g[4], 2. / 3.));
+                let odd2 = times(g[1], 1. / 12.).add(times(g[3], 1. / 3.));
+                [
+                    times(g[0], 1. / 4.),
+                    times(even.add(odd), -1. / 6.),
+                    times(even.sub(odd), -1. / 6.),
+                    even2.add(odd2),
+                    even2.sub(odd2),
+                    g[4],
+                ]
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn input<V: Vector>(d: [V; 6]) -> [V; 6] {
+            // SAFETY: as `kernel`.
+            unsafe {
+                let (four, minus_four, minus_five) =
+                    (V::splat(4.0), V::splat(-4.0), V::splat(-5.0));
+                let a = d[4].mul_add(d[2], minus_four); // d4 - 4 d2
+                let b = d[3].mul_add(d[1], minus_four); // d3 - 4 d1
+                let c = d[4].sub(d[2]);
+                let e = d[3].sub(d[1]);
+                let e = e.add(e); // 2 (d3 - d1)
+                [
+                    d[4].mul_add(d[2], minus_five).mul_add(d[0], four),
+                    a.add(b),
+                    a.sub(b),
+                    c.add(e),
+                    c.sub(e),
+                    d[5].mul_add(d[3], minus_five).mul_add(d[1], four),
+                ]
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn output<V: Vector>(m: [V; 6]) -> [V; 2] {
+            // SAFETY: as `kernel`.
+            unsafe {
+                let d34 = m[3].sub(m[4]);
+                [
+                    m[0].add(m[1].add(m[2])).add(m[3].add(m[4])),
+                    m[1].sub(m[2]).add(d34.add(d34)).add(m[5]),
+                ]
+            }
+        }
+    }
 
     /// The kernel transform: `u[p][ci][co]` from `taps[k][k][ci][co]`.
     ///
     /// # Safety
-    /// The CPU has `isa`, whose lanes divide `cout`.
+    /// The CPU has `isa`, whose lanes divide `cout`; `k` is 3 or 5.
     pub unsafe fn transform_weights(
         isa: Isa,
+        k: usize,
         cin: usize,
         cout: usize,
         taps: &[f32],
         u: &mut [f32],
     ) {
-        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
-        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
-        // and every pointer offset below stays inside the buffers the entry was given.
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512<T: Algorithm<K, A>, const K: usize, const A: usize>(
+            cin: usize,
+            cout: usize,
+            taps: &[f32],
+            u: &mut [f32],
+        ) {
+            // SAFETY: the CPU has AVX-512 (the caller's contract).
+            unsafe { weights::<__m512, T, K, A>(cin, cout, taps, u) }
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<T: Algorithm<K, A>, const K: usize, const A: usize>(
+            cin: usize,
+            cout: usize,
+            taps: &[f32],
+            u: &mut [f32],
+        ) {
+            // SAFETY: the CPU has AVX2 and FMA (the caller's contract).
+            unsafe { weights::<__m256, T, K, A>(cin, cout, taps, u) }
+        }
+        // SAFETY: the caller's contract: the CPU has `isa`.
         unsafe {
-            #[target_feature(enable = "avx512f")]
-            unsafe fn avx512(cin: usize, cout: usize, taps: &[f32], u: &mut [f32]) {
-                // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
-                // leads here): the CPU has the instruction set of `V` (or of this function's target features),
-                // and every pointer offset below stays inside the buffers the entry was given.
-                unsafe { weights::<__m512>(cin, cout, taps, u) }
-            }
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2(cin: usize, cout: usize, taps: &[f32], u: &mut [f32]) {
-                // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
-                // leads here): the CPU has the instruction set of `V` (or of this function's target features),
-                // and every pointer offset below stays inside the buffers the entry was given.
-                unsafe { weights::<__m256>(cin, cout, taps, u) }
-            }
-            match isa {
-                Isa::Avx512 => avx512(cin, cout, taps, u),
-                Isa::Avx2 => avx2(cin, cout, taps, u),
+            match (isa, k) {
+                (Isa::Avx512, 3) => avx512::<F3, 3, 4>(cin, cout, taps, u),
+                (Isa::Avx512, _) => avx512::<F5, 5, 6>(cin, cout, taps, u),
+                (Isa::Avx2, 3) => avx2::<F3, 3, 4>(cin, cout, taps, u),
+                (Isa::Avx2, _) => avx2::<F5, 5, 6>(cin, cout, taps, u),
             }
         }
     }
 
     /// `G g Gᵀ` for a vector of output channels at a time.
     #[inline(always)]
-    unsafe fn weights<V: Vector>(cin: usize, cout: usize, taps: &[f32], u: &mut [f32]) {
-        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
-        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
-        // and every pointer offset below stays inside the buffers the entry was given.
+    unsafe fn weights<V: Vector, T: Algorithm<K, A>, const K: usize, const A: usize>(
+        cin: usize,
+        cout: usize,
+        taps: &[f32],
+        u: &mut [f32],
+    ) {
+        // SAFETY: the caller's contract: the CPU has `V`'s instruction set; the lengths asserted
+        // here bound every offset below.
         unsafe {
             assert!(cout.is_multiple_of(V::LANES));
             assert_eq!(
                 (taps.len(), u.len()),
-                (K * K * cin * cout, POINTS * cin * cout)
+                (K * K * cin * cout, A * A * cin * cout)
             );
             let (src, dst) = (taps.as_ptr(), u.as_mut_ptr());
             for ci in 0..cin {
                 for c in (0..cout).step_by(V::LANES) {
                     let tap =
                         |a: usize, b: usize| V::load(src.add(((a * K + b) * cin + ci) * cout + c));
-                    let at = |i: usize, j: usize| dst.add(((i * ALPHA + j) * cin + ci) * cout + c);
-                    separable(tap, |g| kernel_1d(g), |i, j, u: V| u.store(at(i, j)));
+                    let at = |i: usize, j: usize| dst.add(((i * A + j) * cin + ci) * cout + c);
+                    separable(tap, |g| T::kernel(g), |i, j, u: V| u.store(at(i, j)));
                 }
             }
         }
@@ -217,31 +359,6 @@ mod simd {
         }
     }
 
-    /// `G g` for one column (or `g Gᵀ` for one row) of five taps: the rows of `G`, with the
-    /// even and odd taps summed once for each pair of opposite points.
-    #[inline(always)]
-    unsafe fn kernel_1d<V: Vector>(g: [V; K]) -> [V; ALPHA] {
-        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
-        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
-        // and every pointer offset below stays inside the buffers the entry was given.
-        unsafe {
-            let times = |v: V, c: f32| v.mul(V::splat(c));
-            let (even, odd) = (g[0].add(g[2]).add(g[4]), g[1].add(g[3]));
-            let even2 = times(g[0], 1. / 24.)
-                .add(times(g[2], 1. / 6.))
-                .add(times(g[4], 2. / 3.));
-            let odd2 = times(g[1], 1. / 12.).add(times(g[3], 1. / 3.));
-            [
-                times(g[0], 1. / 4.),
-                times(even.add(odd), -1. / 6.),
-                times(even.sub(odd), -1. / 6.),
-                even2.add(odd2),
-                even2.sub(odd2),
-                g[4],
-            ]
-        }
-    }
-
     /// Tiles per register block of the products: `TILES` rows of `V` by `NV` vectors of
     /// output channels in accumulators, within the register file with the `NV` weight vectors.
     const TILES: usize = 6;
@@ -249,8 +366,9 @@ mod simd {
     /// One padded image (`[hp][wp][cin]`): transform, products, and back to pooled outputs.
     ///
     /// # Safety
-    /// The CPU has `isa`, whose lanes divide `cin` and `cout`; `u` is `[36][cin][cout]`, `v`
-    /// and `m` hold `36 * tiles` rows of `cin` and `cout`; `out` and `arg` the pooled outputs.
+    /// The CPU has `isa`, whose lanes divide `cin` and `cout`; `g.k` is 3 or 5; `u` is
+    /// `[points][cin][cout]`, `v` and `m` hold `points * tiles` rows of `cin` and `cout`; `out`
+    /// and `arg` the pooled outputs.
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn image(
         isa: Isa,
@@ -263,20 +381,20 @@ mod simd {
         out: &mut [f32],
         arg: &mut [u32],
     ) {
-        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
-        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
-        // and every pointer offset below stays inside the buffers the entry was given.
+        // SAFETY: the caller's contract: the CPU has `isa`.
         unsafe {
-            match isa {
-                Isa::Avx512 => avx512(g, padded, u, b, v, m, out, arg),
-                Isa::Avx2 => avx2(g, padded, u, b, v, m, out, arg),
+            match (isa, g.k) {
+                (Isa::Avx512, 3) => avx512::<F3, 3, 4>(g, padded, u, b, v, m, out, arg),
+                (Isa::Avx512, _) => avx512::<F5, 5, 6>(g, padded, u, b, v, m, out, arg),
+                (Isa::Avx2, 3) => avx2::<F3, 3, 4>(g, padded, u, b, v, m, out, arg),
+                (Isa::Avx2, _) => avx2::<F5, 5, 6>(g, padded, u, b, v, m, out, arg),
             }
         }
     }
 
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
-    unsafe fn avx512(
+    unsafe fn avx512<T: Algorithm<K, A>, const K: usize, const A: usize>(
         g: &Geometry,
         padded: &[f32],
         u: &[f32],
@@ -286,23 +404,22 @@ mod simd {
         out: &mut [f32],
         arg: &mut [u32],
     ) {
-        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
-        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
-        // and every pointer offset below stays inside the buffers the entry was given.
+        // SAFETY: the CPU has AVX-512 (the caller's contract); `image`'s contract bounds the
+        // buffers.
         unsafe {
-            transform_input::<__m512>(g, padded, v);
+            transform_input::<__m512, T, K, A>(g, padded, v);
             match g.cout % 64 {
-                0 => products::<__m512, 4>(g, v, u, m),
-                32 => products::<__m512, 2>(g, v, u, m),
-                _ => products::<__m512, 1>(g, v, u, m),
+                0 => products::<__m512, 4>(g, A * A, v, u, m),
+                32 => products::<__m512, 2>(g, A * A, v, u, m),
+                _ => products::<__m512, 1>(g, A * A, v, u, m),
             }
-            transform_output::<__m512>(g, m, b, out, arg);
+            transform_output::<__m512, T, K, A>(g, m, b, out, arg);
         }
     }
 
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2(
+    unsafe fn avx2<T: Algorithm<K, A>, const K: usize, const A: usize>(
         g: &Geometry,
         padded: &[f32],
         u: &[f32],
@@ -312,64 +429,27 @@ mod simd {
         out: &mut [f32],
         arg: &mut [u32],
     ) {
-        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
-        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
-        // and every pointer offset below stays inside the buffers the entry was given.
+        // SAFETY: the CPU has AVX2 and FMA (the caller's contract); `image`'s contract bounds
+        // the buffers.
         unsafe {
-            transform_input::<__m256>(g, padded, v);
+            transform_input::<__m256, T, K, A>(g, padded, v);
             match g.cout % 16 {
-                0 => products::<__m256, 2>(g, v, u, m),
-                _ => products::<__m256, 1>(g, v, u, m),
+                0 => products::<__m256, 2>(g, A * A, v, u, m),
+                _ => products::<__m256, 1>(g, A * A, v, u, m),
             }
-            transform_output::<__m256>(g, m, b, out, arg);
-        }
-    }
-
-    /// `Bᵀ d` for one column (or `d B` for one row) of six inputs.
-    #[inline(always)]
-    unsafe fn input_1d<V: Vector>(d: [V; ALPHA]) -> [V; ALPHA] {
-        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
-        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
-        // and every pointer offset below stays inside the buffers the entry was given.
-        unsafe {
-            let (four, minus_four, minus_five) = (V::splat(4.0), V::splat(-4.0), V::splat(-5.0));
-            let a = d[4].mul_add(d[2], minus_four); // d4 - 4 d2
-            let b = d[3].mul_add(d[1], minus_four); // d3 - 4 d1
-            let c = d[4].sub(d[2]);
-            let e = d[3].sub(d[1]);
-            let e = e.add(e); // 2 (d3 - d1)
-            [
-                d[4].mul_add(d[2], minus_five).mul_add(d[0], four),
-                a.add(b),
-                a.sub(b),
-                c.add(e),
-                c.sub(e),
-                d[5].mul_add(d[3], minus_five).mul_add(d[1], four),
-            ]
-        }
-    }
-
-    /// `Aᵀ m` for one column (or `m A` for one row) of six products.
-    #[inline(always)]
-    unsafe fn output_1d<V: Vector>(m: [V; ALPHA]) -> [V; 2] {
-        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
-        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
-        // and every pointer offset below stays inside the buffers the entry was given.
-        unsafe {
-            let d34 = m[3].sub(m[4]);
-            [
-                m[0].add(m[1].add(m[2])).add(m[3].add(m[4])),
-                m[1].sub(m[2]).add(d34.add(d34)).add(m[5]),
-            ]
+            transform_output::<__m256, T, K, A>(g, m, b, out, arg);
         }
     }
 
     /// Every tile's inputs to the transform domain: `v[p][tile][ci]`.
     #[inline(always)]
-    unsafe fn transform_input<V: Vector>(g: &Geometry, padded: &[f32], v: &mut [f32]) {
-        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
-        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
-        // and every pointer offset below stays inside the buffers the entry was given.
+    unsafe fn transform_input<V: Vector, T: Algorithm<K, A>, const K: usize, const A: usize>(
+        g: &Geometry,
+        padded: &[f32],
+        v: &mut [f32],
+    ) {
+        // SAFETY: the caller's contract: the CPU has `V`'s instruction set; every tile's inputs
+        // lie inside the padded image (asserted by `forward_pooled`) and `v` holds them all.
         unsafe {
             let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
             let (tiles_x, tiles) = (cw / 2, (ch / 2) * (cw / 2));
@@ -379,44 +459,43 @@ mod simd {
                 let (y0, x0) = (2 * (tile / tiles_x), 2 * (tile % tiles_x));
                 for c in (0..cin).step_by(V::LANES) {
                     let from = |y: usize, x: usize| src.add(((y0 + y) * wp + x0 + x) * cin + c);
-                    let to =
-                        |i: usize, j: usize| dst.add(((i * ALPHA + j) * tiles + tile) * cin + c);
+                    let to = |i: usize, j: usize| dst.add(((i * A + j) * tiles + tile) * cin + c);
                     let load = |y: usize, x: usize| V::load(from(y, x));
-                    separable(load, |d| input_1d(d), |i, j, v: V| v.store(to(i, j)));
+                    separable(load, |d| T::input(d), |i, j, v: V| v.store(to(i, j)));
                 }
             }
         }
     }
 
-    /// The 36 products `m[p] = v[p] u[p]` (`tiles x cin` by `cin x cout`), in register blocks
-    /// of `TILES` tiles by `NV` vectors of output channels.
+    /// The products `m[p] = v[p] u[p]` (`tiles x cin` by `cin x cout`) of every point, in
+    /// register blocks of `TILES` tiles by `NV` vectors of output channels.
     #[inline(always)]
     unsafe fn products<V: Vector, const NV: usize>(
         g: &Geometry,
+        points: usize,
         v: &[f32],
         u: &[f32],
         m: &mut [f32],
     ) {
-        // SAFETY: the caller upholds this function's contract (the `# Safety` of the public entry that
-        // leads here): the CPU has the instruction set of `V` (or of this function's target features),
-        // and every pointer offset below stays inside the buffers the entry was given.
+        // SAFETY: the caller's contract: the CPU has `V`'s instruction set and the buffers hold
+        // `points` products.
         unsafe {
             let (ch, cw) = g.out_hw().expect("geometry checked by the caller");
             let tiles = (ch / 2) * (cw / 2);
-            for p in 0..POINTS {
+            for p in 0..points {
                 // Blocks as even as they come (49 tiles: 4 of 6 and 5 of 5, not 8 of 6 and 1 of 1).
                 let blocks = tiles.div_ceil(TILES);
                 let mut t0 = 0;
                 for b in 0..blocks {
                     let n = tiles / blocks + usize::from(b < tiles % blocks);
                     macro_rules! block {
-                    ($($n:literal)+) => {
-                        match n {
-                            $($n => block::<V, NV, $n>(g, tiles, v, u, m, p, t0),)+
-                            _ => unreachable!("at most {TILES} tiles per block"),
-                        }
-                    };
-                }
+                        ($($n:literal)+) => {
+                            match n {
+                                $($n => block::<V, NV, $n>(g, tiles, v, u, m, p, t0),)+
+                                _ => unreachable!("at most {TILES} tiles per block"),
+                            }
+                        };
+                    }
                     block!(1 2 3 4 5 6);
                     t0 += n;
                 }
@@ -467,7 +546,7 @@ mod simd {
     /// Every tile's products back to its 2x2 outputs, plus bias, then the pool: strict `>` in
     /// window order, so the first maximum wins (as `pool::forward_image`).
     #[inline(always)]
-    unsafe fn transform_output<V: Vector>(
+    unsafe fn transform_output<V: Vector, T: Algorithm<K, A>, const K: usize, const A: usize>(
         g: &Geometry,
         m: &[f32],
         b: &[f32],
@@ -486,10 +565,10 @@ mod simd {
                 let (oy, ox) = (2 * (tile / tiles_x), 2 * (tile % tiles_x));
                 for c in (0..cout).step_by(V::LANES) {
                     let at = |i: usize, j: usize| {
-                        V::load(src.add(((i * ALPHA + j) * tiles + tile) * cout + c))
+                        V::load(src.add(((i * A + j) * tiles + tile) * cout + c))
                     };
                     let mut y = [[V::zero(); 2]; 2];
-                    separable(at, |m| output_1d(m), |i, j, v| y[i][j] = v);
+                    separable(at, |m| T::output(m), |i, j, v| y[i][j] = v);
                     let o = tile * cout + c;
                     let (out, arg) = (out.as_mut_ptr().add(o), arg.as_mut_ptr().add(o));
                     let first = (oy * cw + ox) * cout + c;
@@ -513,72 +592,80 @@ mod tests {
     use crate::ops::isa::test_values as val;
 
     /// Against the im2col GEMM followed by the pool (an independent path), on `forward_cases`
-    /// (1, 2 and 4 output vectors per register block, partial blocks of tiles), on every
-    /// instruction set the CPU has: values within the transforms' rounding, the same choices.
+    /// for both kernel sizes (1, 2 and 4 output vectors per register block, partial blocks of
+    /// tiles, 'same' and 'valid' padding), on every instruction set the CPU has: values within
+    /// the transforms' rounding, the same choices.
     #[test]
     fn matches_im2col_then_pool() {
-        let mut checked = 0;
-        for case in forward_cases(5) {
-            let (g, _, wts, ..) = &case;
-            for isa in Isa::fitting(g.cout).filter(|isa| isa.fits(g.cin)) {
-                let winograd = Winograd {
-                    isa,
-                    ..Winograd::new(g, wts).expect("this CPU has a kernel")
-                };
-                check_forward(isa, &case, |g, x, b, out, arg| {
-                    winograd.forward_pooled(g, x, b, out, arg)
-                });
-                checked += 1;
+        for k in [3, 5] {
+            let mut checked = 0;
+            for case in forward_cases(k) {
+                let (g, _, wts, ..) = &case;
+                for isa in Isa::fitting(g.cout).filter(|isa| isa.fits(g.cin)) {
+                    let winograd = Winograd {
+                        isa,
+                        ..Winograd::new(g, wts).expect("this CPU has a kernel")
+                    };
+                    check_forward(isa, &case, |g, x, b, out, arg| {
+                        winograd.forward_pooled(g, x, b, out, arg)
+                    });
+                    checked += 1;
+                }
             }
-        }
-        if Isa::fitting(64).next().is_none() {
-            eprintln!("no vector kernel on this CPU: nothing checked");
-        } else {
-            assert!(checked >= 8, "{checked} cases");
+            if Isa::fitting(64).next().is_none() {
+                eprintln!("no vector kernel on this CPU: nothing checked");
+            } else {
+                assert!(checked >= 8, "{k}x{k}: {checked} cases");
+            }
         }
     }
 
-    /// The kernel transform against `G g Gᵀ` in f64 from the matrix `G` (the transform's code
-    /// shares the even and odd sums instead), for every tap and both instruction sets.
+    /// The kernel transform against `G g Gᵀ` in f64 from the matrix `G` (the transforms' code
+    /// shares sums of taps instead), for every tap, both kernel sizes and both instruction sets.
     #[test]
     fn kernel_transform_is_g_g_gt() {
-        let g = Geometry {
-            batch: 1,
-            h: 6,
-            w: 6,
-            cin: 16,
-            cout: 16,
-            k: 5,
-            pad: 0,
-        };
-        let w = val(g.cout * K * K * g.cin, 5);
-        let tap = |co: usize, a: usize, b: usize, ci: usize| w[((co * K + a) * K + b) * g.cin + ci];
-        let mut checked = 0;
-        for isa in Isa::fitting(g.cout) {
-            let Some(winograd) = Winograd::new(&g, &w) else {
-                break;
+        fn check<const K: usize, const A: usize>(gm: &[[f64; K]; A]) {
+            let g = Geometry {
+                batch: 1,
+                h: A,
+                w: A,
+                cin: 16,
+                cout: 16,
+                k: K,
+                pad: 0,
             };
-            let winograd = Winograd { isa, ..winograd };
-            let u = winograd.weights();
-            for (co, ci) in [(0, 0), (3, 7), (15, 15), (9, 2)] {
-                for i in 0..ALPHA {
-                    for j in 0..ALPHA {
-                        let want: f64 = (0..K)
-                            .flat_map(|a| (0..K).map(move |b| (a, b)))
-                            .map(|(a, b)| G[i][a] * tap(co, a, b, ci) as f64 * G[j][b])
-                            .sum();
-                        let got = u[((i * ALPHA + j) * g.cin + ci) * g.cout + co] as f64;
-                        assert!(
-                            (got - want).abs() <= 1e-6,
-                            "{isa:?} ({i}, {j}): {got} {want}"
-                        );
-                        checked += 1;
+            let w = val(g.cout * K * K * g.cin, 5);
+            let tap =
+                |co: usize, a: usize, b: usize, ci: usize| w[((co * K + a) * K + b) * g.cin + ci];
+            let mut checked = 0;
+            for isa in Isa::fitting(g.cout) {
+                let Some(winograd) = Winograd::new(&g, &w) else {
+                    break;
+                };
+                let winograd = Winograd { isa, ..winograd };
+                let u = winograd.weights();
+                for (co, ci) in [(0, 0), (3, 7), (15, 15), (9, 2)] {
+                    for i in 0..A {
+                        for j in 0..A {
+                            let want: f64 = (0..K)
+                                .flat_map(|a| (0..K).map(move |b| (a, b)))
+                                .map(|(a, b)| gm[i][a] * tap(co, a, b, ci) as f64 * gm[j][b])
+                                .sum();
+                            let got = u[((i * A + j) * g.cin + ci) * g.cout + co] as f64;
+                            assert!(
+                                (got - want).abs() <= 1e-6,
+                                "{K}x{K} {isa:?} ({i}, {j}): {got} {want}"
+                            );
+                            checked += 1;
+                        }
                     }
                 }
             }
+            if Isa::fitting(16).next().is_some() {
+                assert!(checked >= 4 * A * A);
+            }
         }
-        if Isa::fitting(16).next().is_some() {
-            assert!(checked >= 4 * POINTS);
-        }
+        check(&G3);
+        check(&G5);
     }
 }
