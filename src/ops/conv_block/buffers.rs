@@ -29,10 +29,39 @@ pub fn aligned_zeros(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
 
 /// One NHWC image with its zero border (`g.pad` on each side), in `buf` from a 64-byte boundary.
 pub fn pad_image<'a>(g: &Geometry, img: &[f32], buf: &'a mut Vec<f32>) -> &'a mut [f32] {
+    pad_image_to(g, img, g.cin, buf)
+}
+
+/// [`pad_image`] with `channels` (`>= g.cin`) per pixel, the extra ones zero.
+pub fn pad_image_to<'a>(
+    g: &Geometry,
+    img: &[f32],
+    channels: usize,
+    buf: &'a mut Vec<f32>,
+) -> &'a mut [f32] {
+    assert!(channels >= g.cin);
     let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
-    let padded = aligned_zeros(buf, hp * wp * g.cin);
+    let padded = aligned_zeros(buf, hp * wp * channels);
     for (y, row) in img.chunks_exact(g.w * g.cin).enumerate() {
-        padded[((y + g.pad) * wp + g.pad) * g.cin..][..row.len()].copy_from_slice(row);
+        let to = &mut padded[((y + g.pad) * wp + g.pad) * channels..][..g.w * channels];
+        if channels == g.cin {
+            to.copy_from_slice(row);
+        } else {
+            for (to, pixel) in to.chunks_exact_mut(channels).zip(row.chunks_exact(g.cin)) {
+                to[..g.cin].copy_from_slice(pixel);
+            }
+        }
+    }
+    padded
+}
+
+/// `values` in runs of `run`, each followed by zeros up to `to` (`>= run`) values: weights
+/// `[..][cin]` padded to more input channels.
+pub fn pad_runs(values: &[f32], run: usize, to: usize) -> Vec<f32> {
+    assert!(to >= run && values.len().is_multiple_of(run));
+    let mut padded = vec![0.0; values.len() / run * to];
+    for (to, from) in padded.chunks_exact_mut(to).zip(values.chunks_exact(run)) {
+        to[..run].copy_from_slice(from);
     }
     padded
 }

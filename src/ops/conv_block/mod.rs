@@ -346,11 +346,11 @@ mod tests {
     use dfdx::nn::modules::ReLU;
 
     /// The fused block against the three ops in a row: identical bits forward and backward on
-    /// the im2col path (6 channels: no vector kernel takes them).
+    /// the im2col path (a 4x4 kernel on 3 channels: no vector kernel takes it).
     #[test]
     fn matches_conv_then_pool_then_relu_bit_for_bit() {
         let dev = Cpu::default();
-        let mut block: ConvPoolRelu<3, 6, 5, 2> = ConvPoolRelu {
+        let mut block: ConvPoolRelu<3, 6, 4, 2> = ConvPoolRelu {
             conv: Conv2D::build(&dev),
             activation: Activation::Relu,
         };
@@ -359,7 +359,7 @@ mod tests {
                 .map(|j| ((j * 7919 + s) % 211) as f32 / 105.0 - 1.0)
                 .collect()
         };
-        block.conv.weight.copy_from(&val(6 * 5 * 5 * 3, 1));
+        block.conv.weight.copy_from(&val(6 * 4 * 4 * 3, 1));
         block.conv.bias.copy_from(&val(6, 2));
         let (b, h, w) = (3, 11, 9);
         let xs = val(b * h * w * 3, 3);
@@ -390,7 +390,7 @@ mod tests {
         );
 
         // Without the input gradient (a first block), the parameter gradients are the same.
-        let first: ConvPoolRelu<3, 6, 5, 2, false> = ConvPoolRelu {
+        let first: ConvPoolRelu<3, 6, 4, 2, false> = ConvPoolRelu {
             conv: block.conv.clone(),
             activation: Activation::Relu,
         };
@@ -434,11 +434,11 @@ mod tests {
             Activation::Sigmoid,
             Activation::Elu,
         ] {
-            let mut block: ConvPoolRelu<3, 6, 5, 2> = ConvPoolRelu {
+            let mut block: ConvPoolRelu<3, 6, 4, 2> = ConvPoolRelu {
                 conv: Conv2D::build(&dev),
                 activation,
             };
-            block.conv.weight.copy_from(&val(6 * 5 * 5 * 3, 1));
+            block.conv.weight.copy_from(&val(6 * 4 * 4 * 3, 1));
             block.conv.bias.copy_from(&val(6, 2));
             let seq = (block.conv.clone(), Act { activation }, MaxPool2D);
             let (b, h, w) = (3, 11, 9);

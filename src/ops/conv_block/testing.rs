@@ -29,17 +29,25 @@ pub type ForwardCase = (Geometry, Vec<f32>, Vec<f32>, Vec<f32>, (Vec<f32>, Vec<u
 
 /// The multi-channel forward kernels' test cases for kernel size `k`: odd sizes (the pool drops
 /// the last row and column), 1 to 4 vectors of output channels, 'same' and 'valid' padding.
-/// The inputs are spread enough that no window has two values within rounding of each other.
 pub fn forward_cases(k: usize) -> Vec<ForwardCase> {
+    cases_of(
+        k,
+        &[
+            (14, 14, 32, 64),
+            (9, 19, 16, 16),
+            (6, 7, 8, 32),
+            (12, 30, 24, 8),
+        ],
+    )
+}
+
+/// Forward cases for kernel size `k` on each `(h, w, cin, cout)`, 'same' and 'valid' padding,
+/// two images. The inputs are spread enough that no window has two values within rounding of
+/// each other.
+pub fn cases_of(k: usize, shapes: &[(usize, usize, usize, usize)]) -> Vec<ForwardCase> {
     use isa::test_values as val;
-    let shapes = [
-        (14, 14, 32, 64),
-        (9, 19, 16, 16),
-        (6, 7, 8, 32),
-        (12, 30, 24, 8),
-    ];
     let mut cases = Vec::new();
-    for (h, w, cin, cout) in shapes {
+    for &(h, w, cin, cout) in shapes {
         for pad in [k / 2, 0] {
             let g = Geometry {
                 batch: 2,
