@@ -1,8 +1,9 @@
-//! The same bits on every kernel path and every machine: short runs of the reference CNN, a
-//! LeNet, the smoke networks and the training vocabulary (dropout, GELU, label smoothing, a
-//! schedule, clipping, weight decay, a validation split), on every path this CPU can run
-//! (`RUNNER_ISA=avx512`, `avx2`), against the digests committed in `tests/golden/digests.txt`.
-//! Those were made on an AVX-512 machine; one with AVX2 alone checks its path against them.
+//! The same bits on every kernel path and every machine: short runs of the reference CNN, both
+//! LeNets, the 3x3 CNN, the smoke networks and the training vocabulary (dropout, GELU, label
+//! smoothing, a schedule, clipping, weight decay, a validation split), on every path this CPU
+//! can run (`RUNNER_ISA=avx512`, `avx2`), against the digests committed in
+//! `tests/golden/digests.txt`. Those were made on an AVX-512 machine; one with AVX2 alone
+//! checks its path against them.
 //!
 //! After a deliberate change to the arithmetic (say so in the commit, with the old and new
 //! digests), `RUNNER_GOLDEN_UPDATE=1 cargo test --test golden` rewrites the file, and only when
@@ -30,6 +31,17 @@ const CASES: &[(&str, &str, &[&str])] = &[
         "lenet5-30",
         "experiments/lenet5.toml",
         &["train.steps=30", "train.eval_every=30"],
+    ),
+    // The Winograd forward's 3x3 path, and its padded channels (Caffe's LeNet's 20 -> 50).
+    (
+        "cnn3x3-12",
+        "experiments/cnn3x3.toml",
+        &["train.steps=12", "train.eval_every=12"],
+    ),
+    (
+        "lenet-caffe-12",
+        "experiments/lenet-caffe.toml",
+        &["train.steps=12", "train.eval_every=12"],
     ),
     (
         "baseline-vocabulary-12",

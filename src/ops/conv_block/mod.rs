@@ -6,9 +6,9 @@
 //! never stored whole either: each parallel chunk of images is convolved and pooled (or, going
 //! back, has its gradient routed and convolved) while it is in cache. Where the CPU has AVX2 or
 //! AVX-512 and the channels fill whole registers, vector kernels replace the im2col GEMMs: on
-//! one-channel input (the images), [`single_channel`]; on several channels, [`winograd`]
-//! (3x3 and 5x5 kernels) or [`direct_forward`] (other sizes) convolves and pools without unfolding, and
-//! [`sparse_backward`] sums the gradients over the pool's winners alone.
+//! one-channel input (the images), [`single_channel`]; on several channels, [`winograd`] (3x3
+//! and 5x5 kernels) or [`direct_forward`] (other sizes, few input channels) convolves and pools
+//! without unfolding, and [`sparse_backward`] sums the gradients over the pool's winners alone.
 
 mod buffers;
 mod direct_forward;

@@ -75,6 +75,7 @@ impl Winograd {
         if !matches!(g.k, 3 | 5) || g.cin < 2 || !(g.cin.is_multiple_of(8) || g.cin > 16) {
             return None;
         }
+        // A CPU with the vector kernels at all (16 fits both instruction sets).
         Isa::fitting(16).next()?;
         let cout = if Isa::fitting(g.cout).next().is_some() {
             g.cout
