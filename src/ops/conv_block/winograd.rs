@@ -679,6 +679,39 @@ mod tests {
         }
     }
 
+    /// Which blocks the kernels take: 3x3 and 5x5 on input channels in multiples of 8 or more
+    /// than 16 (cnn3x3's, the reference's, Caffe's LeNet's padded), not LeNet-5's 6 or 12, not
+    /// other kernel sizes, not one channel (the single-channel kernels' blocks).
+    #[test]
+    fn serves_the_shapes_it_was_measured_faster_on() {
+        if Isa::fitting(16).next().is_none() {
+            eprintln!("no vector kernel on this CPU: nothing checked");
+            return;
+        }
+        let serves = |k: usize, cin: usize, cout: usize| {
+            let g = Geometry {
+                batch: 1,
+                h: 14,
+                w: 14,
+                cin,
+                cout,
+                k,
+                pad: k / 2,
+            };
+            let w = val(cout * k * k * cin, 1);
+            Winograd::new(&g, &w).map(|wino| (wino.cin, wino.cout))
+        };
+        assert_eq!(serves(3, 32, 64), Some((32, 64)));
+        assert_eq!(serves(3, 64, 128), Some((64, 128)));
+        assert_eq!(serves(5, 32, 64), Some((32, 64)));
+        assert_eq!(serves(5, 8, 16), Some((8, 16)));
+        assert_eq!(serves(5, 20, 50), Some((24, 64)));
+        assert_eq!(serves(5, 6, 16), None);
+        assert_eq!(serves(3, 12, 16), None);
+        assert_eq!(serves(7, 32, 64), None);
+        assert_eq!(serves(5, 1, 32), None);
+    }
+
     /// The kernel transform against `G g Gᵀ` in f64 from the matrix `G` (the transforms' code
     /// shares sums of taps instead), for every tap, both kernel sizes and both instruction sets.
     #[test]
