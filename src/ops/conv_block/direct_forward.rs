@@ -36,8 +36,9 @@ impl Direct {
     /// `Some` where these kernels serve `g`: several input channels, output channels in whole
     /// vector registers, a CPU with AVX2 and FMA (or AVX-512). `w` is `[cout][k][k][cin]`.
     ///
-    /// Output channels that are not whole vectors (Caffe's LeNet's 50) are padded with zero
-    /// weights to whole vectors of the best instruction set (16 or 8 lanes) where the im2col
+    /// Output channels that are not whole vectors (50, say, on a 7x7 kernel; Caffe's LeNet's
+    /// block now takes the Winograd forward) are padded with zero weights to whole vectors of
+    /// the best instruction set (16 or 8 lanes) where the im2col
     /// GEMM would sum in this kernel's order (the shim's outer-product form: a patch that is
     /// not a multiple of 16), so the same bits; there the GEMM also wasted those lanes, and
     /// unfolded the input first.
