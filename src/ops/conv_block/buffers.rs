@@ -74,11 +74,12 @@ pub fn pad_channels(w: &[f32], cout: usize, channels: usize) -> Vec<f32> {
     padded
 }
 
-/// A pooled forward kernel run on `channels` output channels (more than `g.cout`: whole
+/// A pooled forward kernel run on `channels` output channels (`g.cout`, or more: whole
 /// vectors; `run` gets the padded geometry, a bias zero in the extra channels, and buffers for
 /// its outputs and choices), keeping each pooled pixel's first `g.cout` values and their
 /// choices, indexed in the unpadded output. Each channel is a lane of its own in the kernels,
-/// so the kept values have the bits they would have unpadded.
+/// so the kept values have the bits they would have unpadded. Unpadded, `run` gets the
+/// caller's geometry, bias and buffers.
 pub fn pooled_padded(
     g: &Geometry,
     channels: usize,
@@ -87,6 +88,9 @@ pub fn pooled_padded(
     arg: &mut [u32],
     run: impl FnOnce(&Geometry, &[f32], &mut [f32], &mut [u32]),
 ) {
+    if channels == g.cout {
+        return run(g, b, out, arg);
+    }
     let (cout, cp) = (g.cout, channels);
     let gp = Geometry { cout: cp, ..*g };
     let bp = pad_channels(b, cout, cp);

@@ -74,13 +74,9 @@ impl Direct {
         out: &mut [f32],
         arg: &mut [u32],
     ) {
-        if self.channels == g.cout {
-            self.forward_whole(g, x, b, out, arg)
-        } else {
-            pooled_padded(g, self.channels, b, out, arg, |gp, bp, out, arg| {
-                self.forward_whole(gp, x, bp, out, arg)
-            })
-        }
+        pooled_padded(g, self.channels, b, out, arg, |gp, bp, out, arg| {
+            self.forward_whole(gp, x, bp, out, arg)
+        })
     }
 
     /// [`Direct::forward_pooled`] where `g.cout` is `self.channels`.

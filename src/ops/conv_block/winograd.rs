@@ -120,13 +120,9 @@ impl Winograd {
         out: &mut [f32],
         arg: &mut [u32],
     ) {
-        if self.cout == g.cout {
-            self.forward_whole(g, x, b, out, arg)
-        } else {
-            pooled_padded(g, self.cout, b, out, arg, |gp, bp, out, arg| {
-                self.forward_whole(gp, x, bp, out, arg)
-            })
-        }
+        pooled_padded(g, self.cout, b, out, arg, |gp, bp, out, arg| {
+            self.forward_whole(gp, x, bp, out, arg)
+        })
     }
 
     /// `forward_pooled` where `g.cout` is the computed output channel count.
