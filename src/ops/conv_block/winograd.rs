@@ -85,8 +85,12 @@ impl Winograd {
         let isa = Isa::fitting(cout).next()?;
         let cin = g.cin.next_multiple_of(8);
         assert_eq!(w.len(), g.cout * g.k * g.k * g.cin);
-        let padded = pad_channels(&pad_runs(w, g.cin, cin), g.cout, cout);
-        let taps = tap_major(&padded, cout);
+        // Copies of the weights only where channels are padded (not on the reference's path).
+        let taps = if (cin, cout) == (g.cin, g.cout) {
+            tap_major(w, cout)
+        } else {
+            tap_major(&pad_channels(&pad_runs(w, g.cin, cin), g.cout, cout), cout)
+        };
         let mut u = Vec::new();
         let len = points(g.k) * cin * cout;
         // SAFETY: `isa` suits this CPU and `cout`; `taps` and `u` have the lengths asserted
