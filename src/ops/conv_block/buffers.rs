@@ -29,18 +29,21 @@ pub fn aligned_zeros(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
 
 /// One NHWC image with its zero border (`g.pad` on each side), in `buf` from a 64-byte boundary.
 pub fn pad_image<'a>(g: &Geometry, img: &[f32], buf: &'a mut Vec<f32>) -> &'a mut [f32] {
-    pad_image_to(g, img, g.cin, buf)
+    let extent = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+    pad_image_to(g, img, g.cin, extent, buf)
 }
 
-/// [`pad_image`] with `channels` (`>= g.cin`) per pixel, the extra ones zero.
+/// [`pad_image`] with `channels` (`>= g.cin`) per pixel, the extra ones zero, in an image of
+/// `(hp, wp)` pixels (at least the bordered image's: zeros below and to the right of it, for
+/// tiles that reach past the output's edge).
 pub fn pad_image_to<'a>(
     g: &Geometry,
     img: &[f32],
     channels: usize,
+    (hp, wp): (usize, usize),
     buf: &'a mut Vec<f32>,
 ) -> &'a mut [f32] {
-    assert!(channels >= g.cin);
-    let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+    assert!(channels >= g.cin && hp >= g.h + 2 * g.pad && wp >= g.w + 2 * g.pad);
     let padded = aligned_zeros(buf, hp * wp * channels);
     for (y, row) in img.chunks_exact(g.w * g.cin).enumerate() {
         let to = &mut padded[((y + g.pad) * wp + g.pad) * channels..][..g.w * channels];
