@@ -40,6 +40,14 @@ fn points(k: usize) -> usize {
     (k + outputs(k) - 1).pow(2)
 }
 
+/// Values from one point of the transform domain to the next in the transformed inputs and
+/// products (`tiles` rows of `channels`): a cache line more than a point holds. With 16 tiles of
+/// 64 channels a point is exactly 4 KB, and the 64 values one tile's transforms read or write
+/// at a time would all fall in the same sets of the L1 cache.
+fn point_stride(tiles: usize, channels: usize) -> usize {
+    tiles * channels + 16
+}
+
 /// Tiles down and across the convolution's output, each `outputs / 2` pool windows a side;
 /// the last ones reach past the pooled output where its side is not a multiple of that (their
 /// extra windows are computed from zeros and dropped).
@@ -183,8 +191,8 @@ impl Winograd {
         );
         let tiles = tiles_y * tiles_x;
         SCRATCH.with_borrow_mut(|s| {
-            let v = scratch(&mut s.v, points * tiles * gp.cin);
-            let m = scratch(&mut s.m, points * tiles * gp.cout);
+            let v = scratch(&mut s.v, points * point_stride(tiles, gp.cin));
+            let m = scratch(&mut s.m, points * point_stride(tiles, gp.cout));
             for ((img, out), arg) in x
                 .chunks_exact(g.in_len())
                 .zip(out.chunks_exact_mut(pooled))
@@ -206,7 +214,8 @@ impl Winograd {
 }
 
 /// This thread's buffers, reused between calls: the padded image, and the image's transformed
-/// inputs (`[points][tiles][cin]`) and products (`[points][tiles][cout]`).
+/// inputs (`[points][tiles][cin]`) and products (`[points][tiles][cout]`), their points
+/// `point_stride` apart.
 #[derive(Default)]
 struct Scratch {
     padded: Vec<f32>,
@@ -230,7 +239,7 @@ fn scratch(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
 
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::{tiles, Geometry, Isa};
+    use super::{point_stride, tiles, Geometry, Isa};
     use crate::ops::vector::{pool_window, Vector};
     use std::arch::x86_64::*;
 
@@ -488,9 +497,9 @@ mod simd {
     ///
     /// # Safety
     /// The CPU has `isa`, whose lanes divide `cout`; 8 divides `cin`; `g.k` is 3 or 5;
-    /// `padded` holds every tile's inputs in rows of `wp` pixels; `u` is
-    /// `[points][cin][cout]`, `v` and `m` hold `points * tiles` rows of `cin` and `cout`; `out`
-    /// and `arg` the pooled outputs.
+    /// `padded` holds every tile's inputs in rows of `wp` pixels; `u` is `[points][cin][cout]`;
+    /// `v` and `m` hold `points` points of `tiles` rows of `cin` and `cout`, `point_stride`
+    /// apart; `out` and `arg` the pooled outputs.
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn image(
         isa: Isa,
@@ -600,7 +609,8 @@ mod simd {
                 let (y0, x0) = (O * (tile / tiles_x), O * (tile % tiles_x));
                 for c in (0..cin).step_by(V::LANES) {
                     let from = |y: usize, x: usize| src.add(((y0 + y) * wp + x0 + x) * cin + c);
-                    let to = |i: usize, j: usize| dst.add(((i * A + j) * tiles + tile) * cin + c);
+                    let stride = point_stride(tiles, cin);
+                    let to = |i: usize, j: usize| dst.add((i * A + j) * stride + tile * cin + c);
                     let load = |y: usize, x: usize| V::load(from(y, x));
                     separable(load, |d| T::input(d), |i, j, v: V| v.store(to(i, j)));
                 }
@@ -659,9 +669,11 @@ mod simd {
         // and every pointer offset below stays inside the buffers the entry was given.
         unsafe {
             let (cin, cout) = (g.cin, g.cout);
-            let rows = v.as_ptr().add((p * tiles + t0) * cin);
+            let rows = v.as_ptr().add(p * point_stride(tiles, cin) + t0 * cin);
             let u = u.as_ptr().add(p * cin * cout);
-            let m = m.as_mut_ptr().add((p * tiles + t0) * cout);
+            let m = m
+                .as_mut_ptr()
+                .add(p * point_stride(tiles, cout) + t0 * cout);
             for c0 in (0..cout).step_by(NV * V::LANES) {
                 let mut acc = [[V::zero(); NV]; NT];
                 for ci in 0..cin {
@@ -716,7 +728,7 @@ mod simd {
                 let (rows, cols) = (per.min(ph - py0), per.min(pw - px0));
                 for c in (0..cout).step_by(V::LANES) {
                     let at = |i: usize, j: usize| {
-                        V::load(src.add(((i * A + j) * tiles + tile) * cout + c))
+                        V::load(src.add((i * A + j) * point_stride(tiles, cout) + tile * cout + c))
                     };
                     let mut y = [[V::zero(); O]; O];
                     separable(at, |m| T::output(m), |i, j, v| y[i][j] = v);
