@@ -91,11 +91,10 @@ pub fn check_forward(
     if differing.is_empty() {
         return;
     }
-    let (ch, cw) = g.out_hw().expect("a valid geometry");
+    let cw = g.out_hw().expect("a valid geometry").1;
     let mut conv_out = vec![0.0; g.batch * g.out_len()];
     conv::forward(g, x, w, b, &mut conv_out);
     let (pooled, pw) = (pooled_len(g), cw / 2);
-    assert!(ch >= 2);
     for i in differing {
         let (image, at) = (i / pooled, i % pooled);
         let (pixel, c) = (at / g.cout, at % g.cout);

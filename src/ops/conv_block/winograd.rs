@@ -24,8 +24,8 @@ use std::cell::RefCell;
 ///
 /// F(4x4, 5x5) evaluated the reference, Caffe's LeNet and the smoke CNN 20-40 % faster than
 /// F(2x2, 5x5) with AVX-512 (and with AVX2 level to 40 % faster); F(4x4, 3x3) evaluated
-/// cnn3x3 no faster with AVX-512 and 20 % slower with AVX2 (its 7x7 block wastes most of its
-/// last tiles), so it is not built. The choice is the same on every instruction set.
+/// cnn3x3 no faster with AVX-512 and 20 % slower with AVX2 (its third block's 3x3 pooled
+/// windows take four tiles of four), so it is not built. The choice is the same on every instruction set.
 fn outputs(k: usize) -> usize {
     if k == 5 {
         4
@@ -540,6 +540,7 @@ mod simd {
         // SAFETY: the CPU has AVX-512 (the caller's contract); `image`'s contract bounds the
         // buffers.
         unsafe {
+            debug_assert_eq!(O, super::outputs(K), "`tiles` counts the tiles of this size");
             let (tiles_y, tiles_x) = tiles(g);
             let tiles = tiles_y * tiles_x;
             // Input channels come in multiples of 8, not always of 16.
@@ -573,6 +574,7 @@ mod simd {
         // SAFETY: the CPU has AVX2 and FMA (the caller's contract); `image`'s contract bounds
         // the buffers.
         unsafe {
+            debug_assert_eq!(O, super::outputs(K), "`tiles` counts the tiles of this size");
             let (tiles_y, tiles_x) = tiles(g);
             let tiles = tiles_y * tiles_x;
             transform_input::<__m256, T, K, A, O>(g, wp, padded, v);
