@@ -540,7 +540,7 @@ mod simd {
         // SAFETY: the CPU has AVX-512 (the caller's contract); `image`'s contract bounds the
         // buffers.
         unsafe {
-            debug_assert_eq!(O, super::outputs(K), "`tiles` counts the tiles of this size");
+            debug_assert_eq!(O, super::outputs(K), "`tiles` counts tiles of O");
             let (tiles_y, tiles_x) = tiles(g);
             let tiles = tiles_y * tiles_x;
             // Input channels come in multiples of 8, not always of 16.
@@ -574,7 +574,7 @@ mod simd {
         // SAFETY: the CPU has AVX2 and FMA (the caller's contract); `image`'s contract bounds
         // the buffers.
         unsafe {
-            debug_assert_eq!(O, super::outputs(K), "`tiles` counts the tiles of this size");
+            debug_assert_eq!(O, super::outputs(K), "`tiles` counts tiles of O");
             let (tiles_y, tiles_x) = tiles(g);
             let tiles = tiles_y * tiles_x;
             transform_input::<__m256, T, K, A, O>(g, wp, padded, v);
