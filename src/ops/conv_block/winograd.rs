@@ -762,8 +762,10 @@ mod tests {
 
     /// Against the im2col GEMM followed by the pool (an independent path), on `forward_cases`
     /// for both kernel sizes (1, 2 and 4 output vectors per register block, partial blocks of
-    /// tiles, 4x4 tiles partly outside the output, 'same' and 'valid' padding) and on padded channel counts (Caffe's LeNet's 20 to 50, 18 to 6), on every
-    /// instruction set the CPU has: values within the transforms' rounding, the same choices.
+    /// tiles, 4x4 tiles partly outside the output, 'same' and 'valid' padding) and on padded
+    /// channel counts (Caffe's LeNet's 20 to 50, 18 to 6), on every instruction set the CPU
+    /// has: values within the transforms' rounding, the same choices but on near ties
+    /// (`check_forward`).
     #[test]
     fn matches_im2col_then_pool() {
         let padded = [(12, 12, 20, 50), (7, 9, 18, 6)];
