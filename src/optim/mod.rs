@@ -100,13 +100,6 @@ pub struct Optimizer {
     steps: u64,
     /// One buffer per parameter per state slot, keyed by the parameter's tensor id.
     slots: Vec<Gradients<f32, Cpu>>,
-    /// A copy of every parameter's values that the update rewrites in parallel and then copies
-    /// into the tensor in one `memcpy`: dfdx writes a parameter in place only through its own
-    /// single-threaded optimizer kernels, and the update is memory-bound.
-    values: Gradients<f32, Cpu>,
-    /// Whether `values` holds the parameters' current values (false until the first update
-    /// and after an import).
-    values_synced: bool,
     /// The largest global L2 norm of the gradients an update uses (`train.clip_grad_norm`).
     max_grad_norm: Option<f64>,
 }
@@ -120,8 +113,6 @@ impl Optimizer {
             slot_names,
             steps: 0,
             slots,
-            values: Gradients::leaky(),
-            values_synced: false,
             max_grad_norm: None,
         }
     }
@@ -149,9 +140,9 @@ impl Optimizer {
         self.steps
     }
 
-    /// One update of every trainable tensor of `model`. The gradients are used as scratch space
-    /// and left zeroed, ready for the next backward pass. Between updates, parameters must not
-    /// be written except before an [`Optimizer::import`] (debug builds check this).
+    /// One update of every trainable tensor of `model`, in place and in parallel (through the
+    /// patched dfdx's `as_mut_slice`: vendor/dfdx-0.13/RUNNER-PATCH.md). The gradients are used
+    /// as scratch space and left zeroed, ready for the next backward pass.
     pub fn update<M: TensorCollection<f32, Cpu>>(
         &mut self,
         model: &mut M,
@@ -173,7 +164,6 @@ impl Optimizer {
             m: model,
             f: &mut visitor,
         })?;
-        self.values_synced = true;
         Ok(())
     }
 
@@ -219,7 +209,6 @@ impl Optimizer {
             return Err(e);
         }
         self.steps = steps;
-        self.values_synced = false;
         Ok(())
     }
 }
@@ -295,17 +284,6 @@ impl TensorVisitor<f32, Cpu> for Update<'_> {
             return Ok(None);
         }
         let g = self.grads.get_or_alloc_mut(p)?;
-        let values = self.opt.values.get_or_alloc_mut(p)?;
-        if !self.opt.values_synced {
-            p.copy_into(values);
-        }
-        debug_assert!(
-            p.as_vec()
-                .iter()
-                .zip(values.iter())
-                .all(|(a, b)| a.to_bits() == b.to_bits()),
-            "a parameter was written behind the optimizer's back (call Optimizer::import)"
-        );
         let mut slots = Vec::with_capacity(self.opt.slots.len());
         for slot in self.opt.slots.iter_mut() {
             slots.push(&mut ***slot.get_or_alloc_mut(p)?);
@@ -313,8 +291,7 @@ impl TensorVisitor<f32, Cpu> for Update<'_> {
         if self.first {
             self.rule.first_update(&mut slots);
         }
-        rule::update(self.rule, values, g, &mut slots);
-        p.copy_from(values);
+        rule::update(self.rule, p.as_mut_slice(), g, &mut slots);
         Ok(None)
     }
 }
