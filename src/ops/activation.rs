@@ -134,7 +134,7 @@ pub fn activate<S: Shape, T: Tape<f32, Cpu>>(
         return x.try_relu();
     }
     let (x, mut tape) = x.split_tape();
-    let xs = super::values(&x);
+    let xs = super::data(&x);
     // The forward pass keeps each element's slope (times its dropout factor) for the backward
     // pass, so each transcendental function is evaluated once per element.
     let mut ys = super::zeroed(xs.len());

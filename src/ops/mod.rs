@@ -35,15 +35,6 @@ fn data<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Vec<f32> {
     v
 }
 
-/// The values of a contiguous CPU tensor (as [`data`]), borrowed through the patched dfdx's
-/// `as_slice`: no copy. An evaluation batch's block inputs are tens of megabytes.
-fn values<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> &[f32] {
-    let v = t.as_slice();
-    assert_eq!(v.len(), t.shape().num_elements(), "a broadcast tensor");
-    debug_assert!(v == t.as_vec(), "a tensor with non-standard strides");
-    v
-}
-
 /// `vec![0.0; len]`, zeroed by the rayon workers in parallel when it is large. An evaluation
 /// batch's activations are tens of megabytes; zeroing them on the calling thread took about
 /// 14 % of an evaluation's wall time (perf, per thread), with the other core idle. Below a

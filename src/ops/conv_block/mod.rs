@@ -99,14 +99,16 @@ impl<const I: usize, const O: usize, const K: usize, const P: usize, const G: bo
     fn fused<T: Tape<f32, Cpu>>(&self, x: Maps<I, T>, relu: bool) -> Result<Maps<O, T>, CpuError> {
         let (x, mut tape) = x.split_tape();
         let (g, (ch, cw)) = geometry::<I, O, K, P>(x.shape());
+        let xs = super::data(&x);
+        let ws = super::data(&self.conv.weight);
         let mut out = super::zeroed(g.batch * pooled_len(&g));
         // Which input won each window: only the backward pass needs it.
         let mut argmax = vec![0u32; if T::OWNS_TAPE { out.len() } else { 0 }];
         forward(
             &g,
-            super::values(&x),
-            super::values(&self.conv.weight),
-            super::values(&self.conv.bias),
+            &xs,
+            &ws,
+            &super::data(&self.conv.bias),
             &mut out,
             T::OWNS_TAPE.then_some(&mut argmax[..]),
             relu,
@@ -122,9 +124,8 @@ impl<const I: usize, const O: usize, const K: usize, const P: usize, const G: bo
             );
             tape.add_backward_op(move |grads| {
                 let grad_pooled = grads.get_or_alloc_mut(&out_id)?.to_vec();
-                let (xs, ws) = (super::values(&x), super::values(&weight));
                 accumulate_grads(grads, G.then_some(&x), &weight, &bias, |gx, gw, gb| {
-                    backward(&g, xs, ws, &argmax, &grad_pooled, gx, gw, gb)
+                    backward(&g, &xs, &ws, &argmax, &grad_pooled, gx, gw, gb)
                 })
             });
         }
