@@ -134,23 +134,6 @@ pub fn forward(isa: Isa, x: &[f32], w: &[f32], (rows, ins, outs): Dims, y: &mut 
     finite.reduce(|| true, |a, b| a && b)
 }
 
-/// [`forward`] with the weight written by `fill` into a buffer this thread keeps: dfdx lends no
-/// slice of a tensor, and a fresh buffer of its size costs page faults on every step.
-pub fn forward_copying(
-    isa: Isa,
-    x: &[f32],
-    fill: impl FnOnce(&mut [f32]),
-    dims: Dims,
-    y: &mut [f32],
-) -> bool {
-    let (_, ins, outs) = dims;
-    with_local(&WEIGHT, |w| {
-        let w = buffer(w, outs * ins);
-        fill(w);
-        forward(isa, x, w, dims, y)
-    })
-}
-
 /// `dw [outs][ins] += gᵀ x` for `g` `rows x outs` and `x` `rows x ins`, in the dense kernels'
 /// bits. Returns false, leaving `dw` unchanged, where a gradient is not finite.
 pub fn weight_grad(
@@ -299,8 +282,6 @@ struct Scratch {
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::default();
-    /// The caller's copy of the weight (see [`forward_copying`]).
-    static WEIGHT: RefCell<Vec<f32>> = RefCell::default();
 }
 
 /// `f` on this thread's value of `key` (a fresh one if it is in use further up the stack).

@@ -126,6 +126,13 @@ impl<S: Shape, E: Unit, T> Tensor<S, E, Cpu, T> {
         std::sync::Arc::make_mut(&mut self.data).iter_mut()
     }
 
+    /// runner's patch (see RUNNER-PATCH.md): the values in storage order, for reading a
+    /// tensor without copying it.
+    #[inline]
+    pub fn as_slice(&self) -> &[E] {
+        self.data.as_ref()
+    }
+
     /// runner's patch (see RUNNER-PATCH.md): the values in storage order, mutably, for
     /// updating a parameter in place. Storage shared with another tensor is copied first
     /// (`Arc::make_mut`), as every other write does.
