@@ -45,6 +45,10 @@ p.add_argument("--sampler", default="{}",
 p.add_argument("--trainer", choices=["pytorch", "runner"], default="pytorch",
                help="who trains each trial: the PyTorch model below, or runner itself")
 p.add_argument("--runner", help="the runner binary (with --trainer runner)")
+p.add_argument("--common-seed", action="store_true",
+               help="every PyTorch trial draws its initial weights and its data order from the "
+                    "base experiment's seed, as every trial of a runner sweep does (default: "
+                    "weights from torch's shared generator, the order from the trial's number)")
 p.add_argument("--replay", metavar="JSON",
                help="no search: train these trials' params (a JSON list, as runner writes them) "
                     "again, with data orders 1000, 1001, ..., and print their objectives")
@@ -68,7 +72,7 @@ XV, YV = torch.from_numpy(x_train[val]), torch.from_numpy(y_train[val])
 
 
 class Net(nn.Module):
-    def __init__(self, m):
+    def __init__(self, m, generator=None):
         super().__init__()
         self.convs, self.pools = nn.ModuleList(), []
         channels, side = 1, 28
@@ -91,7 +95,7 @@ class Net(nn.Module):
         self.dropout = m.get("dropout", 0.0)
         for mod in self.modules():
             if isinstance(mod, (nn.Conv2d, nn.Linear)):
-                nn.init.xavier_uniform_(mod.weight)
+                nn.init.xavier_uniform_(mod.weight, generator=generator)
                 nn.init.zeros_(mod.bias)
 
     def forward(self, x):
@@ -165,7 +169,10 @@ def objective(trial):
         section, name = key.split(".", 1)
         cfg.setdefault(section, {})[name] = params[key]
     trial.set_user_attr("params", params)
-    model = Net(cfg["model"])
+    # With --common-seed, one configuration trains the same way in any trial and worker
+    # (dropout's masks aside: they come from torch's shared generator).
+    common = torch.Generator().manual_seed(BASE["seed"]) if args.common_seed else None
+    model = Net(cfg["model"], common)
     o, steps, batch = cfg["optimizer"], cfg["train"]["steps"], cfg["train"]["batch_size"]
     if o["kind"] != "adam":
         raise SystemExit("optuna_search.py: only Adam is implemented")
@@ -173,7 +180,7 @@ def objective(trial):
                            eps=o["eps"], weight_decay=o.get("weight_decay", 0.0))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, rate_factor(cfg.get("schedule", {}), o["lr"], steps))
-    order = torch.Generator().manual_seed(trial.number)
+    order = torch.Generator().manual_seed(BASE["seed"] if args.common_seed else trial.number)
     perm, at = torch.randperm(len(X), generator=order), 0
     model.train()
     for _ in range(steps):

@@ -17,6 +17,8 @@ For each space and search seed, in turn (so drift on a shared machine hits all a
                   parallel searches are not deterministic)
   optuna-runner   the same, with runner training the trials (--trainer runner): Optuna's sampler
                   and runner's on one trainer (not a default method)
+  optuna-common   optuna-tpe with --common-seed: every PyTorch trial starts from the same
+                  weights and data order, as runner's trials do (not a default method)
 each in a fresh runs directory. Prints per space the median over seeds of the best objective after
 10, 20 and all trials (trials in the order they finished) and of a whole search's wall time; with
 --out DIR also every trial (DIR/trials.json), best-so-far traces (DIR/<space>-trace.csv: against
@@ -117,9 +119,9 @@ def optuna_search(python, runner, space, *args):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def run_optuna(python, runner, space, seed, jobs, sampler, trainer):
+def run_optuna(python, runner, space, seed, jobs, sampler, trainer, *extra):
     result = optuna_search(python, runner, space, "--seed", str(seed), "--jobs", str(jobs),
-                           "--sampler", json.dumps(sampler), "--trainer", trainer)
+                           "--sampler", json.dumps(sampler), "--trainer", trainer, *extra)
     return result["trials"], result["wall_s"]
 
 
@@ -224,7 +226,7 @@ def main():
             report(space, results, args)
         return
     python = os.path.join(args.venv, "bin", "python")
-    if {"optuna-tpe", "optuna-runner"} & set(args.methods):
+    if {"optuna-tpe", "optuna-runner", "optuna-common"} & set(args.methods):
         if subprocess.run([python, "-c", "import optuna, torch, matplotlib"],
                           capture_output=True).returncode:
             sys.exit(f"{python} lacks optuna, torch or matplotlib: "
@@ -246,8 +248,9 @@ def main():
                     for run in range(args.optuna_runs if optuna else 1):
                         if optuna:
                             trainer = "runner" if method == "optuna-runner" else "pytorch"
+                            extra = ["--common-seed"] if method == "optuna-common" else []
                             trials, wall = run_optuna(python, args.runner, space, seed, args.jobs,
-                                                      sampler, trainer)
+                                                      sampler, trainer, *extra)
                         else:
                             kind = "random" if method == "runner-random" else "tpe"
                             trials, wall = run_runner(args.runner, tmp, space, kind, seed,
@@ -281,7 +284,7 @@ def main():
 def report(space, results, args):
     n = min(len(s["trials"]) for ss in results.values() for s in ss)
     seeds = len({s["seed"] for ss in results.values() for s in ss})
-    runs = max(s["run"] for m in ("optuna-tpe", "optuna-runner")
+    runs = max(s["run"] for m in ("optuna-tpe", "optuna-runner", "optuna-common")
                for s in results.get(m, [{"run": 0}])) + 1
     print(f"\n{space} ({SPACES[space]}): {seeds} search seeds, {n} trials each, "
           f"-j {args.jobs}; medians over seeds (Optuna: over its {runs} runs too)\n")
@@ -299,8 +302,7 @@ def report(space, results, args):
             ratio = f"{wall / walls['optuna-tpe']:.2f}x" if "optuna-tpe" in walls else "-"
             print(f"| {label} | {len(g)} | " + " | ".join(f"{100 * c:.2f} %" for c in cells)
                   + f" | {wall:.1f} | {ratio} |")
-    against = "optuna-tpe" if "optuna-tpe" in results else None
-    if against:
+    for against in [m for m in ("optuna-tpe", "optuna-common") if m in results]:
         print(f"\nmedian best minus {against}'s, with a 90 % bootstrap interval (searches drawn "
               "again with replacement, 2000 times):\n")
         for method, searches in results.items():
