@@ -58,29 +58,32 @@ def sweep_path(space):
     return os.path.join(ROOT, "experiments", "sweeps", SPACES[space])
 
 
-def sweep_file(tmp, space, kind, seed, options):
-    """The space's sweep file with an absolute base, the search seed, [tpe] options or [random]."""
+def sweep_file(tmp, space, kind, seed, options, seed_per_search=False):
+    """The space's sweep file with an absolute base, the search seed, [tpe] options or [random];
+    with `seed_per_search`, the search seed as the trials' base seed too (in [set])."""
     src = sweep_path(space)
     text = open(src).read()
     base = re.search(r'(?m)^base = "([^"]+)"$', text).group(1)
     text = text.replace(f'base = "{base}"',
                         f'base = "{os.path.normpath(os.path.join(os.path.dirname(src), base))}"')
     text = re.sub(r"(?m)^seed = \d+$", f"seed = {seed}", text)
+    if seed_per_search:
+        text = text.replace("[set]\n", f'[set]\n"seed" = {seed}\n', 1)
     if kind == "random":
         text = text.replace("[tpe]", "[random]")
         text = re.sub(r"(?m)^startup = \d+\n", "", text)
     elif options:
         text = text.replace("[tpe]\n", "[tpe]\n" + "".join(f"{k} = {v}\n" for k, v in options))
-    path = os.path.join(tmp, f"{space}-{kind}-{seed}.toml")
+    path = os.path.join(tmp, f"{space}-{kind}-{seed}{'-s' if seed_per_search else ''}.toml")
     with open(path, "w") as f:
         f.write(text)
     return path
 
 
-def run_runner(runner, tmp, space, kind, seed, jobs, options):
+def run_runner(runner, tmp, space, kind, seed, jobs, options, seed_per_search=False):
     """The sweep's trials in the order they finished (value, params, seconds from the start)."""
     label = kind + "".join(f"-{k}{v}" for k, v in options)
-    path = sweep_file(tmp, space, kind, seed, options)
+    path = sweep_file(tmp, space, kind, seed, options, seed_per_search)
     runs = os.path.join(tmp, f"runs-{space}-{label}-{seed}")
     start = time.time()
     t0 = time.perf_counter()
@@ -104,23 +107,23 @@ def run_runner(runner, tmp, space, kind, seed, jobs, options):
     return trials, wall
 
 
-def optuna_search(python, runner, space, *args):
-    """bench/optuna_search.py on the space, given its base experiment resolved by runner, with
-    these further arguments; its last line of output, parsed."""
-    sweep = tomllib.load(open(sweep_path(space), "rb"))
-    base = os.path.normpath(os.path.join(os.path.dirname(sweep_path(space)), sweep["base"]))
+def optuna_search(python, runner, path, *args):
+    """bench/optuna_search.py on the sweep file at `path`, given its base experiment resolved by
+    runner, with these further arguments; its last line of output, parsed."""
+    sweep = tomllib.load(open(path, "rb"))
+    base = os.path.normpath(os.path.join(os.path.dirname(path), sweep["base"]))
     sets = [f"{k}={json.dumps(v)}" for k, v in sweep.get("set", {}).items()]
     resolved = subprocess.run([runner, "resolve", base] + [a for s in sets for a in ("--set", s)],
                               check=True, capture_output=True, text=True).stdout
-    out = subprocess.run([python, "optuna_search.py", "--sweep", sweep_path(space),
+    out = subprocess.run([python, "optuna_search.py", "--sweep", path,
                           "--config", json.dumps(tomllib.loads(resolved)),
                           "--runner", os.path.abspath(runner), *args],
                          cwd=BENCH, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def run_optuna(python, runner, space, seed, jobs, sampler, trainer, *extra):
-    result = optuna_search(python, runner, space, "--seed", str(seed), "--jobs", str(jobs),
+def run_optuna(python, runner, path, seed, jobs, sampler, trainer, *extra):
+    result = optuna_search(python, runner, path, "--seed", str(seed), "--jobs", str(jobs),
                            "--sampler", json.dumps(sampler), "--trainer", trainer, *extra)
     return result["trials"], result["wall_s"]
 
@@ -208,6 +211,10 @@ def main():
     p.add_argument("--methods", nargs="*", default=["runner-tpe", "runner-random", "optuna-tpe"])
     p.add_argument("--variant", action="append", default=[], metavar="LABEL:KEY=VALUE,...",
                    help="also run runner's TPE with these [tpe] options, as runner-LABEL")
+    p.add_argument("--seed-per-search", action="store_true",
+                   help="train each search's trials at base seed = the search seed (runner's "
+                        "and Optuna's alike; it also picks the held-out images), so that the "
+                        "searches sample the trainers' noise instead of sharing one draw of it")
     p.add_argument("--optuna-sampler", default="{}",
                    help="TPESampler options as JSON (default: Optuna's defaults)")
     p.add_argument("--out", help="directory for trials.json, traces and plots")
@@ -249,12 +256,15 @@ def main():
                         if optuna:
                             trainer = "runner" if method == "optuna-runner" else "pytorch"
                             extra = ["--common-seed"] if method == "optuna-common" else []
-                            trials, wall = run_optuna(python, args.runner, space, seed, args.jobs,
+                            path = sweep_file(tmp, space, "tpe", seed, [], True) \
+                                if args.seed_per_search else sweep_path(space)
+                            trials, wall = run_optuna(python, args.runner, path, seed, args.jobs,
                                                       sampler, trainer, *extra)
                         else:
                             kind = "random" if method == "runner-random" else "tpe"
                             trials, wall = run_runner(args.runner, tmp, space, kind, seed,
-                                                      args.jobs, variants.get(method, []))
+                                                      args.jobs, variants.get(method, []),
+                                                      args.seed_per_search)
                         results[method].append({"seed": seed, "run": run, "wall_s": wall,
                                                 "trials": trials})
                         n = len(trials)
@@ -293,8 +303,9 @@ def report(space, results, args):
     walls = {m: statistics.median(s["wall_s"] for s in ss) for m, ss in results.items()}
     for method, searches in results.items():
         groups = [searches]
-        if method.startswith("optuna-") and runs > 1:
-            groups += [[s for s in searches if s["run"] == r] for r in range(runs)]
+        method_runs = sorted({s["run"] for s in searches})
+        if len(method_runs) > 1:
+            groups += [[s for s in searches if s["run"] == r] for r in method_runs]
         for i, g in enumerate(groups):
             label = method if i == 0 else f"{method} run {i}"
             cells = [statistics.median(best_after(s["trials"], k) for s in g) for k in (10, 20, n)]

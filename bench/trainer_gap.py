@@ -32,7 +32,7 @@ from tpe_vs_optuna import SPACES, load_results, optuna_search, runner_trains, sw
 
 def pytorch_values(python, runner, space, trials, jobs):
     """The trials trained again by bench/optuna_search.py's PyTorch model."""
-    return optuna_search(python, runner, space, "--jobs", str(jobs),
+    return optuna_search(python, runner, sweep_path(space), "--jobs", str(jobs),
                          "--replay", json.dumps([t["params"] for t in trials]))
 
 
