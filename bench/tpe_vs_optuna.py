@@ -233,7 +233,7 @@ def main():
             report(space, results, args)
         return
     python = os.path.join(args.venv, "bin", "python")
-    if {"optuna-tpe", "optuna-runner", "optuna-common"} & set(args.methods):
+    if any(m.startswith("optuna-") for m in args.methods):
         if subprocess.run([python, "-c", "import optuna, torch, matplotlib"],
                           capture_output=True).returncode:
             sys.exit(f"{python} lacks optuna, torch or matplotlib: "
@@ -294,8 +294,7 @@ def main():
 def report(space, results, args):
     n = min(len(s["trials"]) for ss in results.values() for s in ss)
     seeds = len({s["seed"] for ss in results.values() for s in ss})
-    runs = max(s["run"] for m in ("optuna-tpe", "optuna-runner", "optuna-common")
-               for s in results.get(m, [{"run": 0}])) + 1
+    runs = max(s["run"] for ss in results.values() for s in ss) + 1
     print(f"\n{space} ({SPACES[space]}): {seeds} search seeds, {n} trials each, "
           f"-j {args.jobs}; medians over seeds (Optuna: over its {runs} runs too)\n")
     print(f"| method | searches | best @10 | best @20 | best @{n} | wall s | wall / optuna |")
