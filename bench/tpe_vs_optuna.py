@@ -205,6 +205,9 @@ def main():
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--optuna-runs", type=int, default=2)
+    p.add_argument("--first-run", type=int, default=0,
+                   help="number Optuna's runs from this one, so that a later invocation adds "
+                        "runs to an earlier one's in --report instead of replacing them")
     p.add_argument("--runner", default=os.path.join(ROOT, "target", "release", "runner"))
     p.add_argument("--venv", default=os.environ.get(
         "RUNNER_BENCH_VENV", os.path.expanduser("~/.cache/runner-bench/venv")))
@@ -252,7 +255,8 @@ def main():
             for seed in seeds:
                 for method in methods:
                     optuna = method.startswith("optuna-")
-                    for run in range(args.optuna_runs if optuna else 1):
+                    runs = range(args.first_run, args.first_run + args.optuna_runs)
+                    for run in (runs if optuna else [0]):
                         if optuna:
                             trainer = "runner" if method == "optuna-runner" else "pytorch"
                             extra = ["--common-seed"] if method == "optuna-common" else []
@@ -300,6 +304,7 @@ def report(space, results, args):
     print(f"| method | searches | best @10 | best @20 | best @{n} | wall s | wall / optuna |")
     print("|---|---|---|---|---|---|---|")
     walls = {m: statistics.median(s["wall_s"] for s in ss) for m, ss in results.items()}
+    optuna = next((m for m in ("optuna-tpe", "optuna-common") if m in walls), None)
     for method, searches in results.items():
         groups = [searches]
         method_runs = sorted({s["run"] for s in searches})
@@ -309,7 +314,7 @@ def report(space, results, args):
             label = method if i == 0 else f"{method} run {i}"
             cells = [statistics.median(best_after(s["trials"], k) for s in g) for k in (10, 20, n)]
             wall = statistics.median(s["wall_s"] for s in g)
-            ratio = f"{wall / walls['optuna-tpe']:.2f}x" if "optuna-tpe" in walls else "-"
+            ratio = f"{wall / walls[optuna]:.2f}x" if optuna else "-"
             print(f"| {label} | {len(g)} | " + " | ".join(f"{100 * c:.2f} %" for c in cells)
                   + f" | {wall:.1f} | {ratio} |")
     for against in [m for m in ("optuna-tpe", "optuna-common") if m in results]:
