@@ -17,6 +17,7 @@ import os
 import statistics
 import sys
 import tempfile
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,8 +35,13 @@ def main():
     p.add_argument("--runner", default=os.path.join(ROOT, "target", "release", "runner"))
     args = p.parse_args()
     methods = load_results(args.trials).get(args.space, {})
+    with open(sweep_path(args.space), "rb") as f:
+        axes = {k for k, v in tomllib.load(f)["tpe"].items() if isinstance(v, dict)}
+    # A random search's trials also record the sweep's [set] and seed; keep the searched axes.
     picks = {(m, i, k): max(s["trials"][:k], key=lambda t: t["value"])
              for m, ss in methods.items() for i, s in enumerate(ss) for k in args.after}
+    picks = {key: {**t, "params": {a: v for a, v in t["params"].items() if a in axes}}
+             for key, t in picks.items()}
     configs = sorted({json.dumps(t["params"], sort_keys=True) for t in picks.values()})
     jobs = [(c, s) for c in configs for s in args.seeds]
     print(f"{len(configs)} configurations x {len(args.seeds)} seeds", file=sys.stderr)
