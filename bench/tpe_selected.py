@@ -17,12 +17,12 @@ import os
 import statistics
 import sys
 import tempfile
-import tomllib
 from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from tpe_vs_optuna import SPACES, load_results, runner_trains, sweep_path  # noqa: E402
+from tpe_vs_optuna import (SPACES, load_results, runner_trains, sweep_axes,  # noqa: E402
+                           sweep_path)
 
 
 def main():
@@ -35,8 +35,7 @@ def main():
     p.add_argument("--runner", default=os.path.join(ROOT, "target", "release", "runner"))
     args = p.parse_args()
     methods = load_results(args.trials).get(args.space, {})
-    with open(sweep_path(args.space), "rb") as f:
-        axes = {k for k, v in tomllib.load(f)["tpe"].items() if isinstance(v, dict)}
+    axes = sweep_axes(args.space)
     # A random search's trials also record the sweep's [set] and seed; keep the searched axes.
     picks = {(m, i, k): max(s["trials"][:k], key=lambda t: t["value"])
              for m, ss in methods.items() for i, s in enumerate(ss) for k in args.after}

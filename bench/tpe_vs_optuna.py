@@ -58,6 +58,12 @@ def sweep_path(space):
     return os.path.join(ROOT, "experiments", "sweeps", SPACES[space])
 
 
+def sweep_axes(space):
+    """The space's searched axes: its [tpe] table's distributions, by key."""
+    with open(sweep_path(space), "rb") as f:
+        return {k: v for k, v in tomllib.load(f)["tpe"].items() if isinstance(v, dict)}
+
+
 def sweep_file(tmp, space, kind, seed, options, seed_per_search=False):
     """The space's sweep file with an absolute base, the search seed, [tpe] options or [random];
     with `seed_per_search`, the search seed as the trials' base seed too (in [set])."""
@@ -249,14 +255,14 @@ def main():
     sampler = json.loads(args.optuna_sampler)
     everything = {}
     seeds = range(args.first_seed, args.first_seed + args.seeds)
+    optuna_runs = range(args.first_run, args.first_run + args.optuna_runs)
     for space in args.space:
         results = {m: [] for m in methods}
         with tempfile.TemporaryDirectory() as tmp:
             for seed in seeds:
                 for method in methods:
                     optuna = method.startswith("optuna-")
-                    runs = range(args.first_run, args.first_run + args.optuna_runs)
-                    for run in (runs if optuna else [0]):
+                    for run in (optuna_runs if optuna else [0]):
                         if optuna:
                             trainer = "runner" if method == "optuna-runner" else "pytorch"
                             extra = ["--common-seed"] if method == "optuna-common" else []
@@ -295,6 +301,10 @@ def main():
                 json.dump(everything, f, indent=1)
 
 
+# The Optuna methods other methods are measured against, in order of preference.
+REFERENCES = ("optuna-tpe", "optuna-common")
+
+
 def report(space, results, args):
     n = min(len(s["trials"]) for ss in results.values() for s in ss)
     seeds = len({s["seed"] for ss in results.values() for s in ss})
@@ -304,7 +314,7 @@ def report(space, results, args):
     print(f"| method | searches | best @10 | best @20 | best @{n} | wall s | wall / optuna |")
     print("|---|---|---|---|---|---|---|")
     walls = {m: statistics.median(s["wall_s"] for s in ss) for m, ss in results.items()}
-    optuna = next((m for m in ("optuna-tpe", "optuna-common") if m in walls), None)
+    optuna = next((m for m in REFERENCES if m in walls), None)
     for method, searches in results.items():
         groups = [searches]
         method_runs = sorted({s["run"] for s in searches})
@@ -317,7 +327,7 @@ def report(space, results, args):
             ratio = f"{wall / walls[optuna]:.2f}x" if optuna else "-"
             print(f"| {label} | {len(g)} | " + " | ".join(f"{100 * c:.2f} %" for c in cells)
                   + f" | {wall:.1f} | {ratio} |")
-    for against in [m for m in ("optuna-tpe", "optuna-common") if m in results]:
+    for against in [m for m in REFERENCES if m in results]:
         print(f"\nmedian best minus {against}'s, with a 90 % bootstrap interval (searches drawn "
               "again with replacement, 2000 times):\n")
         for method, searches in results.items():
@@ -345,7 +355,7 @@ def proposals(space, results):
     sweep = tomllib.load(open(sweep_path(space), "rb"))
     tpe = sweep["tpe"]
     startup = tpe.get("startup", 10)
-    axes = {k: v for k, v in tpe.items() if isinstance(v, dict)}
+    axes = sweep_axes(space)
     print(f"\nwhere trials {startup + 1}-{tpe['trials']} went (all seeds and runs):\n")
     print("| method | " + " | ".join(axes) + " |")
     print("|---|" + "---|" * len(axes))
