@@ -350,3 +350,62 @@ fn tpe_options_are_checked_and_change_the_sweep_only_when_they_differ() {
     assert!(stderr.contains("3 of 3 trials: 3 complete"), "{stderr}");
     assert_eq!(std::fs::read_dir(runs.join("sweeps")).unwrap().count(), 2);
 }
+
+/// `seed_per_trial = true`: trial `i` trains at the base's seed (after `[set]`) plus `i`, so
+/// trial 0 is the very run the sweep without the key makes.
+#[test]
+fn seed_per_trial_trains_trial_i_at_the_base_seed_plus_i() {
+    let work = tempfile::tempdir().unwrap();
+    let runs = work.path().join("runs");
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/smoke.toml");
+    let write = |name: &str, options: &str| {
+        let path = work.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "name = \"{name}\"\nbase = \"{}\"\nmetric = \"test_accuracy\"\n[set]\n\
+                 \"train.steps\" = 10\n\"seed\" = 7\n[tpe]\ntrials = 3\nstartup = 3\n{options}\n\
+                 \"optimizer.lr\" = {{ log_uniform = [0.01, 0.2] }}\n",
+                base.display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    // The run directory and trained seed of each trial, in trial order.
+    let trials = |file: &Path| -> Vec<(String, i64)> {
+        let out = runner(&["sweep", file.to_str().unwrap(), "-q"], &runs);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let name = file.file_stem().unwrap().to_str().unwrap();
+        let mut proposed: Vec<(u64, String)> = common::journal(&common::sweep_dir(&runs, name))
+            .into_iter()
+            .filter(|e| e["event"] == "proposed")
+            .map(|e| {
+                (
+                    e["trial"].as_u64().unwrap(),
+                    e["run"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        proposed.sort();
+        proposed
+            .into_iter()
+            .map(|(_, run)| {
+                let config = std::fs::read_to_string(runs.join(&run).join("config.toml")).unwrap();
+                let config: toml::Table = config.parse().unwrap();
+                (run, config["seed"].as_integer().unwrap())
+            })
+            .collect()
+    };
+    let each = trials(&write("each", "seed_per_trial = true"));
+    let seeds: Vec<i64> = each.iter().map(|t| t.1).collect();
+    assert_eq!(seeds, [7, 8, 9]);
+    let same = trials(&write("same", ""));
+    assert!(same.iter().all(|t| t.1 == 7), "{same:?}");
+    assert_eq!(each[0].0, same[0].0, "trial 0 is the same run either way");
+    assert_ne!(each[1].0, same[1].0);
+}

@@ -146,10 +146,16 @@ fn with_tpe_study<T>(
     runs_dir: &Path,
     then: impl FnOnce(&Study) -> Result<T>,
 ) -> Result<T> {
+    let base_seed = if tpe.options.seed_per_trial {
+        crate::config::load(&parsed.base, &parsed.set)?.seed
+    } else {
+        0
+    };
     let search = TpeSearch {
         tpe,
         set: &parsed.set,
         maximize: parsed.maximize,
+        base_seed,
     };
     then(&Study {
         sweep: parsed,

@@ -91,6 +91,9 @@ pub struct TpeSearch<'a> {
     /// `[set]`: the overrides every trial carries.
     pub set: &'a [Override],
     pub maximize: bool,
+    /// The base experiment's seed after `[set]`: trial `i` trains at this plus `i` with
+    /// `seed_per_trial`.
+    pub base_seed: u64,
 }
 
 impl Strategy for TpeSearch<'_> {
@@ -144,6 +147,10 @@ impl Strategy for TpeSearch<'_> {
             })
             .collect();
         let mut overrides = self.set.to_vec();
+        if self.tpe.options.seed_per_trial {
+            let seed = self.base_seed.wrapping_add(trial as u64);
+            overrides.push(Override::set("seed", toml::Value::Integer(seed as i64)));
+        }
         for (k, d) in &self.tpe.axes {
             if let Some(x) = params.get(k).and_then(|v| from_json(d, v)) {
                 overrides.push(Override::set(k, to_toml(d, x)));

@@ -69,6 +69,10 @@ pub struct TpeOptions {
     pub constant_liar: bool,
     /// Draws from the good trials' estimator per proposal (Optuna's `n_ei_candidates`).
     pub candidates: usize,
+    /// Trial `i` trains at the base experiment's seed plus `i`, so the search does not rank
+    /// every configuration on one draw of weights, batch order, dropout masks and held-out
+    /// images. Off: every trial trains at the base's seed.
+    pub seed_per_trial: bool,
 }
 
 impl Default for TpeOptions {
@@ -77,6 +81,7 @@ impl Default for TpeOptions {
             multivariate: true,
             constant_liar: true,
             candidates: 24,
+            seed_per_trial: false,
         }
     }
 }
@@ -99,6 +104,9 @@ impl std::fmt::Debug for Tpe {
         }
         if o.candidates != d.candidates {
             write!(f, " candidates: {}", o.candidates)?;
+        }
+        if o.seed_per_trial != d.seed_per_trial {
+            write!(f, " seed_per_trial: {}", o.seed_per_trial)?;
         }
         Ok(())
     }
@@ -488,7 +496,7 @@ fn parse_early_stop(
 }
 
 /// `[tpe]`: as `[random]`, plus `startup` (default 10, Optuna's `n_startup_trials`) and the
-/// estimator's options (`multivariate`, `constant_liar`, `candidates`).
+/// estimator's options (`multivariate`, `constant_liar`, `candidates`) and `seed_per_trial`.
 fn parse_tpe(mut t: Table, err: &dyn Fn(String) -> String) -> Result<Option<Tpe>, String> {
     if t.is_empty() {
         return Ok(None);
@@ -513,6 +521,7 @@ fn parse_tpe(mut t: Table, err: &dyn Fn(String) -> String) -> Result<Option<Tpe>
         multivariate: flag(&mut t, "multivariate", d.multivariate)?,
         constant_liar: flag(&mut t, "constant_liar", d.constant_liar)?,
         candidates: int(&mut t, "candidates", d.candidates, 1)?,
+        seed_per_trial: flag(&mut t, "seed_per_trial", d.seed_per_trial)?,
     };
     let r = parse_search("tpe", t, err)?.expect("not empty");
     Ok(Some(Tpe {
@@ -850,18 +859,21 @@ mod tests {
         );
         let same = parse_ok(&format!(
             "{HEAD}[tpe]\ntrials = 20\nmultivariate = true\nconstant_liar = true\n\
-             candidates = 24\n{axis}"
+             candidates = 24\nseed_per_trial = false\n{axis}"
         ))
         .tpe
         .unwrap();
         assert_eq!(format!("{same:?}"), format!("{plain:?}"));
         let other = parse_ok(&format!(
-            "{HEAD}[tpe]\ntrials = 20\nmultivariate = false\ncandidates = 48\n{axis}"
+            "{HEAD}[tpe]\ntrials = 20\nmultivariate = false\ncandidates = 48\n\
+             seed_per_trial = true\n{axis}"
         ))
         .tpe
         .unwrap();
         assert!(!other.options.multivariate && other.options.constant_liar);
-        assert!(format!("{other:?}").ends_with(" multivariate: false candidates: 48"));
+        assert!(other.options.seed_per_trial);
+        assert!(format!("{other:?}")
+            .ends_with(" multivariate: false candidates: 48 seed_per_trial: true"));
         for (bad, says) in [
             (
                 "multivariate = 1",
@@ -874,6 +886,10 @@ mod tests {
             (
                 "candidates = 0",
                 "[tpe] key 'candidates': expected an integer >= 1, found 0",
+            ),
+            (
+                "seed_per_trial = 1",
+                "[tpe] key 'seed_per_trial': expected true or false, found 1",
             ),
         ] {
             let e = parse_err(&format!("{HEAD}[tpe]\ntrials = 2\n{bad}\n{axis}"));
