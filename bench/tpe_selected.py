@@ -9,7 +9,10 @@ trial was.
     python3 bench/tpe_selected.py bench/results/tpe-cnn-2026-12-06/trials.json.gz --space cnn
 
 Trials train as in the sweep (its base, its [set], the trial's values) with `--set seed=S` for
-each of --seeds; --jobs at a time; one training per distinct configuration and seed.
+each of --seeds; --jobs at a time; one training per distinct configuration and seed. With
+--cache FILE, the test accuracies of earlier invocations are read from it and the new ones added
+(runner's trainings are deterministic, so a configuration and seed trains once). Each method's
+medians are compared with --against's, with a 90 % bootstrap interval over searches.
 """
 import argparse
 import json
@@ -21,8 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from tpe_vs_optuna import (SPACES, load_results, runner_trains, sweep_axes,  # noqa: E402
-                           sweep_path)
+from tpe_vs_optuna import (SPACES, load_results, median_gap, runner_trains,  # noqa: E402
+                           sweep_axes, sweep_path)
 
 
 def main():
@@ -33,6 +36,9 @@ def main():
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--runner", default=os.path.join(ROOT, "target", "release", "runner"))
+    p.add_argument("--cache", help="JSON file of test accuracies by configuration and seed")
+    p.add_argument("--against", default="optuna-common",
+                   help="the method the others' medians are compared with")
     args = p.parse_args()
     methods = load_results(args.trials).get(args.space, {})
     axes = sweep_axes(args.space)
@@ -42,13 +48,29 @@ def main():
     picks = {key: {**t, "params": {a: v for a, v in t["params"].items() if a in axes}}
              for key, t in picks.items()}
     configs = sorted({json.dumps(t["params"], sort_keys=True) for t in picks.values()})
-    jobs = [(c, s) for c in configs for s in args.seeds]
-    print(f"{len(configs)} configurations x {len(args.seeds)} seeds", file=sys.stderr)
+    cache = {}
+    if args.cache and os.path.exists(args.cache):
+        with open(args.cache) as f:
+            cache = {tuple(json.loads(k)): v for k, v in json.load(f).items()}
+    jobs = [(c, s) for c in configs for s in args.seeds if (args.space, c, s) not in cache]
+    print(f"{len(configs)} configurations x {len(args.seeds)} seeds, {len(jobs)} to train",
+          file=sys.stderr)
     with tempfile.TemporaryDirectory() as runs, ThreadPoolExecutor(args.jobs) as pool:
-        accs = dict(zip(jobs, pool.map(
-            lambda cs: runner_trains(args.runner, sweep_path(args.space), json.loads(cs[0]), runs,
-                                     "--set", f"seed={cs[1]}")["test_accuracy"], jobs)))
+        for (c, s), acc in zip(jobs, pool.map(
+                lambda cs: runner_trains(args.runner, sweep_path(args.space), json.loads(cs[0]),
+                                         runs, "--set", f"seed={cs[1]}")["test_accuracy"], jobs)):
+            cache[(args.space, c, s)] = acc
+    if args.cache:
+        with open(args.cache, "w") as f:
+            json.dump({json.dumps(k): v for k, v in sorted(cache.items())}, f, indent=0)
+    accs = {(c, s): cache[(args.space, c, s)] for c in configs for s in args.seeds}
     quality = {c: statistics.mean(accs[(c, s)] for s in args.seeds) for c in configs}
+
+    def retrained(m, k):
+        """The mean test accuracy of each of m's searches' pick after k trials."""
+        return [quality[json.dumps(picks[(m, i, k)]["params"], sort_keys=True)]
+                for i in range(len(methods[m]))]
+
     print(f"{args.space}: each search's best trial after k trials, trained again by runner at "
           f"seeds {args.seeds}; medians over searches of its best objective and of the mean test "
           f"accuracy of those trainings\n")
@@ -60,8 +82,27 @@ def main():
         for k in args.after:
             chosen = [picks[(m, i, k)] for i in range(len(ss))]
             cells.append(f"{100 * statistics.median(t['value'] for t in chosen):.2f} %")
-            cells.append(f"{100 * statistics.median(quality[json.dumps(t['params'], sort_keys=True)] for t in chosen):.2f} %")
+            cells.append(f"{100 * statistics.median(retrained(m, k)):.2f} %")
         print(f"| {m} | {len(ss)} | " + " | ".join(cells) + " |")
+    print("\nper method: how many picks fell to chance (below 50 %) at one seed or more, and the "
+          "median over picks of their median test accuracy over the seeds\n")
+    for m, ss in methods.items():
+        cells = []
+        for k in args.after:
+            runs = [[accs[(json.dumps(picks[(m, i, k)]["params"], sort_keys=True), s)]
+                     for s in args.seeds] for i in range(len(ss))]
+            fell = sum(any(a < 0.5 for a in r) for r in runs)
+            typical = statistics.median(statistics.median(r) for r in runs)
+            cells.append(f"@{k} {fell}/{len(ss)} fell, {100 * typical:.2f} %")
+        print(f"| {m} | " + " | ".join(cells) + " |")
+    if args.against in methods:
+        print(f"\nretrained median minus {args.against}'s, with a 90 % bootstrap interval "
+              "(searches drawn again with replacement, 2000 times):\n")
+        for m in methods:
+            if m != args.against:
+                print(f"| {m} | " + " | ".join(
+                    f"@{k} " + median_gap(retrained(m, k), retrained(args.against, k))
+                    for k in args.after) + " |")
 
 
 if __name__ == "__main__":

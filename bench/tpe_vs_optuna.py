@@ -292,13 +292,16 @@ def main():
                     for s in searches:
                         for i, secs, best in trace(s["trials"]):
                             f.write(f"{method},{s['seed']},{s['run']},{i},{secs:.2f},{best}\n")
-            csv_path = os.path.join(args.out, f"{space}-trace.csv")
-            # The bench venv has matplotlib (compare.py's setup installs it); plot there.
-            subprocess.run([python, os.path.abspath(__file__), "--plot", csv_path,
-                            os.path.join(args.out, f"{space}.svg"), f"{space}: {SPACES[space]}"],
-                           check=False)
             with open(os.path.join(args.out, "trials.json"), "w") as f:
                 json.dump(everything, f, indent=1)
+            csv_path = os.path.join(args.out, f"{space}-trace.csv")
+            # The bench venv has matplotlib (compare.py's setup installs it); plot there.
+            if os.path.exists(python):
+                subprocess.run([python, os.path.abspath(__file__), "--plot", csv_path,
+                                os.path.join(args.out, f"{space}.svg"),
+                                f"{space}: {SPACES[space]}"], check=False)
+            else:
+                print(f"no plot: {python} is missing (--venv)", file=sys.stderr)
 
 
 # The Optuna methods other methods are measured against, in order of preference.
@@ -340,13 +343,18 @@ def report(space, results, args):
 
 def gap_interval(ours, theirs, k):
     """Median best after k trials of ours minus theirs, in points, and a bootstrap interval."""
-    a = [best_after(s["trials"], k) for s in ours]
-    b = [best_after(s["trials"], k) for s in theirs]
+    return f"@{k} " + median_gap([best_after(s["trials"], k) for s in ours],
+                                 [best_after(s["trials"], k) for s in theirs])
+
+
+def median_gap(a, b):
+    """Median of a minus median of b, in points, with a 90 % bootstrap interval (both drawn
+    again with replacement, 2000 times)."""
     draw = random.Random(0)
     gaps = sorted(statistics.median(draw.choices(a, k=len(a)))
                   - statistics.median(draw.choices(b, k=len(b))) for _ in range(2000))
     gap = statistics.median(a) - statistics.median(b)
-    return f"@{k} {100 * gap:+.2f} [{100 * gaps[100]:+.2f}, {100 * gaps[1899]:+.2f}]"
+    return f"{100 * gap:+.2f} [{100 * gaps[100]:+.2f}, {100 * gaps[1899]:+.2f}]"
 
 
 def proposals(space, results):
