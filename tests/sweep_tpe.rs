@@ -293,6 +293,20 @@ fn a_journal_of_the_previous_release_is_continued() {
     assert_eq!(count(&events, "finished"), 3);
 }
 
+/// `dir/<file>.toml`: a `[tpe]` sweep named `name` over the smoke MLP's learning rate, its
+/// `[set]` and `[tpe]` tables holding `set` and `tpe` besides.
+fn lr_search(dir: &Path, file: &str, name: &str, set: &str, tpe: &str) -> std::path::PathBuf {
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/smoke.toml");
+    let path = dir.join(format!("{file}.toml"));
+    let text = format!(
+        "name = \"{name}\"\nbase = \"{}\"\nmetric = \"test_accuracy\"\n[set]\n{set}\n\
+         [tpe]\n{tpe}\n\"optimizer.lr\" = {{ log_uniform = [0.01, 0.2] }}\n",
+        base.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// `[tpe]`'s estimator options: a bad value names the file and the key; a value equal to the
 /// default keeps the sweep directory (and so the journal) of the file without it; another value
 /// is another sweep, which runs its own trials.
@@ -300,20 +314,9 @@ fn a_journal_of_the_previous_release_is_continued() {
 fn tpe_options_are_checked_and_change_the_sweep_only_when_they_differ() {
     let work = tempfile::tempdir().unwrap();
     let runs = work.path().join("runs");
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/smoke.toml");
-    let write = |name: &str, options: &str| {
-        let path = work.path().join(format!("{name}.toml"));
-        std::fs::write(
-            &path,
-            format!(
-                "name = \"opts\"\nbase = \"{}\"\nmetric = \"test_accuracy\"\n[set]\n\
-                 \"train.steps\" = 20\n[tpe]\ntrials = 3\nstartup = 1\n{options}\n\
-                 \"optimizer.lr\" = {{ log_uniform = [0.01, 0.2] }}\n",
-                base.display()
-            ),
-        )
-        .unwrap();
-        path
+    let write = |file: &str, options: &str| {
+        let tpe = format!("trials = 3\nstartup = 1\n{options}");
+        lr_search(work.path(), file, "opts", "\"train.steps\" = 20", &tpe)
     };
     let bad = write("bad", "multivariate = \"yes\"");
     let out = runner(&["sweep", bad.to_str().unwrap()], &runs);
@@ -357,20 +360,10 @@ fn tpe_options_are_checked_and_change_the_sweep_only_when_they_differ() {
 fn seed_per_trial_trains_trial_i_at_the_base_seed_plus_i() {
     let work = tempfile::tempdir().unwrap();
     let runs = work.path().join("runs");
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/smoke.toml");
     let write = |name: &str, options: &str| {
-        let path = work.path().join(format!("{name}.toml"));
-        std::fs::write(
-            &path,
-            format!(
-                "name = \"{name}\"\nbase = \"{}\"\nmetric = \"test_accuracy\"\n[set]\n\
-                 \"train.steps\" = 10\n\"seed\" = 7\n[tpe]\ntrials = 3\nstartup = 3\n{options}\n\
-                 \"optimizer.lr\" = {{ log_uniform = [0.01, 0.2] }}\n",
-                base.display()
-            ),
-        )
-        .unwrap();
-        path
+        let set = "\"train.steps\" = 10\n\"seed\" = 7";
+        let tpe = format!("trials = 3\nstartup = 3\n{options}");
+        lr_search(work.path(), name, name, set, &tpe)
     };
     // The run directory and trained seed of each trial, in trial order.
     let trials = |file: &Path| -> Vec<(String, i64)> {
