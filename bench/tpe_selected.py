@@ -42,12 +42,16 @@ def main():
     args = p.parse_args()
     methods = load_results(args.trials).get(args.space, {})
     axes = sweep_axes(args.space)
-    # A random search's trials also record the sweep's [set] and seed; keep the searched axes.
-    picks = {(m, i, k): max(s["trials"][:k], key=lambda t: t["value"])
-             for m, ss in methods.items() for i, s in enumerate(ss) for k in args.after}
-    picks = {key: {**t, "params": {a: v for a, v in t["params"].items() if a in axes}}
-             for key, t in picks.items()}
-    configs = sorted({json.dumps(t["params"], sort_keys=True) for t in picks.values()})
+    picks = {}  # (method, search, k): (its best objective, its configuration as JSON)
+    for m, ss in methods.items():
+        for i, s in enumerate(ss):
+            for k in args.after:
+                t = max(s["trials"][:k], key=lambda t: t["value"])
+                # A random search's trials also record the sweep's [set] and seed; keep the
+                # searched axes.
+                params = {a: v for a, v in t["params"].items() if a in axes}
+                picks[(m, i, k)] = (t["value"], json.dumps(params, sort_keys=True))
+    configs = sorted({c for _, c in picks.values()})
     cache = {}
     if args.cache and os.path.exists(args.cache):
         with open(args.cache) as f:
@@ -63,13 +67,16 @@ def main():
     if args.cache:
         with open(args.cache, "w") as f:
             json.dump({json.dumps(k): v for k, v in sorted(cache.items())}, f, indent=0)
-    accs = {(c, s): cache[(args.space, c, s)] for c in configs for s in args.seeds}
-    quality = {c: statistics.mean(accs[(c, s)] for s in args.seeds) for c in configs}
+    trainings = {c: [cache[(args.space, c, s)] for s in args.seeds] for c in configs}
+
+    def chosen(m, k):
+        """Per search of m: its pick after k trials' best objective and test accuracies."""
+        return [(picks[(m, i, k)][0], trainings[picks[(m, i, k)][1]])
+                for i in range(len(methods[m]))]
 
     def retrained(m, k):
         """The mean test accuracy of each of m's searches' pick after k trials."""
-        return [quality[json.dumps(picks[(m, i, k)]["params"], sort_keys=True)]
-                for i in range(len(methods[m]))]
+        return [statistics.mean(accs) for _, accs in chosen(m, k)]
 
     print(f"{args.space}: each search's best trial after k trials, trained again by runner at "
           f"seeds {args.seeds}; medians over searches of its best objective and of the mean test "
@@ -80,8 +87,7 @@ def main():
     for m, ss in methods.items():
         cells = []
         for k in args.after:
-            chosen = [picks[(m, i, k)] for i in range(len(ss))]
-            cells.append(f"{100 * statistics.median(t['value'] for t in chosen):.2f} %")
+            cells.append(f"{100 * statistics.median(v for v, _ in chosen(m, k)):.2f} %")
             cells.append(f"{100 * statistics.median(retrained(m, k)):.2f} %")
         print(f"| {m} | {len(ss)} | " + " | ".join(cells) + " |")
     print("\nper method: how many picks fell to chance (below 50 %) at one seed or more, and the "
@@ -89,10 +95,9 @@ def main():
     for m, ss in methods.items():
         cells = []
         for k in args.after:
-            runs = [[accs[(json.dumps(picks[(m, i, k)]["params"], sort_keys=True), s)]
-                     for s in args.seeds] for i in range(len(ss))]
-            fell = sum(any(a < 0.5 for a in r) for r in runs)
-            typical = statistics.median(statistics.median(r) for r in runs)
+            accs = [a for _, a in chosen(m, k)]
+            fell = sum(any(a < 0.5 for a in r) for r in accs)
+            typical = statistics.median(statistics.median(r) for r in accs)
             cells.append(f"@{k} {fell}/{len(ss)} fell, {100 * typical:.2f} %")
         print(f"| {m} | " + " | ".join(cells) + " |")
     if args.against in methods:
@@ -103,7 +108,6 @@ def main():
                 print(f"| {m} | " + " | ".join(
                     f"@{k} " + median_gap(retrained(m, k), retrained(args.against, k))
                     for k in args.after) + " |")
-
 
 if __name__ == "__main__":
     main()
