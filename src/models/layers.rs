@@ -8,8 +8,6 @@
 use crate::config::Activation;
 use crate::ops::activation::{Act, Dropout, Hidden};
 use crate::ops::{Conv2D, ConvPoolRelu, Flatten, ToImage};
-use dfdx::nn::modules::Linear;
-use dfdx::prelude::Cpu;
 
 /// Convolution, activation and 2x2 max-pool as one op (see [`ConvPoolRelu`]): with ReLU, the
 /// pool applied before the ReLU (the two commute exactly, forward values and gradients, ties
@@ -23,7 +21,8 @@ pub type FirstBlock<const I: usize, const O: usize, const K: usize, const P: usi
 /// with the same parameter names as a pooled block (`<block>.0.weight|bias`).
 pub type ConvRelu<const I: usize, const O: usize, const K: usize, const P: usize> =
     (Conv2D<I, O, K, P>, Act);
-pub type Dense<const I: usize, const O: usize> = Linear<I, O, f32, Cpu>;
+/// A hidden or output dense layer: dfdx's `Linear`, evaluated without its broadcast add.
+pub use crate::ops::Dense;
 /// An MLP's first dense layer: its input is the image batch, which needs no gradient.
 pub use crate::ops::FirstDense;
 

@@ -5,6 +5,7 @@
 pub mod activation;
 pub mod conv2d;
 pub mod conv_block;
+pub mod dense;
 pub mod first_dense;
 pub mod gemm;
 mod isa;
@@ -16,6 +17,7 @@ mod vector;
 
 pub use conv2d::Conv2D;
 pub use conv_block::ConvPoolRelu;
+pub use dense::Dense;
 pub use first_dense::FirstDense;
 pub use pool2d::MaxPool2D;
 pub use reshape::{Flatten, ToImage};
@@ -31,6 +33,14 @@ pub type Maps<const C: usize, T = NoneTape> = Tensor<(usize, usize, usize, Const
 fn data<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Vec<f32> {
     let mut v = zeroed(t.shape().num_elements());
     t.copy_into(&mut v);
+    debug_assert!(v == t.as_vec(), "a tensor with non-standard strides");
+    v
+}
+
+/// The data of a contiguous CPU tensor (see [`data`]), read in place: where nothing keeps it
+/// for a backward pass, an evaluation batch (megabytes) need not be copied.
+fn contiguous<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> &[f32] {
+    let v = t.as_slice();
     debug_assert!(v == t.as_vec(), "a tensor with non-standard strides");
     v
 }
@@ -54,12 +64,21 @@ const PARALLEL_ZEROING: usize = 1 << 18;
 
 /// `rows[r][j] += v[j]` for every row of `v.len()` values: a bias added to each output row, one
 /// rounding per sum (as dfdx's broadcast add).
+/// In parallel where the rows are many (an evaluation batch); each sum is the same either way.
 pub fn add_to_rows(rows: &mut [f32], v: &[f32]) {
-    for row in rows.chunks_exact_mut(v.len()) {
-        for (r, x) in row.iter_mut().zip(v) {
-            *r += x;
+    use rayon::prelude::*;
+    let add = |rows: &mut [f32]| {
+        for row in rows.chunks_exact_mut(v.len()) {
+            for (r, x) in row.iter_mut().zip(v) {
+                *r += x;
+            }
         }
+    };
+    if rows.len() < PARALLEL_ZEROING || v.is_empty() {
+        return add(rows);
     }
+    let chunk_rows = (PARALLEL_ZEROING / 4).div_ceil(v.len());
+    rows.par_chunks_mut(chunk_rows * v.len()).for_each(add);
 }
 
 /// `sum[j] += rows[r][j]`, row by row in order: a bias's gradient summed down the batch (dfdx's

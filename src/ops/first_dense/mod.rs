@@ -9,9 +9,7 @@
 mod sparse;
 
 use super::gemm::{matmul, View};
-use dfdx::nn::tensor_collection::{ModuleVisitor, TensorCollection, TensorOptions};
 use dfdx::prelude::*;
-use rand_distr::Uniform;
 
 /// The layer: `x Wᵀ + b`, `weight` `[O, I]` and `bias` `[O]` as in dfdx's `Linear`.
 #[derive(Debug, Clone)]
@@ -20,37 +18,7 @@ pub struct FirstDense<const I: usize, const O: usize, E: Dtype = f32, D: Storage
     pub bias: Tensor<Rank1<O>, E, D>,
 }
 
-impl<const I: usize, const O: usize> TensorCollection<f32, Cpu> for FirstDense<I, O, f32, Cpu> {
-    type To<E2: Dtype, D2: Device<E2>> = FirstDense<I, O, E2, D2>;
-
-    fn iter_tensors<V: ModuleVisitor<Self, f32, Cpu>>(
-        visitor: &mut V,
-    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
-        visitor.visit_fields(
-            (
-                Self::tensor(
-                    "weight",
-                    |s| &s.weight,
-                    |s| &mut s.weight,
-                    TensorOptions::reset_with(|t| t.try_fill_with_distr(dfdx_default::<I>())),
-                ),
-                Self::tensor(
-                    "bias",
-                    |s| &s.bias,
-                    |s| &mut s.bias,
-                    TensorOptions::reset_with(|t| t.try_fill_with_distr(dfdx_default::<I>())),
-                ),
-            ),
-            |(weight, bias)| FirstDense { weight, bias },
-        )
-    }
-}
-
-/// dfdx's `Linear` initialisation: uniform in ±1/√I (runner's `init` replaces it).
-fn dfdx_default<const I: usize>() -> Uniform<f32> {
-    let bound = 1.0 / (I as f32).sqrt();
-    Uniform::new(-bound, bound)
-}
+super::dense::linear_parameters!(FirstDense);
 
 impl<B: Dim, const I: usize, const O: usize, T: Tape<f32, Cpu>>
     Module<Tensor<(B, Const<I>), f32, Cpu, T>> for FirstDense<I, O, f32, Cpu>
@@ -61,22 +29,22 @@ impl<B: Dim, const I: usize, const O: usize, T: Tape<f32, Cpu>>
     fn try_forward(&self, x: Tensor<(B, Const<I>), f32, Cpu, T>) -> Result<Self::Output, CpuError> {
         let (x, mut tape) = x.split_tape();
         let rows = x.shape().0.size();
-        let xs = super::data(&x);
-        let isa = sparse::applies(&xs, I);
-        let mut y = match isa.and_then(|isa| self.sparse_forward(isa, &xs, rows)) {
+        let xs = super::contiguous(&x);
+        let isa = sparse::applies(xs, I);
+        let mut y = match isa.and_then(|isa| self.sparse_forward(isa, xs, rows)) {
             Some(y) => y,
             // dfdx's own product, off the tape (it reads the weight in place).
             None => super::data(&x.clone().try_matmul(self.weight.clone().try_permute()?)?),
         };
         // The bias added in place, each sum the same single rounding as dfdx's broadcast add
         // (whose index arithmetic per value cost more than the sum, forward and backward).
-        let mut bias = vec![0.0; O];
-        self.bias.copy_into(&mut bias);
-        super::add_to_rows(&mut y, &bias);
+        super::add_to_rows(&mut y, self.bias.as_slice());
         let out = x
             .device()
             .try_tensor_from_vec(y, (x.shape().0, Const::<O>))?;
         if T::OWNS_TAPE {
+            // The weight gradient reads the batch (copied: evaluation reads it in place).
+            let xs = xs.to_vec();
             let (out_id, weight, bias) = (out.clone(), self.weight.clone(), self.bias.clone());
             tape.add_backward_op(move |grads| {
                 let grad_out = grads.get_or_alloc_mut(&out_id)?.to_vec();
