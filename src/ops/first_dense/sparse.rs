@@ -41,7 +41,11 @@ struct Entry {
 /// take, or too dense an input.
 pub fn applies(x: &[f32], ins: usize) -> Option<Isa> {
     let isa = Isa::fitting(BLOCK).next()?;
-    let nonzero = x.iter().filter(|&&v| v != 0.0).count();
+    // Counted in parallel: an evaluation batch is 3 MB, 3 % of its time on one thread.
+    let nonzero: usize = x
+        .par_chunks(1 << 16)
+        .map(|xs| xs.iter().filter(|&&v| v != 0.0).count())
+        .sum();
     (ins.is_multiple_of(LANES) && (nonzero as f64) <= MAX_DENSITY * x.len() as f64).then_some(isa)
 }
 
