@@ -33,10 +33,12 @@ CONFIGS = {
 
 
 # What limits each framework to AVX2 (`--isa avx2`): runner's kernels, PyTorch's ATen kernels,
-# oneDNN (in PyTorch and TensorFlow), XLA's code generation (JAX).
+# MKL (PyTorch's dense layers: without it an MLP's evaluation stayed on AVX-512), oneDNN (in
+# PyTorch and TensorFlow), XLA's code generation (JAX).
 AVX2_ONLY = {
     "RUNNER_ISA": "avx2",
     "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
     "DNNL_MAX_CPU_ISA": "AVX2",
     "XLA_FLAGS": "--xla_cpu_max_isa=AVX2",
