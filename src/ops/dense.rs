@@ -1,8 +1,9 @@
 //! `Dense`: a hidden or output dense layer, `x Wᵀ + b`. It is dfdx's `Linear` (the same
 //! parameters, names and initialisation, and on a tape dfdx's own ops, so training is
 //! unchanged) with an evaluation path of its own: dfdx adds the bias by a broadcast add that
-//! allocates a second output and walks it with strided indices on one thread, which took about
-//! a tenth of an MLP's evaluation with the other core idle. Here the product is written once and
+//! allocates a second output and walks it with strided indices on one thread, with the other
+//! core idle (with `FirstDense`'s copy of its input, 57 -> 53 ms of an MLP's evaluation on an
+//! Intel Xeon). Here the product is written once and
 //! the bias added to it in place, in parallel: the same two roundings per output, so the same
 //! bits.
 

@@ -63,8 +63,8 @@ pub fn zeroed(len: usize) -> Vec<f32> {
 const PARALLEL_ZEROING: usize = 1 << 18;
 
 /// `rows[r][j] += v[j]` for every row of `v.len()` values: a bias added to each output row, one
-/// rounding per sum (as dfdx's broadcast add).
-/// In parallel where the rows are many (an evaluation batch); each sum is the same either way.
+/// rounding per sum (as dfdx's broadcast add). In parallel, in tasks of whole rows of about
+/// 64 K values, where the rows are many (an evaluation batch); each sum is the same either way.
 pub fn add_to_rows(rows: &mut [f32], v: &[f32]) {
     use rayon::prelude::*;
     let add = |rows: &mut [f32]| {
@@ -77,8 +77,8 @@ pub fn add_to_rows(rows: &mut [f32], v: &[f32]) {
     if rows.len() < PARALLEL_ZEROING || v.is_empty() {
         return add(rows);
     }
-    let chunk_rows = (PARALLEL_ZEROING / 4).div_ceil(v.len());
-    rows.par_chunks_mut(chunk_rows * v.len()).for_each(add);
+    let task_rows = (1usize << 16).div_ceil(v.len());
+    rows.par_chunks_mut(task_rows * v.len()).for_each(add);
 }
 
 /// `sum[j] += rows[r][j]`, row by row in order: a bias's gradient summed down the batch (dfdx's
