@@ -53,16 +53,42 @@ fn builds(out: &Output) -> usize {
         .count()
 }
 
-/// A hidden width no earlier test run has used, so that its network is new to the cache (which
-/// outlives a test run).
+/// A hidden width that no compiled-in network has and no other call in this test run returns,
+/// so that its network is new to the cache. Odd: every width in `experiments/` is even. The
+/// start is random so that runs which share the cache (it outlives a test run) rarely meet.
+/// Before: a time-derived width per call, which in CI once repeated an earlier call's width, and
+/// `--no-build` then found that build cached and ran.
 fn fresh_width() -> usize {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::OnceLock;
+    const WIDTHS: usize = 4500;
+    static START: OnceLock<usize> = OnceLock::new();
     static CALLS: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as usize;
-    100 + (nanos / 1000 + CALLS.fetch_add(1, Ordering::SeqCst) * 7919) % 9000
+    let start = *START.get_or_init(|| {
+        let experiments = Path::new(ROOT).join("experiments");
+        let files = std::fs::read_dir(&experiments)
+            .unwrap()
+            .chain(std::fs::read_dir(experiments.join("sweeps")).unwrap())
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"));
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for line in text.lines().map(|l| l.split('#').next().unwrap()) {
+                let odd = line.contains("hidden")
+                    && line
+                        .split(|c: char| !c.is_ascii_digit())
+                        .filter_map(|w| w.parse::<usize>().ok())
+                        .any(|w| w % 2 == 1);
+                assert!(!odd, "fresh_width assumes even compiled-in widths: {line}");
+            }
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        (nanos / 1000) as usize % WIDTHS
+    });
+    101 + 2 * ((start + CALLS.fetch_add(1, Ordering::SeqCst)) % WIDTHS)
 }
 
 /// An experiment on smoke.toml with these hidden widths, in `dir`.
