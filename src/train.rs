@@ -4,7 +4,7 @@ use crate::config::Experiment;
 use crate::data::mnist::IMAGE_PIXELS;
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
-use crate::models::Trainable;
+use crate::models::{BatchStats, Trainable};
 use crate::optim::Optimizer;
 use crate::progress::Progress;
 use crate::rundir::checkpoint::{self, Checkpoint, LoopState};
@@ -116,27 +116,66 @@ impl<'a> Batcher<'a> {
     }
 }
 
-/// Mean loss and accuracy over a whole split.
+/// Mean loss and accuracy over a whole split, in batches of [`EVAL_BATCH`] images whose results
+/// are added in order (the same bits however they run). The first runs alone, its kernels on
+/// every thread; where it took under [`SIDE_BY_SIDE_UNDER`], the rest run side by side, one per
+/// thread (idle threads still take a share of a batch's kernels). A short batch leaves the other
+/// core idle in every serial stretch between its kernels: side by side, an MLP's evaluation ran
+/// 1.2-1.3x faster. A long one keeps both cores busy already: two of the reference's at once
+/// ran no faster and doubled its peak memory (154 -> 330 MB).
 pub fn evaluate(model: &dyn Trainable, split: &Split) -> Result<(f64, f64)> {
-    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-    let mut start = 0;
-    while start < split.len() {
+    evaluate_side_by_side_under(model, split, SIDE_BY_SIDE_UNDER)
+}
+
+/// [`evaluate`] with the first batch's time below which the rest run side by side.
+fn evaluate_side_by_side_under(
+    model: &dyn Trainable,
+    split: &Split,
+    side_by_side_under: std::time::Duration,
+) -> Result<(f64, f64)> {
+    let batch = |start: usize| -> Result<(usize, BatchStats)> {
         let end = (start + EVAL_BATCH).min(split.len());
         let mut images = crate::ops::zeroed((end - start) * IMAGE_PIXELS);
         images
             .par_chunks_exact_mut(IMAGE_PIXELS)
             .enumerate()
             .for_each(|(k, chunk)| split.write_image(start + k, chunk));
-        let stats = model.evaluate(images, &split.labels[start..end])?;
-        loss_sum += stats.loss * (end - start) as f64;
+        Ok((
+            end - start,
+            model.evaluate(images, &split.labels[start..end])?,
+        ))
+    };
+    let starts: Vec<usize> = (0..split.len()).step_by(EVAL_BATCH).collect();
+    let mut stats = Vec::with_capacity(starts.len());
+    if let Some((&first, rest)) = starts.split_first() {
+        let clock = std::time::Instant::now();
+        stats.push(batch(first)?);
+        if clock.elapsed() < side_by_side_under {
+            stats.extend(
+                rest.par_iter()
+                    .map(|&s| batch(s))
+                    .collect::<Result<Vec<_>>>()?,
+            );
+        } else {
+            for &start in rest {
+                stats.push(batch(start)?);
+            }
+        }
+    }
+    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+    for (images, stats) in stats {
+        loss_sum += stats.loss * images as f64;
         correct += stats.correct;
-        start = end;
     }
     Ok((
         loss_sum / split.len() as f64,
         correct as f64 / split.len() as f64,
     ))
 }
+
+/// Evaluation batches that take less than this run side by side (see [`evaluate`]). On an Intel
+/// Xeon: an MLP's batch 4 ms, the CNNs' 6-35 ms, the reference's 62 ms.
+const SIDE_BY_SIDE_UNDER: std::time::Duration = std::time::Duration::from_millis(30);
 
 /// An f32 as the f64 with the same shortest decimal spelling (0.0635 rather than
 /// 0.06353972852230072), so JSON shows the digits the CSV shows.
@@ -506,5 +545,40 @@ impl Loop<'_, '_> {
             )
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::mnist::Source;
+    use rand::SeedableRng;
+    use std::time::Duration;
+
+    /// Batches one at a time and side by side give the same bits, on a split that ends in a
+    /// short batch, for an MLP (the sparse first layer and dense layers) and a CNN.
+    #[test]
+    fn evaluation_is_the_same_one_batch_at_a_time_and_side_by_side() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for file in ["experiments/smoke.toml", "experiments/smoke-cnn.toml"] {
+            let exp = crate::config::load(&root.join(file), &[]).unwrap();
+            let data = Dataset::load(&Source::for_config(&exp.data)).unwrap();
+            let split = Split {
+                images: data.test.images.slice(0, 2500 * IMAGE_PIXELS),
+                labels: data.test.labels.slice(0, 2500),
+            };
+            let mut rng = ChaCha8Rng::seed_from_u64(3);
+            let model = crate::models::build(&exp, &mut rng).unwrap();
+            let one_at_a_time =
+                evaluate_side_by_side_under(model.as_ref(), &split, Duration::ZERO).unwrap();
+            let side_by_side =
+                evaluate_side_by_side_under(model.as_ref(), &split, Duration::MAX).unwrap();
+            let bits = |(loss, acc): (f64, f64)| (loss.to_bits(), acc.to_bits());
+            assert_eq!(bits(one_at_a_time), bits(side_by_side), "{file}");
+            assert!(
+                one_at_a_time.1 > 0.0 && one_at_a_time.0.is_finite(),
+                "{file}"
+            );
+        }
     }
 }

@@ -21,6 +21,7 @@ pub trait Network:
     + Module<Images<Taped>, Output = Logits<Taped>, Error = CpuError>
     + Module<Images, Output = Logits, Error = CpuError>
     + Configure
+    + Sync
     + 'static
 {
 }
@@ -30,6 +31,7 @@ impl<M> Network for M where
         + Module<Images<Taped>, Output = Logits<Taped>, Error = CpuError>
         + Module<Images, Output = Logits, Error = CpuError>
         + Configure
+        + Sync
         + 'static
 {
 }
@@ -54,7 +56,7 @@ pub struct BatchStats {
 
 /// A network behind an object-safe interface. It computes; the training loop owns the
 /// optimizer and lends it to each step, which applies it to the statically typed parameters.
-pub trait Trainable {
+pub trait Trainable: Sync {
     /// Training step `step` (from 1) on a batch (`images` is `labels.len() * 784` values in
     /// [0, 1]): forward, backward, and `opt`'s update of the parameters. The loss is the
     /// training loss (label smoothing included).
