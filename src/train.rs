@@ -121,7 +121,7 @@ impl<'a> Batcher<'a> {
 /// every thread; where it took under [`SIDE_BY_SIDE_UNDER`], the rest run side by side, one per
 /// thread (idle threads still take a share of a batch's kernels). A short batch leaves the other
 /// core idle in every serial stretch between its kernels: side by side, an MLP's evaluation ran
-/// 1.2-1.3x faster. A long one keeps both cores busy already: two of the reference's at once
+/// 1.14-1.28x faster. A long one keeps both cores busy already: two of the reference's at once
 /// ran no faster and doubled its peak memory (154 -> 330 MB).
 pub fn evaluate(model: &dyn Trainable, split: &Split) -> Result<(f64, f64)> {
     evaluate_side_by_side_under(model, split, SIDE_BY_SIDE_UNDER)
