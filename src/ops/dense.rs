@@ -78,13 +78,7 @@ impl<B: Dim, const I: usize, const O: usize, T: Tape<f32, Cpu>>
             return y.try_add(self.bias.retaped::<T>().try_broadcast_like(&shape)?);
         }
         let rows = x.shape().0.size();
-        let mut y = super::zeroed(rows * O);
-        matmul(
-            View::rows(super::contiguous(&x), rows, I),
-            View::transposed(self.weight.as_slice(), I, O),
-            &mut y,
-            false,
-        );
+        let mut y = product::<I, O>(super::contiguous(&x), self.weight.as_slice(), rows);
         super::add_to_rows(&mut y, self.bias.as_slice());
         let (x, tape) = x.split_tape();
         let out = x
@@ -92,6 +86,23 @@ impl<B: Dim, const I: usize, const O: usize, T: Tape<f32, Cpu>>
             .try_tensor_from_vec(y, (x.shape().0, Const::<O>))?;
         Ok(out.put_tape(tape))
     }
+}
+
+/// `x Wᵀ` for `rows` rows of `x` and `weight` `[O][I]`, both read in place, into a fresh
+/// buffer: the shim call dfdx's `matmul` makes, so the same bits, without dfdx's copy of it.
+pub(crate) fn product<const I: usize, const O: usize>(
+    x: &[f32],
+    weight: &[f32],
+    rows: usize,
+) -> Vec<f32> {
+    let mut y = super::zeroed(rows * O);
+    matmul(
+        View::rows(x, rows, I),
+        View::transposed(weight, I, O),
+        &mut y,
+        false,
+    );
+    y
 }
 
 #[cfg(test)]

@@ -33,8 +33,7 @@ impl<B: Dim, const I: usize, const O: usize, T: Tape<f32, Cpu>>
         let isa = sparse::applies(xs, I);
         let mut y = match isa.and_then(|isa| self.sparse_forward(isa, xs, rows)) {
             Some(y) => y,
-            // dfdx's own product, off the tape (it reads the weight in place).
-            None => super::data(&x.clone().try_matmul(self.weight.clone().try_permute()?)?),
+            None => super::dense::product::<I, O>(xs, self.weight.as_slice(), rows),
         };
         // The bias added in place, each sum the same single rounding as dfdx's broadcast add
         // (whose index arithmetic per value cost more than the sum, forward and backward).

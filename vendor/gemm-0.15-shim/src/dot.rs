@@ -255,30 +255,22 @@ pub mod simd {
         tile::<__m256, R, O, { LANES / 2 }>(t, 1);
     }
 
-    /// Sixteen outputs at a time in one register ([`sum16`]), the rest one by one.
+    /// Sixteen outputs at a time in one register ([`sum16`]) where `c`'s row is contiguous,
+    /// the rest one by one.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn sums512(s: &Sums) {
-        let whole = s.outs / 16 * 16;
+        let whole = if s.c_cs == 1 { s.outs / 16 * 16 } else { 0 };
         for o0 in (0..whole).step_by(16) {
             let r = sum16(std::array::from_fn(|i| {
                 _mm512_loadu_ps(s.partial.add((o0 + i) * LANES))
             }));
-            let d = s.c.offset(o0 as isize * s.c_cs);
-            if s.c_cs == 1 {
-                let r = if s.accumulate {
-                    _mm512_add_ps(_mm512_loadu_ps(d), r)
-                } else {
-                    r
-                };
-                _mm512_storeu_ps(d, r);
+            let d = s.c.add(o0);
+            let r = if s.accumulate {
+                _mm512_add_ps(_mm512_loadu_ps(d), r)
             } else {
-                let mut sums = [0.0f32; 16];
-                _mm512_storeu_ps(sums.as_mut_ptr(), r);
-                for (i, sum) in sums.into_iter().enumerate() {
-                    let d = d.offset(i as isize * s.c_cs);
-                    *d = if s.accumulate { *d + sum } else { sum };
-                }
-            }
+                r
+            };
+            _mm512_storeu_ps(d, r);
         }
         sums::<__m512>(&Sums {
             partial: s.partial.add(whole * LANES),
