@@ -8,8 +8,11 @@
 //! take the same terms in the same order, less the terms whose input is zero. Skipping such a
 //! term cannot change a sum: a fused multiply-add of a finite value by zero adds a signed zero,
 //! which leaves any sum as it is, except that `-0 + +0` is `+0`; and sums that start from `+0`
-//! are never `-0` (an exact cancellation rounds to `+0`). Where the skipped factor is not finite
-//! (`inf * 0` is NaN) the dense kernels run instead.
+//! are not `-0` (an exact cancellation rounds to `+0`), short of a product below half the
+//! smallest subnormal, which rounds to a signed zero (for MNIST's smallest pixel, a weight
+//! below 2^-142). Where the skipped factor is not finite (`inf * 0` is NaN) the dense kernels
+//! run instead. The chains run four at a time, the shorter ones padded with terms `-0 * +0`
+//! ([`padding`]), which leave every sum as it is.
 //! - Forward (`x Wᵀ`, the shim's dot-product form): lane `j` of an output chains the products
 //!   at inputs `j, j + 16, ...` from zero, and the 16 lanes are summed in `Vector::sum`'s order.
 //! - Weight gradient (`dW += gᵀ x`, the outer-product form): each element chains the products
@@ -147,28 +150,30 @@ pub fn weight_grad(
     if !all_finite(g) {
         return false;
     }
-    let columns = by_column(x, rows, ins);
+    let columns = by_column(isa, x, rows, ins);
     dw.par_chunks_mut(BLOCK * ins)
         .enumerate()
         .for_each(|(block, dw)| {
             let width = dw.len() / ins;
-            // The block's columns of `g`, contiguous (`[row][BLOCK]`, zero past `width`): rows of
-            // `g` itself lie 4 KB apart, and would share the same few sets of L1.
+            // The block's columns of `g`, contiguous (`[row][BLOCK]`, zero past `width`), then
+            // a row of zeros (row `rows`, for [`padding`]): rows of `g` itself lie 4 KB apart,
+            // and would share the same few sets of L1.
             with_scratch(|scratch| {
-                let gb = buffer(&mut scratch.a, rows * BLOCK);
+                let gb = buffer(&mut scratch.a, (rows + 1) * BLOCK);
                 if width < BLOCK {
                     gb.fill(0.0);
+                } else {
+                    gb[rows * BLOCK..].fill(0.0);
                 }
                 for (dst, src) in gb.chunks_exact_mut(BLOCK).zip(g.chunks_exact(outs)) {
                     dst[..width].copy_from_slice(&src[block * BLOCK..][..width]);
                 }
-                // `t[p][o]`: the sums of the block's outputs, input by input.
-                let t = buffer(&mut scratch.b, ins * BLOCK);
-                let run = |p: usize| (columns.starts[p]..columns.starts[p + 1], p * BLOCK);
-                // SAFETY: the CPU has `isa`; each entry's `at` is a row of `gb` (below `rows`),
-                // `BLOCK` values each.
-                unsafe { simd::chains(isa, ins, run, &columns.entries, gb.as_ptr(), t) };
-                add_transposed(t, dw, width, ins);
+                // `t[p][o]`: the sums of the block's outputs, input by input, then a spare run.
+                let t = buffer(&mut scratch.b, (ins + 1) * BLOCK);
+                // SAFETY: the CPU has `isa`; each entry's `at` is a row of `gb` (below `rows`,
+                // or `rows`: its zero row), `BLOCK` values each.
+                unsafe { simd::quads(isa, &columns.quads, &columns.entries, gb.as_ptr(), t) };
+                add_transposed(&t[..ins * BLOCK], dw, width, ins);
             })
         });
     true
@@ -179,12 +184,6 @@ const ROW_GROUP: usize = 128;
 
 /// `(rows, ins, outs)`: the batch, the layer's inputs and its outputs.
 pub type Dims = (usize, usize, usize);
-
-/// Entries in runs: run `i` is `entries[starts[i]..starts[i + 1]]`.
-struct Runs {
-    entries: Vec<Entry>,
-    starts: Vec<usize>,
-}
 
 /// Chains four at a time: quad `q`'s chain `c` has its entry `k` at `entries[q.start + 4 * k +
 /// c]`, `q.len` entries each, the shorter chains padded to the longest with [`padding`]
@@ -380,64 +379,32 @@ unsafe fn compress_scalar(row: &[f32], first: usize, inputs: *mut u32, values: *
     n
 }
 
-/// Per input, its nonzero values down the batch in order (`at`: the row).
-fn by_column(x: &[f32], rows: usize, ins: usize) -> Runs {
-    let mut by_row = Vec::with_capacity(x.len() / 4);
-    let mut row_ends = Vec::with_capacity(rows);
+/// The weight gradient's chains in quads: input `p`'s nonzero values down the batch in order
+/// (`at`: the row) sum into run `p`; padding chains into run `ins`, and padding entries read
+/// `gb`'s zero row `rows`.
+fn by_column(isa: Isa, x: &[f32], rows: usize, ins: usize) -> Quads {
+    let (mut inputs, mut values, mut ends) = (Vec::new(), Vec::new(), Vec::with_capacity(rows));
     for row in x.chunks_exact(ins) {
-        push_nonzeros(&mut by_row, row, 1, 0);
-        row_ends.push(by_row.len());
+        nonzeros(isa, row, &mut inputs, &mut values);
+        ends.push(inputs.len());
     }
-    let mut starts = vec![0usize; ins + 1];
-    for e in &by_row {
-        starts[e.at as usize + 1] += 1;
+    let mut lens = vec![0usize; ins];
+    for &p in &inputs {
+        lens[p as usize] += 1;
     }
-    for p in 0..ins {
-        starts[p + 1] += starts[p];
-    }
-    let mut next = starts.clone();
-    let mut entries = vec![Entry { at: 0, x: 0.0 }; by_row.len()];
+    let mut quads = Quads::default();
+    let mut next = vec![0usize; ins];
+    quads.push(&lens, (0, ins), padding(rows), &mut next);
     let mut from = 0;
-    for (r, &end) in row_ends.iter().enumerate() {
-        for e in &by_row[from..end] {
-            let at = &mut next[e.at as usize];
-            entries[*at] = Entry {
-                at: r as u32,
-                x: e.x,
-            };
-            *at += 1;
+    for (r, &end) in ends.iter().enumerate() {
+        for (&p, &x) in inputs[from..end].iter().zip(&values[from..end]) {
+            let at = &mut next[p as usize];
+            quads.entries[*at] = Entry { at: r as u32, x };
+            *at += 4;
         }
         from = end;
     }
-    debug_assert!(rows == 0 || next[..ins] == starts[1..]);
-    Runs { entries, starts }
-}
-
-/// Appends `values[t * step]`, for each `t`, where it is not zero, as an entry at `first + t`.
-/// Branch-free (every value is written, the length advances by whether it is nonzero): a
-/// branch on MNIST's pixels mispredicts often enough that the lists cost 2 ns a pixel. Raw
-/// pointers, so that the length stays in a register: indexing a spare-capacity slice kept it on
-/// the stack, a store-to-load round trip per value (4.7 cycles a pixel on an Intel Xeon).
-fn push_nonzeros(entries: &mut Vec<Entry>, values: &[f32], step: usize, first: usize) {
-    let count = values.len().div_ceil(step);
-    entries.reserve(count);
-    let len = entries.len();
-    // SAFETY: `t * step < values.len()` for `t < count`; `n <= t`, so every write lands in the
-    // `count` values reserved past `len`, and the first `n` of them are written when the
-    // length is set.
-    unsafe {
-        let (src, out) = (values.as_ptr(), entries.as_mut_ptr().add(len));
-        let mut n = 0;
-        for t in 0..count {
-            let x = *src.add(t * step);
-            out.add(n).write(Entry {
-                at: (first + t) as u32,
-                x,
-            });
-            n += (x != 0.0) as usize;
-        }
-        entries.set_len(len + n);
-    }
+    quads
 }
 
 /// A task's buffers, kept from call to call: zeroing fresh ones cost more than the kernels
@@ -569,110 +536,6 @@ mod simd {
     use super::{Entry, Isa, Quad, BLOCK};
     use crate::ops::vector::Vector;
     use std::arch::x86_64::*;
-
-    /// For each chain `i < count`, with `(range, at) = run(i)`: `dst[at + o] = Σ x * src[e.at *
-    /// BLOCK + o]` over the entries `e` of `entries[range]` in order, from zero, for `BLOCK`
-    /// outputs `o`. One call for all of a task's chains: they are short (a few entries each), and a
-    /// call per chain cost 5-8 % of the products.
-    ///
-    /// # Safety
-    /// The CPU has `isa`; for each entry, `src + at * BLOCK` holds `BLOCK` values (ranges and
-    /// destinations are checked by slicing).
-    pub unsafe fn chains(
-        isa: Isa,
-        count: usize,
-        run: impl Fn(usize) -> (std::ops::Range<usize>, usize),
-        entries: &[Entry],
-        src: *const f32,
-        dst: &mut [f32],
-    ) {
-        // SAFETY: this function's contract.
-        unsafe {
-            match isa {
-                Isa::Avx512 => chains512(count, run, entries, src, dst),
-                Isa::Avx2 => chains256(count, run, entries, src, dst),
-            }
-        }
-    }
-
-    #[target_feature(enable = "avx512f")]
-    unsafe fn chains512(
-        count: usize,
-        run: impl Fn(usize) -> (std::ops::Range<usize>, usize),
-        entries: &[Entry],
-        src: *const f32,
-        dst: &mut [f32],
-    ) {
-        // SAFETY: `chains`' contract; the CPU has AVX-512F.
-        unsafe { chains_with::<__m512, { BLOCK / 16 }>(count, run, entries, src, dst) }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn chains256(
-        count: usize,
-        run: impl Fn(usize) -> (std::ops::Range<usize>, usize),
-        entries: &[Entry],
-        src: *const f32,
-        dst: &mut [f32],
-    ) {
-        // SAFETY: `chains`' contract; the CPU has AVX2 and FMA.
-        unsafe { chains_with::<__m256, { BLOCK / 8 }>(count, run, entries, src, dst) }
-    }
-
-    #[inline(always)]
-    unsafe fn chains_with<V: Vector, const N: usize>(
-        count: usize,
-        run: impl Fn(usize) -> (std::ops::Range<usize>, usize),
-        entries: &[Entry],
-        src: *const f32,
-        dst: &mut [f32],
-    ) {
-        // SAFETY: `chains`' contract: every load is inside an entry's row of `src`; stores go
-        // to `dst[at..at + BLOCK]`, checked.
-        unsafe {
-            let step = |acc: &mut [V; N], e: &Entry| {
-                let (x, row) = (V::splat(e.x), src.add(e.at as usize * BLOCK));
-                for (v, acc) in acc.iter_mut().enumerate() {
-                    *acc = acc.mul_add(x, V::load(row.add(v * V::LANES)));
-                }
-            };
-            let mut store = |acc: &[V; N], at: usize| {
-                let out = dst[at..at + BLOCK].as_mut_ptr();
-                for (v, acc) in acc.iter().enumerate() {
-                    acc.store(out.add(v * V::LANES));
-                }
-            };
-            // Two chains at a time where registers allow (AVX-512): a chain of a few
-            // multiply-adds is bound by their latency, and its end is a mispredicted branch.
-            let pairs = if N <= 4 { count / 2 } else { 0 };
-            for pair in 0..pairs {
-                let ((ra, at_a), (rb, at_b)) = (run(2 * pair), run(2 * pair + 1));
-                let (ea, eb) = (&entries[ra], &entries[rb]);
-                let common = ea.len().min(eb.len());
-                let (mut a, mut b) = ([V::zero(); N], [V::zero(); N]);
-                for (ea, eb) in ea[..common].iter().zip(&eb[..common]) {
-                    step(&mut a, ea);
-                    step(&mut b, eb);
-                }
-                for e in &ea[common..] {
-                    step(&mut a, e);
-                }
-                for e in &eb[common..] {
-                    step(&mut b, e);
-                }
-                store(&a, at_a);
-                store(&b, at_b);
-            }
-            for i in 2 * pairs..count {
-                let (range, at) = run(i);
-                let mut acc = [V::zero(); N];
-                for e in &entries[range] {
-                    step(&mut acc, e);
-                }
-                store(&acc, at);
-            }
-        }
-    }
 
     /// For each quad `q`, chain `c`: `dst[q.dst[c] * BLOCK + o] = Σ x * src[e.at * BLOCK + o]`
     /// over the chain's entries `e` in order, from zero, for `BLOCK` outputs `o` (see
@@ -912,17 +775,6 @@ mod simd {
         unreachable!("no vector instruction set off x86-64")
     }
 
-    pub unsafe fn chains(
-        _: Isa,
-        _: usize,
-        _: impl Fn(usize) -> (std::ops::Range<usize>, usize),
-        _: &[Entry],
-        _: *const f32,
-        _: &mut [f32],
-    ) {
-        unreachable!("no vector instruction set off x86-64")
-    }
-
     pub unsafe fn lane_sums(_: Isa, _: *const f32, _: usize, _: *mut f32) {
         unreachable!("no vector instruction set off x86-64")
     }
@@ -1130,6 +982,20 @@ mod timing {
             eprintln!(
                 "{isa:?}, {threads} threads: forward {:.3} ms per 1000 images, fastest {:.3} (lists alone: {:.3}, fastest {:.3})",
                 forward.1, forward.0, lists.1, lists.0
+            );
+            // A training step's weight gradient: 64 images, 512 outputs.
+            let batch = 64;
+            let g = crate::ops::isa::test_values(batch * outs, 5);
+            let mut dw = vec![0.0; outs * ins];
+            let grad = pool.install(|| {
+                timed(&mut || {
+                    weight_grad(isa, &x[..batch * ins], &g, (batch, ins, outs), &mut dw);
+                })
+            });
+            eprintln!(
+                "{isa:?}, {threads} threads: weight gradient {:.1} us per 64 images, fastest {:.1}",
+                grad.1 * 1e3,
+                grad.0 * 1e3
             );
         }
     }
