@@ -426,7 +426,7 @@ impl Loop<'_, '_> {
             accuracy.to_string(),
             lr.to_string(),
             (step * batch as u64).to_string(),
-            format!("{elapsed:.3}"),
+            format!("{elapsed:.6}"),
         ])?;
         self.outcome.totals.steps_done = step;
         if loss.is_finite() {
@@ -467,7 +467,7 @@ impl Loop<'_, '_> {
         if let Some((loss, acc)) = val {
             row.extend([loss.to_string(), acc.to_string()]);
         }
-        row.push(format!("{elapsed:.3}"));
+        row.push(format!("{elapsed:.6}"));
         self.sinks.evals.row(row)?;
         self.sinks.evals.flush()?;
         self.sinks.metrics.flush()?;
