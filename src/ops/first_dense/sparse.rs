@@ -333,50 +333,23 @@ fn forward_lists(isa: Isa, x: &[f32], rows: usize, ins: usize) -> GroupedQuads {
 
 /// Appends the row's nonzero values to `values` and their indices to `inputs`, in order.
 fn nonzeros(isa: Isa, row: &[f32], inputs: &mut Vec<u32>, values: &mut Vec<f32>) {
-    // Whole vectors are written past the end: room for one more.
-    let room = row.len() + LANES;
-    inputs.reserve(room);
-    values.reserve(room);
+    assert!(row.len().is_multiple_of(LANES), "whole vectors");
+    inputs.reserve(row.len());
+    values.reserve(row.len());
     let len = inputs.len();
-    // SAFETY: both vectors have `row.len() + 16` values of room past `len`; the kernels write
-    // within it and return how many of those values they wrote, in order.
+    // SAFETY: the CPU has `isa` (`applies` chose it); both vectors have `row.len()` values of
+    // room past `len`; the kernel writes within it and returns how many of those values it
+    // wrote, in order.
     unsafe {
-        let n = match isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => simd::compress(
-                row,
-                inputs.as_mut_ptr().add(len),
-                values.as_mut_ptr().add(len),
-            ),
-            _ => compress_scalar(
-                row,
-                0,
-                inputs.as_mut_ptr().add(len),
-                values.as_mut_ptr().add(len),
-            ),
-        };
+        let n = simd::compress(
+            isa,
+            row,
+            inputs.as_mut_ptr().add(len),
+            values.as_mut_ptr().add(len),
+        );
         inputs.set_len(len + n);
         values.set_len(len + n);
     }
-}
-
-/// [`nonzeros`]' kernel without vectors, for inputs from `first`: every value written, the
-/// count advanced by whether it is nonzero (branch-free: a branch on MNIST's pixels
-/// mispredicts often).
-///
-/// # Safety
-/// `inputs` and `values` have room for `row.len()` values.
-unsafe fn compress_scalar(row: &[f32], first: usize, inputs: *mut u32, values: *mut f32) -> usize {
-    let mut n = 0;
-    for (p, &x) in row.iter().enumerate() {
-        // SAFETY: `n <= p < row.len()`, within the caller's room.
-        unsafe {
-            inputs.add(n).write((first + p) as u32);
-            values.add(n).write(x);
-        }
-        n += (x != 0.0) as usize;
-    }
-    n
 }
 
 /// The weight gradient's chains in quads: input `p`'s nonzero values down the batch in order
@@ -556,7 +529,7 @@ mod simd {
             match isa {
                 // 4 chains of 4 vectors: 16 accumulators of 32 registers.
                 Isa::Avx512 => quads512(quads, entries, src, dst),
-                // 2 chains of 4 vectors (half a block) at a time: 8 of 16.
+                // 1 chain of 8 vectors at a time: 8 of 16.
                 Isa::Avx2 => quads256(quads, entries, src, dst),
             }
         }
@@ -571,7 +544,7 @@ mod simd {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn quads256(quads: &[Quad], entries: &[Entry], src: *const f32, dst: &mut [f32]) {
         // SAFETY: `quads`' contract; the CPU has AVX2 and FMA.
-        unsafe { quads_with::<__m256, 2, 4>(quads, entries, src, dst) }
+        unsafe { quads_with::<__m256, 1, 8>(quads, entries, src, dst) }
     }
 
     /// `C` chains of a quad by `W` vectors of the block at a time.
@@ -614,35 +587,82 @@ mod simd {
     }
 
     /// [`nonzeros`](super::nonzeros)' kernel: per vector of the row, its nonzero values and
-    /// their indices compressed to the front and stored whole, the count advanced by how many.
+    /// their indices moved to the front and stored whole, the count advanced by how many.
+    /// Stores start at the count, never past the vector's own place: within the row's length.
     ///
     /// # Safety
-    /// The CPU has AVX-512F; `inputs` and `values` have room for `row.len()` values.
+    /// The CPU has `isa`; the row is whole vectors of 16; `inputs` and `values` have room for
+    /// `row.len()` values.
+    pub unsafe fn compress(isa: Isa, row: &[f32], inputs: *mut u32, values: *mut f32) -> usize {
+        // SAFETY: this function's contract.
+        unsafe {
+            match isa {
+                Isa::Avx512 => compress512(row, inputs, values),
+                Isa::Avx2 => compress256(row, inputs, values),
+            }
+        }
+    }
+
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn compress(row: &[f32], inputs: *mut u32, values: *mut f32) -> usize {
-        let whole = row.len() - row.len() % 16;
-        let (mut n, mut index) = (
-            0,
-            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        );
-        for p0 in (0..whole).step_by(16) {
-            // SAFETY: `n <= p0` and `p0 + 16 <= whole`: loads and stores within the row's
-            // length and the caller's room.
+    unsafe fn compress512(row: &[f32], inputs: *mut u32, values: *mut f32) -> usize {
+        let mut index = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let mut n = 0;
+        for p0 in (0..row.len()).step_by(16) {
+            // SAFETY: `n <= p0` and `p0 + 16 <= row.len()`: within the row and the caller's
+            // room.
             unsafe {
                 let v = _mm512_loadu_ps(row.as_ptr().add(p0));
                 // Not equal, unordered: NaN is kept, as `x != 0.0` keeps it.
                 let keep = _mm512_cmpneq_ps_mask(v, _mm512_setzero_ps());
                 _mm512_storeu_ps(values.add(n), _mm512_maskz_compress_ps(keep, v));
-                _mm512_storeu_si512(
-                    inputs.add(n).cast(),
-                    _mm512_maskz_compress_epi32(keep, index),
-                );
+                let at = _mm512_maskz_compress_epi32(keep, index);
+                _mm512_storeu_si512(inputs.add(n).cast(), at);
                 n += keep.count_ones() as usize;
             }
             index = _mm512_add_epi32(index, _mm512_set1_epi32(16));
         }
-        // SAFETY: the rest of the row, after the `n <= whole` values written.
-        n + unsafe { super::compress_scalar(&row[whole..], whole, inputs.add(n), values.add(n)) }
+        n
+    }
+
+    /// For each 8-bit mask, the indices of its set bits in order: AVX2 has no compress, so a
+    /// permutation from this table moves the kept values to the front.
+    static FRONT: [[u32; 8]; 256] = {
+        let mut table = [[0u32; 8]; 256];
+        let mut mask = 0;
+        while mask < 256 {
+            let (mut bit, mut n) = (0, 0);
+            while bit < 8 {
+                if mask & (1 << bit) != 0 {
+                    table[mask][n] = bit as u32;
+                    n += 1;
+                }
+                bit += 1;
+            }
+            mask += 1;
+        }
+        table
+    };
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn compress256(row: &[f32], inputs: *mut u32, values: *mut f32) -> usize {
+        let mut index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let mut n = 0;
+        for p0 in (0..row.len()).step_by(8) {
+            // SAFETY: `n <= p0` and `p0 + 8 <= row.len()`: within the row and the caller's
+            // room; the table's rows are 8 values.
+            unsafe {
+                let v = _mm256_loadu_ps(row.as_ptr().add(p0));
+                // Not equal, unordered: NaN is kept, as `x != 0.0` keeps it.
+                let keep = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(v, _mm256_setzero_ps()));
+                let front = _mm256_loadu_si256(FRONT[keep as usize].as_ptr().cast());
+                _mm256_storeu_ps(values.add(n), _mm256_permutevar8x32_ps(v, front));
+                let at = _mm256_permutevar8x32_epi32(index, front);
+                _mm256_storeu_si256(inputs.add(n).cast(), at);
+                n += keep.count_ones() as usize;
+            }
+            index = _mm256_add_epi32(index, _mm256_set1_epi32(8));
+        }
+        n
     }
 
     /// For every tile origin `(p0, o0)` (`p0` below `ins`, `o0` below `whole`, steps of 8): the
@@ -772,6 +792,10 @@ mod simd {
     use super::{Entry, Isa, Quad};
 
     pub unsafe fn quads(_: Isa, _: &[Quad], _: &[Entry], _: *const f32, _: &mut [f32]) {
+        unreachable!("no vector instruction set off x86-64")
+    }
+
+    pub unsafe fn compress(_: Isa, _: &[f32], _: *mut u32, _: *mut f32) -> usize {
         unreachable!("no vector instruction set off x86-64")
     }
 
