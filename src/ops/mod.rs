@@ -27,14 +27,11 @@ use dfdx::prelude::*;
 /// A batch of NHWC feature maps: batch and spatial sizes at run time, channels at compile time.
 pub type Maps<const C: usize, T = NoneTape> = Tensor<(usize, usize, usize, Const<C>), f32, Cpu, T>;
 
-/// The data of a contiguous CPU tensor, as every tensor these ops receive is (fresh outputs,
-/// parameters, reshapes of those). One `memcpy`: dfdx 0.13's `as_vec` walks a strided iterator
-/// element by element, several times slower.
+/// A copy of a contiguous CPU tensor's data, as every tensor these ops receive is (fresh
+/// outputs, parameters, reshapes of those), for a backward pass to keep. One `memcpy`: dfdx
+/// 0.13's `as_vec` walks a strided iterator element by element, several times slower.
 fn data<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Vec<f32> {
-    let mut v = zeroed(t.shape().num_elements());
-    t.copy_into(&mut v);
-    debug_assert!(v == t.as_vec(), "a tensor with non-standard strides");
-    v
+    contiguous(t).to_vec()
 }
 
 /// The data of a contiguous CPU tensor (see [`data`]), read in place: where nothing keeps it

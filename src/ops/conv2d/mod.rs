@@ -60,7 +60,7 @@ impl<const I: usize, const O: usize, const K: usize, const P: usize, T: Tape<f32
         let xs = super::data(&x);
         let ws = super::data(&self.weight);
         let mut out = vec![0.0f32; batch * oh * ow * O];
-        cpu::forward(&g, &xs, &ws, &super::data(&self.bias), &mut out);
+        cpu::forward(&g, &xs, &ws, super::contiguous(&self.bias), &mut out);
         let out = x
             .device()
             .try_tensor_from_vec(out, (batch, oh, ow, Const::<O>))?;

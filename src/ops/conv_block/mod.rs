@@ -99,16 +99,21 @@ impl<const I: usize, const O: usize, const K: usize, const P: usize, const G: bo
     fn fused<T: Tape<f32, Cpu>>(&self, x: Maps<I, T>, relu: bool) -> Result<Maps<O, T>, CpuError> {
         let (x, mut tape) = x.split_tape();
         let (g, (ch, cw)) = geometry::<I, O, K, P>(x.shape());
-        let xs = super::data(&x);
-        let ws = super::data(&self.conv.weight);
+        // The backward pass keeps copies of the input and weight; evaluation reads them in
+        // place (an evaluation batch's maps are tens of megabytes).
+        let kept = T::OWNS_TAPE.then(|| (super::data(&x), super::data(&self.conv.weight)));
+        let (xs, ws) = match &kept {
+            Some((xs, ws)) => (&xs[..], &ws[..]),
+            None => (super::contiguous(&x), super::contiguous(&self.conv.weight)),
+        };
         let mut out = super::zeroed(g.batch * pooled_len(&g));
         // Which input won each window: only the backward pass needs it.
         let mut argmax = vec![0u32; if T::OWNS_TAPE { out.len() } else { 0 }];
         forward(
             &g,
-            &xs,
-            &ws,
-            &super::data(&self.conv.bias),
+            xs,
+            ws,
+            super::contiguous(&self.conv.bias),
             &mut out,
             T::OWNS_TAPE.then_some(&mut argmax[..]),
             relu,
@@ -116,7 +121,7 @@ impl<const I: usize, const O: usize, const K: usize, const P: usize, const G: bo
         let out = x
             .device()
             .try_tensor_from_vec(out, (g.batch, ch / 2, cw / 2, Const::<O>))?;
-        if T::OWNS_TAPE {
+        if let Some((xs, ws)) = kept {
             let (out_id, weight, bias) = (
                 out.clone(),
                 self.conv.weight.clone(),

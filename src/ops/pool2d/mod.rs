@@ -22,7 +22,12 @@ impl<const C: usize, T: Tape<f32, Cpu>> Module<Maps<C, T>> for MaxPool2D {
         let (oh, ow) = (h / 2, w / 2);
         let mut out = vec![0.0f32; batch * oh * ow * C];
         let mut argmax = vec![0u32; out.len()];
-        cpu::forward(&super::data(&x), (batch, h, w, C), &mut out, &mut argmax);
+        cpu::forward(
+            super::contiguous(&x),
+            (batch, h, w, C),
+            &mut out,
+            &mut argmax,
+        );
         let out = x
             .device()
             .try_tensor_from_vec(out, (batch, oh, ow, Const::<C>))?;
