@@ -281,22 +281,16 @@ fn forward_lists(isa: Isa, x: &[f32], rows: usize, ins: usize) -> GroupedQuads {
         entries: Vec::with_capacity(x.len() / 4),
         quads: Vec::with_capacity(rows * LANES / 4 + LANES),
     };
-    let mut groups = Vec::new();
-    let (mut inputs, mut values, mut ends) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut groups, mut lists) = (Vec::new(), RowLists::default());
     for r0 in (0..rows).step_by(ROW_GROUP) {
         let group = ROW_GROUP.min(rows - r0);
-        inputs.clear();
-        values.clear();
-        ends.clear();
+        lists.fill(isa, &x[r0 * ins..][..group * ins], ins);
         // `lens[j * group + r]`: the length of lane `j`'s chain for row `r`.
         let mut lens = vec![0usize; group * LANES];
-        for (r, row) in x[r0 * ins..][..group * ins].chunks_exact(ins).enumerate() {
-            let from = inputs.len();
-            nonzeros(isa, row, &mut inputs, &mut values);
-            for &p in &inputs[from..] {
+        for r in 0..group {
+            for (p, _) in lists.row(r) {
                 lens[(p as usize % LANES) * group + r] += 1;
             }
-            ends.push(inputs.len());
         }
         let first_quad = quads.quads.len();
         let mut first = vec![0usize; group * LANES];
@@ -310,10 +304,9 @@ fn forward_lists(isa: Isa, x: &[f32], rows: usize, ins: usize) -> GroupedQuads {
             );
         }
         groups.push(first_quad..quads.quads.len());
-        let mut from = 0;
-        for (r, &end) in ends.iter().enumerate() {
+        for r in 0..group {
             let mut next: [usize; LANES] = std::array::from_fn(|j| first[j * group + r]);
-            for (&p, &x) in inputs[from..end].iter().zip(&values[from..end]) {
+            for (p, x) in lists.row(r) {
                 let at = &mut next[p as usize % LANES];
                 quads.entries[*at] = Entry {
                     at: lane_major(p as usize, ins) as u32,
@@ -321,7 +314,6 @@ fn forward_lists(isa: Isa, x: &[f32], rows: usize, ins: usize) -> GroupedQuads {
                 };
                 *at += 4;
             }
-            from = end;
         }
     }
     GroupedQuads {
@@ -331,24 +323,56 @@ fn forward_lists(isa: Isa, x: &[f32], rows: usize, ins: usize) -> GroupedQuads {
     }
 }
 
-/// Appends the row's nonzero values to `values` and their indices to `inputs`, in order.
-fn nonzeros(isa: Isa, row: &[f32], inputs: &mut Vec<u32>, values: &mut Vec<f32>) {
-    assert!(row.len().is_multiple_of(LANES), "whole vectors");
-    inputs.reserve(row.len());
-    values.reserve(row.len());
-    let len = inputs.len();
-    // SAFETY: the CPU has `isa` (`applies` chose it); both vectors have `row.len()` values of
-    // room past `len`; the kernel writes within it and returns how many of those values it
-    // wrote, in order.
-    unsafe {
-        let n = simd::compress(
-            isa,
-            row,
-            inputs.as_mut_ptr().add(len),
-            values.as_mut_ptr().add(len),
-        );
-        inputs.set_len(len + n);
-        values.set_len(len + n);
+/// Each row's nonzero inputs in order, with their values: row `r`'s end at `ends[r]`.
+#[derive(Default)]
+struct RowLists {
+    inputs: Vec<u32>,
+    values: Vec<f32>,
+    ends: Vec<usize>,
+}
+
+impl RowLists {
+    /// The lists of `x`'s rows of `ins` (whole vectors) in place of the current ones.
+    fn fill(&mut self, isa: Isa, x: &[f32], ins: usize) {
+        assert!(ins.is_multiple_of(LANES), "whole vectors");
+        let RowLists {
+            inputs,
+            values,
+            ends,
+        } = self;
+        inputs.clear();
+        values.clear();
+        ends.clear();
+        inputs.reserve(x.len());
+        values.reserve(x.len());
+        for row in x.chunks_exact(ins) {
+            let len = inputs.len();
+            // SAFETY: the CPU has `isa` (`applies` chose it); both vectors have `row.len()`
+            // values of room past `len` (`x.len()` reserved, `len` of them used by the rows
+            // before); the kernel writes within it and returns how many of those values it
+            // wrote, in order.
+            unsafe {
+                let n = simd::compress(
+                    isa,
+                    row,
+                    inputs.as_mut_ptr().add(len),
+                    values.as_mut_ptr().add(len),
+                );
+                inputs.set_len(len + n);
+                values.set_len(len + n);
+            }
+            ends.push(inputs.len());
+        }
+    }
+
+    /// Row `r`'s nonzero inputs and their values, in order.
+    fn row(&self, r: usize) -> impl Iterator<Item = (u32, f32)> + '_ {
+        let from = if r == 0 { 0 } else { self.ends[r - 1] };
+        let to = self.ends[r];
+        self.inputs[from..to]
+            .iter()
+            .copied()
+            .zip(self.values[from..to].iter().copied())
     }
 }
 
@@ -356,26 +380,21 @@ fn nonzeros(isa: Isa, row: &[f32], inputs: &mut Vec<u32>, values: &mut Vec<f32>)
 /// (`at`: the row) sum into run `p`; padding chains into run `ins`, and padding entries read
 /// `gb`'s zero row `rows`.
 fn by_column(isa: Isa, x: &[f32], rows: usize, ins: usize) -> Quads {
-    let (mut inputs, mut values, mut ends) = (Vec::new(), Vec::new(), Vec::with_capacity(rows));
-    for row in x.chunks_exact(ins) {
-        nonzeros(isa, row, &mut inputs, &mut values);
-        ends.push(inputs.len());
-    }
+    let mut lists = RowLists::default();
+    lists.fill(isa, x, ins);
     let mut lens = vec![0usize; ins];
-    for &p in &inputs {
+    for &p in &lists.inputs {
         lens[p as usize] += 1;
     }
     let mut quads = Quads::default();
     let mut next = vec![0usize; ins];
     quads.push(&lens, (0, ins), padding(rows), &mut next);
-    let mut from = 0;
-    for (r, &end) in ends.iter().enumerate() {
-        for (&p, &x) in inputs[from..end].iter().zip(&values[from..end]) {
+    for r in 0..rows {
+        for (p, x) in lists.row(r) {
             let at = &mut next[p as usize];
             quads.entries[*at] = Entry { at: r as u32, x };
             *at += 4;
         }
-        from = end;
     }
     quads
 }
@@ -586,7 +605,7 @@ mod simd {
         }
     }
 
-    /// [`nonzeros`](super::nonzeros)' kernel: per vector of the row, its nonzero values and
+    /// [`RowLists::fill`](super::RowLists::fill)'s kernel: per vector of the row, its nonzero values and
     /// their indices moved to the front and stored whole, the count advanced by how many.
     /// Stores start at the count, never past the vector's own place: within the row's length.
     ///
