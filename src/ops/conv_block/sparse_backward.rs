@@ -17,6 +17,49 @@ use std::cell::RefCell;
 /// A term of a sum: `weight * source[offset..]`, for one run of `k * cin` values.
 type Term = (u32, f32);
 
+/// Terms with the largest offset among them, so that a kernel call checks its loads against its
+/// source once, not term by term (the check per term took a seventh of the kernel's time).
+#[derive(Default)]
+struct Terms {
+    list: Vec<Term>,
+    max_at: u32,
+}
+
+impl Terms {
+    fn clear(&mut self) {
+        self.list.clear();
+        self.max_at = 0;
+    }
+
+    fn push(&mut self, term: Term) {
+        self.max_at = self.max_at.max(term.0);
+        self.list.push(term);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Terms `range` of the list, with a bound on their offsets.
+    fn slice(&self, range: std::ops::Range<usize>) -> TermSlice<'_> {
+        TermSlice {
+            list: &self.list[range],
+            max_at: self.max_at,
+        }
+    }
+
+    fn all(&self) -> TermSlice<'_> {
+        self.slice(0..self.list.len())
+    }
+}
+
+/// Some of a [`Terms`] list; every offset is at most `max_at`.
+#[derive(Clone, Copy)]
+struct TermSlice<'a> {
+    list: &'a [Term],
+    max_at: u32,
+}
+
 #[derive(Default)]
 struct Scratch {
     /// The current image with its zero border.
@@ -24,14 +67,14 @@ struct Scratch {
     /// One image's input gradient, with the border, before it is cropped.
     grad_padded: Vec<f32>,
     /// Per output channel: its live windows' patches (offsets into `padded`) and gradients.
-    by_channel: Vec<Vec<Term>>,
+    by_channel: Vec<Terms>,
     /// Per corner of the current window: the channels it won (offsets into the weights) and
     /// their gradients.
-    by_corner: [Vec<Term>; 4],
+    by_corner: [Terms; 4],
     /// Every winning pixel of the image: where its patch starts in `grad_padded`, and its
     /// channels' terms in `terms`.
     groups: Vec<(usize, std::ops::Range<usize>)>,
-    terms: Vec<Term>,
+    terms: Terms,
 }
 
 /// Bytes of weights the input gradient's loop keeps in L1 at a time.
@@ -106,7 +149,7 @@ impl Sparse {
             .div_ceil(run_vectors.div_ceil((L1_BUDGET / (cout * 4 * isa.lanes())).max(1)));
         let part = part_vectors * isa.lanes();
         SCRATCH.with_borrow_mut(|s| {
-            s.by_channel.resize_with(cout, Vec::new);
+            s.by_channel.resize_with(cout, Terms::default);
             let wants_x = grad_x.is_some();
             for (i, img) in x.chunks_exact(g.in_len()).enumerate() {
                 let padded = &*pad_image(g, img, &mut s.padded);
@@ -114,7 +157,7 @@ impl Sparse {
                     &argmax[i * pooled..][..pooled],
                     &grad[i * pooled..][..pooled],
                 );
-                s.by_channel.iter_mut().for_each(Vec::clear);
+                s.by_channel.iter_mut().for_each(Terms::clear);
                 s.terms.clear();
                 s.groups.clear();
                 for (win, (arg, gy)) in arg
@@ -123,7 +166,7 @@ impl Sparse {
                     .enumerate()
                 {
                     let (py, px) = (win / (cw / 2), win % (cw / 2));
-                    s.by_corner.iter_mut().for_each(Vec::clear);
+                    s.by_corner.iter_mut().for_each(Terms::clear);
                     for (co, (&at, &d)) in arg.iter().zip(gy).enumerate() {
                         if at == DEAD {
                             continue;
@@ -143,9 +186,10 @@ impl Sparse {
                         for (corner, terms) in s.by_corner.iter().enumerate() {
                             if !terms.is_empty() {
                                 let (oy, ox) = (2 * py + corner / 2, 2 * px + corner % 2);
-                                let first = s.terms.len();
-                                s.terms.extend_from_slice(terms);
-                                s.groups.push(((oy * wp + ox) * cin, first..s.terms.len()));
+                                let first = s.terms.list.len();
+                                terms.list.iter().for_each(|&t| s.terms.push(t));
+                                s.groups
+                                    .push(((oy * wp + ox) * cin, first..s.terms.list.len()));
                             }
                         }
                     }
@@ -154,7 +198,7 @@ impl Sparse {
                 for (co, terms) in s.by_channel.iter().enumerate() {
                     for ky in 0..k {
                         let dst = &mut gw[co * patch + ky * run..][..run];
-                        accumulate(isa, dst, terms, &padded[ky * wp * cin..]);
+                        accumulate(isa, dst, terms.all(), &padded[ky * wp * cin..]);
                     }
                 }
                 let Some(gx) = grad_x.as_deref_mut() else {
@@ -169,7 +213,7 @@ impl Sparse {
                         let src = &w[ky * run + p0..];
                         for (at, terms) in &s.groups {
                             let dst = &mut grad_padded[at + ky * wp * cin + p0..][..len];
-                            accumulate(isa, dst, &s.terms[terms.clone()], src);
+                            accumulate(isa, dst, s.terms.slice(terms.clone()), src);
                         }
                     }
                 }
@@ -186,15 +230,14 @@ impl Sparse {
 
 /// `dst += sum of weight * src[offset..][..dst.len()]` over `terms`, in order, with fused
 /// multiply-adds. `dst.len()` must be a whole number of `isa`'s vectors.
-fn accumulate(isa: Isa, dst: &mut [f32], terms: &[Term], src: &[f32]) {
+fn accumulate(isa: Isa, dst: &mut [f32], terms: TermSlice, src: &[f32]) {
     let vectors = dst.len() / isa.lanes();
     assert_eq!(vectors * isa.lanes(), dst.len(), "a run of whole vectors");
     assert!(
-        terms
-            .iter()
-            .all(|&(at, _)| at as usize + dst.len() <= src.len()),
+        terms.list.is_empty() || terms.max_at as usize + dst.len() <= src.len(),
         "a term reads past its source"
     );
+    let terms = terms.list;
     // SAFETY: `Sparse::grads`, the only caller, asserted that the CPU has `isa`; the
     // asserts above keep every load inside `src` and every store inside `dst`.
     #[cfg(target_arch = "x86_64")]
