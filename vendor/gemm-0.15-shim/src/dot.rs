@@ -100,7 +100,21 @@ pub unsafe fn gemm(
                                     w_rs,
                                 )
                             };
-                            for r0 in (0..m).step_by(tile_rows) {
+                            // Unpacked, the next tile's rows come from memory (the weight is
+                            // megabytes): this tile's row tiles fetch them in turns, a line
+                            // per vector step, so the first row tile of the next does not wait.
+                            let next_outs = if packed {
+                                0
+                            } else {
+                                tile_outs.min(o_end.saturating_sub(o0 + tile_outs))
+                            };
+                            // Not dereferenced unless `next_outs > 0`: wrapping, as past the last tile it
+                            // points past `w`.
+                            let next = (w.0 as *const f32)
+                                .wrapping_offset((o0 + outs) as isize * w_rs)
+                                .wrapping_add(chunk);
+                            let (lines, row_tiles) = (next_outs * vectors, m.div_ceil(tile_rows));
+                            for (i, r0) in (0..m).step_by(tile_rows).enumerate() {
                                 let t = Tile {
                                     x: x.0.offset(r0 as isize * x_rs).add(chunk),
                                     x_rs,
@@ -113,6 +127,13 @@ pub unsafe fn gemm(
                                         .add(r0 * stride + (o0 - o_start) * lanes),
                                     stride,
                                     first: chunk == 0,
+                                    fetch: Fetch {
+                                        rows: next,
+                                        rs: w_rs,
+                                        per_row: vectors,
+                                        from: i * lines / row_tiles,
+                                        to: (i + 1) * lines / row_tiles,
+                                    },
                                 };
                                 isa.dot_kernel(tile_rows.min(m - r0), outs, &t);
                             }
@@ -230,6 +251,17 @@ pub struct Tile {
     stride: usize,
     /// The first chunk starts the sums from zero; later ones continue them.
     first: bool,
+    fetch: Fetch,
+}
+
+/// Lines `from..to` of `rows` (`per_row` lines each, rows `rs` values apart) to fetch into the
+/// cache while a tile runs, one per vector step.
+pub struct Fetch {
+    rows: *const f32,
+    rs: isize,
+    per_row: usize,
+    from: usize,
+    to: usize,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -357,7 +389,23 @@ pub mod simd {
             std::array::from_fn(|r| t.x.offset(r as isize * t.x_rs).add(start));
         let ws: [*const f32; O] =
             std::array::from_fn(|o| t.w.offset(o as isize * t.w_rs).add(start));
+        let f = &t.fetch;
+        // `per_row` is the chunk's vectors: at least one.
+        let (mut row, mut col) = (f.from / f.per_row, f.from % f.per_row);
+        let mut left = f.to - f.from;
         for v in 0..t.vectors {
+            if left > 0 {
+                let line = f
+                    .rows
+                    .wrapping_offset(row as isize * f.rs)
+                    .wrapping_add(col * LANES);
+                _mm_prefetch::<_MM_HINT_T0>(line as *const i8);
+                left -= 1;
+                col += 1;
+                if col == f.per_row {
+                    (row, col) = (row + 1, 0);
+                }
+            }
             let off = v * STEP;
             let xv: [V; R] = std::array::from_fn(|r| V::load(xs[r].add(off)));
             for (o, w) in ws.iter().enumerate() {

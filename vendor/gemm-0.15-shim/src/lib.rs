@@ -301,3 +301,107 @@ mod tests {
         assert!(checked >= 352 * sets.len(), "{checked} cases");
     }
 }
+
+#[cfg(test)]
+mod timing {
+    /// Median times of the reference's hidden layer's three products (batch 50, 3136 -> 1024)
+    /// with the layouts dfdx passes: `cargo test --release -p gemm timing -- --ignored
+    /// --nocapture` (`RAYON_NUM_THREADS=1` for one thread).
+    #[test]
+    #[ignore]
+    fn reference_dense_products() {
+        let (b, i, o) = (50usize, 3136usize, 1024usize);
+        let val = |n: usize, f: f32| -> Vec<f32> { (0..n).map(|j| (j as f32 * f).sin()).collect() };
+        let (x, w, gy) = (val(b * i, 0.37), val(o * i, 0.11), val(b * o, 0.53));
+        let (mut y, mut gx, mut gw) = (
+            vec![0.0f32; b * o],
+            vec![0.0f32; b * i],
+            vec![0.0f32; o * i],
+        );
+        let time = |name: &str, f: &mut dyn FnMut()| {
+            let mut t: Vec<f64> = (0..50)
+                .map(|_| {
+                    let s = std::time::Instant::now();
+                    f();
+                    s.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            t.sort_by(f64::total_cmp);
+            eprintln!("{name}: {:.3} ms", t[t.len() / 2]);
+        };
+        let p = crate::Parallelism::Rayon(0);
+        // SAFETY: each matrix is its vector at the strides given; the outputs are apart.
+        unsafe {
+            time("forward, y = x Wᵀ", &mut || {
+                crate::gemm(
+                    b,
+                    o,
+                    i,
+                    y.as_mut_ptr(),
+                    1,
+                    o as isize,
+                    false,
+                    x.as_ptr(),
+                    1,
+                    i as isize,
+                    w.as_ptr(),
+                    i as isize,
+                    1,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    p,
+                )
+            });
+            time("input gradient, gx += gy W", &mut || {
+                crate::gemm(
+                    b,
+                    i,
+                    o,
+                    gx.as_mut_ptr(),
+                    1,
+                    i as isize,
+                    true,
+                    gy.as_ptr(),
+                    1,
+                    o as isize,
+                    w.as_ptr(),
+                    1,
+                    i as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    p,
+                )
+            });
+            // dfdx's weight gradient is that of `Wᵀ`: a 3136 x 1024 view of `gw`.
+            time("weight gradient, gWᵀ += xᵀ gy", &mut || {
+                crate::gemm(
+                    i,
+                    o,
+                    b,
+                    gw.as_mut_ptr(),
+                    i as isize,
+                    1,
+                    true,
+                    x.as_ptr(),
+                    i as isize,
+                    1,
+                    gy.as_ptr(),
+                    1,
+                    o as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    p,
+                )
+            });
+        }
+    }
+}
