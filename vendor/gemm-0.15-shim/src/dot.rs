@@ -108,8 +108,8 @@ pub unsafe fn gemm(
                             } else {
                                 tile_outs.min(o_end.saturating_sub(o0 + tile_outs))
                             };
-                            // Not dereferenced unless `next_outs > 0`: wrapping, as past the last tile it
-                            // points past `w`.
+                            // Not dereferenced unless `next_outs > 0`: wrapping, as past the
+                            // last tile it points past `w`.
                             let next = (w.0 as *const f32)
                                 .wrapping_offset((o0 + outs) as isize * w_rs)
                                 .wrapping_add(chunk);
