@@ -40,6 +40,12 @@ impl Terms {
         self.list.is_empty()
     }
 
+    /// Appends `other`'s terms.
+    fn extend(&mut self, other: &Terms) {
+        self.max_at = self.max_at.max(other.max_at);
+        self.list.extend_from_slice(&other.list);
+    }
+
     /// Terms `range` of the list, with a bound on their offsets.
     fn slice(&self, range: std::ops::Range<usize>) -> TermSlice<'_> {
         TermSlice {
@@ -187,7 +193,7 @@ impl Sparse {
                             if !terms.is_empty() {
                                 let (oy, ox) = (2 * py + corner / 2, 2 * px + corner % 2);
                                 let first = s.terms.list.len();
-                                terms.list.iter().for_each(|&t| s.terms.push(t));
+                                s.terms.extend(terms);
                                 s.groups
                                     .push(((oy * wp + ox) * cin, first..s.terms.list.len()));
                             }
